@@ -1,0 +1,18 @@
+"""The one exception family users see.
+
+Every error a user can cause (a bad file, a bad option, an image too small, a loss that
+blew up) is an :class:`NstError` with a one-line message; the CLI prints that line and
+exits non-zero instead of showing a traceback. Anything else is a bug.
+"""
+
+
+class NstError(Exception):
+    """A user-facing error: the message says what is wrong and what to do."""
+
+
+class WeightsError(NstError):
+    """A weights file that cannot be read, converted or matched to the model."""
+
+
+class ImageError(NstError):
+    """An image that cannot be read, written, or is unusable for the network."""

@@ -1,0 +1,118 @@
+"""Image files <-> float32 RGB arrays of shape (H, W, 3) in [0, 1].
+
+Reading accepts whatever Pillow opens and converts it: grayscale, palette, RGBA (composited
+on white), CMYK, 16-bit; EXIF orientation is applied. Writing is atomic: the file appears
+complete under its name or not at all.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+
+def load_image(source, size: int | None = None) -> np.ndarray:
+    """Read ``source`` (path or array) as float32 RGB in [0, 1], resized so its longest
+    side is ``size`` (None keeps it as it is)."""
+    if isinstance(source, np.ndarray):
+        image = _check_array(source)
+    else:
+        image = _read_file(Path(source))
+    return resize_longest(image, size) if size else image
+
+
+def resize_longest(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize so that the longest side is ``size`` pixels."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    return resize(image, max(1, round(h * scale)), max(1, round(w * scale)))
+
+
+def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Lanczos resize of float RGB to exactly ``height`` x ``width``."""
+    if image.shape[:2] == (height, width):
+        return image
+    channels = [Image.fromarray(image[..., c], mode="F").resize(
+        (width, height), Image.Resampling.LANCZOS) for c in range(3)]
+    return np.clip(np.stack([np.asarray(c) for c in channels], axis=-1), 0.0, 1.0)
+
+
+def to_uint8(image) -> np.ndarray:
+    """[0, 1] floats to uint8 RGB (rounded, clipped)."""
+    return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def check_writable(path: str | Path) -> Path:
+    """Fail early, before any compute, if ``path`` cannot be written as an image."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ImageError(f"cannot write {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ImageError(f"cannot write {path}: no write permission in {parent}")
+    if path.is_dir():
+        raise ImageError(f"cannot write {path}: it is a directory")
+    if path.suffix.lower() not in Image.registered_extensions():
+        raise ImageError(f"cannot write {path}: unknown image extension {path.suffix!r} "
+                         "(use .png or .jpg)")
+    return path
+
+
+def save_image(image, path: str | Path) -> Path:
+    """Write atomically: a temp file in the same directory, then a rename."""
+    path = check_writable(path)
+    fmt = Image.registered_extensions()[path.suffix.lower()]
+    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(to_uint8(image), mode="RGB").save(f, format=fmt)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ImageError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _read_file(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise ImageError(f"no such file: {path}")
+    if path.is_dir():
+        raise ImageError(f"{path} is a directory, not an image")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_rgb_float(img)
+    except UnidentifiedImageError:
+        raise ImageError(f"{path} is not an image Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+        raise ImageError(f"{path} is damaged or truncated ({e})") from None
+
+
+def _to_rgb_float(img: Image.Image) -> np.ndarray:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale
+        gray = np.asarray(img, np.float32) / (65535.0 if img.mode != "I" or
+                                               np.asarray(img).max() > 255 else 255.0)
+        return np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=-1)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    return np.asarray(img.convert("RGB"), np.float32) / 255.0
+
+
+def _check_array(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array, np.float32)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] not in (3, 4):
+        raise ImageError(f"an image array must be (H, W, 3), not {array.shape}")
+    return np.clip(array[..., :3], 0.0, 1.0)

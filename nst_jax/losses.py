@@ -1,0 +1,124 @@
+"""The losses of Gatys, Ecker & Bethge, as small pure functions over feature maps.
+
+Feature maps are ``(H, W, C)`` arrays (one image; batch with ``jax.vmap``). With
+N = C channels and M = H * W positions of layer l (the paper's notation):
+
+- Gram matrix      G_kk' = sum_ij a_ijk a_ijk'
+- content loss     J_content = 1/2 sum (a_C - a_G)^2
+- style loss       J_style^l = 1/(4 N^2 M^2) sum (G_S - G_G)^2, which is the article's
+                   1/(2 n_H n_W n_C)^2 written another way; J_style = sum_l lambda_l J_style^l
+- total            J = alpha J_content + beta J_style + tv J_tv
+
+References:
+  Gatys, Ecker & Bethge, "A Neural Algorithm of Artistic Style", arXiv:1508.06576 (2015);
+  "Image Style Transfer Using Convolutional Neural Networks", CVPR 2016, eqs. (1)-(7).
+
+Normalisation constants are Python floats: ``(2 * H * W * C) ** 2`` overflows int32 for a
+512x512x64 layer.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class LossWeights(NamedTuple):
+    """The weights of one run; every leaf may carry a leading batch axis for a sweep."""
+
+    content: jax.Array  # alpha
+    style: jax.Array  # beta
+    tv: jax.Array  # total-variation weight
+    content_layers: jax.Array  # (n_content,) weight of each content tap
+    style_layers: jax.Array  # (n_style,) lambda_l of each style tap
+
+
+class LossTerms(NamedTuple):
+    """Unweighted-by-alpha/beta terms: J_content, J_style (lambda-weighted), J_tv."""
+
+    content: jax.Array
+    style: jax.Array
+    tv: jax.Array
+
+
+def gram(features: jax.ArrayLike) -> jax.Array:
+    """G_kk' = sum_ij a_ijk a_ijk' for features of shape (H, W, C); returns (C, C).
+
+    Computed at HIGHEST precision: style losses are differences of large Grams, and
+    the TF32/bf16 passes some accelerators use by default lose them.
+    """
+    features = jnp.asarray(features)
+    flat = features.reshape(-1, features.shape[-1])
+    return jnp.matmul(flat.T, flat, precision=jax.lax.Precision.HIGHEST)
+
+
+def content_loss(target: jax.ArrayLike, features: jax.ArrayLike) -> jax.Array:
+    """J_content = 1/2 sum (a_C - a_G)^2 (Gatys et al. eq. 1)."""
+    return 0.5 * jnp.sum(jnp.square(jnp.asarray(features) - jnp.asarray(target)))
+
+
+def style_normalizer(shape: tuple[int, ...], norm: str = "paper") -> float:
+    """The constant dividing sum (G_S - G_G)^2 for a layer of ``shape`` = (H, W, C).
+
+    ``"paper"``: 4 N^2 M^2 = (2 H W C)^2 (eq. 4). ``"mean"``: N^2 (N M)^2, the PyTorch
+    tutorial's mean squared error of Grams divided by N M (a departure from the paper,
+    offered for comparison with that code).
+    """
+    h, w, c = (float(s) for s in shape[-3:])
+    if norm == "paper":
+        return (2.0 * h * w * c) ** 2
+    if norm == "mean":
+        return c * c * (c * h * w) ** 2
+    raise ValueError(f"unknown style normalisation {norm!r}")
+
+
+def style_layer_loss(target_gram: jax.ArrayLike, features: jax.ArrayLike,
+                     norm: str = "paper") -> jax.Array:
+    """J_style^l = sum (G_S - G_G)^2 / (4 N^2 M^2) (Gatys et al. eq. 4)."""
+    features = jnp.asarray(features)
+    diff = gram(features) - jnp.asarray(target_gram)
+    return jnp.sum(jnp.square(diff)) / style_normalizer(features.shape, norm)
+
+
+def tv_loss(image: jax.ArrayLike) -> jax.Array:
+    """Squared total variation sum (x[i+1,j]-x[i,j])^2 + (x[i,j+1]-x[i,j])^2 of (H, W, C).
+
+    Not in the 2016 paper; the common smoothness prior of later work (Mahendran & Vedaldi
+    2015, beta = 2), off unless its weight is set.
+    """
+    image = jnp.asarray(image)
+    dh = image[1:, :, :] - image[:-1, :, :]
+    dw = image[:, 1:, :] - image[:, :-1, :]
+    return jnp.sum(jnp.square(dh)) + jnp.sum(jnp.square(dw))
+
+
+class Targets(NamedTuple):
+    """What the image is compared with: content features and style Grams, one per tap,
+    in the order of the configured layer names (tuples, not dicts: pytrees sort dict
+    keys, and the order must match the layer weights)."""
+
+    content: tuple[jax.Array, ...]
+    style: tuple[jax.Array, ...]
+
+
+def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Targets,
+               layers: tuple[tuple[str, ...], tuple[str, ...]], weights: LossWeights,
+               norm: str = "paper") -> LossTerms:
+    """J_content, J_style and J_tv of one image, each summed with its per-layer weights.
+
+    ``layers`` = (content layer names, style layer names), in the order of ``targets``.
+    """
+    content_layers, style_layers = layers
+    content = sum(weights.content_layers[i] * content_loss(targets.content[i], features[name])
+                  for i, name in enumerate(content_layers))
+    style = sum(weights.style_layers[i] * style_layer_loss(targets.style[i], features[name], norm)
+                for i, name in enumerate(style_layers))
+    return LossTerms(jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32),
+                     tv_loss(image))
+
+
+def total_loss(terms: LossTerms, weights: LossWeights) -> jax.Array:
+    """J = alpha J_content + beta J_style + tv J_tv (Gatys et al. eq. 7, plus TV)."""
+    return weights.content * terms.content + weights.style * terms.style + weights.tv * terms.tv

@@ -1,0 +1,38 @@
+"""Shared fixtures: fabricated VGG weights in canonical form, and numeric strictness."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from nst_jax.config import conv_shapes
+from nst_jax.weights import VGGWeights
+
+jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+def random_params(arch: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """Canonical HWIO params with He-scaled random values (activations stay O(1))."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, (c_in, c_out) in conv_shapes(arch).items():
+        std = np.sqrt(2.0 / (9 * c_in))
+        params[f"{name}.kernel"] = (rng.standard_normal((3, 3, c_in, c_out)) * std).astype(np.float32)
+        params[f"{name}.bias"] = (rng.standard_normal(c_out) * 0.05).astype(np.float32)
+    return params
+
+
+@pytest.fixture(scope="session")
+def vgg19_params() -> dict[str, np.ndarray]:
+    return random_params("vgg19", seed=19)
+
+
+@pytest.fixture(scope="session")
+def vgg16_params() -> dict[str, np.ndarray]:
+    return random_params("vgg16", seed=16)
+
+
+@pytest.fixture(scope="session")
+def vgg16_weights(vgg16_params) -> VGGWeights:
+    return VGGWeights("vgg16", "torchvision", vgg16_params, "test", "random", "")
