@@ -155,8 +155,12 @@ def make_step(model: VGG, optimizer, config: StyleConfig) -> Callable:
 
 
 def init_state(image: jax.Array, optimizer) -> StepState:
+    """The state before the first step. Weak types are made strong: Optax's line search
+    starts with weakly typed scalars that its update returns strong, which would make
+    the second step compile again."""
     image = jnp.asarray(image, jnp.float32)
-    return StepState(image, optimizer.init(image), image, jnp.asarray(jnp.inf, jnp.float32))
+    state = StepState(image, optimizer.init(image), image, jnp.asarray(jnp.inf, jnp.float32))
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), state)
 
 
 def init_image(config: StyleConfig, content: np.ndarray, style: np.ndarray) -> np.ndarray:

@@ -34,6 +34,14 @@ def normalize(image: jax.Array, pixel_space: str) -> jax.Array:
     return (image * scale - jnp.asarray(mean, image.dtype)) / jnp.asarray(std, image.dtype)
 
 
+def pool2x2(x: jax.Array, kind: str = "max") -> jax.Array:
+    """2x2 stride-2 max or average pooling over (..., H, W, C); an odd last row or
+    column is dropped, as in Caffe/PyTorch's floor mode."""
+    *lead, h, w, c = x.shape
+    x = x[..., : h // 2 * 2, : w // 2 * 2, :].reshape(*lead, h // 2, 2, w // 2, 2, c)
+    return x.max(axis=(-4, -2)) if kind == "max" else x.mean(axis=(-4, -2))
+
+
 def min_image_side(arch: str, taps: tuple[str, ...]) -> int:
     """Smallest height/width for which every tap in ``taps`` is at least 1x1."""
     return 2 ** max(pools_before(arch, t) for t in taps)
@@ -74,7 +82,6 @@ class VGG(nn.Module):
         check_image_size(image.shape[-3], image.shape[-2], self.arch, tuple(taps))
         last = max(names.index(t) for t in taps)
         widths = {name: c_out for name, (_, c_out) in conv_shapes(self.arch).items()}
-        pool = nn.max_pool if self.pooling == "max" else nn.avg_pool
 
         x = normalize(image, self.pixel_space)
         out = {}
@@ -84,7 +91,7 @@ class VGG(nn.Module):
             elif name.startswith("relu"):
                 x = nn.relu(x)
             else:
-                x = pool(x, (2, 2), strides=(2, 2))
+                x = pool2x2(x, self.pooling)
             if name in taps:
                 out[name] = x
         return out

@@ -9,7 +9,14 @@ import pytest
 from nst_jax.config import conv_shapes
 from nst_jax.weights import VGGWeights
 
-jax.config.update("jax_numpy_dtype_promotion", "strict")
+
+
+@pytest.fixture
+def strict_promotion():
+    """Our own code must not rely on implicit dtype promotion (Optax's Adam does, so the
+    optimizer tests cannot use this)."""
+    with jax.numpy_dtype_promotion("strict"):
+        yield
 
 
 def random_params(arch: str, seed: int = 0) -> dict[str, np.ndarray]:

@@ -1,0 +1,101 @@
+"""Every loss against numbers computed by hand, an independent numpy version, and
+numerical gradients; every function is also run under jax.jit."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from nst_jax.losses import (LossWeights, Targets, content_loss, gram, loss_terms, style_layer_loss,
+                            style_normalizer, total_loss, tv_loss)
+
+pytestmark = pytest.mark.usefixtures("strict_promotion")
+
+# A 2x1 map with 2 channels: positions p1 = (1, 2), p2 = (3, 4).
+A = np.array([[[1.0, 2.0]], [[3.0, 4.0]]], np.float32)
+
+
+def test_gram_by_hand():
+    # G = [[1*1 + 3*3, 1*2 + 3*4], [2*1 + 4*3, 2*2 + 4*4]]
+    np.testing.assert_allclose(jax.jit(gram)(A), [[10.0, 14.0], [14.0, 20.0]])
+
+
+def test_content_loss_by_hand():
+    b = A + np.array([[[1.0, 0.0]], [[0.0, -2.0]]], np.float32)
+    assert float(jax.jit(content_loss)(A, b)) == pytest.approx(0.5 * (1 + 4))
+
+
+def test_style_layer_loss_by_hand():
+    # G(A) = [[10,14],[14,20]]; target G = 0 -> sum G^2 = 100 + 2*196 + 400 = 892.
+    # N = 2, M = 2: 4 N^2 M^2 = 64 = (2 * 2 * 1 * 2)^2 (the article's form).
+    got = jax.jit(style_layer_loss)(jnp.zeros((2, 2)), A)
+    assert float(got) == pytest.approx(892.0 / 64.0)
+    assert style_normalizer((2, 1, 2)) == 64.0 == (2 * 2 * 1 * 2) ** 2
+    # "mean": N^2 (N M)^2 = 4 * 16
+    assert float(style_layer_loss(jnp.zeros((2, 2)), A, "mean")) == pytest.approx(892.0 / 64.0)
+    assert style_normalizer((3, 5, 7), "mean") == 49 * (7 * 15) ** 2
+
+
+def test_tv_loss_by_hand():
+    img = np.array([[[0.0], [1.0]], [[2.0], [4.0]]], np.float32)  # 2x2, one channel
+    # vertical: (2-0)^2 + (4-1)^2 = 13, horizontal: (1-0)^2 + (4-2)^2 = 5
+    assert float(jax.jit(tv_loss)(img)) == pytest.approx(18.0)
+
+
+def test_normaliser_is_float_for_a_512x512_layer():
+    # (2 * 512 * 512 * 64)^2 = 1.15e15 overflows int32 (and int64 squares for bigger ones).
+    assert style_normalizer((512, 512, 64)) == pytest.approx((2.0 * 512 * 512 * 64) ** 2)
+    feats = jax.random.uniform(jax.random.key(0), (512, 512, 64))
+    target = gram(feats) * 0.5
+    got = float(jax.jit(style_layer_loss)(target, feats))
+    f = np.asarray(feats, np.float64).reshape(-1, 64)
+    g = f.T @ f
+    want = np.sum((g - 0.5 * g) ** 2) / (2.0 * 512 * 512 * 64) ** 2
+    assert np.isfinite(got) and got == pytest.approx(want, rel=1e-4)
+
+
+@pytest.mark.parametrize("fn", [gram, tv_loss, lambda x: content_loss(jnp.ones_like(x), x),
+                                lambda x: style_layer_loss(jnp.eye(3), x)])
+
+def test_gradients_match_finite_differences(fn):
+    x = jax.random.uniform(jax.random.key(3), (4, 5, 3), jnp.float32)
+    with jax.enable_x64(True):
+        check_grads(jax.jit(fn), (x.astype(jnp.float64),), order=2, modes=("rev",))
+
+
+def numpy_total(feats, image, c_targets, s_targets, alpha, beta, tv, cw, sw, c_names, s_names):
+    """Independent float64 implementation, written from the paper's equations."""
+    total_c = sum(w * 0.5 * np.sum((feats[n] - c_targets[i]) ** 2) for i, (n, w) in enumerate(zip(c_names, cw)))
+    total_s = 0.0
+    for i, (n, w) in enumerate(zip(s_names, sw)):
+        h, wd, c = feats[n].shape
+        fl = feats[n].reshape(-1, c)
+        total_s += w * np.sum((fl.T @ fl - s_targets[i]) ** 2) / (4.0 * c**2 * (h * wd) ** 2)
+    t = np.sum(np.diff(image, axis=0) ** 2) + np.sum(np.diff(image, axis=1) ** 2)
+    return alpha * total_c + beta * total_s + tv * t
+
+
+def test_total_matches_numpy_reference():
+    rng = np.random.default_rng(0)
+    feats = {"a": rng.uniform(size=(8, 6, 4)), "b": rng.uniform(size=(4, 3, 8)), "c": rng.uniform(size=(2, 2, 5))}
+    image = rng.uniform(size=(16, 12, 3))
+    c_names, s_names = ("b",), ("a", "b", "c")
+    c_t = [rng.uniform(size=(4, 3, 8))]
+    s_t = [g @ g.T for g in (rng.uniform(size=(4, 40)), rng.uniform(size=(8, 10)), rng.uniform(size=(5, 3)))]
+    alpha, beta, tv, cw, sw = 0.7, 1e3, 0.3, [1.0], [0.2, 0.5, 0.3]
+    want = numpy_total(feats, image, c_t, s_t, alpha, beta, tv, cw, sw, c_names, s_names)
+
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    weights = LossWeights(f32(alpha), f32(beta), f32(tv), f32(cw), f32(sw))
+    targets = Targets(tuple(map(f32, c_t)), tuple(map(f32, s_t)))
+
+    @jax.jit
+    def ours(feats, image):
+        terms = loss_terms(feats, image, targets, (c_names, s_names), weights)
+        return total_loss(terms, weights)
+
+    got = ours({k: f32(v) for k, v in feats.items()}, f32(image))
+    assert float(got) == pytest.approx(want, rel=1e-5)
