@@ -29,9 +29,14 @@ def load_image(source, size: int | None = None) -> np.ndarray:
 
 def resize_longest(image: np.ndarray, size: int) -> np.ndarray:
     """Resize so that the longest side is ``size`` pixels."""
-    h, w = image.shape[:2]
+    return resize(image, *scaled_shape(image.shape[:2], size))
+
+
+def scaled_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
+    """(height, width) after scaling ``shape`` so its longest side is ``size``."""
+    h, w = shape
     scale = size / max(h, w)
-    return resize(image, max(1, round(h * scale)), max(1, round(w * scale)))
+    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -54,13 +59,16 @@ def check_writable(path: str | Path) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ImageError(f"cannot write {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise ImageError(f"cannot write {path}: no write permission in {parent}")
     if path.is_dir():
         raise ImageError(f"cannot write {path}: it is a directory")
     if path.suffix.lower() not in Image.registered_extensions():
         raise ImageError(f"cannot write {path}: unknown image extension {path.suffix!r} "
                          "(use .png or .jpg)")
+    try:  # os.access says yes to root and on some mounts: try for real
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise ImageError(f"cannot write {path}: {e.strerror or e} in {parent}") from None
     return path
 
 
@@ -93,6 +101,8 @@ def _read_file(path: Path) -> np.ndarray:
             return _to_rgb_float(img)
     except UnidentifiedImageError:
         raise ImageError(f"{path} is not an image Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path} is too large to open safely ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise ImageError(f"{path} is damaged or truncated ({e})") from None
 

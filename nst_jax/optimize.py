@@ -22,7 +22,7 @@ import optax
 
 from .config import OPTIMIZER_DEFAULT_LR, StyleConfig, layer_names
 from .errors import NstError
-from .image import load_image, resize
+from .image import load_image, resize, scaled_shape
 from .losses import LossTerms, LossWeights, Targets, gram, loss_terms, total_loss
 from .vgg import VGG, activation_bytes, check_image_size
 from .weights import VGGWeights, load_weights
@@ -90,6 +90,10 @@ def uses_linesearch(name: str) -> bool:
 def build_model(weights: VGGWeights, config: StyleConfig) -> VGG:
     """The VGG truncated at the deepest content/style tap the config asks for."""
     taps = tuple(dict.fromkeys(config.content_layers + config.style_layers))
+    unknown = [t for t in taps if t not in layer_names(weights.arch)]
+    if unknown:
+        raise NstError(f"unknown layer {', '.join(unknown)} for {weights.arch}; layers are named "
+                       "conv1_1, relu1_1, ..., pool5 (e.g. relu4_2)")
     return VGG(arch=weights.arch, taps=taps, pooling=config.pooling,
                pixel_space=weights.pixel_space)
 
@@ -216,17 +220,23 @@ def check_memory(arch: str, height: int, width: int, taps: tuple[str, ...], batc
 
 
 def prepare(content, style, config: StyleConfig, weights: VGGWeights | None = None):
-    """Load everything a run needs; return (model, variables, targets, content, style)."""
+    """Load everything a run needs; return (model, variables, targets, content, style).
+
+    Sizes and memory are checked on the target dimensions before any resizing, so a
+    ``--size`` that cannot fit fails at once with the estimate."""
     weights = weights or load_weights(config.weights)
-    content_img = load_image(content, config.size)
-    style_img = load_image(style, max(1, round(config.size * config.style_scale)))
     model = build_model(weights, config)
-    for img in (content_img, style_img):
-        check_image_size(img.shape[0], img.shape[1], weights.arch, model.taps)
-    check_memory(weights.arch, *content_img.shape[:2], model.taps)
+    images = []
+    for source, longest in ((content, config.size), (style, config.size * config.style_scale)):
+        raw = load_image(source)
+        h, w = scaled_shape(raw.shape[:2], max(1, round(longest)))
+        check_image_size(h, w, weights.arch, model.taps)
+        if not images:
+            check_memory(weights.arch, h, w, model.taps)
+        images.append(resize(raw, h, w))
     variables = jax.device_put(weights.variables())
-    targets = compute_targets(model, variables, content_img, style_img, config)
-    return model, variables, targets, content_img, style_img
+    targets = compute_targets(model, variables, images[0], images[1], config)
+    return model, variables, targets, images[0], images[1]
 
 
 def stylize(content, style, config: StyleConfig = StyleConfig(), *,

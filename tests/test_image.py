@@ -1,0 +1,98 @@
+"""Reading every kind of image people have, and writing atomically."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_jax.errors import ImageError
+from nst_jax.image import check_writable, load_image, resize_longest, save_image, scaled_shape
+
+RGB = (np.arange(4 * 6 * 3).reshape(4, 6, 3) * 3 % 256).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "1", "I;16", "RGB"])
+def test_every_mode_becomes_rgb_float(tmp_path, mode):
+    img = Image.fromarray(RGB, "RGB")
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(img.convert("L"), np.uint16) * np.uint16(257))
+        assert img.mode == "I;16"
+        suffix = ".png"
+    else:
+        img = img.convert(mode)
+        suffix = ".tiff" if mode == "CMYK" else ".png"
+    path = tmp_path / f"x{suffix}"
+    img.save(path)
+    out = load_image(path)
+    assert out.shape == (4, 6, 3) and out.dtype == np.float32
+    assert 0.0 <= out.min() and out.max() <= 1.0
+    if mode in ("L", "I;16"):
+        want = np.asarray(Image.fromarray(RGB).convert("L"), np.float32) / 255
+        np.testing.assert_allclose(out[..., 0], want, atol=1e-3)
+
+
+def test_rgba_is_composited_on_white(tmp_path):
+    rgba = np.zeros((2, 2, 4), np.uint8)  # fully transparent black
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
+    np.testing.assert_allclose(load_image(tmp_path / "t.png"), 1.0)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    img = Image.fromarray(np.zeros((10, 20, 3), np.uint8))  # landscape pixels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": the photo is portrait
+    img.save(tmp_path / "r.jpg", exif=exif)
+    assert load_image(tmp_path / "r.jpg").shape == (20, 10, 3)
+
+
+def test_resize_longest_side():
+    img = np.random.default_rng(0).uniform(size=(30, 60, 3)).astype(np.float32)
+    assert resize_longest(img, 20).shape == (10, 20, 3)
+    assert scaled_shape((30, 60), 20) == (10, 20)
+
+
+@pytest.mark.parametrize("content,match", [(b"not an image at all", "not an image"),
+                                           (None, "damaged or truncated")])
+def test_bad_files(tmp_path, content, match):
+    path = tmp_path / "bad.jpg"
+    if content is None:
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(path)
+        path.write_bytes(path.read_bytes()[:600])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ImageError, match=match):
+        load_image(path)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        load_image(tmp_path / "nope.png")
+    with pytest.raises(ImageError, match="is a directory"):
+        load_image(tmp_path)
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    out = tmp_path / "o.png"
+    save_image(np.full((4, 4, 3), 0.5, np.float32), out)
+    before = out.read_bytes()
+
+    def broken_save(self, fp, format=None, **kw):
+        fp.write(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", broken_save)
+    with pytest.raises(ImageError, match="No space left"):
+        save_image(np.zeros((4, 4, 3), np.float32), out)
+    assert out.read_bytes() == before  # the old file is untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["o.png"]  # no temp file left
+
+
+def test_check_writable(tmp_path):
+    with pytest.raises(ImageError, match="does not exist"):
+        check_writable(tmp_path / "missing" / "o.png")
+    with pytest.raises(ImageError, match="unknown image extension"):
+        check_writable(tmp_path / "o.xyz")
+    with pytest.raises(ImageError, match="cannot write"):
+        check_writable("/proc/o.png")  # a directory nobody, root included, can create files in
+    assert check_writable(tmp_path / "o.png") == tmp_path / "o.png"
