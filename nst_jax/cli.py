@@ -154,6 +154,92 @@ def stylize(
     out.print(f"{summary}\nwrote {output}", highlight=False)
 
 
+@app.command()
+def sweep(
+    content: Annotated[Path, typer.Argument(help="Content image.")],
+    style: Annotated[Path, typer.Argument(help="Style image.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("sweep-out"),
+    style_weights: Annotated[str, typer.Option("--style-weight", help="Comma-separated betas: the columns.")] = "1e5,1e6,1e7",
+    layers: Annotated[str, typer.Option(help="Rows: 'paper' (conv1_1, +conv2_1, ... +conv5_1, the "
+                                        "article's Fig. 9) or sets 'NAME[:W],...;NAME[:W],...'.")] = "paper",
+    size: Size = 256, steps: Steps = 200, optimizer: Optim = D.optimizer, lr: Lr = None,
+    content_weight: ContentW = D.content_weight, tv_weight: TvW = D.tv_weight,
+    content_layers: CLayers = "relu4_2", style_norm: Norm = D.style_norm, pooling: Pool = D.pooling,
+    init: Init = D.init, init_noise: InitNoise = D.init_noise, seed: Seed = D.seed,
+    style_scale: StyleScale = D.style_scale, weights: Weights = D.weights,
+    log_every: LogEvery = D.log_every,
+    max_chunk: Annotated[Optional[int], typer.Option("--max-chunk", help="At most this many cells at once.")] = None,
+    distributed: Annotated[bool, typer.Option(help="Call jax.distributed.initialize() (multi-host).")] = False,
+) -> None:
+    """Stylize a whole grid of style weights x layer sets in one vmapped program."""
+    import json
+
+    from . import image
+    from . import sweep as sweep_lib
+
+    try:
+        betas = [float(b) for b in style_weights.split(",") if b.strip()]
+    except ValueError:
+        raise fail(f"--style-weight takes numbers separated by commas, not {style_weights!r}") from None
+    try:
+        union, sets, row_labels = parse_layer_sets(layers)
+        config = build_config(size=size, steps=steps, optimizer=optimizer, lr=lr,
+                              content_weight=content_weight, style_weight=betas[0], ratio=None,
+                              tv_weight=tv_weight, content_layers=content_layers,
+                              style_layers=",".join(f"{n}:{w}" for n, w in zip(union, sets[0])),
+                              style_norm=style_norm, pooling=pooling, init=init, init_noise=init_noise,
+                              seed=seed, style_scale=style_scale, weights=weights, log_every=log_every)
+        if distributed:
+            import jax
+
+            jax.distributed.initialize()
+        if output.exists() and not output.is_dir():
+            raise NstError(f"{output} exists and is not a directory")
+        output.mkdir(parents=True, exist_ok=True)
+        image.check_writable(output / "contact_sheet.png")
+        with progress_bar(config.steps) as (progress, task):
+            def on_step(chunk, i, metrics):
+                progress.update(task, completed=i + 1, loss=float(metrics.loss.mean()),
+                                description=f"chunk {chunk + 1}")
+
+            result = sweep_lib.sweep(content, style, config, betas, sets, max_chunk=max_chunk,
+                                     callback=on_step)
+        if sweep_lib.is_writer():
+            cols = [f"beta {b:g}" for b in betas]
+            for cell in result.cells():
+                b = cell["row"] * len(betas) + cell["col"]
+                image.save_image(result.best_images[b], output / f"cell_r{cell['row']}_c{cell['col']}.png")
+            sheet = image.contact_sheet(result.best_images, row_labels, cols,
+                                        title=f"rows: style layers; columns: style weight beta (alpha {config.content_weight:g}, {steps} steps)")
+            image.save_image(sheet, output / "contact_sheet.png")
+            (output / "losses.json").write_text(json.dumps(
+                {"config": {k: v for k, v in vars(config).items()}, "cells": result.cells(),
+                 "chunks": result.chunks, "devices": result.devices, "seconds": result.seconds,
+                 "compile_seconds": result.compile_seconds}, indent=1))
+    except NstError as e:
+        raise fail(str(e)) from None
+    out.print(f"{len(result.cells())} cells ({result.shape[0]} x {result.shape[1]}) in {result.chunks} "
+              f"chunk(s) on {result.devices} device(s), {result.seconds:.1f} s (compile "
+              f"{result.compile_seconds:.1f} s)\nwrote {output}/contact_sheet.png, cell_r*_c*.png, losses.json",
+              highlight=False)
+
+
+def parse_layer_sets(spec: str) -> tuple[tuple[str, ...], list[tuple[float, ...]], list[str]]:
+    """Rows of a sweep: (union of layer names, one weight vector per row, row labels)."""
+    from .sweep import paper_layer_sets
+
+    if spec.strip() == "paper":
+        union = PAPER_STYLE_LAYERS
+        sets = paper_layer_sets(union)
+        return union, sets, [f"{union[0]}" if k == 1 else f"{union[0]}..{union[k - 1]}"
+                             for k in range(1, len(union) + 1)]
+    rows = [parse_layers(part) for part in spec.split(";") if part.strip()]
+    union = tuple(dict.fromkeys(n for names, _ in rows for n in names))
+    sets = [tuple(dict(zip(names, ws)).get(n, 0.0) for n in union) for names, ws in rows]
+    labels = [",".join(names) for names, _ in rows]
+    return union, sets, labels
+
+
 @contextmanager
 def progress_bar(total: int):
     """A rich progress bar with step, loss and steps/s on stderr (hidden when not a TTY)."""

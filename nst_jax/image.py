@@ -126,3 +126,25 @@ def _check_array(array: np.ndarray) -> np.ndarray:
     if array.ndim != 3 or array.shape[-1] not in (3, 4):
         raise ImageError(f"an image array must be (H, W, 3), not {array.shape}")
     return np.clip(array[..., :3], 0.0, 1.0)
+
+
+def contact_sheet(images, row_labels: list[str], col_labels: list[str], title: str = "") -> np.ndarray:
+    """A labelled grid (rows x cols) of equally sized images, like the paper's figures."""
+    from PIL import ImageDraw, ImageFont
+
+    rows, cols = len(row_labels), len(col_labels)
+    h, w = images[0].shape[:2]
+    font = ImageFont.load_default(size=max(11, min(18, w // 12)))
+    pad, top, left = 4, 26 + (22 if title else 0), max(90, 8 * max(map(len, row_labels), default=0))
+    sheet = Image.new("RGB", (left + cols * (w + pad), top + rows * (h + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((pad, pad), title, fill="black", font=font)
+    for c, label in enumerate(col_labels):
+        draw.text((left + c * (w + pad) + w // 2, top - 6), label, fill="black", font=font, anchor="ms")
+    for r, label in enumerate(row_labels):
+        draw.multiline_text((pad, top + r * (h + pad) + h // 2), label.replace(" ", "\n"),
+                            fill="black", font=font, anchor="lm")
+        for c in range(cols):
+            sheet.paste(Image.fromarray(to_uint8(images[r * cols + c])), (left + c * (w + pad), top + r * (h + pad)))
+    return np.asarray(sheet, np.float32) / 255.0

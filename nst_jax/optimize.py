@@ -114,18 +114,18 @@ def compute_targets(model: VGG, variables, content: jax.Array, style: jax.Array,
 
 
 def make_step(model: VGG, optimizer, config: StyleConfig) -> Callable:
-    """The pure step ``(state, variables, targets, weights, record) -> (state, metrics)``.
+    """The pure step ``(state, variables, targets, weights, i) -> (state, metrics)``.
 
     One call = loss and gradient over the image, optimizer update, apply (and projection
     to [0, 1] for first-order optimizers). Wrap it in ``jax.jit`` (one region per step)
-    and, for sweeps, in ``jax.vmap`` over ``state`` and ``weights``. ``record`` (a traced
-    bool, so changing it never recompiles) asks L-BFGS to also report the separate loss
-    terms, which costs one extra forward pass.
+    and, for sweeps, in ``jax.vmap`` over ``state`` and ``weights``. ``i`` is the step
+    index as a traced int32, so it never recompiles; L-BFGS uses it to report the loss
+    terms on log steps (one extra forward pass) and to know its first step.
     """
     layers = (config.content_layers, config.style_layers)
     linesearch = uses_linesearch(config.optimizer)
 
-    def step(state: StepState, variables, targets: Targets, weights: LossWeights, record):
+    def step(state: StepState, variables, targets: Targets, weights: LossWeights, i):
         def terms_fn(image):
             terms = loss_terms(model.apply(variables, image), image, targets, layers, weights,
                                config.style_norm)
@@ -135,14 +135,22 @@ def make_step(model: VGG, optimizer, config: StyleConfig) -> Callable:
             return terms_fn(image)[0]
 
         if linesearch:
-            first = ~jnp.isfinite(optax.tree_utils.tree_get(state.opt_state, "value"))
-            value, grad = optax.value_and_grad_from_state(value_fn)(state.image, state=state.opt_state)
+            # The zoom line search leaves value and gradient at the accepted point in its
+            # state; reuse them. Unlike optax.value_and_grad_from_state, branch on the step
+            # index, which is not batched: under vmap its per-cell lax.cond would become a
+            # select and pay a full extra evaluation on every step.
+            first = i == 0
+            value, grad = jax.lax.cond(
+                first, lambda: jax.value_and_grad(value_fn)(state.image),
+                lambda: (optax.tree_utils.tree_get(state.opt_state, "value"),
+                         optax.tree_utils.tree_get(state.opt_state, "grad")))
             nan = jnp.full((), jnp.nan, jnp.float32)
+            record = (i % config.log_every == 0) | (i == config.steps - 1)
             terms = jax.lax.cond(record, lambda: terms_fn(state.image)[1],
                                  lambda: LossTerms(nan, nan, nan))
             updates, opt_state = optimizer.update(grad, state.opt_state, state.image, value=value,
                                                   grad=grad, value_fn=value_fn)
-            evals = optax.tree_utils.tree_get(opt_state, "num_linesearch_steps") + first
+            evals = optax.tree_utils.tree_get(opt_state, "num_linesearch_steps") + first.astype(jnp.int32)
             image = optax.apply_updates(state.image, updates)
         else:
             (value, terms), grad = jax.value_and_grad(terms_fn, has_aux=True)(state.image)
@@ -258,9 +266,8 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     start = time.perf_counter()
     try:
         for i in range(config.steps):
-            record = i % config.log_every == 0 or i == config.steps - 1
             t0 = time.perf_counter()
-            state, metrics = step(state, variables, targets, weights_tree, jnp.asarray(record))
+            state, metrics = step(state, variables, targets, weights_tree, jnp.asarray(i, jnp.int32))
             loss = float(metrics.loss)
             if i == 0:
                 compile_seconds = time.perf_counter() - t0
