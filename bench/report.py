@@ -1,0 +1,91 @@
+"""Markdown table and matplotlib plots from a bench/run.py results dict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_report(r: dict, out: Path, name: str) -> None:
+    m = r["machine"]
+    lines = [f"# Benchmark: {name}", "",
+             f"Machine: {m.get('gpu', m['cpu'])} ({m['cores']} CPU cores); jax {m['jax']}, torch {m['torch']}; {m['date']}.",
+             f"Matmul ceiling ({r['ceiling']['n']}^2 f32): JAX {r['ceiling']['jax_gflops']:.0f} GFLOP/s, "
+             f"torch {r['ceiling']['torch_gflops']:.0f} GFLOP/s.",
+             f"Loss parity before timing: max relative difference {r['parity']['max_rel_diff']:.1e}.", ""]
+    if "steps" in r:
+        lines += ["## Adam step (forward + backward + update), median ms", "",
+                  "| arch | px | jax | torch tutorial | torch fast | jax / tutorial | jax / fast | jax GFLOP/s (% of matmul) | peak MiB jax / tut / fast |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        by = {(x["arch"], x["size"], x["impl"]): x for x in r["steps"]}
+        for arch, size in dict.fromkeys((x["arch"], x["size"]) for x in r["steps"]):
+            j, t, f = (by[(arch, size, k)] for k in ("jax", "torch-tutorial", "torch-fast"))
+            pct = 100 * j["gflops"] / max(r["ceiling"]["jax_gflops"], r["ceiling"]["torch_gflops"])
+            lines.append(f"| {arch} | {size} | {j['ms_per_step']:.0f} | {t['ms_per_step']:.0f} | {f['ms_per_step']:.0f} | "
+                         f"{j['ms_per_step'] / t['ms_per_step']:.2f} | {j['ms_per_step'] / f['ms_per_step']:.2f} | "
+                         f"{j['gflops']:.0f} ({pct:.0f}%) | {j['peak_mib']:.0f} / {t['peak_mib']:.0f} / {f['peak_mib']:.0f} |")
+        lines += ["", "Ratios below 1 mean JAX is faster. First-call (compile) seconds are in the JSON.", ""]
+    if "lbfgs" in r:
+        lb = r["lbfgs"]
+        lines += ["## L-BFGS function evaluations per second", "",
+                  f"At {lb['size']} px: JAX (Optax, zoom line search) {lb['jax']['evals_per_s']:.2f} evals/s "
+                  f"({lb['jax']['evals']} evals in {lb['jax']['steps']} steps); torch tutorial LBFGS (no line search, "
+                  f"max_iter 20 per call) {lb['torch-tutorial']['evals_per_s']:.2f} evals/s ({lb['torch-tutorial']['evals']} evals).", ""]
+    if "target" in r:
+        t = r["target"]
+        lines += ["## Time to reach the tutorial's loss", "",
+                  f"Target: loss {t['target_loss']:.4g}, what torch tutorial L-BFGS reaches after "
+                  f"{t['torch-tutorial-lbfgs']['evals']} evaluations at {t['size']} px.", "",
+                  "| implementation | seconds | steps |", "|---|---|---|",
+                  f"| torch tutorial L-BFGS | {t['torch-tutorial-lbfgs']['seconds']:.1f} | {t['torch-tutorial-lbfgs']['evals']} evals |"]
+        for k in ("jax-lbfgs", "jax-adam"):
+            v = t[k]
+            secs = f"{v['seconds']:.1f}" if v["seconds"] is not None else f"not reached in {v['max_steps']} steps"
+            lines.append(f"| {k} | {secs} | {v['steps'] or '-'} |")
+        lines.append("")
+    if "sweep" in r:
+        lines += ["## vmapped sweep vs sequential runs (VGG16)", "",
+                  "| cells | px | vmapped cell-steps/s | sequential cell-steps/s | speed-up |", "|---|---|---|---|---|"]
+        for x in r["sweep"]:
+            lines.append(f"| {x['batch']} | {x['size']} | {x['cell_steps_per_s_vmapped']:.2f} | "
+                         f"{x['cell_steps_per_s_sequential']:.2f} | {x['speedup']:.2f} |")
+        lines.append("")
+    (out / f"{name}.md").write_text("\n".join(lines))
+    _plots(r, out, name)
+
+
+def _plots(r: dict, out: Path, name: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    if "steps" in r:
+        keys = list(dict.fromkeys((x["arch"], x["size"]) for x in r["steps"]))
+        impls = ["jax", "torch-tutorial", "torch-fast"]
+        by = {(x["arch"], x["size"], x["impl"]): x["ms_per_step"] for x in r["steps"]}
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for i, impl in enumerate(impls):
+            ax.bar([k + 0.27 * (i - 1) for k in range(len(keys))], [by[(a, s, impl)] for a, s in keys], 0.27, label=impl)
+        ax.set_xticks(range(len(keys)), [f"{a}\n{s}px" for a, s in keys])
+        ax.set_ylabel("ms per Adam step (median)")
+        ax.set_yscale("log")
+        ax.set_title(name)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / f"{name}-steps.png", dpi=100)
+        plt.close(fig)
+    if "sweep" in r:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        b = [x["batch"] for x in r["sweep"]]
+        ax.plot(b, [x["cell_steps_per_s_vmapped"] for x in r["sweep"]], "o-", label="vmapped sweep")
+        ax.plot(b, [x["cell_steps_per_s_sequential"] for x in r["sweep"]], "s--", label="sequential stylize")
+        ax.set_xlabel("cells")
+        ax.set_ylabel("cell-steps per second")
+        ax.set_xscale("log", base=2)
+        ax.set_title(name)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / f"{name}-sweep.png", dpi=100)
+        plt.close(fig)
