@@ -11,6 +11,7 @@ from .errors import ImageError, NstError, WeightsError
 from .image import load_image, save_image
 from .losses import LossTerms, LossWeights, Targets, content_loss, gram, style_layer_loss, total_loss, tv_loss
 from .optimize import Result, make_optimizer, make_step, stylize
+from .sweep import SweepResult, sweep
 from .vgg import VGG
 from .weights import VGGWeights, convert, load_weights
 
@@ -20,6 +21,7 @@ __all__ = [
     "PAPER_CONTENT_LAYERS", "PAPER_STYLE_LAYERS", "StyleConfig", "layer_names",
     "ImageError", "NstError", "WeightsError", "load_image", "save_image",
     "LossTerms", "LossWeights", "Targets", "content_loss", "gram", "style_layer_loss",
-    "total_loss", "tv_loss", "Result", "make_optimizer", "make_step", "stylize", "VGG",
+    "total_loss", "tv_loss", "Result", "make_optimizer", "make_step", "stylize", "SweepResult",
+    "sweep", "VGG",
     "VGGWeights", "convert", "load_weights",
 ]

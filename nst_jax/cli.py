@@ -65,7 +65,7 @@ def build_config(*, size: int, steps: int, optimizer: str, lr: Optional[float], 
     """Options -> the one frozen config. ``ratio`` = alpha/beta overrides content_weight."""
     c_names, c_weights = parse_layers(content_layers)
     s_names, s_weights = parse_layers(style_layers)
-    if lr is None and optimizer.lower() != "lbfgs":
+    if lr is None and not optimizer.lower().startswith("lbfgs"):
         lr = StyleConfig.learning_rate
     if ratio is not None:
         content_weight = ratio * style_weight
@@ -85,7 +85,7 @@ def build_config(*, size: int, steps: int, optimizer: str, lr: Optional[float], 
 D = StyleConfig()
 Size = Annotated[int, typer.Option(help="Longest side of the output in pixels.")]
 Steps = Annotated[int, typer.Option(help="Optimizer steps.")]
-Optim = Annotated[str, typer.Option("--optimizer", help="adam, lbfgs, or any optax optimizer by name.")]
+Optim = Annotated[str, typer.Option("--optimizer", help="adam, lbfgs (zoom line search), lbfgs-fixed (unit step, no line search), or any optax optimizer by name.")]
 Lr = Annotated[Optional[float], typer.Option("--lr", help="Learning rate in [0,1] pixel units "
                                              "(default 0.02; L-BFGS: line search).")]
 ContentW = Annotated[float, typer.Option("--content-weight", help="alpha.")]
@@ -175,7 +175,7 @@ def sweep(
     import json
 
     from . import image
-    from . import sweep as sweep_lib
+    from .sweep import is_writer, sweep as run_sweep
 
     try:
         betas = [float(b) for b in style_weights.split(",") if b.strip()]
@@ -202,9 +202,9 @@ def sweep(
                 progress.update(task, completed=i + 1, loss=float(metrics.loss.mean()),
                                 description=f"chunk {chunk + 1}")
 
-            result = sweep_lib.sweep(content, style, config, betas, sets, max_chunk=max_chunk,
+            result = run_sweep(content, style, config, betas, sets, max_chunk=max_chunk,
                                      callback=on_step)
-        if sweep_lib.is_writer():
+        if is_writer():
             cols = [f"beta {b:g}" for b in betas]
             for cell in result.cells():
                 b = cell["row"] * len(betas) + cell["col"]

@@ -93,7 +93,8 @@ class StyleConfig:
     style_norm: str = "paper"
     # Pooling in the network: "max" (as trained) or "avg" (the paper's recommendation).
     pooling: str = "max"
-    # Optax optimizer by name ("adam", "lbfgs", or any optax factory, e.g. "sgd").
+    # Optax optimizer by name: "adam", "lbfgs" (zoom line search), "lbfgs-fixed" (unit
+    # step, no line search: fastest on CPU, see bench/README.md), or any optax factory.
     optimizer: str = "adam"
     # Learning rate in [0, 1] pixel units; None = the optimizer's own default
     # (L-BFGS: step sizes come from its zoom line search).

@@ -1,9 +1,11 @@
 """Optimisation of the image: optimizer by name, the single jitted step, ``stylize()``.
 
-The image lives in RGB [0, 1]. First-order optimizers (Adam, SGD, ...) are projected:
-after each update the image is clipped to [0, 1], so every iterate is a valid picture.
-L-BFGS is left unconstrained (clipping would break its curvature pairs and line search,
-as in Gatys et al.'s own code) and the result is clipped once at the end.
+The image lives in RGB [0, 1]. Optimizers without a line search (Adam, SGD, ...,
+``lbfgs-fixed``) are projected: after each update the image is clipped to [0, 1], so every
+iterate is a valid picture (the PyTorch tutorial clamps the same way). ``lbfgs`` with its
+zoom line search is left unconstrained (clipping between its trial points would break
+the line search's conditions, as in Gatys et al.'s own code) and the result is clipped
+once at the end.
 """
 
 from __future__ import annotations
@@ -72,9 +74,14 @@ def make_optimizer(name: str, learning_rate: float | None = None):
     key = name.lower().replace("-", "_")
     if key == "lbfgs":
         return optax.lbfgs(learning_rate=learning_rate)
+    if key == "lbfgs_fixed":
+        # L-BFGS directions with a unit step and no line search (torch.optim.LBFGS's
+        # default, as the PyTorch tutorial runs it): one evaluation per step, all at the
+        # top level of the jitted step (see bench/README.md for why that matters on CPU).
+        return optax.lbfgs(learning_rate=learning_rate or 1.0, linesearch=None)
     factory = getattr(optax, key, None)
     if not callable(factory) or "learning_rate" not in inspect.signature(factory).parameters:
-        raise NstError(f"unknown optimizer {name!r}: use adam, lbfgs, or any optax optimizer "
+        raise NstError(f"unknown optimizer {name!r}: use adam, lbfgs, lbfgs-fixed, or any optax optimizer "
                        "taking a learning_rate (sgd, adamw, rmsprop, lion, ...)")
     if learning_rate is None:
         learning_rate = OPTIMIZER_DEFAULT_LR.get(key)
@@ -288,7 +295,7 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
 
 def nan_advice(config: StyleConfig) -> str:
     """What to lower when the loss blew up."""
-    if uses_linesearch(config.optimizer):
+    if config.optimizer.lower().startswith("lbfgs"):
         return "lower --style-weight (L-BFGS steps grow with the loss scale)"
     return f"lower --lr (now {config.learning_rate}) or --style-weight (now {config.style_weight:g})"
 

@@ -21,7 +21,7 @@ CONTENT = RNG.uniform(size=(32, 28, 3)).astype(np.float32)
 STYLE = RNG.uniform(size=(24, 32, 3)).astype(np.float32)
 
 
-@pytest.mark.parametrize("optimizer,lr", [("adam", 0.02), ("lbfgs", None)])
+@pytest.mark.parametrize("optimizer,lr", [("adam", 0.02), ("lbfgs", None), ("lbfgs-fixed", None)])
 def test_second_step_compiles_nothing(optimizer, lr, vgg16_weights):
     config = StyleConfig.tiny(optimizer=optimizer, learning_rate=lr)
     model, variables, targets, content, _ = prepare(CONTENT, STYLE, config, vgg16_weights)
@@ -52,6 +52,13 @@ def test_lbfgs_counts_function_evaluations_apart_from_steps(vgg16_weights):
     assert result.history[-1].total < 0.5 * result.history[0].total
     recorded = [r.step for r in result.history if np.isfinite(r.style)]
     assert recorded == [0, 3, 5]  # every log_every steps, and the last
+
+
+def test_lbfgs_fixed_is_one_evaluation_per_step(vgg16_weights):
+    config = StyleConfig.tiny(optimizer="lbfgs-fixed", learning_rate=None, steps=6)
+    result = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
+    assert result.function_evals == 6
+    assert result.history[-1].total < 0.5 * result.history[0].total
 
 
 def test_any_optax_optimizer_by_name(vgg16_weights):
