@@ -40,12 +40,13 @@ def write_report(r: dict, out: Path, name: str) -> None:
         lines += ["## Time to reach the tutorial's loss", "",
                   f"Target: loss {t['target_loss']:.4g}, what torch tutorial L-BFGS reaches after "
                   f"{t['torch-tutorial-lbfgs']['evals']} evaluations at {t['size']} px.", "",
-                  "| implementation | seconds | steps |", "|---|---|---|",
-                  f"| torch tutorial L-BFGS | {t['torch-tutorial-lbfgs']['seconds']:.1f} | {t['torch-tutorial-lbfgs']['evals']} evals |"]
+                  "| implementation | seconds | steps | evaluations | best loss |", "|---|---|---|---|---|",
+                  f"| torch tutorial L-BFGS | {t['torch-tutorial-lbfgs']['seconds']:.1f} | - | "
+                  f"{t['torch-tutorial-lbfgs']['evals']} | {t['target_loss']:.4g} |"]
         for k in ("jax-lbfgs", "jax-lbfgs-fixed", "jax-adam"):
             v = t[k]
-            secs = f"{v['seconds']:.1f}" if v["seconds"] is not None else f"not reached in {v['max_steps']} steps"
-            lines.append(f"| {k} | {secs} | {v['steps'] or '-'} |")
+            secs = f"{v['seconds']:.1f}" if v["seconds"] is not None else f"not reached in {v['max_evals']} evals"
+            lines.append(f"| {k} | {secs} | {v['steps'] or '-'} | {v['evals']} | {v['best_loss']:.4g} |")
         lines.append("")
     if "sweep" in r:
         lines += ["## vmapped sweep vs sequential runs (VGG16)", "",

@@ -269,19 +269,21 @@ def time_to_target(size, arch="vgg16", budget_evals=300) -> dict:
     target = run_until(budget_evals)
     out = {"size": size, "target_loss": target,
            "torch-tutorial-lbfgs": {"seconds": time.perf_counter() - t0, "evals": count[0]}}
-    for opt_name, lr, max_steps in (("lbfgs", None, budget_evals), ("lbfgs-fixed", None, budget_evals),
-                                    ("adam", 0.02, 2 * budget_evals)):
-        impl = JaxImpl(w, cfg.replace(optimizer=opt_name, learning_rate=lr, steps=max_steps), c, s)
+    # JAX gets twice the evaluations (four times for Adam) to get there.
+    for opt_name, lr, max_evals in (("lbfgs", None, 2 * budget_evals), ("lbfgs-fixed", None, 2 * budget_evals),
+                                    ("adam", 0.02, 4 * budget_evals)):
+        impl = JaxImpl(w, cfg.replace(optimizer=opt_name, learning_rate=lr, steps=max_evals), c, s)
         sync(impl())  # compile
         impl.reset()
-        t0, reached = time.perf_counter(), None
-        for _ in range(max_steps):
+        t0, reached, best = time.perf_counter(), None, float("inf")
+        while impl.evals < max_evals:
             # the loss of the iterate this step started from; L-BFGS iterates are unclipped
-            if float(impl()) <= target:
+            best = min(best, float(impl()))
+            if best <= target:
                 reached = impl.i
                 break
         out[f"jax-{opt_name}"] = {"seconds": time.perf_counter() - t0 if reached else None,
-                                  "steps": reached, "evals": impl.evals, "max_steps": max_steps}
+                                  "steps": reached, "evals": impl.evals, "max_evals": max_evals, "best_loss": best}
     return out
 
 
