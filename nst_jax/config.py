@@ -25,7 +25,6 @@ PAPER_CONTENT_LAYERS = ("relu4_2",)
 PAPER_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 OPTIMIZER_DEFAULT_LR = {"adam": 0.02, "lbfgs": None}
-INIT_CHOICES = ("content", "noise", "noisy-content", "style")
 
 
 def layer_names(arch: str) -> tuple[str, ...]:
