@@ -7,13 +7,13 @@ complete under its name or not at all.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .atomic import atomic_path
 from .errors import ImageError
 
 
@@ -76,16 +76,11 @@ def save_image(image, path: str | Path) -> Path:
     """Write atomically: a temp file in the same directory, then a rename."""
     path = check_writable(path)
     fmt = Image.registered_extensions()[path.suffix.lower()]
-    fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(to_uint8(image), mode="RGB").save(f, format=fmt)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            Image.fromarray(to_uint8(image), mode="RGB").save(tmp, format=fmt)
     except OSError as e:
         raise ImageError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from . import formats
+from .atomic import atomic_path
 from .config import BLOCKS, conv_shapes
 from .errors import WeightsError
 from .vgg import PIXEL_SPACES, param_shapes
@@ -239,14 +240,8 @@ def save(weights: VGGWeights, out: str | Path) -> Path:
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         save_file(weights.params, tmp, metadata=weights.metadata())
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -76,9 +78,13 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     out = tmp_path / "o.png"
     save_image(np.full((4, 4, 3), 0.5, np.float32), out)
     before = out.read_bytes()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
     def broken_save(self, fp, format=None, **kw):
-        fp.write(b"\x89PNG half")
+        with open(fp, "wb") as f:
+            f.write(b"\x89PNG half")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
