@@ -23,7 +23,24 @@ def write_report(r: dict, out: Path, name: str) -> None:
             lines.append(f"| {arch} | {size} | {j['ms_per_step']:.0f} | {t['ms_per_step']:.0f} | {f['ms_per_step']:.0f} | "
                          f"{j['ms_per_step'] / t['ms_per_step']:.2f} | {j['ms_per_step'] / f['ms_per_step']:.2f} | "
                          f"{j['gflops']:.0f} ({pct:.0f}%) | {j['peak_mib']:.0f} / {t['peak_mib']:.0f} / {f['peak_mib']:.0f} |")
-        lines += ["", "Ratios below 1 mean JAX is faster. First-call (compile) seconds are in the JSON.", ""]
+        lines += ["", f"Ratios below 1 mean JAX is faster. Every implementation ran {r.get('steps_per_call', 1)} "
+                  "step(s) per timed call (nst-jax's steps per compiled call on this platform), "
+                  "synchronised once per call. First-call (compile) seconds are in the JSON.", ""]
+    if "calls" in r:
+        lines += ["## Steps per compiled call (nst-jax, VGG16), ms per step", "",
+                  "| px | " + " | ".join(f"{k} per call" for k in dict.fromkeys(x["steps_per_call"] for x in r["calls"])) + " |",
+                  "|---|" + "---|" * len(dict.fromkeys(x["steps_per_call"] for x in r["calls"]))]
+        for size in dict.fromkeys(x["size"] for x in r["calls"]):
+            row = [x for x in r["calls"] if x["size"] == size]
+            lines.append(f"| {size} | " + " | ".join(f"{x['ms_per_step']:.2f}" for x in row) + " |")
+        lines.append("")
+    if "bf16" in r:
+        lines += ["## bfloat16 against float32, ms per Adam step", "",
+                  "| arch | px | impl | float32 | bfloat16 | speed-up | loss change |", "|---|---|---|---|---|---|---|"]
+        for x in r["bf16"]:
+            lines.append(f"| {x['arch']} | {x['size']} | {x['impl']} | {x['f32_ms']:.2f} | {x['bf16_ms']:.2f} | "
+                         f"{x['f32_ms'] / x['bf16_ms']:.2f} | {x['loss_rel_diff']:.1e} |")
+        lines.append("")
     if "lbfgs" in r:
         lb = r["lbfgs"]
         lines += ["## L-BFGS function evaluations per second", "",
@@ -55,7 +72,7 @@ def write_report(r: dict, out: Path, name: str) -> None:
             lines.append(f"| {x['batch']} | {x['size']} | {x['cell_steps_per_s_vmapped']:.2f} | "
                          f"{x['cell_steps_per_s_sequential']:.2f} | {x['speedup']:.2f} |")
         lines.append("")
-    (out / f"{name}.md").write_text("\n".join(lines))
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     _plots(r, out, name)
 
 

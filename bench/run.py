@@ -31,10 +31,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nst_jax.config import StyleConfig, conv_shapes, layer_names  # noqa: E402
+from nst_jax.config import StyleConfig  # noqa: E402
 from nst_jax.image import load_image  # noqa: E402
-from nst_jax.optimize import init_state, loss_weights, make_optimizer, make_step, prepare  # noqa: E402
+from nst_jax.inputs import prepare  # noqa: E402
+from nst_jax.run import default_steps_per_call, drive  # noqa: E402
+from nst_jax.step import init_state, make_optimizer, make_step  # noqa: E402
 from nst_jax.sweep import sweep  # noqa: E402
+from nst_jax.vgg import conv_shapes, forward_flops  # noqa: E402
 from nst_jax.weights import VGGWeights, load_embedded  # noqa: E402
 from torch_ref import FastNST, TutorialNST  # noqa: E402
 
@@ -103,40 +106,40 @@ def timed(fn, repeats: int) -> tuple[float, list[float]]:
 
 
 class JaxImpl:
-    def __init__(self, weights, config, content, style):
-        self.model, self.vars, self.targets, c, s = prepare(content, style, config, weights)
+    """nst-jax through its own driver: one call = ``k`` steps of one compiled program."""
+
+    def __init__(self, weights, config, content, style, k: int = 1):
+        self.run = prepare(content, style, config, weights)
         self.opt = make_optimizer(config.optimizer, config.learning_rate)
-        self.step = jax.jit(make_step(self.model, self.opt, config))
-        self.start = c
-        self.w = loss_weights(config)
-        self.config = config
+        self.step = make_step(self.run.objective, self.opt)
+        self.compiled, self.k = {}, k
         self.reset()
 
     def reset(self):
         """Back to the first step, keeping the compiled step."""
-        self.state, self.i, self.evals = init_state(self.start, self.opt), 0, 0
+        self.state = init_state(self.run.objective, self.opt, self.run.problem, self.run.start)
+        self.i = 0
+
+    @property
+    def evals(self) -> int:
+        return int(self.state.evals)
 
     def loss_at(self, image) -> float:
-        from nst_jax.losses import loss_terms, total_loss
-
-        layers = (self.config.content_layers, self.config.style_layers)
-        feats = self.model.apply(self.vars, jnp.asarray(image))
-        terms = loss_terms(feats, jnp.asarray(image), self.targets, layers, self.w, self.config.style_norm)
-        return float(total_loss(terms, self.w))
+        return float(self.run.objective.value(self.run.problem, jnp.asarray(image)))
 
     def __call__(self):
-        self.state, metrics = self.step(self.state, self.vars, self.targets, self.w,
-                                        jnp.asarray(self.i, jnp.int32))
-        self.i += 1
-        self.evals += int(metrics.evals)
-        return metrics.loss
+        out = drive(self.step, self.state, self.run.problem, steps=self.i + self.k, start=self.i,
+                    steps_per_call=self.k, log_every=10**9, compiled=self.compiled)
+        self.state, self.i = out.state, out.steps
+        self.last_loss = float(out.trace.arrays["loss"][-1])
+        return self.state.image
 
 
 class TorchImpl:
-    """One Adam step (forward, backward, update, clamp) of a torch reference."""
+    """``k`` Adam steps (forward, backward, update, clamp) of a torch reference per call."""
 
-    def __init__(self, ref, content, lr):
-        self.ref = ref
+    def __init__(self, ref, content, lr, k: int = 1):
+        self.ref, self.k = ref, k
         self.x = ref.to_tensor(content).clone().requires_grad_(True)
         self.opt = torch.optim.Adam([self.x], lr=lr)
 
@@ -145,36 +148,30 @@ class TorchImpl:
             return float(self.ref.loss(self.ref.to_tensor(image)))
 
     def __call__(self):
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.ref.loss(self.x)
-        loss.backward()
-        self.opt.step()
-        with torch.no_grad():
-            self.x.clamp_(0, 1)
+        for _ in range(self.k):
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.ref.loss(self.x)
+            loss.backward()
+            self.opt.step()
+            with torch.no_grad():
+                self.x.clamp_(0, 1)
         return None
 
 
-def build(name: str, arch: str, size: int, config: StyleConfig, compile_torch=False):
+def build(name: str, arch: str, size: int, config: StyleConfig, compile_torch=False, k: int = 1,
+          bf16: bool = False):
     config = config.replace(size=size)
     w = weights_for(arch)
     c, s = images(size)
     if name == "jax":
-        return JaxImpl(w, config, c, s)
+        return JaxImpl(w, config.replace(dtype="bfloat16" if bf16 else "float32"), c, s, k)
     cls = TutorialNST if name == "torch-tutorial" else FastNST
-    kwargs = {"compile": compile_torch} if cls is FastNST else {}
-    return TorchImpl(cls(w, config, c, s, device=TDEV, **kwargs), c, config.learning_rate or 1.0)
+    kwargs = {"compile": compile_torch, "bf16": bf16} if cls is FastNST else {}
+    return TorchImpl(cls(w, config, c, s, device=TDEV, **kwargs), c, config.learning_rate or 0.02, k)
 
 
-def forward_gflop(arch: str, h: int, w: int, deepest: str) -> float:
-    flop, names = 0.0, layer_names(arch)
-    shapes = conv_shapes(arch)
-    for name in names[: names.index(deepest) + 1]:
-        if name.startswith("pool"):
-            h, w = h // 2, w // 2
-        elif name.startswith("conv"):
-            c_in, c_out = shapes[name]
-            flop += 2 * 9 * c_in * c_out * h * w
-    return flop / 1e9
+def forward_gflop(arch: str, h: int, w: int) -> float:
+    return forward_flops(arch, h, w, ("relu5_1",)) / 1e9
 
 
 # ---------------------------------------------------------------- measurements
@@ -191,22 +188,61 @@ def check_parity(config, arch="vgg16", size=128) -> dict:
     return {"values": values, "max_rel_diff": max(rel.values())}
 
 
-def step_times(config, archs, sizes, repeats, compile_torch) -> list[dict]:
+def step_times(config, archs, sizes, repeats, compile_torch, k) -> list[dict]:
+    """ms per Adam step; every implementation runs ``k`` steps per timed call (the JAX
+    driver's steps per call on this platform) and is synchronised once per call."""
     rows = []
     for arch in archs:
         for size in sizes:
             for name in ("jax", "torch-tutorial", "torch-fast"):
                 reset_peak()
-                impl = build(name, arch, size, config, compile_torch and name == "torch-fast")
+                impl = build(name, arch, size, config, compile_torch and name == "torch-fast", k)
                 first, times = timed(impl, repeats)
                 h, w = images(size)[0].shape[:2]
-                fwd = forward_gflop(arch, h, w, "relu5_1")
-                ms = 1e3 * statistics.median(times)
+                ms = 1e3 * statistics.median(times) / k
                 rows.append({"impl": name, "arch": arch, "size": size, "hw": [h, w], "ms_per_step": ms,
-                             "first_call_s": first, "gflops": 2 * fwd / (ms / 1e3),
+                             "steps_per_call": k, "first_call_s": first,
+                             "gflops": 2 * forward_gflop(arch, h, w) / (ms / 1e3),
                              "peak_mib": peak_mib("jax" if name == "jax" else "torch")})
                 print(f"  {arch} {size:>4}px {name:<15} {ms:9.1f} ms/step  first {first:6.2f} s", flush=True)
                 del impl
+    return rows
+
+
+def steps_per_call_times(config, sizes, ks, repeats, arch="vgg16") -> list[dict]:
+    """ms per step of the JAX driver against steps per compiled call (the measurement
+    behind run.STEPS_PER_CALL)."""
+    rows = []
+    for size in sizes:
+        for k in ks:
+            impl = build("jax", arch, size, config, k=k)
+            first, times = timed(impl, max(3, repeats // k))
+            ms = 1e3 * statistics.median(times) / k
+            rows.append({"arch": arch, "size": size, "steps_per_call": k, "ms_per_step": ms, "first_call_s": first})
+            print(f"  steps/call {k:>3} {arch} {size:>4}px {ms:9.2f} ms/step", flush=True)
+            del impl
+    return rows
+
+
+def bf16_times(config, archs, sizes, repeats, k) -> list[dict]:
+    """ms per Adam step in bfloat16 (convolutions and activations; losses float32) against
+    float32, for nst-jax and the fast PyTorch reference (autocast), with the loss change."""
+    rows = []
+    for arch in archs:
+        for size in sizes:
+            c, _ = images(size)
+            for name in ("jax", "torch-fast"):
+                out = {"arch": arch, "size": size, "impl": name}
+                for bf16 in (False, True):
+                    impl = build(name, arch, size, config, k=k, bf16=bf16)
+                    _, times = timed(impl, repeats)
+                    out["bf16_ms" if bf16 else "f32_ms"] = 1e3 * statistics.median(times) / k
+                    out["bf16_loss" if bf16 else "f32_loss"] = impl.loss_at(c * 0.9 + 0.05)
+                    del impl
+                out["loss_rel_diff"] = abs(out["bf16_loss"] - out["f32_loss"]) / abs(out["f32_loss"])
+                rows.append(out)
+                print(f"  bf16 {arch} {size:>4}px {name:<10} f32 {out['f32_ms']:8.2f}  bf16 {out['bf16_ms']:8.2f} ms/step "
+                      f" loss diff {out['loss_rel_diff']:.1e}", flush=True)
     return rows
 
 
@@ -246,11 +282,10 @@ def lbfgs_rates(size, arch="vgg16", evals=40) -> dict:
         impl.reset()
         t0 = time.perf_counter()
         while impl.evals < evals:
-            loss = impl()
-        sync(loss)
+            sync(impl())
         seconds = time.perf_counter() - t0
         out[f"jax-{opt_name}"] = {"steps": impl.i, "evals": impl.evals, "evals_per_s": impl.evals / seconds,
-                                  "final_loss": float(loss)}
+                                  "final_loss": impl.last_loss}
     run_until, count = torch_lbfgs(TutorialNST(w, cfg, c, s, device=TDEV), c)
     t0 = time.perf_counter()
     torch_loss = run_until(evals)
@@ -278,7 +313,8 @@ def time_to_target(size, arch="vgg16", budget_evals=300) -> dict:
         t0, reached, best = time.perf_counter(), None, float("inf")
         while impl.evals < max_evals:
             # the loss of the iterate this step started from; L-BFGS iterates are unclipped
-            best = min(best, float(impl()))
+            impl()
+            best = min(best, impl.last_loss)
             if best <= target:
                 reached = impl.i
                 break
@@ -287,19 +323,21 @@ def time_to_target(size, arch="vgg16", budget_evals=300) -> dict:
     return out
 
 
-def sweep_scaling(size, batches, steps=6) -> list[dict]:
+def sweep_scaling(size, batches, k) -> list[dict]:
+    """Cell-steps per second of one vmapped sweep of B cells against one run at a time."""
     c, s = images(size)
     w = weights_for("vgg16")
-    cfg = StyleConfig(size=size, steps=steps)
+    steps = max(6, 2 * k)
+    cfg = StyleConfig(size=size, steps=steps, steps_per_call=k)
     rows = []
-    single = JaxImpl(w, cfg, c, s)
-    _, t_single = timed(single, steps)
-    per_step_single = statistics.median(t_single)
+    single = JaxImpl(w, cfg, c, s, k)
+    _, t_single = timed(single, max(3, steps // k))
+    per_step_single = statistics.median(t_single) / k
     for b in batches:
         betas = list(np.logspace(4, 7, b))
         r = sweep(c, s, cfg, betas, weights=w)
-        per_step = (r.seconds - r.compile_seconds) / (steps - 1)  # the first step holds the compile
-        rows.append({"batch": b, "size": size, "vmapped_s_per_step": per_step,
+        per_step = (r.seconds - r.compile_seconds) / steps
+        rows.append({"batch": b, "size": size, "steps_per_call": k, "vmapped_s_per_step": per_step,
                      "sequential_s_per_step": b * per_step_single,
                      "cell_steps_per_s_vmapped": b / per_step, "cell_steps_per_s_sequential": 1 / per_step_single,
                      "speedup": b * per_step_single / per_step})
@@ -342,8 +380,10 @@ def main() -> None:
     p.add_argument("--target-size", type=int, default=256)
     p.add_argument("--target-evals", type=int, default=300)
     p.add_argument("--sweep-batches", default="1,2,4,8")
+    p.add_argument("--steps-per-call", default="1,4", help="steps per call to compare (VGG16, --sizes)")
+    p.add_argument("--bf16", action="store_true", help="also time bfloat16 against float32")
     p.add_argument("--compile-torch", action="store_true", help="torch.compile the fast reference")
-    p.add_argument("--skip", default="", help="comma list of: steps,lbfgs,target,sweep")
+    p.add_argument("--skip", default="", help="comma list of: steps,calls,lbfgs,target,sweep")
     p.add_argument("--name", default=None, help="results file name (default: from the machine)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = p.parse_args()
@@ -352,28 +392,43 @@ def main() -> None:
     info = machine()
     name = args.name or ("gpu-" + info["gpu"] if GPU else f"cpu-{info['cores']}c").lower().replace(" ", "-")
     skip = set(args.skip.split(","))
-    results = {"machine": info, "ceiling": ceiling()}
-    print(f"machine: {info}\nceiling: {results['ceiling']}", flush=True)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    k = default_steps_per_call()
+    results = {"machine": info, "ceiling": ceiling(), "steps_per_call": k}
+    print(f"machine: {info}\nceiling: {results['ceiling']}\nsteps per call: {k}", flush=True)
     results["parity"] = check_parity(config)
     print(f"parity: {results['parity']}", flush=True)
+
+    def save():  # after every section, so a run cut short still leaves its numbers
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}.json").write_text(json.dumps(results, indent=1))
+        from report import write_report
+
+        write_report(results, out, name)
+
     if "steps" not in skip:
-        results["steps"] = step_times(config, args.archs.split(","), [int(s) for s in args.sizes.split(",")],
-                                      args.repeats, args.compile_torch)
+        results["steps"] = step_times(config, args.archs.split(","), sizes, args.repeats, args.compile_torch, k)
+        save()
+    if "calls" not in skip:
+        results["calls"] = steps_per_call_times(config, sizes, [int(x) for x in args.steps_per_call.split(",")],
+                                                args.repeats)
+        save()
+    if args.bf16:
+        results["bf16"] = bf16_times(config, args.archs.split(","), sizes, args.repeats, k)
+        save()
+    if "sweep" not in skip:
+        results["sweep"] = sweep_scaling(args.target_size, [int(b) for b in args.sweep_batches.split(",")], k)
+        save()
     if "lbfgs" not in skip:
         results["lbfgs"] = lbfgs_rates(args.target_size)
         print(f"lbfgs: {results['lbfgs']}", flush=True)
+        save()
     if "target" not in skip:
         results["target"] = time_to_target(args.target_size, budget_evals=args.target_evals)
         print(f"target: {results['target']}", flush=True)
-    if "sweep" not in skip:
-        results["sweep"] = sweep_scaling(args.target_size, [int(b) for b in args.sweep_batches.split(",")])
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(results, indent=1))
-    from report import write_report
-
-    write_report(results, out, name)
-    print(f"wrote {out / name}.json/.md", flush=True)
+        save()
+    print(f"wrote {Path(args.out) / name}.json/.md", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """The PyTorch side of the benchmarks: the same work as nst-jax, from the same weights.
 
-Two references, both computing the paper's losses exactly as ``nst_jax.losses`` does
-(1/2 sum of squares for content, 1/(4 N^2 M^2) for style), so their loss values can be
-checked against ours before anything is timed:
+Two references, both computing the losses exactly as ``nst_jax.losses`` does (1/2 sum of
+squares for content; 1/(4 N^2 M^2) for style, or the tutorial's N^2 (N M)^2 with
+``style_norm="mean"``; the squared total variation times ``tv_weight``), so their loss
+values can be checked against ours before anything is timed:
 
 - ``TutorialNST``: the structure of the official PyTorch neural-style tutorial and of
   Gatys et al.'s notebook: loss modules spliced into an ``nn.Sequential`` after the chosen
@@ -22,8 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nst_jax.config import layer_names
-from nst_jax.vgg import PIXEL_SPACES
+from nst_jax.vgg import PIXEL_SPACES, layer_names
 
 
 def torch_convs(weights) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -52,9 +52,20 @@ def gram(f: torch.Tensor) -> torch.Tensor:
     return flat @ flat.t()
 
 
-def style_norm(f: torch.Tensor) -> float:
+def style_norm(f: torch.Tensor, kind: str = "paper") -> float:
     _, c, h, w = f.shape
-    return (2.0 * h * w * c) ** 2
+    return (2.0 * h * w * c) ** 2 if kind == "paper" else float(c) ** 2 * (c * h * w) ** 2
+
+
+def style_target(style_feature: torch.Tensor, output_feature: torch.Tensor) -> torch.Tensor:
+    """The style Gram scaled to the output's number of positions (as nst_jax.inputs does)."""
+    return gram(style_feature) * (output_feature.shape[2] * output_feature.shape[3]) / (
+        style_feature.shape[2] * style_feature.shape[3])
+
+
+def tv(x: torch.Tensor) -> torch.Tensor:
+    """Squared total variation of an NCHW image."""
+    return torch.sum((x[:, :, 1:] - x[:, :, :-1]) ** 2) + torch.sum((x[..., 1:] - x[..., :-1]) ** 2)
 
 
 # ---------------------------------------------------------------- tutorial style
@@ -71,12 +82,12 @@ class ContentLoss(nn.Module):
 
 
 class StyleLoss(nn.Module):
-    def __init__(self, target_feature, weight):
+    def __init__(self, target, weight, norm):
         super().__init__()
-        self.target, self.weight, self.loss = gram(target_feature).detach(), weight, 0.0
+        self.target, self.weight, self.norm, self.loss = target.detach(), weight, norm, 0.0
 
     def forward(self, x):
-        self.loss = self.weight * torch.sum((gram(x) - self.target) ** 2) / style_norm(x)
+        self.loss = self.weight * torch.sum((gram(x) - self.target) ** 2) / style_norm(x, self.norm)
         return x
 
 
@@ -122,7 +133,8 @@ class TutorialNST:
                 self.content_losses.append(loss)
             if name in config.style_layers:
                 i = config.style_layers.index(name)
-                loss = StyleLoss(s_feats[name], config.style_weight * config.style_layer_weights[i])
+                loss = StyleLoss(style_target(s_feats[name], c_feats[name]),
+                                 config.style_weight * config.style_layer_weights[i], config.style_norm)
                 model.add_module(f"style_loss_{name}", loss)
                 self.style_losses.append(loss)
         self.model = model.eval().requires_grad_(False)
@@ -140,7 +152,8 @@ class TutorialNST:
 
     def loss(self, x):
         self.model(x)
-        return sum(l.loss for l in self.content_losses) + sum(l.loss for l in self.style_losses)
+        total = sum(l.loss for l in self.content_losses) + sum(l.loss for l in self.style_losses)
+        return total + self.config.tv_weight * tv(x) if self.config.tv_weight else total
 
 
 # ---------------------------------------------------------------- optimised
@@ -161,7 +174,7 @@ class FastNST:
         with torch.no_grad():
             cf, sf = self.features(self.to_tensor(content)), self.features(self.to_tensor(style))
             self.content_targets = [cf[n] for n in config.content_layers]
-            self.style_targets = [gram(sf[n]) for n in config.style_layers]
+            self.style_targets = [style_target(sf[n], cf[n]) for n in config.style_layers]
         self.loss = torch.compile(self._loss) if compile else self._loss
 
     def to_tensor(self, image):
@@ -189,7 +202,8 @@ class FastNST:
             feats = self.features(x)
         content = sum(w * 0.5 * torch.sum((feats[n].float() - t) ** 2)
                       for n, w, t in zip(c.content_layers, c.content_layer_weights, self.content_targets))
-        style = sum(w * torch.sum((gram(feats[n].float()) - t) ** 2) / style_norm(feats[n])
+        style = sum(w * torch.sum((gram(feats[n].float()) - t) ** 2) / style_norm(feats[n], c.style_norm)
                     for n, w, t in zip(c.style_layers, c.style_layer_weights, self.style_targets))
-        return c.content_weight * content + c.style_weight * style
+        total = c.content_weight * content + c.style_weight * style
+        return total + c.tv_weight * tv(x) if c.tv_weight else total
 

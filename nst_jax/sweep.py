@@ -1,22 +1,26 @@
 """A whole grid of loss weights as one compiled, vmapped program.
 
 ``sweep()`` optimises one image per cell of (layer-weight set) x (style weight) -- the
-grids of Gatys et al.'s figures -- with the same jitted step as ``stylize()``, batched by
-``jax.vmap`` over the image state and the loss weights. The content features and style
-Grams are shared by every cell. With several devices the batch axis is sharded over a
-``Mesh``; a grid that does not fit in memory runs in equal chunks that do.
+grids of Gatys et al.'s figures -- with the same step and the same driver as
+``stylize()``, batched by ``jax.vmap`` over the step state and the loss weights. The
+content features and style Grams are shared by every cell. With several devices the batch
+axis is sharded over a ``Mesh``; a grid that does not fit in memory runs in equal chunks
+that do, all through one compiled program.
 
 Multi-host: call ``jax.distributed.initialize()`` first (``nst-jax sweep --distributed``);
 ``jax.devices()`` then lists every host's devices, the mesh spans them, and results are
-gathered to every process (only process 0 writes files in the CLI).
+gathered to every process (only process 0 writes files).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import math
-import time
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -25,9 +29,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .config import StyleConfig
 from .errors import NstError
+from .inputs import prepare
 from .losses import LossWeights
-from .optimize import (available_bytes, estimate_bytes, init_image, init_state, loss_weights,
-                       make_optimizer, make_step, prepare)
+from .memory import available_bytes, estimate_bytes, plan_chunks
+from .objective import Problem, loss_weights
+from .run import Progress, RunState, Trace, default_steps_per_call, drive
+from .step import init_state, make_optimizer, make_step
 from .weights import VGGWeights
 
 
@@ -50,25 +57,35 @@ class SweepResult:
     layer_weight_sets: list[tuple[float, ...]]
     chunks: int
     devices: int
-    compiles: int  # how many times the vmapped step was compiled (1: the whole grid shares it)
+    compiles: int  # compiled step programs (1: the whole grid shares one)
     seconds: float
     compile_seconds: float
     config: StyleConfig = field(repr=False)
+    stopped: str = "done"  # "done", "nan" (every cell) or "interrupted"
+    state: RunState | None = field(default=None, repr=False)  # batched over the cells
+    notes: list[str] = field(default_factory=list)
 
     @property
     def shape(self) -> tuple[int, int]:
         return len(self.layer_weight_sets), len(self.style_weights)
 
+    @property
+    def improved(self) -> np.ndarray:
+        """(B,) whether any step lowered each cell's loss below its start."""
+        if not len(self.history):
+            return np.zeros(len(self.best_losses), bool)
+        return self.best_losses < self.history[0]
+
     def cells(self) -> list[dict]:
-        """Each cell's settings and final numbers (what the CLI writes as JSON)."""
+        """Each cell's settings and final numbers (what ``write_sweep`` saves as JSON)."""
         out = []
         for b, (r, c) in enumerate(itertools.product(range(self.shape[0]), range(self.shape[1]))):
             out.append({"row": r, "col": c, "style_weight": self.style_weights[c],
-                         "style_layer_weights": dict(zip(self.config.style_layers, self.layer_weight_sets[r])),
-                         "content_weight": self.config.content_weight,
-                         "final_loss": float(self.history[-1, b]) if len(self.history) else None,
-                         "best_loss": float(self.best_losses[b]),
-                         **{f"final_{k}": float(v[b]) for k, v in self.final_terms.items()}})
+                        "style_layer_weights": dict(zip(self.config.style_layers, self.layer_weight_sets[r])),
+                        "content_weight": self.config.content_weight,
+                        "final_loss": float(self.history[-1, b]) if len(self.history) else None,
+                        "best_loss": float(self.best_losses[b]), "improved": bool(self.improved[b]),
+                        **{f"final_{k}": float(v[b]) for k, v in self.final_terms.items()}})
         return out
 
 
@@ -87,33 +104,29 @@ def grid_weights(config: StyleConfig, style_weights, layer_weight_sets) -> LossW
                        style_layers=f32([ls for ls, _ in cells]))
 
 
-def plan_chunks(n_cells: int, n_devices: int, per_cell: int, fixed: int, available: int) -> int:
-    """Cells per chunk: as many as fit in 90% of memory, a multiple of the device count."""
-    fit = max(1, int((0.9 * available - fixed) // per_cell)) if per_cell else n_cells
-    size = min(n_cells, fit * n_devices)
-    return max(n_devices, size // n_devices * n_devices)
-
-
 def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=None,
           layer_weight_sets=None, *, weights: VGGWeights | None = None, devices=None,
-          max_chunk: int | None = None, callback=None) -> SweepResult:
-    """Optimise every (layer set, style weight) cell in one vmapped, jitted step.
+          max_chunk: int | None = None, callback=None, resume: RunState | None = None) -> SweepResult:
+    """Optimise every (layer set, style weight) cell with one vmapped, jitted step.
 
     ``style_weights`` default to ``[config.style_weight]``; ``layer_weight_sets`` (each a
     lambda vector over ``config.style_layers``) default to ``[config.style_layer_weights]``.
     ``max_chunk`` caps the cells per chunk (the memory estimate sets it otherwise).
+    ``callback(chunk, progress)`` runs after every compiled call; ``resume`` continues
+    from an earlier sweep's ``result.state`` (same grid).
     """
     style_weights = list(style_weights or [config.style_weight])
     layer_weight_sets = [tuple(map(float, s)) for s in (layer_weight_sets or [config.style_layer_weights])]
-    model, variables, targets, content_img, style_img = prepare(content, style, config, weights)
+    run = prepare(content, style, config, weights)
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
     grid = grid_weights(config, style_weights, layer_weight_sets)
     n_cells = len(style_weights) * len(layer_weight_sets)
 
     devices = list(devices or jax.devices())
-    h, w = content_img.shape[:2]
-    fixed = estimate_bytes(model.arch, h, w, model.taps, batch=0)
-    per_cell = estimate_bytes(model.arch, h, w, model.taps, batch=1) - fixed
+    arch, taps = run.arch, run.objective.model.taps
+    h, w = run.content.shape[:2]
+    fixed = estimate_bytes(arch, h, w, taps, batch=0)
+    per_cell = estimate_bytes(arch, h, w, taps, batch=1) - fixed
     # Accelerators each have their own memory; CPU "devices" share the host's RAM.
     memory = available_bytes() * (1 if devices[0].platform == "cpu" else len(devices))
     chunk = plan_chunks(n_cells, len(devices), per_cell, fixed, memory)
@@ -124,44 +137,91 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     mesh = Mesh(np.array(devices), ("batch",))
     batched = NamedSharding(mesh, PartitionSpec("batch"))
     replicated = NamedSharding(mesh, PartitionSpec())
-    # Every output carries the batch axis; pin it to the mesh so the next step's inputs
-    # match (left free, XLA replicates small leaves and the second step recompiles).
-    step = jax.jit(jax.vmap(make_step(model, optimizer, config), in_axes=(0, None, None, 0, None)),
+    # Every output carries the batch axis (metrics behind the steps axis); pin it to the
+    # mesh so the next call's inputs match (left free, XLA replicates small leaves and
+    # the second call would compile again).
+    jit_kwargs = {"out_shardings": (batched, NamedSharding(mesh, PartitionSpec(None, "batch")))}
+    axes = Problem(None, None, 0)
+    step = jax.vmap(make_step(run.objective, optimizer), in_axes=(0, axes, None))
+    init = jax.jit(jax.vmap(partial(init_state, run.objective, optimizer), in_axes=(axes, None)),
                    out_shardings=batched)
-    variables, targets = jax.device_put((variables, targets), replicated)
-    single = init_state(init_image(config, content_img, style_img), optimizer)
+    variables, targets = jax.device_put((run.problem.variables, run.problem.targets), replicated)
 
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in
-                                          ("best", "last", "best_loss", "history", "content", "style", "tv")}
-    compile_seconds, start = 0.0, time.perf_counter()
+    compiled, outcomes, stopped = {}, [], "done"
     for c in range(n_chunks):
         idx = np.arange(c * chunk, (c + 1) * chunk) % n_cells  # pad the last chunk by wrapping
-        keep = min(chunk, n_cells - c * chunk)
-        state = jax.device_put(jax.tree.map(lambda x: jnp.broadcast_to(x, (chunk,) + x.shape), single), batched)
-        cell_weights = jax.device_put(jax.tree.map(lambda x: x[idx], grid), batched)
-        totals, terms = [], {k: np.full(chunk, np.nan, np.float32) for k in ("content", "style", "tv")}
-        for i in range(config.steps):
-            t0 = time.perf_counter()
-            state, metrics = step(state, variables, targets, cell_weights, jnp.asarray(i, jnp.int32))
-            totals.append(_gather(metrics.loss))
-            if c == 0 and i == 0:
-                compile_seconds = time.perf_counter() - t0
-            if callback is not None:
-                callback(c, i, metrics)
-        if config.steps:
-            terms = {k: _gather(v) for k, v in metrics.terms._asdict().items()}
-        parts["best"].append(_gather(state.best_image)[:keep])
-        parts["last"].append(_gather(state.image)[:keep])
-        parts["best_loss"].append(_gather(state.best_loss)[:keep])
-        parts["history"].append(np.stack(totals)[:, :keep] if totals else np.zeros((0, keep), np.float32))
-        for k in ("content", "style", "tv"):
-            parts[k].append(terms[k][:keep])
+        problem = Problem(variables, targets, jax.device_put(jax.tree.map(lambda x: x[idx], grid), batched))
+        if resume is None:
+            state, start = init(problem, jnp.asarray(run.start)), 0
+        else:
+            state = jax.device_put(jax.tree.map(lambda x: x[idx], resume.state), batched)
+            start = resume.step
+        outcome = drive(step, state, problem, steps=config.steps, start=start,
+                        steps_per_call=config.steps_per_call or default_steps_per_call(devices[0].platform),
+                        log_every=config.log_every, jit_kwargs=jit_kwargs, compiled=compiled,
+                        fetch=_gather, callback=callback and partial(_chunk_callback, callback, c))
+        outcomes.append((outcome, min(chunk, n_cells - c * chunk)))
+        if outcome.stopped == "interrupted":
+            stopped = "interrupted"
+            break
+        stopped = "nan" if outcome.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
+    return _collect(outcomes, run, config, style_weights, layer_weight_sets, n_chunks, len(devices),
+                    len(compiled), stopped, resume)
 
-    joined = {k: np.concatenate(v, axis=1 if k == "history" else 0) for k, v in parts.items()}
-    return SweepResult(np.clip(joined["best"], 0, 1), np.clip(joined["last"], 0, 1), joined["best_loss"],
-                       joined["history"], {k: joined[k] for k in ("content", "style", "tv")},
-                       style_weights, layer_weight_sets, n_chunks, len(devices), step._cache_size(),
-                       time.perf_counter() - start, compile_seconds, config)
+
+def _chunk_callback(callback, chunk: int, progress: Progress):
+    return callback(chunk, progress)
+
+
+def _collect(outcomes, run, config, style_weights, layer_weight_sets, n_chunks, n_devices,
+             compiles, stopped, resume) -> SweepResult:
+    """Join the chunks' states and traces (padding cells removed) into one result."""
+    states = [jax.tree.map(lambda x: _gather(x)[:keep], o.state) for o, keep in outcomes]
+    state = jax.tree.map(lambda *xs: np.concatenate(xs), *states)
+    steps = max(len(o.trace) for o, _ in outcomes)
+    arrays = {}
+    for key in ("loss", "content", "style", "tv", "evals"):
+        parts = []
+        for o, keep in outcomes:
+            a = o.trace.arrays.get(key, np.zeros((0, keep)))[:, :keep].astype(np.float64)
+            parts.append(np.pad(a, ((0, steps - len(a)), (0, 0)), constant_values=np.nan))
+        arrays[key] = np.concatenate(parts, axis=1)
+    if resume is not None and resume.history:
+        arrays = {k: np.concatenate([resume.history[k], arrays[k]]) for k in arrays}
+    last = {k: arrays[k][-1] if len(arrays[k]) else np.full(len(state.best_loss), np.nan)
+            for k in ("content", "style", "tv")}
+    history = Trace(arrays)
+    return SweepResult(np.clip(state.best_image, 0, 1), np.clip(state.image, 0, 1), state.best_loss,
+                       arrays["loss"], last, style_weights, layer_weight_sets, n_chunks, n_devices,
+                       compiles, sum(o.seconds for o, _ in outcomes),
+                       sum(o.compile_seconds for o, _ in outcomes), config, stopped,
+                       RunState(state, (resume.step if resume else 0) + len(history), arrays), run.notes)
+
+
+def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str]) -> list[Path]:
+    """Write every cell (``cell_r{row}_c{col}.png``), a labelled contact sheet and
+    ``losses.json`` (config and per-cell numbers) into ``out_dir`` (which must exist)."""
+    from .atomic import atomic_path
+    from .image import contact_sheet, save_image
+
+    out_dir = Path(out_dir)
+    written = []
+    for cell in result.cells():
+        b = cell["row"] * result.shape[1] + cell["col"]
+        written.append(save_image(result.best_images[b], out_dir / f"cell_r{cell['row']}_c{cell['col']}.png"))
+    cols = [f"beta {b:g}" for b in result.style_weights]
+    sheet = contact_sheet(result.best_images, row_labels, cols,
+                          title=f"rows: style layers; columns: style weight beta "
+                                f"(alpha {result.config.content_weight:g}, {result.config.steps} steps)")
+    written.append(save_image(sheet, out_dir / "contact_sheet.png"))
+    report = {"config": dataclasses.asdict(result.config), "cells": result.cells(),
+              "chunks": result.chunks, "devices": result.devices, "seconds": result.seconds,
+              "compile_seconds": result.compile_seconds, "stopped": result.stopped}
+    path = out_dir / "losses.json"
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(report, indent=1))
+    written.append(path)
+    return written
 
 
 def is_writer() -> bool:
@@ -169,10 +229,10 @@ def is_writer() -> bool:
     return jax.process_index() == 0
 
 
-def _gather(x: jax.Array) -> np.ndarray:
-    """The full array on this host, also when other hosts hold some of its shards."""
+def _gather(tree):
+    """The full arrays on this host, also when other hosts hold some of their shards."""
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
-        x = multihost_utils.process_allgather(x, tiled=True)
-    return np.asarray(x)
+        return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
+    return jax.device_get(tree)

@@ -1,4 +1,14 @@
-"""Flax VGG16/VGG19 feature extractor (conv part only) returning named taps.
+"""THE layer layout of VGG16/VGG19, and the Flax feature extractor built from it.
+
+Everything that needs to know what the network looks like iterates :func:`layout`: the
+model below, weight conversion (torchvision's ``features`` indices), memory estimates,
+FLOP counts in the benchmarks and the PyTorch references. Layer names follow the VGG
+paper and Gatys et al.: ``conv{block}_{i}``, ``relu{block}_{i}``, ``pool{block}``.
+
+One departure in the *defaults* (see config.py), shared by every serious implementation:
+the authors ran Caffe, whose ReLU works in place, so the blob their paper calls
+``conv4_2`` holds the ReLU output. Our ``relu4_2`` is that tensor; ``conv4_2`` here is
+the pre-activation and can still be asked for by name.
 
 The module holds no weights: params are a plain pytree ``{"params": {"conv1_1":
 {"kernel": HWIO, "bias": O}, ...}}`` passed to ``apply``. Input is RGB in [0, 1], NHWC or
@@ -12,18 +22,117 @@ HWC; the normalisation of the pixel space the weights were trained in is applied
 
 from __future__ import annotations
 
+from functools import cache
+from typing import NamedTuple
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import flax.linen as nn
 
-from .config import conv_shapes, layer_names, pools_before
-from .errors import ImageError
+from .errors import ImageError, NstError
+
+# Convolutions per block, and the channel width of each block (Simonyan & Zisserman, table 1).
+BLOCKS: dict[str, tuple[int, ...]] = {
+    "vgg16": (2, 2, 3, 3, 3),
+    "vgg19": (2, 2, 4, 4, 4),
+}
+WIDTHS = (64, 128, 256, 512, 512)
 
 PIXEL_SPACES = {
     # name: (scale, mean, std) applied as (scale * x - mean) / std, RGB order
     "torchvision": (1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "caffe": (255.0, (123.68, 116.779, 103.939), (1.0, 1.0, 1.0)),
 }
+
+
+class Layer(NamedTuple):
+    """One entry of the layout. ``index`` is the position in forward order, which is
+    also the index of the layer in torchvision's ``vgg.features`` Sequential."""
+
+    index: int
+    name: str
+    kind: str  # "conv", "relu" or "pool"
+    c_in: int
+    c_out: int
+    pools: int  # 2x2 poolings the input has passed at this layer's output
+
+
+@cache
+def layout(arch: str) -> tuple[Layer, ...]:
+    """Every layer of ``arch`` in forward order: conv, relu per layer, a pool per block."""
+    if arch not in BLOCKS:
+        raise NstError(f"unknown architecture {arch!r}; known: {', '.join(BLOCKS)}")
+    layers: list[Layer] = []
+    c_in = 3
+    for block, (n_convs, width) in enumerate(zip(BLOCKS[arch], WIDTHS), start=1):
+        for i in range(1, n_convs + 1):
+            for kind, c in (("conv", c_in), ("relu", width)):
+                layers.append(Layer(len(layers), f"{kind}{block}_{i}", kind, c, width, block - 1))
+            c_in = width
+        layers.append(Layer(len(layers), f"pool{block}", "pool", width, width, block))
+    return tuple(layers)
+
+
+def layer_names(arch: str) -> tuple[str, ...]:
+    """Every tap of ``arch`` in forward order."""
+    return tuple(layer.name for layer in layout(arch))
+
+
+def conv_shapes(arch: str) -> dict[str, tuple[int, int]]:
+    """``{conv name: (in_channels, out_channels)}`` in forward order."""
+    return {l.name: (l.c_in, l.c_out) for l in layout(arch) if l.kind == "conv"}
+
+
+def check_layers(arch: str, names) -> tuple[str, ...]:
+    """The one validator of layer names: returns them, or raises one error listing the
+    unknown ones and how layers are named."""
+    known = layer_names(arch)
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise NstError(f"unknown layer {', '.join(map(repr, unknown))} for {arch}; layers are "
+                       f"named conv1_1, relu1_1, ..., pool5 (e.g. relu4_2)")
+    return tuple(names)
+
+
+def deepest(arch: str, taps) -> Layer:
+    """The last layer the network must compute to produce every tap."""
+    by_name = {l.name: l for l in layout(arch)}
+    return max((by_name[n] for n in check_layers(arch, taps)), key=lambda l: l.index)
+
+
+def min_image_side(arch: str, taps) -> int:
+    """Smallest height/width for which every tap in ``taps`` is at least 1x1."""
+    return 2 ** deepest(arch, taps).pools
+
+
+def check_image_size(height: int, width: int, arch: str, taps) -> None:
+    """Raise :class:`ImageError` naming the minimum size if the image is too small."""
+    need = min_image_side(arch, taps)
+    if height < need or width < need:
+        raise ImageError(
+            f"image is {width}x{height} px but {deepest(arch, taps).name} needs at least {need} "
+            f"px on each side: use a larger size or a larger image")
+
+
+def layer_sizes(arch: str, height: int, width: int, taps) -> list[tuple[Layer, int, int]]:
+    """(layer, output height, output width) of every layer up to the deepest tap."""
+    out = []
+    for layer in layout(arch)[: deepest(arch, taps).index + 1]:
+        if layer.kind == "pool":
+            height, width = height // 2, width // 2
+        out.append((layer, height, width))
+    return out
+
+
+def activation_bytes(arch: str, height: int, width: int, taps, itemsize: int = 4) -> int:
+    """Bytes of the activations the forward pass produces up to the deepest tap."""
+    return sum(h * w * l.c_out * itemsize for l, h, w in layer_sizes(arch, height, width, taps))
+
+
+def forward_flops(arch: str, height: int, width: int, taps) -> int:
+    """Multiply-adds x 2 of the forward convolutions up to the deepest tap."""
+    return sum(2 * 9 * l.c_in * l.c_out * h * w
+               for l, h, w in layer_sizes(arch, height, width, taps) if l.kind == "conv")
 
 
 def normalize(image: jax.Array, pixel_space: str) -> jax.Array:
@@ -42,21 +151,6 @@ def pool2x2(x: jax.Array, kind: str = "max") -> jax.Array:
     return x.max(axis=(-4, -2)) if kind == "max" else x.mean(axis=(-4, -2))
 
 
-def min_image_side(arch: str, taps: tuple[str, ...]) -> int:
-    """Smallest height/width for which every tap in ``taps`` is at least 1x1."""
-    return 2 ** max(pools_before(arch, t) for t in taps)
-
-
-def check_image_size(height: int, width: int, arch: str, taps: tuple[str, ...]) -> None:
-    """Raise :class:`ImageError` naming the minimum size if the image is too small."""
-    need = min_image_side(arch, taps)
-    if height < need or width < need:
-        deepest = max(taps, key=lambda t: layer_names(arch).index(t))
-        raise ImageError(
-            f"image is {width}x{height} px but {deepest} needs at least {need} px on each "
-            f"side: use a larger --size or a larger image")
-
-
 class VGG(nn.Module):
     """VGG conv stack that computes up to the deepest requested tap and returns a dict.
 
@@ -65,35 +159,33 @@ class VGG(nn.Module):
       taps: names to return, e.g. ``("relu1_1", "relu4_2")``; empty means every layer.
       pooling: ``"max"`` (as trained) or ``"avg"`` (Gatys et al.'s recommendation).
       pixel_space: see the module docstring.
+      dtype: computation dtype of the convolutions and activations (``"float32"`` or
+        ``"bfloat16"``); taps are returned in float32 either way, so Gram matrices and
+        losses are always float32.
     """
 
     arch: str = "vgg19"
     taps: tuple[str, ...] = ()
     pooling: str = "max"
     pixel_space: str = "torchvision"
+    dtype: str = "float32"
 
     @nn.compact
     def __call__(self, image: jax.Array) -> dict[str, jax.Array]:
-        names = layer_names(self.arch)
-        taps = self.taps or names
-        unknown = [t for t in taps if t not in names]
-        if unknown:
-            raise ValueError(f"unknown layer(s) {unknown} for {self.arch}")
-        check_image_size(image.shape[-3], image.shape[-2], self.arch, tuple(taps))
-        last = max(names.index(t) for t in taps)
-        widths = {name: c_out for name, (_, c_out) in conv_shapes(self.arch).items()}
-
-        x = normalize(image, self.pixel_space)
+        taps = check_layers(self.arch, self.taps or layer_names(self.arch))
+        check_image_size(image.shape[-3], image.shape[-2], self.arch, taps)
+        dtype = jnp.dtype(self.dtype)
+        x = normalize(image, self.pixel_space).astype(dtype)
         out = {}
-        for name in names[: last + 1]:
-            if name.startswith("conv"):
-                x = nn.Conv(widths[name], (3, 3), padding=1, name=name)(x)
-            elif name.startswith("relu"):
+        for layer in layout(self.arch)[: deepest(self.arch, taps).index + 1]:
+            if layer.kind == "conv":
+                x = nn.Conv(layer.c_out, (3, 3), padding=1, name=layer.name, dtype=dtype)(x)
+            elif layer.kind == "relu":
                 x = nn.relu(x)
             else:
                 x = pool2x2(x, self.pooling)
-            if name in taps:
-                out[name] = x
+            if layer.name in taps:
+                out[layer.name] = x.astype(jnp.float32)
         return out
 
 
@@ -114,18 +206,3 @@ def feature_shapes(arch: str, height: int, width: int, taps: tuple[str, ...] = (
                          for name, (i, o) in conv_shapes(arch).items()}}
     image = jax.ShapeDtypeStruct((height, width, 3), jnp.float32)
     return jax.eval_shape(model.apply, params, image)
-
-
-def activation_bytes(arch: str, height: int, width: int, deepest: str) -> int:
-    """Bytes of float32 activations the forward pass produces up to ``deepest``."""
-    names = layer_names(arch)
-    total, h, w, c = 0, height, width, 3
-    widths = {name: c_out for name, (_, c_out) in conv_shapes(arch).items()}
-    for name in names[: names.index(deepest) + 1]:
-        if name.startswith("pool"):
-            h, w = h // 2, w // 2
-        else:
-            c = widths.get(name, c)
-        total += h * w * c * 4
-    return total
-

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -39,9 +38,8 @@ import numpy as np
 
 from . import formats
 from .atomic import atomic_path
-from .config import BLOCKS, conv_shapes
 from .errors import WeightsError
-from .vgg import PIXEL_SPACES, param_shapes
+from .vgg import BLOCKS, PIXEL_SPACES, conv_shapes, layout, param_shapes
 
 EMBEDDED_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"
 TORCHVISION_URLS = {
@@ -118,7 +116,8 @@ def rename(flat: dict[str, np.ndarray], source: str, arch: str) -> tuple[dict, l
     """Map source keys to canonical ``convB_I.kernel/bias``; return (renamed, unexpected)."""
     src = SOURCES[source]
     convs = list(conv_shapes(arch))
-    index_to_conv = _sequential_indices(arch) if source == "torchvision" else {}
+    # torchvision's `features` Sequential holds the layers in forward order
+    index_to_conv = {l.index: l.name for l in layout(arch) if l.kind == "conv"}
     renamed, unexpected = {}, []
     for key, value in flat.items():
         m = re.match(src.pattern, key)
@@ -191,17 +190,6 @@ def canonicalize(flat: dict[str, np.ndarray], source: str, arch: str | None = No
     if space not in PIXEL_SPACES:
         raise WeightsError(f"unknown pixel space {space!r} in the weights' metadata")
     return arch, space, {k: np.ascontiguousarray(v, np.float32) for k, v in params.items()}
-
-
-def _sequential_indices(arch: str) -> dict[int, str]:
-    """torchvision ``features`` index of each conv: conv and ReLU per layer, a pool per block."""
-    index, out = 0, {}
-    for block, n_convs in enumerate(BLOCKS[arch], start=1):
-        for i in range(1, n_convs + 1):
-            out[index] = f"conv{block}_{i}"
-            index += 2
-        index += 1
-    return out
 
 
 # ---------------------------------------------------------------- files
@@ -308,6 +296,11 @@ def load_weights(spec: str | Path = "embedded", arch: str | None = None) -> VGGW
     for entry in list_available()[1:]:
         if str(spec) in (entry["name"], entry["arch"]):
             return read_checkpoint(entry["path"], arch)
+    if str(spec) == "vgg16":  # no converted VGG16 file: the embedded one is VGG16
+        return load_embedded()
+    if str(spec) in TORCHVISION_URLS:
+        raise WeightsError(f"no {spec} weights yet: `nst-jax weights download {spec}` fetches "
+                           f"torchvision's, or `nst-jax weights convert FILE` converts a file you have")
     raise WeightsError(f"no weights named {spec!r}: `nst-jax weights list` shows what is "
                        "available, `nst-jax weights convert FILE` adds a checkpoint")
 
@@ -319,26 +312,27 @@ def download(arch: str = "vgg19", dest: str | Path | None = None, timeout: float
     target = Path(dest) if dest else weights_dirs()[0]
     target.mkdir(parents=True, exist_ok=True)
     raw = target / name
+    prefix = name.rsplit("-", 1)[1].split(".")[0]  # torchvision names carry a sha256 prefix
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, \
-                tempfile.NamedTemporaryFile(dir=target, delete=False, suffix=".part") as tmp:
-            while chunk := response.read(1 << 20):
-                tmp.write(chunk)
+        with atomic_path(raw) as tmp:  # nothing is left behind when the stream fails
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+            if not sha256_file(Path(tmp)).startswith(prefix):
+                raise WeightsError(f"{url} downloaded with a wrong sha256 (expected prefix {prefix})")
     except (urllib.error.URLError, OSError) as e:
         raise WeightsError(f"no network ({getattr(e, 'reason', e)}): download {url} elsewhere "
-                           "and run `nst-jax weights convert FILE`") from None
-    prefix = name.rsplit("-", 1)[1].split(".")[0]  # torchvision names carry a sha256 prefix
-    if not sha256_file(Path(tmp.name)).startswith(prefix):
-        os.unlink(tmp.name)
-        raise WeightsError(f"{url} downloaded with a wrong sha256 (expected prefix {prefix})")
-    os.replace(tmp.name, raw)
+                           f"and run `nst-jax weights convert FILE`") from None
     return convert(raw, target / f"{arch}-torchvision.safetensors", arch)
 
 
-def describe(path: str | Path) -> dict[str, str]:
-    """Metadata and a summary of a weights file (any supported format)."""
-    w = read_checkpoint(path)
+def describe(spec: str | Path) -> dict[str, str]:
+    """Metadata and a summary of weights given as :func:`load_weights` takes them: a file
+    (any supported format), ``"embedded"``, or a name from :func:`list_available`."""
+    w = load_weights(spec)
     n = sum(v.size for v in w.params.values())
+    named = not Path(spec).expanduser().exists()
+    path = embedded_path() if named and w.source_format == "lpips" else spec
     return {**w.metadata(), "path": str(path), "parameters": f"{n:,}",
             "layers": str(len(w.params) // 2)}
 

@@ -6,9 +6,13 @@ import jax
 import numpy as np
 import pytest
 
-from nst_jax.config import conv_shapes
+from nst_jax.vgg import conv_shapes
 from nst_jax.weights import VGGWeights
 
+# Tiny random content and style images of different shapes (content 32x28, style 24x32).
+_RNG = np.random.default_rng(1234)  # not 0: init="noise" draws from default_rng(seed=0)
+CONTENT = _RNG.uniform(size=(32, 28, 3)).astype(np.float32)
+STYLE = _RNG.uniform(size=(24, 32, 3)).astype(np.float32)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,13 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 import nst_jax
-from nst_jax import optimize
+from nst_jax import inputs, run
 from nst_jax.cli import app, parse_layers
-from nst_jax.config import StyleConfig
+from nst_jax.config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, StyleConfig
 from nst_jax.image import save_image
 from nst_jax.weights import VGGWeights, save
 
 SAMPLES = Path(nst_jax.__file__).parent / "samples"
+ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
@@ -25,46 +28,66 @@ def invoke(*args):
     return result
 
 
+def one_line_error(result, code=1):
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == code, result.output
+    assert lines[-1].startswith("error:") and len(lines) == 1, result.output
+    return lines[-1]
+
+
 @pytest.fixture
 def captured(monkeypatch):
-    """Replace the library call; record the config the command built."""
-    seen = {}
+    """Replace the library call; record the config and arguments the command built."""
+    seen = {"calls": []}
 
     def fake_stylize(content, style, config, callback=None, **kw):
-        seen["config"] = config
+        seen["config"], seen["style"], seen["kw"] = config, style, kw
+        seen["calls"].append(Path(content).name)
         img = np.full((8, 8, 3), 0.25, np.float32)
-        return optimize.Result(img, img, 1.0, [], config.steps, config.steps, seen.get("stopped", "done"),
-                               0.1, 0.05, config)
+        history = [run.HistoryRow(0, 2.0, 0, 0, 0), run.HistoryRow(1, 1.0, 0, 0, 0)]
+        return run.Result(img, img, seen.get("best", 1.0), history, config.steps, config.steps,
+                          seen.get("stopped", "done"), 0.1, 0.05, config)
 
-    monkeypatch.setattr(optimize, "stylize", fake_stylize)
+    monkeypatch.setattr(run, "stylize", fake_stylize)
     return seen
 
 
 def test_options_map_to_the_config(tmp_path, captured):
     out = tmp_path / "o.png"
-    r = invoke("stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg", "-o", out, "--size", 128,
-               "--steps", 7, "--optimizer", "lbfgs", "--style-weight", 1e5, "--ratio", 1e-3,
-               "--tv-weight", 0.5, "--content-layers", "relu3_1:2,relu4_2:1",
+    init = tmp_path / "start.png"
+    save_image(np.zeros((8, 8, 3)), init)
+    r = invoke("stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg", SAMPLES / "content.jpg",
+               "-o", out, "--size", 128, "--steps", 7, "--optimizer", "lbfgs", "--style-weight", 1e5,
+               "--ratio", 1e-3, "--tv-weight", 0.5, "--content-layers", "relu3_1:2,relu4_2:1",
                "--style-layers", "relu1_1,relu2_1", "--style-norm", "mean", "--pooling", "avg",
-               "--init", "noisy-content", "--init-noise", 0.3, "--seed", 9, "--style-scale", 0.5,
-               "--weights", "embedded", "--log-every", 2)
+               "--init-image", init, "--init-noise", 0.3, "--seed", 9, "--style-scale", 0.5,
+               "--weights", "embedded", "--log-every", 2, "--steps-per-call", 3, "--blend", "3,7")
     assert r.exit_code == 0, r.output
     assert captured["config"] == StyleConfig(
         size=128, steps=7, optimizer="lbfgs", learning_rate=None, style_weight=1e5, content_weight=100.0,
         tv_weight=0.5, content_layers=("relu3_1", "relu4_2"), content_layer_weights=(2.0, 1.0),
         style_layers=("relu1_1", "relu2_1"), style_layer_weights=(0.5, 0.5), style_norm="mean",
-        pooling="avg", init="noisy-content", init_noise=0.3, seed=9, style_scale=0.5,
-        weights="embedded", log_every=2)
-    assert out.exists() and "wrote" in r.output
+        pooling="avg", init="image", init_image=str(init), init_noise=0.3, seed=9, style_scale=0.5,
+        weights="embedded", log_every=2, steps_per_call=3, style_blend=(3.0, 7.0))
+    assert len(captured["style"]) == 2 and out.exists() and "wrote" in r.output
 
 
-def test_defaults_are_the_paper(tmp_path, captured):
+def test_defaults_are_the_paper_where_they_do_not_say_otherwise(tmp_path, captured):
+    """Gatys et al. 2016: content at conv4_2 (our relu4_2: Caffe's in-place ReLU), style at
+    conv1_1..conv5_1 with w_l = 1/5, Gram loss normalised by 4 N^2 M^2, no TV term. The
+    commented departures (config.py) are the optimizer, the start image, alpha/beta for
+    [0, 1] pixels, max pooling and the VGG16 weights."""
     assert invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png").exit_code == 0
-    assert captured["config"] == StyleConfig()
+    config = captured["config"]
+    assert config == StyleConfig()  # the CLI adds nothing of its own
+    assert config.content_layers == ("relu4_2",) == PAPER_CONTENT_LAYERS
+    assert config.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1") == PAPER_STYLE_LAYERS
+    assert config.style_layer_weights == (0.2,) * 5 and config.content_layer_weights == (1.0,)
+    assert config.style_norm == "paper" and config.tv_weight == 0.0
 
 
 def test_parse_layers():
-    assert parse_layers("paper") == (StyleConfig().style_layers, (0.2,) * 5)
+    assert parse_layers("paper") == (PAPER_STYLE_LAYERS, (0.2,) * 5)
     assert parse_layers("relu1_1:0.3, relu2_1:0.7") == (("relu1_1", "relu2_1"), (0.3, 0.7))
 
 
@@ -76,6 +99,47 @@ def test_nan_and_ctrl_c_save_the_best_image(tmp_path, captured, stopped, code, t
     assert r.exit_code == code and text in r.output and out.exists()
 
 
+def test_a_run_that_never_improved_writes_nothing(tmp_path, captured):
+    captured["best"] = 2.0  # = the start loss: no step lowered it
+    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png")
+    assert "no step lowered the loss" in one_line_error(r, 4) and "lower --lr" in r.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_missing_output_folder_is_created(tmp_path, captured):
+    out = tmp_path / "new" / "deeper" / "o.webp"
+    assert invoke("stylize", "a.jpg", "b.jpg", "-o", out).exit_code == 0 and out.exists()
+
+
+def test_a_folder_of_content_images(tmp_path, captured):
+    photos = tmp_path / "photos"
+    for name in ("b.jpg", "a.png"):
+        save_image(np.zeros((16, 16, 3)), photos / name)
+    (photos / "notes.txt").write_text("not an image")
+    r = invoke("stylize", photos, SAMPLES / "style.jpg", "-o", tmp_path / "results")
+    assert r.exit_code == 0, r.output
+    assert captured["calls"] == ["a.png", "b.jpg"]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["a.png", "b.png"]
+    assert "results" in one_line_error(invoke("stylize", photos, "s.jpg", "-o", tmp_path / "x.png"))
+
+
+def test_checkpoint_options_reach_the_library(tmp_path, captured):
+    out = tmp_path / "o.png"
+    assert invoke("stylize", "a.jpg", "b.jpg", "-o", out, "--checkpoint-every", 5).exit_code == 0
+    assert captured["kw"]["checkpoint"] == tmp_path / "o.ckpt" and captured["kw"]["checkpoint_every"] == 5
+    assert invoke("stylize", "a.jpg", "b.jpg", "-o", out, "--resume", tmp_path / "r.ckpt").exit_code == 0
+    assert captured["kw"]["resume"] == tmp_path / "r.ckpt"
+
+
+def test_version_and_help():
+    r = invoke("--version")
+    assert r.exit_code == 0 and r.output.strip() == f"nst-jax {nst_jax.__version__}"
+    r = invoke("sweep", "--help")
+    text = " ".join(r.output.split())
+    assert "the first 1..5 of them, the article's Fig. 9" in text  # wrapped, never cut
+    assert "adam|lbfgs|lbfgs-fixed" in text and "content|noise|noisy-content|style|image" in text
+
+
 def bad_inputs(tmp_path):
     notimg = tmp_path / "notimg.jpg"
     notimg.write_text("hello")
@@ -84,6 +148,8 @@ def bad_inputs(tmp_path):
     trunc.write_bytes(trunc.read_bytes()[:500])
     tiny = tmp_path / "tiny.png"
     save_image(np.zeros((8, 8, 3)), tiny)
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}garbage")
     c, s = SAMPLES / "content.jpg", SAMPLES / "style.jpg"
     o = tmp_path / "o.png"
     return {
@@ -92,37 +158,60 @@ def bad_inputs(tmp_path):
         "truncated": ([trunc, s, "-o", o], "truncated"),
         "too small": ([c, s, "-o", o, "--size", 8], "needs at least 16 px"),
         "too big": ([c, s, "-o", o, "--size", 60000], "GiB"),
-        "missing dir": ([c, s, "-o", tmp_path / "no" / "o.png"], "does not exist"),
+        "size zero": ([c, s, "-o", o, "--size", 0], "--size must be a positive integer, not 0"),
+        "negative steps": ([c, s, "-o", o, "--steps", -1], "--steps must be 0 or more"),
         "not writable": ([c, s, "-o", "/proc/o.png"], "cannot write"),
-        "bad extension": ([c, s, "-o", tmp_path / "o.txt"], "unknown image extension"),
-        "bad layer": ([c, s, "-o", o, "--style-layers", "relu9_9"], "unknown layer"),
-        "bad optimizer": ([c, s, "-o", o, "--optimizer", "nope"], "unknown optimizer"),
+        "bad extension": ([c, s, "-o", tmp_path / "o.xyz"], "unknown image extension '.xyz' (use .png, .jpg"),
+        "bad layer": ([c, s, "-o", o, "--style-layers", "relu9_9"], "unknown layer 'relu9_9'"),
+        "bad optimizer": ([c, s, "-o", o, "--optimizer", "nope"], "'nope' is not one of 'adam'"),
+        "bad init": ([c, s, "-o", o, "--init", "nosie"], "'nosie' is not one of 'content', 'noise'"),
+        "ratio and alpha": ([c, s, "-o", o, "--ratio", 1, "--content-weight", 2], "not both"),
+        "bad blend": ([c, s, s, "-o", o, "--blend", "1,2,3"], "3 blend weights for 2 style images"),
         "bad weights": ([c, s, "-o", o, "--weights", notimg], "not a weights file"),
         "tiny style": ([c, tiny, "-o", o, "--size", 64, "--style-scale", 0.1], "needs at least"),
+        "damaged checkpoint": ([c, s, "-o", o, "--size", 32, "--resume", damaged], "damaged"),
+        "unknown option": ([c, s, "-o", o, "--sise", 3], "No such option: --sise"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "not an image", "truncated", "too small", "too big",
-                                  "missing dir", "not writable", "bad extension", "bad layer",
-                                  "bad optimizer", "bad weights", "tiny style"])
+BAD = ["missing", "not an image", "truncated", "too small", "too big", "size zero", "negative steps",
+       "not writable", "bad extension", "bad layer", "bad optimizer", "bad init", "ratio and alpha",
+       "bad blend", "bad weights", "tiny style", "damaged checkpoint", "unknown option"]
+
+
+@pytest.mark.parametrize("case", BAD)
 def test_bad_input_is_one_clear_line(tmp_path, case, vgg16_weights, monkeypatch):
-    real = optimize.load_weights
-    monkeypatch.setattr(optimize, "load_weights",
-                        lambda spec: vgg16_weights if spec == "embedded" else real(spec))
+    real = inputs.load_weights
+    monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights if spec == "embedded" else real(spec))
     args, message = bad_inputs(tmp_path)[case]
-    r = invoke("stylize", *args, "--steps", 1)
-    assert r.exit_code == 1, r.output
-    assert message in r.output
-    assert r.output.strip().startswith("error:") and len(r.output.strip().splitlines()) <= 3
+    r = invoke("stylize", *args, "--steps", 1) if case != "negative steps" else invoke("stylize", *args)
+    assert message in one_line_error(r)
     assert not (tmp_path / "o.png").exists()
 
 
 def test_nan_end_to_end_writes_the_best_image(tmp_path, vgg16_weights, monkeypatch):
-    monkeypatch.setattr(optimize, "load_weights", lambda spec: vgg16_weights)
+    monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
     out = tmp_path / "o.png"
     r = invoke("stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg", "-o", out, "--size", 32,
                "--steps", 5, "--style-weight", 1e38, "--content-weight", 1e38, "--init", "noise")
     assert r.exit_code == 3 and "lower --lr" in r.output and out.exists()
+
+
+def test_progress_without_a_terminal_is_plain_lines(tmp_path, vgg16_weights, monkeypatch):
+    monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
+    r = invoke("stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg", "-o", tmp_path / "o.png",
+               "--size", 32, "--steps", 3)
+    assert r.exit_code == 0, r.output
+    lines = [l for l in r.output.splitlines() if l.startswith("stylizing: step")]
+    assert lines and lines[-1].startswith("stylizing: step 3/3  loss ") and "ETA" in lines[-1]
+
+
+def test_checkout_without_dependencies_says_what_to_install():
+    code = ("import sys, runpy; sys.modules['typer'] = None; sys.argv = ['cli.py', '--help']; "
+            "runpy.run_path('cli.py', run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "needs its dependencies (typer is missing): pip install -e ." in proc.stderr
 
 
 def test_weights_commands(tmp_path, monkeypatch, vgg16_params):
@@ -131,10 +220,11 @@ def test_weights_commands(tmp_path, monkeypatch, vgg16_params):
     r = invoke("weights", "convert", src, "-o", tmp_path / "weights" / "mine.safetensors")
     assert r.exit_code == 0 and "wrote" in r.output
     r = invoke("weights", "list")
-    assert r.exit_code == 0 and "embedded" in r.output and "mine" in r.output
+    assert r.exit_code == 0 and "embedded" in r.output and "mine" in r.output and "weights download" in r.output
     r = invoke("weights", "info", tmp_path / "weights" / "mine.safetensors")
     assert r.exit_code == 0 and "caffe" in r.output and "keras" in r.output
-    r = invoke("weights", "info", tmp_path / "nothing.pth")
-    assert r.exit_code == 1 and r.output.startswith("error:")
-    r = invoke("weights", "convert", src, "--arch", "vgg19")
-    assert r.exit_code == 1 and "holds vgg16" in r.output
+    r = invoke("weights", "info", "embedded")
+    assert r.exit_code == 0 and "vgg16" in r.output and "lpips" in r.output
+    one_line_error(invoke("weights", "info", tmp_path / "nothing.pth"))
+    assert "holds vgg16" in one_line_error(invoke("weights", "convert", src, "--arch", "vgg19"))
+    assert "weights download vgg19" in one_line_error(invoke("weights", "info", "vgg19"))

@@ -95,9 +95,11 @@ def test_save_is_atomic(tmp_path, monkeypatch):
 
 
 def test_check_writable(tmp_path):
-    with pytest.raises(ImageError, match="does not exist"):
-        check_writable(tmp_path / "missing" / "o.png")
-    with pytest.raises(ImageError, match="unknown image extension"):
+    assert check_writable(tmp_path / "missing" / "o.png")  # created when saved
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ImageError, match="is not a directory"):
+        check_writable(tmp_path / "file" / "o.png")
+    with pytest.raises(ImageError, match="unknown image extension '.xyz' \\(use .png, .jpg"):
         check_writable(tmp_path / "o.xyz")
     with pytest.raises(ImageError, match="cannot write"):
         check_writable("/proc/o.png")  # a directory nobody, root included, can create files in

@@ -14,22 +14,22 @@ import pytest
 from typer.testing import CliRunner
 
 import nst_jax
-from nst_jax import optimize
+from conftest import CONTENT, STYLE
+from nst_jax import inputs
 from nst_jax.cli import app, parse_layer_sets
 from nst_jax.config import StyleConfig
-from nst_jax.optimize import stylize
-from nst_jax.sweep import paper_layer_sets, plan_chunks, sweep
-
-RNG = np.random.default_rng(0)
-CONTENT = RNG.uniform(size=(32, 28, 3)).astype(np.float32)
-STYLE = RNG.uniform(size=(24, 32, 3)).astype(np.float32)
+from nst_jax.run import stylize
+from nst_jax.sweep import paper_layer_sets, sweep
 BETAS = [1e2, 1e4]
 SETS = [(1.0, 0.0), (0.5, 0.5)]
 
 
-@pytest.mark.parametrize("optimizer,lr,tol", [("adam", 0.02, 1e-5), ("lbfgs", None, 1e-5)])
-def test_each_cell_equals_its_own_stylize(optimizer, lr, tol, vgg16_weights):
-    config = StyleConfig.tiny(optimizer=optimizer, learning_rate=lr, steps=4, init="noisy-content")
+# Losses agree to 1e-5 for every optimizer. Images: Adam's agree to 1e-5; the zoom line
+# search's accept/reject decisions turn float rounding of batched vs single convolutions
+# (1e-7) into iterates that differ by up to 6e-4 in a few pixels after 4 steps.
+@pytest.mark.parametrize("optimizer,k,tol", [("adam", 1, 1e-5), ("lbfgs", 1, 1e-3), ("adam", 2, 1e-5)])
+def test_each_cell_equals_its_own_stylize(optimizer, k, tol, vgg16_weights):
+    config = StyleConfig.tiny(optimizer=optimizer, steps=4, init="noisy-content", steps_per_call=k)
     result = sweep(CONTENT, STYLE, config, BETAS, SETS, weights=vgg16_weights)
     assert result.shape == (2, 2) and result.compiles == 1
     for b, (layer_set, beta) in enumerate((s, w) for s in SETS for w in BETAS):
@@ -50,19 +50,14 @@ def test_chunks_give_the_same_cells_and_compile_once(vgg16_weights):
     assert chunked.best_images.shape == (3, 32, 28, 3) and chunked.history.shape == (3, 3)
 
 
-def test_plan_chunks():
-    gib = 2**30
-    assert plan_chunks(8, 1, per_cell=gib, fixed=0, available=100 * gib) == 8
-    assert plan_chunks(8, 1, per_cell=gib, fixed=gib, available=4 * gib) == 2
-    assert plan_chunks(8, 4, per_cell=gib, fixed=0, available=2 * gib) == 4  # at least one per device
-    assert plan_chunks(3, 4, per_cell=1, fixed=0, available=gib) == 4  # padded up to the devices
-
-
 def test_paper_layer_sets_are_cumulative():
     sets = paper_layer_sets(("a", "b", "c"))
     assert sets == [(1.0, 0.0, 0.0), (0.5, 0.5, 0.0), (1 / 3, 1 / 3, 1 / 3)]
-    union, rows, labels = parse_layer_sets("relu1_1;relu1_1:0.5,relu2_1:0.5")
+    layers, weights = ("relu1_1", "relu2_1"), (0.3, 0.7)
+    union, rows, labels = parse_layer_sets("relu1_1;relu1_1:0.5,relu2_1:0.5", layers, weights)
     assert union == ("relu1_1", "relu2_1") and rows == [(1.0, 0.0), (0.5, 0.5)]
+    assert parse_layer_sets("", layers, weights)[1] == [weights]  # one row: the configured layers
+    assert parse_layer_sets("paper", layers, weights)[1] == [(1.0, 0.0), (0.5, 0.5)]
 
 
 SHARDED = textwrap.dedent("""
@@ -73,11 +68,9 @@ SHARDED = textwrap.dedent("""
     from nst_jax.config import StyleConfig
     from nst_jax.sweep import sweep
     from nst_jax.weights import VGGWeights
+    from conftest import CONTENT, STYLE
     w = VGGWeights("vgg16", "torchvision", random_params("vgg16", seed=16))
-    rng = np.random.default_rng(0)
-    c = rng.uniform(size=(32, 28, 3)).astype(np.float32)
-    s = rng.uniform(size=(24, 32, 3)).astype(np.float32)
-    r = sweep(c, s, StyleConfig.tiny(steps=3), [1e2, 1e3, 1e4], weights=w)
+    r = sweep(CONTENT, STYLE, StyleConfig.tiny(steps=3), [1e2, 1e3, 1e4], weights=w)
     print(json.dumps({{"devices": len(jax.devices()), "used": r.devices, "compiles": r.compiles,
                       "best": r.best_losses.tolist(), "last": r.history[-1].tolist()}}))
 """)
@@ -96,9 +89,9 @@ def test_sharded_over_four_cpu_devices_matches_one(vgg16_weights):
 
 
 def test_sweep_command_writes_cells_sheet_and_json(tmp_path, vgg16_weights, monkeypatch):
-    monkeypatch.setattr(optimize, "load_weights", lambda spec: vgg16_weights)
+    monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
     samples = Path(nst_jax.__file__).parent / "samples"
-    out = tmp_path / "grid"
+    out = tmp_path / "new" / "grid"  # created when the results are written
     r = CliRunner().invoke(app, ["sweep", str(samples / "content.jpg"), str(samples / "style.jpg"),
                                  "-o", str(out), "--size", "32", "--steps", "2",
                                  "--style-weight", "1e3,1e4", "--layers", "relu1_1;relu1_1,relu2_1"])
@@ -109,5 +102,27 @@ def test_sweep_command_writes_cells_sheet_and_json(tmp_path, vgg16_weights, monk
     assert [c["style_weight"] for c in cells] == [1e3, 1e4, 1e3, 1e4]
     assert cells[2]["style_layer_weights"] == {"relu1_1": 0.5, "relu2_1": 0.5}
     assert (out / "contact_sheet.png").exists()
-    bad = CliRunner().invoke(app, ["sweep", "a.jpg", "b.jpg", "--style-weight", "x,y"])
+    bad = CliRunner().invoke(app, ["sweep", "a.jpg", "b.jpg", "--style-weight", "x,y", "-o", str(tmp_path / "x")])
     assert bad.exit_code == 1 and "numbers separated by commas" in bad.output
+    failed = CliRunner().invoke(app, ["sweep", str(tmp_path / "none.jpg"), str(samples / "style.jpg"),
+                                      "-o", str(tmp_path / "failed")])
+    assert failed.exit_code == 1 and "no such file" in failed.output
+    assert not (tmp_path / "failed").exists()  # a failed sweep leaves no empty folder
+
+
+def test_sweep_resumes_from_its_own_state(vgg16_weights):
+    config = StyleConfig.tiny(steps=4)
+    whole = sweep(CONTENT, STYLE, config, [1e2, 1e4], weights=vgg16_weights)
+    half = sweep(CONTENT, STYLE, config.replace(steps=2), [1e2, 1e4], weights=vgg16_weights)
+    rest = sweep(CONTENT, STYLE, config, [1e2, 1e4], weights=vgg16_weights, resume=half.state)
+    np.testing.assert_array_equal(rest.images, whole.images)
+    np.testing.assert_array_equal(rest.history, whole.history)
+
+
+def test_cells_that_never_improve_are_flagged(vgg16_weights):
+    # plain SGD's step grows with beta: the small-beta cells improve, the large one overshoots
+    config = StyleConfig.tiny(optimizer="sgd", learning_rate=1e-3, steps=3)
+    result = sweep(CONTENT, STYLE, config, [1e2, 1e4, 1e6], weights=vgg16_weights)
+    assert result.improved.tolist() == [True, True, False]
+    np.testing.assert_array_equal(result.best_images[2], np.clip(CONTENT, 0, 1))
+    assert [c["improved"] for c in result.cells()] == result.improved.tolist()

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax.config import BLOCKS, layer_names
+from nst_jax.vgg import BLOCKS, layer_names
 from nst_jax.errors import ImageError
 from nst_jax.vgg import VGG, feature_shapes, min_image_side, normalize, param_shapes
 from nst_jax.weights import VGGWeights

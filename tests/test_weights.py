@@ -22,7 +22,7 @@ import scipy.io
 import nst_jax
 from conftest import random_params
 
-from nst_jax.config import BLOCKS, conv_shapes
+from nst_jax.vgg import BLOCKS, conv_shapes
 from nst_jax.errors import WeightsError
 from nst_jax.image import load_image
 from nst_jax.vgg import VGG
@@ -203,8 +203,13 @@ def test_load_weights_by_name_from_weights_dir(tmp_path, monkeypatch, vgg16_para
          tmp_path / "weights" / "mine.safetensors")
     assert load_weights("mine").pixel_space == "caffe"
     assert load_weights("vgg16").source_format == "keras"
-    with pytest.raises(WeightsError, match="no weights named 'vgg19'"):
+    with pytest.raises(WeightsError, match="no vgg19 weights yet: `nst-jax weights download vgg19`"):
         load_weights("vgg19")
+    with pytest.raises(WeightsError, match="no weights named 'vgg17'"):
+        load_weights("vgg17")
+    monkeypatch.chdir(tmp_path / "weights")  # no ./weights here: vgg16 is the embedded one
+    monkeypatch.setenv("NST_JAX_WEIGHTS", str(tmp_path / "empty"))
+    assert load_weights("vgg16").source_format == "lpips"
 
 
 # ---------------------------------------------------------------- the embedded weights
@@ -305,5 +310,31 @@ def test_download_without_network_says_what_to_do(tmp_path, monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(WeightsError, match="no network.*nst-jax weights convert FILE"):
+        download("vgg19", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_that_breaks_off_leaves_nothing_behind(tmp_path, monkeypatch):
+    import io
+    import urllib.request
+
+    class Broken(io.BytesIO):
+        def read(self, n=-1):
+            if self.tell():
+                raise ConnectionResetError("connection reset by peer")
+            return super().read(1024)
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Broken(b"x" * 4096))
+    with pytest.raises(WeightsError, match="no network.*connection reset"):
+        download("vgg19", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_download_with_a_wrong_hash_keeps_nothing(tmp_path, monkeypatch):
+    import io
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: io.BytesIO(b"not the weights"))
+    with pytest.raises(WeightsError, match="wrong sha256"):
         download("vgg19", tmp_path)
     assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,105 @@
+"""Run checkpoints: the whole optimisation state in one safetensors file, no pickle.
+
+A checkpoint holds every array of the step state (image, optimizer state, best image and
+loss, evaluation count) under its pytree key path, the history so far, and JSON metadata:
+the step index, the config, and the sha256 digest of the inputs and weights. Loading
+rebuilds the state on the structure of a freshly initialised one, so a file made for
+another optimizer, other inputs or another objective is refused with one error instead
+of being half-used. Writes are atomic: an interrupted save leaves the old file intact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from .atomic import atomic_path
+from .config import StyleConfig
+from .errors import NstError
+from .step import StepState
+
+FORMAT = "nst-jax-checkpoint"
+VERSION = "1"
+
+
+def _json_config(config: StyleConfig) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def save_checkpoint(path: str | Path, state: StepState, step: int, history: dict[str, np.ndarray],
+                    config: StyleConfig, digest: str) -> Path:
+    """Write the run state after ``step`` completed steps to ``path`` atomically."""
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    arrays = {f"state{jax.tree_util.keystr(k)}": np.asarray(v)
+              for k, v in jax.tree_util.tree_flatten_with_path(state)[0]}
+    arrays.update({f"history.{k}": np.ascontiguousarray(v) for k, v in history.items()})
+    meta = {"format": FORMAT, "version": VERSION, "step": str(step), "digest": digest,
+            "config": json.dumps(_json_config(config))}
+    try:
+        with atomic_path(path) as tmp:
+            save_file(arrays, tmp, metadata=meta)
+    except OSError as e:
+        raise NstError(f"cannot write the checkpoint {path}: {e.strerror or e}") from None
+    return path
+
+
+def load_checkpoint(path: str | Path, template: StepState, config: StyleConfig,
+                    digest: str) -> tuple[StepState, int, dict[str, np.ndarray]]:
+    """(state, completed steps, history) from ``path``, checked against this run.
+
+    ``template`` is the state this run would start from (its structure, shapes and dtypes
+    are what the file must hold); ``config`` and ``digest`` must match what the
+    checkpoint was made with, apart from the fields a resumed run may change.
+    """
+    arrays, meta = _read(Path(path))
+    if meta.get("digest") != digest:
+        raise NstError(f"{path} was made for other content/style images or other weights")
+    saved = meta.get("config", {})
+    ours = {k: v for k, v in _json_config(config).items() if k in config.objective_fields()}
+    changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
+    if changed:
+        raise NstError(f"{path} was made with a different {', '.join(changed)}; "
+                       f"a run resumes only with the same objective and optimizer")
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    restored = []
+    for key, like in leaves:
+        name = f"state{jax.tree_util.keystr(key)}"
+        value = arrays.get(name)
+        like = np.asarray(like)
+        if value is None or value.shape != like.shape or value.dtype != like.dtype:
+            raise NstError(f"{path} does not hold this run's state ({name} is missing or "
+                           f"has another shape): made for another size or optimizer?")
+        restored.append(value)
+    state = jax.tree_util.tree_unflatten(treedef, restored)
+    history = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("history.")}
+    return state, int(meta["step"]), history
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    from safetensors import SafetensorError, safe_open
+    from safetensors.numpy import load_file
+
+    if not path.is_file():
+        raise NstError(f"no such checkpoint: {path}")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = dict(f.metadata() or {})
+        arrays = load_file(str(path))
+        if meta.get("format") != FORMAT:
+            raise ValueError("not tagged")
+        if meta.get("version") != VERSION:
+            raise NstError(f"{path} is a version {meta.get('version')} checkpoint; "
+                           f"this nst-jax reads version {VERSION}")
+        meta["config"] = json.loads(meta["config"])
+        int(meta["step"])
+    except NstError:
+        raise
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError):
+        raise NstError(f"{path} is not an nst-jax checkpoint, or it is damaged") from None
+    return arrays, meta

@@ -1,0 +1,140 @@
+"""Load a run's inputs and compute what the image is compared with.
+
+``prepare`` turns file paths (or arrays) and a config into everything the step needs:
+the objective, its traced data (:class:`~nst_jax.objective.Problem`), the start image,
+and a digest of the inputs that checkpoints are matched against. Style images come as a
+list, so several styles add data here, not a second code path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import jax
+import numpy as np
+
+from .config import Init, StyleConfig
+from .errors import NstError
+from .image import load_image, resize, scaled_shape
+from .losses import Targets, gram
+from .memory import check_memory
+from .objective import Objective, Problem, build_objective, loss_weights
+from .vgg import check_image_size, layer_sizes
+from .weights import VGGWeights, load_weights
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, loaded and checked."""
+
+    objective: Objective
+    problem: Problem
+    content: np.ndarray  # (H, W, 3) at the run's size
+    styles: list[np.ndarray]  # each at its own size
+    start: np.ndarray  # the first iterate
+    digest: str  # sha256 of the resized inputs and the weights (see input_digest)
+    arch: str
+    notes: list[str] = field(default_factory=list)  # what a user should know (resizing...)
+
+
+def as_list(styles) -> list:
+    """One style (path or array) or a list of them, as a list."""
+    return list(styles) if isinstance(styles, (list, tuple)) else [styles]
+
+
+def load_sized(source, longest: int, arch: str, taps, what: str, notes: list[str]) -> np.ndarray:
+    """Load ``source`` and resize it so its longest side is ``longest``; the size is
+    checked against the network before any resizing work is done."""
+    raw = load_image(source)
+    h, w = scaled_shape(raw.shape[:2], max(1, round(longest)))
+    check_image_size(h, w, arch, taps)
+    if max(h, w) > 2 * max(raw.shape[:2]):
+        notes.append(f"the {what} image is {raw.shape[1]}x{raw.shape[0]} px, upscaled to {w}x{h}")
+    return resize(raw, h, w)
+
+
+def style_targets(objective: Objective, variables, styles: list[np.ndarray], blend, out_hw) -> tuple:
+    """Per style layer, the blended target Gram scaled to the output's size.
+
+    G_target^l = sum_k w_k (M_out^l / M_k^l) G_k^l, where M^l counts the positions of layer l
+    in the output and in style image k. With one style of the output's size this is the
+    paper's A^l; the scaling lets styles of any size (and several of them) be matched
+    against the Gram of the output, which sums over M_out^l positions.
+    """
+    apply = jax.jit(objective.model.apply)
+    arch = objective.model.arch
+    positions = {l.name: h * w for l, h, w in layer_sizes(arch, *out_hw, objective.style_layers)}
+    total = [0.0] * len(objective.style_layers)
+    for style, weight in zip(styles, blend):
+        feats = apply(variables, style)
+        for i, name in enumerate(objective.style_layers):
+            f = feats[name]
+            scale = positions[name] / (f.shape[0] * f.shape[1])
+            total[i] = total[i] + weight * scale * gram(f)
+    return tuple(total)
+
+
+def normalised_blend(blend, n_styles: int) -> tuple[float, ...]:
+    """Blend weights normalised to sum 1 (equal when not given)."""
+    blend = tuple(float(b) for b in blend) if blend else (1.0,) * n_styles
+    if len(blend) != n_styles:
+        raise NstError(f"{len(blend)} blend weights for {n_styles} style images")
+    if any(b < 0 for b in blend) or sum(blend) <= 0:
+        raise NstError(f"blend weights must be non-negative and not all zero, not {blend}")
+    return tuple(b / sum(blend) for b in blend)
+
+
+def start_image(config: StyleConfig, content: np.ndarray, style: np.ndarray) -> np.ndarray:
+    """The first iterate: content, noise, noisy-content, style, or an image file."""
+    noise = np.random.default_rng(config.seed).uniform(size=content.shape).astype(np.float32)
+    if config.init == Init.content:
+        return content
+    if config.init == Init.noise:
+        return noise
+    if config.init == Init.noisy_content:
+        return (1.0 - config.init_noise) * content + config.init_noise * noise
+    source = style if config.init == Init.style else load_image(config.init_image)
+    return resize(source, *content.shape[:2]).astype(np.float32)
+
+
+def input_digest(content: np.ndarray, styles: list[np.ndarray], weights: VGGWeights) -> str:
+    """sha256 over the resized content and style pixels and every weight array."""
+    h = hashlib.sha256()
+    for array in [content, *styles]:
+        h.update(str(array.shape).encode())
+        h.update(np.ascontiguousarray(array, np.float32).tobytes())
+    for key in sorted(weights.params):
+        h.update(key.encode())
+        h.update(np.ascontiguousarray(weights.params[key]).tobytes())
+    return h.hexdigest()
+
+
+def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = None,
+            batch: int = 1) -> Prepared:
+    """Load and check everything a run needs. ``styles``: one path/array or a list.
+
+    Sizes and memory are checked on the target dimensions before any resizing, so a size
+    that cannot fit fails at once with the estimate.
+    """
+    weights = weights or load_weights(config.weights)
+    objective = build_objective(weights.arch, weights.pixel_space, config)
+    taps, notes = objective.model.taps, []
+    raw = load_image(content)
+    h, w = scaled_shape(raw.shape[:2], config.size)
+    check_image_size(h, w, weights.arch, taps)
+    check_memory(weights.arch, h, w, taps, batch)
+    content_img = load_sized(raw, config.size, weights.arch, taps, "content", notes)
+    styles = as_list(styles)
+    blend = normalised_blend(config.style_blend, len(styles))
+    style_imgs = [load_sized(s, config.size * config.style_scale, weights.arch, taps, "style", notes)
+                  for s in styles]
+    variables = jax.device_put(weights.variables())
+    apply = jax.jit(objective.model.apply)
+    content_feats = apply(variables, content_img)
+    targets = Targets(tuple(content_feats[n] for n in config.content_layers),
+                      style_targets(objective, variables, style_imgs, blend, (h, w)))
+    problem = Problem(variables, targets, loss_weights(config))
+    start = start_image(config, content_img, style_imgs[0])
+    return Prepared(objective, problem, content_img, style_imgs, start,
+                    input_digest(content_img, style_imgs, weights), weights.arch, notes)

@@ -1,0 +1,64 @@
+"""The objective: an image -> (J, terms), built once from the model and the run's data.
+
+Everything that evaluates the loss calls this one function: the step, sweeps, the
+benchmarks and the parity checks. Its data (network weights, targets, loss weights) is a
+pytree passed as an argument, never closed over, so the same compiled program serves any
+weights of the same shapes and a sweep batches the loss weights with ``jax.vmap``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .config import StyleConfig
+from .losses import LossTerms, LossWeights, Targets, loss_terms, total_loss
+from .vgg import VGG, check_layers
+
+
+class Problem(NamedTuple):
+    """The traced data of the objective; leaves of ``weights`` may carry a batch axis."""
+
+    variables: dict  # the VGG's {"params": ...}
+    targets: Targets  # content features and style Grams
+    weights: LossWeights  # alpha, beta, tv and the per-layer weights
+
+
+@dataclass(frozen=True)
+class Objective:
+    """J(image) = alpha J_content + beta J_style + tv J_tv for the layers it names.
+
+    Static structure only (hashable): the model, which taps feed which loss, and the
+    style normaliser. Call it as ``objective(problem, image) -> (J, terms)``.
+    """
+
+    model: VGG
+    content_layers: tuple[str, ...]
+    style_layers: tuple[str, ...]
+    style_norm: str = "paper"
+
+    def __call__(self, problem: Problem, image: jax.Array) -> tuple[jax.Array, LossTerms]:
+        features = self.model.apply(problem.variables, image)
+        terms = loss_terms(features, image, problem.targets, (self.content_layers, self.style_layers),
+                           problem.weights, self.style_norm)
+        return total_loss(terms, problem.weights), terms
+
+    def value(self, problem: Problem, image: jax.Array) -> jax.Array:
+        return self(problem, image)[0]
+
+
+def build_objective(arch: str, pixel_space: str, config: StyleConfig) -> Objective:
+    """The objective the config describes, its network truncated at the deepest tap."""
+    taps = check_layers(arch, tuple(dict.fromkeys(config.content_layers + config.style_layers)))
+    model = VGG(arch=arch, taps=taps, pooling=config.pooling, pixel_space=pixel_space, dtype=config.dtype)
+    return Objective(model, config.content_layers, config.style_layers, config.style_norm)
+
+
+def loss_weights(config: StyleConfig) -> LossWeights:
+    """The config's loss weights as float32 arrays (traced inputs of the step)."""
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    return LossWeights(f32(config.content_weight), f32(config.style_weight), f32(config.tv_weight),
+                       f32(config.content_layer_weights), f32(config.style_layer_weights))

@@ -1,0 +1,150 @@
+"""One optimisation step, built from (objective, optimizer, projection); the optimizers.
+
+The step is a pure function ``step(state, problem, record) -> (state, metrics)``: one
+jit region holding the loss, its gradient, the optimizer update and the projection.
+Optimizers differ only in where the value and gradient at the current image come from:
+first-order ones differentiate the objective there; L-BFGS with a line search reuses
+the value and gradient its line search already computed at the accepted point (the
+state is primed with them by :func:`init_state`, so there is no first-step branch).
+
+The box constraint x in [0, 1] is :func:`box`, applied to every iterate of optimizers
+that take a step of their own choosing. Optax's zoom line search is left unconstrained:
+projecting between its trial points would break its sufficient-decrease conditions (as in
+Gatys et al.'s own code); the driver clips its result once at the end.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .errors import NstError
+from .losses import LossTerms
+from .objective import Objective, Problem
+
+# Learning rates in [0, 1] pixel units where the optimizer has none of its own.
+# Adam: 0.02 moves a pixel at most ~0.02 per step, enough to leave the content start
+# within a few hundred steps without the overshoot that 0.05+ shows.
+DEFAULT_LR = {"adam": 0.02}
+
+
+class Optimizer(NamedTuple):
+    """An Optax transformation and how the step must drive it."""
+
+    name: str
+    tx: optax.GradientTransformationExtraArgs
+    linesearch: bool  # value and gradient come from the line search's state
+    projection: Callable[[jax.Array], jax.Array]
+
+
+def box(image: jax.Array) -> jax.Array:
+    """The projection onto the valid pictures, [0, 1] per channel."""
+    return optax.projections.projection_box(image, 0.0, 1.0)
+
+
+def unconstrained(image: jax.Array) -> jax.Array:
+    return image
+
+
+def make_optimizer(name: str, learning_rate: float | None = None) -> Optimizer:
+    """An optimizer by name: ``"adam"``, ``"lbfgs"``, ``"lbfgs-fixed"`` or any optax factory
+    taking a ``learning_rate`` (which must then be given)."""
+    key = str(name).lower().replace("-", "_")
+    if key == "lbfgs":
+        return Optimizer("lbfgs", optax.lbfgs(learning_rate=learning_rate), True, unconstrained)
+    if key == "lbfgs_fixed":
+        # L-BFGS directions with a unit step and no line search (torch.optim.LBFGS's
+        # default, as the PyTorch tutorial runs it): one evaluation per step, all at the
+        # top level of the jitted step (see bench/README.md for why that matters on CPU).
+        lr = 1.0 if learning_rate is None else learning_rate
+        return Optimizer("lbfgs-fixed", optax.lbfgs(learning_rate=lr, linesearch=None), False, box)
+    factory = getattr(optax, key, None)
+    if not callable(factory) or "learning_rate" not in inspect.signature(factory).parameters:
+        raise NstError(f"unknown optimizer {name!r}: use adam, lbfgs, lbfgs-fixed, or an optax "
+                       "optimizer taking a learning rate (sgd, adamw, rmsprop, lion, ...)")
+    if learning_rate is None:
+        if key not in DEFAULT_LR:
+            raise NstError(f"optimizer {name!r} needs a learning rate (pixel units, e.g. 0.01)")
+        learning_rate = DEFAULT_LR[key]
+    tx = optax.with_extra_args_support(factory(learning_rate=learning_rate))
+    return Optimizer(str(name), tx, False, box)
+
+
+class StepState(NamedTuple):
+    """Everything that changes from step to step."""
+
+    image: jax.Array
+    opt_state: optax.OptState
+    best_image: jax.Array  # lowest-loss iterate evaluated so far
+    best_loss: jax.Array
+    evals: jax.Array  # loss/gradient evaluations so far (int32)
+
+
+class StepMetrics(NamedTuple):
+    loss: jax.Array  # J at the image the step started from
+    terms: LossTerms  # NaN where not recorded (L-BFGS with a line search, record=False)
+    evals: jax.Array  # evaluations this step
+
+
+def init_state(objective: Objective, optimizer: Optimizer, problem: Problem,
+               image: jax.Array) -> StepState:
+    """The state before the first step (pure; jit it, and vmap it for a batch).
+
+    A line-search optimizer's state is primed with the value and gradient at ``image``
+    (one evaluation, counted). Weak types are made strong: Optax starts with weakly typed
+    scalars that its update returns strong, which would compile the second step again.
+    """
+    image = jnp.asarray(image, jnp.float32)
+    opt_state = optimizer.tx.init(image)
+    evals = jnp.zeros((), jnp.int32)
+    if optimizer.linesearch:
+        value, grad = jax.value_and_grad(objective.value, argnums=1)(problem, image)
+        opt_state = optax.tree_utils.tree_set(opt_state, value=value, grad=grad)
+        evals = evals + 1
+    state = StepState(image, opt_state, image, jnp.asarray(jnp.inf, jnp.float32), evals)
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), state)
+
+
+def make_step(objective: Objective, optimizer: Optimizer) -> Callable:
+    """The pure step ``(state, problem, record) -> (state, metrics)``.
+
+    ``record`` (a traced bool) asks for the separate loss terms: free for first-order
+    optimizers, one extra forward pass for a line-search optimizer. Wrap the step in
+    ``jax.jit`` (one region per step, or a ``lax.scan`` of several) and, for sweeps, in
+    ``jax.vmap`` over ``state`` and the loss weights.
+    """
+    nan = jnp.full((), jnp.nan, jnp.float32)
+
+    def step(state: StepState, problem: Problem, record) -> tuple[StepState, StepMetrics]:
+        def terms_at(image):
+            return objective(problem, image)
+
+        def value_fn(image):
+            return objective.value(problem, image)
+
+        if optimizer.linesearch:
+            value = optax.tree_utils.tree_get(state.opt_state, "value")
+            grad = optax.tree_utils.tree_get(state.opt_state, "grad")
+            terms = jax.lax.cond(record, lambda: terms_at(state.image)[1],
+                                 lambda: LossTerms(nan, nan, nan))
+        else:
+            (value, terms), grad = jax.value_and_grad(terms_at, has_aux=True)(state.image)
+        updates, opt_state = optimizer.tx.update(grad, state.opt_state, state.image, value=value,
+                                                 grad=grad, value_fn=value_fn)
+        image = optimizer.projection(optax.apply_updates(state.image, updates))
+        if optimizer.linesearch:
+            evals = optax.tree_utils.tree_get(opt_state, "num_linesearch_steps")
+        else:
+            evals = jnp.ones((), jnp.int32)
+        evals = jnp.asarray(evals, jnp.int32)
+        better = jnp.isfinite(value) & (value < state.best_loss)
+        best_image = jnp.where(better, state.image, state.best_image)
+        best_loss = jnp.where(better, value, state.best_loss)
+        new = StepState(image, opt_state, best_image, best_loss, state.evals + evals)
+        return new, StepMetrics(value, terms, evals)
+
+    return step

@@ -1,0 +1,61 @@
+"""Inputs -> targets: blended style Grams, size scaling, start images, the digest."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import CONTENT, STYLE
+from nst_jax.config import StyleConfig
+from nst_jax.errors import NstError
+from nst_jax.inputs import normalised_blend, prepare
+from nst_jax.losses import gram
+
+
+def features(run, image, layer):
+    return np.asarray(jax.jit(run.objective.model.apply)(run.problem.variables, image)[layer], np.float64)
+
+
+def test_blended_target_by_hand(vgg16_weights):
+    other = np.random.default_rng(5).uniform(size=(16, 40, 3)).astype(np.float32)  # another size
+    config = StyleConfig.tiny(style_blend=(3.0, 1.0), size=32)
+    run = prepare(CONTENT, [STYLE, other], config, vgg16_weights)
+    styles = run.styles  # each resized so its longest side is 32
+    assert [s.shape[:2] for s in styles] == [(24, 32), (13, 32)]
+    for i, layer in enumerate(config.style_layers):
+        out = features(run, run.content, layer)
+        m_out = out.shape[0] * out.shape[1]
+        want = 0.0
+        for style, w in zip(styles, (0.75, 0.25)):
+            f = features(run, style, layer).reshape(-1, out.shape[-1])
+            want = want + w * (m_out / len(f)) * (f.T @ f)
+        np.testing.assert_allclose(run.problem.targets.style[i], want, rtol=2e-5)
+
+
+def test_one_style_of_the_output_size_is_the_papers_gram(vgg16_weights):
+    run = prepare(CONTENT, CONTENT, StyleConfig.tiny(), vgg16_weights)
+    for i, layer in enumerate(run.objective.style_layers):
+        np.testing.assert_allclose(run.problem.targets.style[i],
+                                   gram(features(run, run.content, layer)), rtol=1e-5)
+
+
+def test_blend_weights():
+    assert normalised_blend((), 2) == (0.5, 0.5)
+    assert normalised_blend((3, 7), 2) == (0.3, 0.7)
+    with pytest.raises(NstError, match="3 blend weights for 2 style images"):
+        normalised_blend((1, 1, 1), 2)
+    with pytest.raises(NstError, match="not all zero"):
+        normalised_blend((0, 0), 2)
+
+
+def test_digest_changes_with_every_input(vgg16_weights, vgg19_params):
+    base = prepare(CONTENT, STYLE, StyleConfig.tiny(), vgg16_weights).digest
+    assert prepare(CONTENT, STYLE, StyleConfig.tiny(), vgg16_weights).digest == base
+    assert prepare(CONTENT, STYLE[::-1].copy(), StyleConfig.tiny(), vgg16_weights).digest != base
+    assert prepare(CONTENT * 0.5, STYLE, StyleConfig.tiny(), vgg16_weights).digest != base
+    from nst_jax.weights import VGGWeights
+
+    params = dict(vgg16_weights.params, **{"conv1_1.bias": vgg16_weights.params["conv1_1.bias"] + 1})
+    other = VGGWeights("vgg16", "torchvision", params)
+    assert prepare(CONTENT, STYLE, StyleConfig.tiny(), other).digest != base
