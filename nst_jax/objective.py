@@ -39,11 +39,12 @@ class Objective:
     content_layers: tuple[str, ...]
     style_layers: tuple[str, ...]
     style_norm: str = "paper"
+    content_norm: str = "sum"
 
     def __call__(self, problem: Problem, image: jax.Array) -> tuple[jax.Array, LossTerms]:
         features = self.model.apply(problem.variables, image)
         terms = loss_terms(features, image, problem.targets, (self.content_layers, self.style_layers),
-                           problem.weights, self.style_norm)
+                           problem.weights, self.style_norm, self.content_norm)
         return total_loss(terms, problem.weights), terms
 
     def value(self, problem: Problem, image: jax.Array) -> jax.Array:
@@ -54,7 +55,8 @@ def build_objective(arch: str, pixel_space: str, config: StyleConfig) -> Objecti
     """The objective the config describes, its network truncated at the deepest tap."""
     taps = check_layers(arch, tuple(dict.fromkeys(config.content_layers + config.style_layers)))
     model = VGG(arch=arch, taps=taps, pooling=config.pooling, pixel_space=pixel_space, dtype=config.dtype)
-    return Objective(model, config.content_layers, config.style_layers, config.style_norm)
+    return Objective(model, config.content_layers, config.style_layers, config.style_norm,
+                     config.content_norm)
 
 
 def loss_weights(config: StyleConfig) -> LossWeights:

@@ -18,10 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
 from .config import StyleConfig
-from .inputs import prepare
-from .step import StepState, init_state, make_optimizer, make_step
+from .inputs import prepare, resolve_weights
+from .schedule import carry_state, next_start
+from .step import StepState, averaged, init_state, make_optimizer, make_step
 from .weights import VGGWeights
 
 # Steps per compiled call when the config leaves it open, by platform. CPU: 1, because
@@ -109,7 +110,8 @@ def drive(step: Callable, state: StepState, problem, *, steps: int, start: int =
           callback: Callable[[Progress], object] | None = None,
           checkpoint: Callable[[StepState, int, Trace], None] | None = None,
           checkpoint_every: int = 0, jit_kwargs: dict | None = None,
-          compiled: dict | None = None, fetch: Callable = jax.device_get) -> Outcome:
+          compiled: dict | None = None, fetch: Callable = jax.device_get,
+          total: int | None = None) -> Outcome:
     """Run ``step`` from step index ``start`` up to ``steps`` (exclusive).
 
     Stops early on a NaN/inf loss in every image (``"nan"``; each image's best iterate is
@@ -118,7 +120,8 @@ def drive(step: Callable, state: StepState, problem, *, steps: int, start: int =
     steps_done, trace)`` is called every ``checkpoint_every`` steps and on Ctrl-C.
     Step i records the separate loss terms when i % log_every == 0 or it is the last.
     ``compiled`` caches the compiled programs by steps per call (pass one dict to several
-    drives of the same shapes to compile once); ``fetch`` brings metrics to the host.
+    drives of the same shapes to compile once); ``fetch`` brings metrics to the host;
+    ``total`` is what progress reports count to (default ``steps``).
     """
     compiled = {} if compiled is None else compiled
     trace, stopped, done = Trace(), "done", start
@@ -147,7 +150,7 @@ def drive(step: Callable, state: StepState, problem, *, steps: int, start: int =
                 break
             if checkpoint and checkpoint_every and done % checkpoint_every == 0:
                 checkpoint(state, done, trace)
-            if callback and callback(Progress(done, steps, metrics.loss[-1],
+            if callback and callback(Progress(done, total or steps, metrics.loss[-1],
                                               time.perf_counter() - t_start, state)):
                 stopped = "callback"
                 break
@@ -162,13 +165,26 @@ class RunState(NamedTuple):
     """Where a run stands: what a checkpoint holds, and what ``stylize(resume=...)`` takes."""
 
     state: StepState
-    step: int  # steps completed
+    step: int  # steps completed, over all scales
     history: dict[str, np.ndarray]  # Trace arrays of those steps
+
+
+def scale_span(config: StyleConfig, index: int) -> tuple[int, int]:
+    """(first, end) global step indices of scale ``index``; a single-scale run's end is
+    ``config.steps``, so it can be resumed with more steps."""
+    return index * config.steps, (index + 1) * config.steps
+
+
+def scale_of(config: StyleConfig, done: int) -> int:
+    """The scale whose size the state holds after ``done`` steps."""
+    return min(len(config.sizes) - 1, max(0, done - 1) // max(1, config.steps)) if config.scales else 0
 
 
 @dataclass
 class Result:
-    """What a run produced. ``image`` is the last iterate, ``best_image`` the lowest-loss one."""
+    """What a run produced. ``image`` is the last iterate, ``best_image`` the lowest-loss one
+    (of the last scale), ``average_image`` the iterate average (None when off);
+    ``output`` is what to show: the average when averaging is on, else the best."""
 
     image: np.ndarray
     best_image: np.ndarray
@@ -182,13 +198,19 @@ class Result:
     config: StyleConfig = field(repr=False)
     state: RunState | None = field(default=None, repr=False)  # to continue the run
     notes: list[str] = field(default_factory=list)  # things the user should know
+    average_image: np.ndarray | None = None
+    last_scale_start: int = 0  # history index where the last scale began
+
+    @property
+    def output(self) -> np.ndarray:
+        return self.average_image if self.average_image is not None else self.best_image
 
     @property
     def improved(self) -> bool | None:
-        """Whether any step lowered the loss below the start image's (None: no steps)."""
-        if not self.history:
+        """Whether any step of the last scale lowered the loss below its start (None: no steps)."""
+        if len(self.history) <= self.last_scale_start:
             return None
-        return self.best_loss < self.history[0].total
+        return self.best_loss < self.history[self.last_scale_start].total
 
 
 def stylize(content, style, config: StyleConfig = StyleConfig(), *,
@@ -199,40 +221,70 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     """Run Gatys et al.'s optimisation. ``content`` is a path or an (H, W, 3) array;
     ``style`` one such or a list of them (blended by ``config.style_blend``).
 
-    Stops early, keeping the best image, on a NaN/inf loss (``stopped="nan"``) or Ctrl-C
-    (``stopped="interrupted"``). ``resume``: a checkpoint file or a :class:`RunState`
-    (e.g. ``result.state`` of an earlier run) to continue from. ``checkpoint``: a file
-    written every ``checkpoint_every`` steps and on Ctrl-C.
+    With ``config.scales`` the run goes coarse to fine, ``config.steps`` steps at each
+    size (see schedule.py). Stops early, keeping the best image, on a NaN/inf loss
+    (``stopped="nan"``) or Ctrl-C (``stopped="interrupted"``). ``resume``: a checkpoint file
+    or a :class:`RunState` (e.g. ``result.state`` of an earlier run) to continue from.
+    ``checkpoint``: a file written every ``checkpoint_every`` steps and on Ctrl-C.
     """
-    run = prepare(content, style, config, weights)
+    weights = resolve_weights(config, weights)
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
-    state = jax.jit(init_state, static_argnums=(0, 1))(run.objective, optimizer, run.problem, run.start)
-    start, history = 0, {}
-    if isinstance(resume, (str, Path)):
-        resume = RunState(*load_checkpoint(resume, state, config, run.digest))
-    if resume is not None:
-        state, start, history = resume
-    saver = None
-    if checkpoint is not None:
-        def saver(state, done, trace):
-            save_checkpoint(checkpoint, state, done, _joined(history, trace), config, run.digest)
+    init = jax.jit(init_state, static_argnums=(0, 1))
+    k = config.steps_per_call or default_steps_per_call()
+    state, done, history, current = None, 0, {}, None
+    if isinstance(resume, RunState):
+        state, done, history = resume
+        current = scale_of(config, done)
+    elif resume is not None:
+        done = checkpoint_step(resume)
+        current = scale_of(config, done)
+    total = config.steps * len(config.sizes)
+    parts, stopped, seconds, compile_seconds, notes = [history], "done", 0.0, 0.0, []
+    for index, size in enumerate(config.sizes):
+        if current is not None and index < current:
+            continue
+        run = prepare(content, style, config.replace(size=size, scales=()), weights)
+        notes += [n for n in run.notes if n not in notes]
+        h, w = run.content.shape[:2]
+        if state is None and resume is not None:  # a checkpoint file, made at this scale
+            template = init(run.objective, optimizer, run.problem, run.start)
+            state, done, history = load_checkpoint(resume, template, config, run.digest)
+            parts = [history]
+        elif state is None:
+            state = init(run.objective, optimizer, run.problem, run.start)
+        elif current != index:
+            fresh = init(run.objective, optimizer, run.problem, next_start(state, h, w))
+            state = carry_state(state, fresh, optimizer)
+        current = index
+        first, end = scale_span(config, index)
+        if done >= end:
+            continue
+        saver = None
+        if checkpoint is not None:
+            def saver(state, steps_done, trace, digest=run.digest):
+                save_checkpoint(checkpoint, state, steps_done, _joined(parts + [trace.arrays]), config, digest)
 
-    outcome = drive(make_step(run.objective, optimizer), state, run.problem, steps=config.steps,
-                    start=start, steps_per_call=config.steps_per_call or default_steps_per_call(),
-                    log_every=config.log_every, callback=callback, checkpoint=saver,
-                    checkpoint_every=checkpoint_every if checkpoint is not None else 0)
-    final = jax.device_get(outcome.state)
-    joined = _joined(history, outcome.trace)
+        outcome = drive(make_step(run.objective, optimizer, config.average), state, run.problem, steps=end,
+                        start=max(first, done), steps_per_call=k, log_every=config.log_every,
+                        callback=callback, checkpoint=saver, total=total,
+                        checkpoint_every=checkpoint_every if checkpoint is not None else 0)
+        state, done, stopped = outcome.state, outcome.steps, outcome.stopped
+        parts.append(outcome.trace.arrays)
+        seconds += outcome.seconds
+        compile_seconds += outcome.compile_seconds
+        if stopped != "done":
+            break
+    final = jax.device_get(state)
+    joined = _joined(parts)
     rows = Trace(joined).rows() if joined else []
+    average = np.clip(np.asarray(averaged(final)), 0, 1) if config.average else None
     return Result(np.clip(final.image, 0, 1), np.clip(final.best_image, 0, 1), float(final.best_loss),
-                  rows, outcome.steps, int(final.evals), outcome.stopped, outcome.seconds,
-                  outcome.compile_seconds, config, RunState(final, outcome.steps, joined), run.notes)
+                  rows, done, int(final.evals), stopped, seconds, compile_seconds, config,
+                  RunState(final, done, joined), notes, average, scale_span(config, scale_of(config, done))[0])
 
 
-def _joined(history: dict[str, np.ndarray], trace: Trace) -> dict[str, np.ndarray]:
-    if not history:
-        return dict(trace.arrays)
-    if not len(trace):
-        return dict(history)
-    return {k: np.concatenate([history[k], trace.arrays[k]]) for k in TERMS}
-
+def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    parts = [p for p in parts if p and len(p.get("loss", ()))]
+    if not parts:
+        return {}
+    return {k: np.concatenate([p[k] for p in parts]) for k in TERMS}

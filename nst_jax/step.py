@@ -82,6 +82,16 @@ class StepState(NamedTuple):
     best_image: jax.Array  # lowest-loss iterate evaluated so far
     best_loss: jax.Array
     evals: jax.Array  # loss/gradient evaluations so far (int32)
+    average: jax.Array  # exponential moving average of the iterates (not bias-corrected)
+    average_weight: jax.Array  # 1 - decay^t: the bias correction of `average`
+
+
+def averaged(state: StepState) -> jax.Array:
+    """The bias-corrected iterate average, (sum_t (1-b) b^(T-t) x_t) / (1 - b^T); the
+    current image while no step has been averaged yet."""
+    weight = state.average_weight.reshape(state.average_weight.shape + (1, 1, 1))  # batches too
+    return jnp.where(weight > 0, state.average / jnp.maximum(weight, jnp.finfo(jnp.float32).tiny),
+                     state.image)
 
 
 class StepMetrics(NamedTuple):
@@ -105,12 +115,16 @@ def init_state(objective: Objective, optimizer: Optimizer, problem: Problem,
         value, grad = jax.value_and_grad(objective.value, argnums=1)(problem, image)
         opt_state = optax.tree_utils.tree_set(opt_state, value=value, grad=grad)
         evals = evals + 1
-    state = StepState(image, opt_state, image, jnp.asarray(jnp.inf, jnp.float32), evals)
+    state = StepState(image, opt_state, image, jnp.asarray(jnp.inf, jnp.float32), evals,
+                      jnp.zeros_like(image), jnp.zeros((), jnp.float32))
     return jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.asarray(x).dtype), state)
 
 
-def make_step(objective: Objective, optimizer: Optimizer) -> Callable:
+def make_step(objective: Objective, optimizer: Optimizer, average: float = 0.0) -> Callable:
     """The pure step ``(state, problem, record) -> (state, metrics)``.
+
+    ``average``: decay b of the iterate average a_t = b a_(t-1) + (1 - b) x_t kept in the
+    state beside its bias correction w_t = b w_(t-1) + (1 - b) (see :func:`averaged`).
 
     ``record`` (a traced bool) asks for the separate loss terms: free for first-order
     optimizers, one extra forward pass for a line-search optimizer. Wrap the step in
@@ -144,7 +158,9 @@ def make_step(objective: Objective, optimizer: Optimizer) -> Callable:
         better = jnp.isfinite(value) & (value < state.best_loss)
         best_image = jnp.where(better, state.image, state.best_image)
         best_loss = jnp.where(better, value, state.best_loss)
-        new = StepState(image, opt_state, best_image, best_loss, state.evals + evals)
+        new = StepState(image, opt_state, best_image, best_loss, state.evals + evals,
+                        average * state.average + (1.0 - average) * image,
+                        average * state.average_weight + (1.0 - average))
         return new, StepMetrics(value, terms, evals)
 
     return step

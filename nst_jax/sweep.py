@@ -29,12 +29,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .config import StyleConfig
 from .errors import NstError
-from .inputs import prepare
+from .inputs import prepare, resolve_weights
 from .losses import LossWeights
 from .memory import available_bytes, estimate_bytes, plan_chunks
 from .objective import Problem, loss_weights
-from .run import Progress, RunState, Trace, default_steps_per_call, drive
-from .step import init_state, make_optimizer, make_step
+from .run import TERMS, Progress, RunState, _joined, default_steps_per_call, drive, scale_of, scale_span
+from .schedule import carry_state, next_start
+from .step import averaged, init_state, make_optimizer, make_step
 from .weights import VGGWeights
 
 
@@ -64,6 +65,13 @@ class SweepResult:
     stopped: str = "done"  # "done", "nan" (every cell) or "interrupted"
     state: RunState | None = field(default=None, repr=False)  # batched over the cells
     notes: list[str] = field(default_factory=list)
+    average_images: np.ndarray | None = None  # (B, H, W, 3) iterate averages (None when off)
+    last_scale_start: int = 0  # history index where the last scale began
+
+    @property
+    def outputs(self) -> np.ndarray:
+        """What to show per cell: the average when averaging is on, else the best."""
+        return self.average_images if self.average_images is not None else self.best_images
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -72,9 +80,9 @@ class SweepResult:
     @property
     def improved(self) -> np.ndarray:
         """(B,) whether any step lowered each cell's loss below its start."""
-        if not len(self.history):
+        if len(self.history) <= self.last_scale_start:
             return np.zeros(len(self.best_losses), bool)
-        return self.best_losses < self.history[0]
+        return self.best_losses < self.history[self.last_scale_start]
 
     def cells(self) -> list[dict]:
         """Each cell's settings and final numbers (what ``write_sweep`` saves as JSON)."""
@@ -117,14 +125,16 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     """
     style_weights = list(style_weights or [config.style_weight])
     layer_weight_sets = [tuple(map(float, s)) for s in (layer_weight_sets or [config.style_layer_weights])]
-    run = prepare(content, style, config, weights)
+    weights = resolve_weights(config, weights)
+    runs = [prepare(content, style, config.replace(size=size, scales=()), weights) for size in config.sizes]
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
     grid = grid_weights(config, style_weights, layer_weight_sets)
     n_cells = len(style_weights) * len(layer_weight_sets)
 
     devices = list(devices or jax.devices())
-    arch, taps = run.arch, run.objective.model.taps
-    h, w = run.content.shape[:2]
+    final = runs[-1]
+    arch, taps = final.arch, final.objective.model.taps
+    h, w = final.content.shape[:2]
     fixed = estimate_bytes(arch, h, w, taps, batch=0)
     per_cell = estimate_bytes(arch, h, w, taps, batch=1) - fixed
     # Accelerators each have their own memory; CPU "devices" share the host's RAM.
@@ -142,31 +152,54 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     # the second call would compile again).
     jit_kwargs = {"out_shardings": (batched, NamedSharding(mesh, PartitionSpec(None, "batch")))}
     axes = Problem(None, None, 0)
-    step = jax.vmap(make_step(run.objective, optimizer), in_axes=(0, axes, None))
-    init = jax.jit(jax.vmap(partial(init_state, run.objective, optimizer), in_axes=(axes, None)),
-                   out_shardings=batched)
-    variables, targets = jax.device_put((run.problem.variables, run.problem.targets), replicated)
+    shared = [jax.device_put((r.problem.variables, r.problem.targets), replicated) for r in runs]
+    steps = [jax.vmap(make_step(r.objective, optimizer, config.average), in_axes=(0, axes, None)) for r in runs]
+    inits = [jax.jit(jax.vmap(partial(init_state, r.objective, optimizer), in_axes=(axes, 0)),
+                     out_shardings=batched) for r in runs]
+    k = config.steps_per_call or default_steps_per_call(devices[0].platform)
 
-    compiled, outcomes, stopped = {}, [], "done"
+    compiled = [{} for _ in runs]
+    outcomes, stopped, seconds, compile_seconds = [], "done", 0.0, 0.0
     for c in range(n_chunks):
         idx = np.arange(c * chunk, (c + 1) * chunk) % n_cells  # pad the last chunk by wrapping
-        problem = Problem(variables, targets, jax.device_put(jax.tree.map(lambda x: x[idx], grid), batched))
-        if resume is None:
-            state, start = init(problem, jnp.asarray(run.start)), 0
-        else:
+        cell_weights = jax.device_put(jax.tree.map(lambda x: x[idx], grid), batched)
+        state, done, current, traces = None, 0, None, []
+        if resume is not None:
             state = jax.device_put(jax.tree.map(lambda x: x[idx], resume.state), batched)
-            start = resume.step
-        outcome = drive(step, state, problem, steps=config.steps, start=start,
-                        steps_per_call=config.steps_per_call or default_steps_per_call(devices[0].platform),
-                        log_every=config.log_every, jit_kwargs=jit_kwargs, compiled=compiled,
-                        fetch=_gather, callback=callback and partial(_chunk_callback, callback, c))
-        outcomes.append((outcome, min(chunk, n_cells - c * chunk)))
+            done = resume.step
+            current = scale_of(config, done)
+        for index, run in enumerate(runs):
+            if current is not None and index < current:
+                continue
+            problem = Problem(*shared[index], cell_weights)
+            if state is None:
+                start = jnp.broadcast_to(jnp.asarray(run.start), (chunk,) + run.start.shape)
+                state = inits[index](problem, start)
+            elif current != index:
+                fresh = inits[index](problem, next_start(state, *run.content.shape[:2]))
+                state = carry_state(state, fresh, optimizer)
+            current = index
+            first, end = scale_span(config, index)
+            if done >= end:
+                continue
+            outcome = drive(steps[index], state, problem, steps=end, start=max(first, done),
+                            steps_per_call=k, log_every=config.log_every, jit_kwargs=jit_kwargs,
+                            compiled=compiled[index], fetch=_gather,
+                            total=config.steps * len(runs),
+                            callback=callback and partial(_chunk_callback, callback, c))
+            state, done = outcome.state, outcome.steps
+            traces.append(outcome.trace.arrays)
+            seconds += outcome.seconds
+            compile_seconds += outcome.compile_seconds
+            if outcome.stopped != "done":
+                break
+        outcomes.append((state, _joined(traces), min(chunk, n_cells - c * chunk)))
         if outcome.stopped == "interrupted":
             stopped = "interrupted"
             break
         stopped = "nan" if outcome.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
-    return _collect(outcomes, run, config, style_weights, layer_weight_sets, n_chunks, len(devices),
-                    len(compiled), stopped, resume)
+    return _collect(outcomes, final, config, style_weights, layer_weight_sets, n_chunks, len(devices),
+                    sum(len(c) for c in compiled), stopped, resume, seconds, compile_seconds)
 
 
 def _chunk_callback(callback, chunk: int, progress: Progress):
@@ -174,28 +207,29 @@ def _chunk_callback(callback, chunk: int, progress: Progress):
 
 
 def _collect(outcomes, run, config, style_weights, layer_weight_sets, n_chunks, n_devices,
-             compiles, stopped, resume) -> SweepResult:
+             compiles, stopped, resume, seconds, compile_seconds) -> SweepResult:
     """Join the chunks' states and traces (padding cells removed) into one result."""
-    states = [jax.tree.map(lambda x: _gather(x)[:keep], o.state) for o, keep in outcomes]
+    states = [jax.tree.map(lambda x: _gather(x)[:keep], state) for state, _, keep in outcomes]
     state = jax.tree.map(lambda *xs: np.concatenate(xs), *states)
-    steps = max(len(o.trace) for o, _ in outcomes)
+    steps = max(len(trace.get("loss", ())) for _, trace, _ in outcomes)
     arrays = {}
-    for key in ("loss", "content", "style", "tv", "evals"):
+    for key in TERMS:
         parts = []
-        for o, keep in outcomes:
-            a = o.trace.arrays.get(key, np.zeros((0, keep)))[:, :keep].astype(np.float64)
+        for _, trace, keep in outcomes:
+            a = trace.get(key, np.zeros((0, keep)))[:, :keep].astype(np.float64)
             parts.append(np.pad(a, ((0, steps - len(a)), (0, 0)), constant_values=np.nan))
         arrays[key] = np.concatenate(parts, axis=1)
     if resume is not None and resume.history:
         arrays = {k: np.concatenate([resume.history[k], arrays[k]]) for k in arrays}
     last = {k: arrays[k][-1] if len(arrays[k]) else np.full(len(state.best_loss), np.nan)
             for k in ("content", "style", "tv")}
-    history = Trace(arrays)
+    done = (resume.step if resume else 0) + steps
+    average = np.clip(np.asarray(averaged(state)), 0, 1) if config.average else None
     return SweepResult(np.clip(state.best_image, 0, 1), np.clip(state.image, 0, 1), state.best_loss,
                        arrays["loss"], last, style_weights, layer_weight_sets, n_chunks, n_devices,
-                       compiles, sum(o.seconds for o, _ in outcomes),
-                       sum(o.compile_seconds for o, _ in outcomes), config, stopped,
-                       RunState(state, (resume.step if resume else 0) + len(history), arrays), run.notes)
+                       compiles, seconds, compile_seconds, config, stopped,
+                       RunState(state, done, arrays), run.notes, average,
+                       scale_span(config, scale_of(config, done))[0])
 
 
 def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str]) -> list[Path]:
@@ -208,9 +242,9 @@ def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str])
     written = []
     for cell in result.cells():
         b = cell["row"] * result.shape[1] + cell["col"]
-        written.append(save_image(result.best_images[b], out_dir / f"cell_r{cell['row']}_c{cell['col']}.png"))
+        written.append(save_image(result.outputs[b], out_dir / f"cell_r{cell['row']}_c{cell['col']}.png"))
     cols = [f"beta {b:g}" for b in result.style_weights]
-    sheet = contact_sheet(result.best_images, row_labels, cols,
+    sheet = contact_sheet(result.outputs, row_labels, cols,
                           title=f"rows: style layers; columns: style weight beta "
                                 f"(alpha {result.config.content_weight:g}, {result.config.steps} steps)")
     written.append(save_image(sheet, out_dir / "contact_sheet.png"))

@@ -1,0 +1,132 @@
+"""Which settings give results that look like the painting? A measured study.
+
+For each variant (a set of config changes) and each content/style pair, one vmapped
+``sweep`` over the style weight beta optimises every cell; every output is scored with the
+AlexNet judge of ``bench/quality.py`` (a network the optimisation never sees). Writes a
+JSON of all scores, a markdown table (per variant and beta: mean distances and how many
+pairs beat jcjohnson/neural-style's published outputs) and one contact sheet per variant.
+
+    python bench/quality_study.py --size 512 --variants baseline,scales,scales-avg --out DIR
+
+Fast on a GPU (bench/gpu.sh runs it); on a 2-core CPU use --size 128 to try it out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import quality  # noqa: E402
+from nst_jax.config import StyleConfig  # noqa: E402
+from nst_jax.image import contact_sheet, resize_longest, save_image  # noqa: E402
+from nst_jax.schedule import scale_ladder  # noqa: E402
+from nst_jax.sweep import sweep  # noqa: E402
+from nst_jax.weights import load_weights  # noqa: E402
+
+# Each variant: changes to StyleConfig(size=SIZE, content_norm="mean"); "ladder": the
+# sqrt(2) scales up to SIZE; steps are per scale.
+VARIANTS = {
+    "baseline": dict(steps=300),  # today's optimiser: Adam, lr 0.02, from the content, one scale
+    "lr05": dict(steps=300, learning_rate=0.05),
+    "scales": dict(steps=150, scales="ladder"),
+    "scales-avg": dict(steps=150, scales="ladder", average=0.99),
+    "scales-lr05-avg": dict(steps=150, scales="ladder", learning_rate=0.05, average=0.99),
+    "scales-noise": dict(steps=150, scales="ladder", init="noise"),
+    "scales-avgpool": dict(steps=150, scales="ladder", pooling="avg"),
+    "scales-tv": dict(steps=150, scales="ladder", tv_weight=1e-4),
+    "scales-lbfgs": dict(steps=100, scales="ladder", optimizer="lbfgs-fixed"),
+}
+BETAS = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
+
+
+def variant_config(name: str, size: int, steps_factor: float = 1.0) -> StyleConfig:
+    changes = dict(VARIANTS[name])
+    changes["steps"] = max(1, round(changes["steps"] * steps_factor))
+    if changes.get("scales") == "ladder":
+        changes["scales"] = scale_ladder(size)
+    return StyleConfig(size=size, content_norm="mean", log_every=10**6, **changes)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--betas", default=",".join(f"{b:g}" for b in BETAS))
+    p.add_argument("--pairs", default=",".join(p[0] for p in quality.PAIRS))
+    p.add_argument("--weights", default="embedded")
+    p.add_argument("--shared", default=None, help="folder with images/ and reference/ (default ../shared)")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "quality-study"))
+    p.add_argument("--steps-factor", type=float, default=1.0, help="scale every variant's steps (tryouts)")
+    p.add_argument("--budget", type=float, default=float("inf"), help="stop starting variants after this many s")
+    args = p.parse_args()
+    root = quality.locate_shared(args.shared)
+    refs = {r["pair"]: r for r in quality.reference_scores(root)}
+    weights = load_weights(args.weights)
+    betas = [float(b) for b in args.betas.split(",")]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"device": str(jax.devices()[0].device_kind), "size": args.size, "betas": betas, "rows": []}
+    t_start = time.perf_counter()
+    for name in args.variants.split(","):
+        if time.perf_counter() - t_start > args.budget:
+            print(f"budget spent: skipping {name} and after", flush=True)
+            break
+        config = variant_config(name, args.size, args.steps_factor)
+        thumbs, labels = [], []
+        for pair, c, s, _ in [p for p in quality.PAIRS if p[0] in args.pairs.split(",")]:
+            t0 = time.perf_counter()
+            r = sweep(root / "images" / c, root / "images" / s, config, betas, weights=weights)
+            seconds = time.perf_counter() - t0
+            for b, beta in enumerate(betas):
+                scores = quality.score(r.outputs[b], root / "images" / c, root / "images" / s)
+                row = {"variant": name, "pair": pair, "beta": beta, **scores,
+                       "pass": quality.passes(scores, refs[pair]), "sweep_seconds": seconds,
+                       "compile_seconds": r.compile_seconds, "cells": len(betas)}
+                results["rows"].append(row)
+                thumbs.append(resize_longest(r.outputs[b], 256))
+            labels.append(pair)
+            print(f"{name:>16} {pair:<20} " + "  ".join(
+                f"b{x['beta']:g}: c{x['content']:.3f} s{x['style']:.3f}{'*' if x['pass'] else ''}"
+                for x in results["rows"][-len(betas):]) + f"  ({seconds:.1f} s, compile {r.compile_seconds:.1f} s)",
+                flush=True)
+            (out / "study.json").write_text(json.dumps(results, indent=1))
+        h = min(t.shape[0] for t in thumbs)
+        thumbs = [t[:h] for t in thumbs]
+        save_image(contact_sheet(thumbs, labels, [f"beta {b:g}" for b in betas], title=f"{name} ({args.size} px)"),
+                   out / f"sheet-{name}.png")
+    write_table(results, refs, out / "study.md")
+    print(f"wrote {out}", flush=True)
+
+
+def write_table(results: dict, refs: dict, path: Path) -> None:
+    lines = [f"# Quality study at {results['size']} px on {results['device']}", "",
+             "Per variant and beta: content / style distance per pair (AlexNet judge; lower is "
+             "better; * = beats jcjohnson's published output by the harness's rule).", "",
+             "jcjohnson: " + ", ".join(f"{p} c {r['content']:.3f} s {r['style']:.3f}" for p, r in refs.items()), "",
+             "| variant | beta | " + " | ".join(refs) + " | passes | seconds per sweep |",
+             "|---|---|" + "---|" * len(refs) + "---|---|"]
+    rows = results["rows"]
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        for beta in results["betas"]:
+            cells = [r for r in rows if r["variant"] == variant and r["beta"] == beta]
+            if not cells:
+                continue
+            by = {r["pair"]: r for r in cells}
+            lines.append(f"| {variant} | {beta:g} | " + " | ".join(
+                f"{by[p]['content']:.3f} / {by[p]['style']:.3f}{'*' if by[p]['pass'] else ''}" if p in by else "-"
+                for p in refs) + f" | {sum(r['pass'] for r in cells)}/{len(cells)} | "
+                f"{np.mean([r['sweep_seconds'] for r in cells]):.0f} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Coarse-to-fine: the ladder of sizes, and carrying a run from one size to the next.
+
+A multi-scale run optimises at a small size, upsamples the result and continues at the
+next size with the same step (crowsonkb's style-transfer-pytorch does this by default;
+Gatys et al.'s high-resolution notebook uses two scales). Most steps then happen where
+pixels are cheap, and the coarse scales lay out the large structures of the style that
+the network's receptive field cannot see at full size. Adam's moment buffers are
+resampled to the new size, so the optimizer keeps its per-pixel step sizes; L-BFGS's
+curvature pairs do not survive a change of size and are started afresh.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from .step import Optimizer, StepState, averaged, box
+
+
+def scale_ladder(size: int, smallest: int = 128, ratio: float = math.sqrt(2)) -> tuple[int, ...]:
+    """Sizes from about ``smallest`` up to ``size`` in steps of ``ratio``, e.g. 512 ->
+    (128, 181, 256, 362, 512); just ``(size,)`` when ``size`` is below ``smallest``."""
+    sizes = [size]
+    while round(sizes[-1] / ratio) >= smallest:
+        sizes.append(round(sizes[-1] / ratio))
+    return tuple(reversed(sizes))
+
+
+def resample(x: jax.Array, height: int, width: int) -> jax.Array:
+    """Resize the (..., H, W, C) array ``x`` to ``height`` x ``width`` (linear
+    interpolation), keeping the mean of every channel exactly: an additive correction
+    removes what interpolation at the borders shifts. Non-negative arrays (Adam's second
+    moments) stay non-negative."""
+    x = jnp.asarray(x)  # numpy's mean rounds differently: a resumed run must match bit for bit
+    out = jax.image.resize(x, x.shape[:-3] + (height, width, x.shape[-1]), method="linear")
+    out = out + (x.mean(axis=(-3, -2), keepdims=True) - out.mean(axis=(-3, -2), keepdims=True))
+    return jnp.where(jnp.all(x >= 0), jnp.maximum(out, 0.0), out)
+
+
+def next_start(state: StepState, height: int, width: int) -> jax.Array:
+    """The next scale's first iterate: this scale's output (the iterate average when
+    averaging is on, else the last iterate), upsampled and projected into [0, 1]."""
+    return box(resample(averaged(state), height, width))
+
+
+def carry_state(state: StepState, fresh: StepState, optimizer: Optimizer) -> StepState:
+    """Move ``state`` (the end of one scale) into ``fresh`` (``init_state`` at the next
+    scale, from :func:`next_start`): evaluation counts and the iterate average carry over,
+    a first-order optimizer's image-shaped buffers are resampled; L-BFGS starts afresh.
+    The best image and loss start afresh too: losses at different sizes do not compare."""
+    height, width = fresh.image.shape[-3:-1]
+
+    def carry(old, new):
+        if old.shape == new.shape:  # counts and other scalars
+            return old
+        return resample(old, height, width)  # image-shaped buffers (Adam's moments)
+
+    opt_state = fresh.opt_state if optimizer.name.startswith("lbfgs") else jax.tree.map(
+        carry, state.opt_state, fresh.opt_state)
+    return fresh._replace(opt_state=opt_state, evals=fresh.evals + state.evals,
+                          average=resample(state.average, height, width),
+                          average_weight=state.average_weight)
