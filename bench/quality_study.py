@@ -7,6 +7,7 @@ JSON of all scores, a markdown table (per variant and beta: mean distances and h
 pairs beat jcjohnson/neural-style's published outputs) and one contact sheet per variant.
 
     python bench/quality_study.py --size 512 --variants baseline,scales,scales-avg --out DIR
+    python bench/quality_study.py --defaults --name quality-cpu   # the CLI's defaults vs jcjohnson
 
 Fast on a GPU (bench/gpu.sh runs it); on a 2-core CPU use --size 128 to try it out.
 """
@@ -44,6 +45,10 @@ VARIANTS = {
     "scales-avgpool": dict(steps=150, scales="ladder", pooling="avg"),
     "scales-tv": dict(steps=150, scales="ladder", tv_weight=1e-4),
     "scales-lbfgs": dict(steps=100, scales="ladder", optimizer="lbfgs-fixed"),
+    # style_norm "mean" = each layer's term divided by N_l^2 (Gatys et al.'s own code's
+    # 1e3/N_l^2 weights, jcjohnson's Gram / (C H W)): shallow layers count far more
+    "scales-meannorm": dict(steps=150, scales="ladder", style_norm="mean"),
+    "scales-meannorm-noise": dict(steps=150, scales="ladder", style_norm="mean", init="noise"),
 }
 BETAS = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
@@ -67,7 +72,12 @@ def main() -> None:
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "quality-study"))
     p.add_argument("--steps-factor", type=float, default=1.0, help="scale every variant's steps (tryouts)")
     p.add_argument("--budget", type=float, default=float("inf"), help="stop starting variants after this many s")
+    p.add_argument("--defaults", action="store_true",
+                   help="run stylize() with the CLI's defaults on every pair; write <name>.md/.png")
+    p.add_argument("--name", default="quality", help="report name with --defaults")
     args = p.parse_args()
+    if args.defaults:
+        return run_defaults(args)
     root = quality.locate_shared(args.shared)
     refs = {r["pair"]: r for r in quality.reference_scores(root)}
     weights = load_weights(args.weights)
@@ -105,6 +115,26 @@ def main() -> None:
                    out / f"sheet-{name}.png")
     write_table(results, refs, out / "study.md")
     print(f"wrote {out}", flush=True)
+
+
+def run_defaults(args) -> None:
+    """Every pair with ``StyleConfig(size=--size)``, i.e. what ``nst-jax stylize --size N``
+    does with nothing else given; timed, scored, written as a table and a figure."""
+    from nst_jax.run import stylize
+
+    root = quality.locate_shared(args.shared)
+    weights = load_weights(args.weights)
+    rows = []
+    for pair, c, s, _ in [p for p in quality.PAIRS if p[0] in args.pairs.split(",")]:
+        t0 = time.perf_counter()
+        result = stylize(root / "images" / c, root / "images" / s, StyleConfig(size=args.size), weights=weights)
+        seconds = time.perf_counter() - t0
+        rows.append({"pair": pair, "ours": result.output, "ours_seconds": seconds})
+        save_image(result.output, Path(args.out) / f"{args.name}-{pair}.png")
+        print(f"{pair}: {seconds:.0f} s, {quality.score(result.output, root / 'images' / c, root / 'images' / s)}",
+              flush=True)
+    md, png = quality.write_report(rows, args.out, args.name, root)
+    print(md.read_text(), flush=True)
 
 
 def write_table(results: dict, refs: dict, path: Path) -> None:

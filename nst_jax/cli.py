@@ -87,7 +87,7 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "init_noise": "--init-noise", "seed": "--seed", "style_scale": "--style-scale",
          "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
          "style_blend": "--blend", "dtype": "--dtype", "content_norm": "--content-norm",
-         "scales": "--scales", "average": "--average"}
+         "scales": "--scales", "average": "--average", "remat": "--remat"}
 
 # The options stylize and sweep share, by parameter name: (annotation, default).
 CONFIG_OPTIONS = {
@@ -115,7 +115,7 @@ CONFIG_OPTIONS = {
                                "weights mean the same at every size.")], ContentNorm(D.content_norm)),
     "scales": (Annotated[str, typer.Option(help="Coarse to fine: 'auto' (from 128 px in sqrt(2) steps), "
                                            "'none', or sizes like 256,512 (--steps at each).")],
-               ",".join(map(str, D.scales)) or "none"),
+               D.scales if isinstance(D.scales, str) else ",".join(map(str, D.scales)) or "none"),
     "average": (Annotated[float, typer.Option(help="Iterate averaging: EMA decay, e.g. 0.99 (0 = off).")],
                 D.average),
     "pooling": (Annotated[Pooling, typer.Option(help="max (as trained) or avg (the paper's advice).")],
@@ -135,6 +135,8 @@ CONFIG_OPTIONS = {
                                               "every N steps.")], D.log_every),
     "dtype": (Annotated[DType, typer.Option(help="Network compute dtype (losses stay float32); "
                                             "bfloat16 is for GPUs/TPUs.")], DType(D.dtype)),
+    "remat": (Annotated[bool, typer.Option("--remat/--no-remat", help="Recompute each VGG block in the "
+                                           "backward pass: less memory, about one more forward.")], D.remat),
     "steps_per_call": (Annotated[Optional[int], typer.Option(
         "--steps-per-call", help="Steps per compiled call (default: 1 on CPU, 10 on GPU).")], None),
 }
@@ -174,26 +176,22 @@ def parse_numbers(spec: str, what: str) -> tuple[float, ...]:
     return values
 
 
-def parse_scales(spec: str, size: int) -> tuple[int, ...]:
+def parse_scales(spec: str, size: int) -> tuple[int, ...] | str:
     """``auto`` (the sqrt(2) ladder up to ``size``), ``none``, or sizes ``a,b,...``."""
-    from .schedule import scale_ladder
-
     spec = spec.strip().lower()
-    if spec in ("none", "", str(size)):
-        return ()
-    if spec == "auto":
-        ladder = scale_ladder(size)
-        return ladder if len(ladder) > 1 else ()
-    sizes = tuple(int(v) for v in parse_numbers(spec, "--scales") if float(v).is_integer())
-    if len(sizes) != len(spec.split(",")):
+    if spec in ("auto", "none", ""):
+        return "auto" if spec == "auto" else ()
+    values = parse_numbers(spec, "--scales")
+    if not all(float(v).is_integer() for v in values):
         raise NstError(f"--scales takes whole pixel sizes, 'auto' or 'none', not {spec!r}")
+    sizes = tuple(int(v) for v in values)
     return sizes if sizes[-1] == size else sizes + (size,)
 
 
 def build_config(*, style_weight: float, size, steps, optimizer, lr, content_weight, ratio, tv_weight,
                  content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
                  style_scale, blend, weights, log_every, steps_per_call, dtype, content_norm, scales,
-                 average) -> StyleConfig:
+                 average, remat) -> StyleConfig:
     """The shared options -> the one frozen config (errors name the options)."""
     if ratio is not None and content_weight is not None:
         raise NstError("give --content-weight or --ratio, not both")
@@ -213,7 +211,7 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
             optimizer=str(optimizer), learning_rate=lr, steps=steps, init=str(init),
             init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
             seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype),
-            content_norm=str(content_norm), scales=parse_scales(scales, size), average=average)
+            content_norm=str(content_norm), scales=parse_scales(scales, size), average=average, remat=remat)
     except ConfigError as e:
         raise NstError(f"{FLAGS.get(e.field, e.field)} {e.problem}") from None
 

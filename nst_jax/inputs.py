@@ -116,23 +116,26 @@ def resolve_weights(config: StyleConfig, weights: VGGWeights | None = None) -> V
 
 
 def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = None,
-            batch: int = 1) -> Prepared:
-    """Load and check everything a run needs. ``styles``: one path/array or a list.
+            batch: int = 1, size: int | None = None) -> Prepared:
+    """Load and check everything a run needs at ``size`` (default ``config.size``; a
+    coarse-to-fine run prepares each of ``config.sizes``). ``styles``: one path/array or
+    a list.
 
-    Sizes and memory are checked on the target dimensions before any resizing, so a size
-    that cannot fit fails at once with the estimate.
+    Sizes, and the memory of the run's largest size, are checked on the target
+    dimensions before any resizing, so a size that cannot fit fails at once with the
+    estimate, before any step at a smaller scale.
     """
     weights = resolve_weights(config, weights)
     objective = build_objective(weights.arch, weights.pixel_space, config)
-    taps, notes = objective.model.taps, []
+    taps, notes, size = objective.model.taps, [], size or config.size
     raw = load_image(content)
-    h, w = scaled_shape(raw.shape[:2], config.size)
+    h, w = scaled_shape(raw.shape[:2], size)
     check_image_size(h, w, weights.arch, taps)
-    check_memory(weights.arch, h, w, taps, batch)
-    content_img = load_sized(raw, config.size, weights.arch, taps, "content", notes)
+    check_memory(weights.arch, *scaled_shape(raw.shape[:2], config.size), taps, batch)
+    content_img = load_sized(raw, size, weights.arch, taps, "content", notes)
     styles = as_list(styles)
     blend = normalised_blend(config.style_blend, len(styles))
-    style_imgs = [load_sized(s, config.size * config.style_scale, weights.arch, taps, "style", notes)
+    style_imgs = [load_sized(s, size * config.style_scale, weights.arch, taps, "style", notes)
                   for s in styles]
     variables = jax.device_put(weights.variables())
     apply = jax.jit(objective.model.apply)

@@ -54,7 +54,8 @@ class Objective:
 def build_objective(arch: str, pixel_space: str, config: StyleConfig) -> Objective:
     """The objective the config describes, its network truncated at the deepest tap."""
     taps = check_layers(arch, tuple(dict.fromkeys(config.content_layers + config.style_layers)))
-    model = VGG(arch=arch, taps=taps, pooling=config.pooling, pixel_space=pixel_space, dtype=config.dtype)
+    model = VGG(arch=arch, taps=taps, pooling=config.pooling, pixel_space=pixel_space, dtype=config.dtype,
+                remat=config.remat)
     return Objective(model, config.content_layers, config.style_layers, config.style_norm,
                      config.content_norm)
 

@@ -177,7 +177,7 @@ def scale_span(config: StyleConfig, index: int) -> tuple[int, int]:
 
 def scale_of(config: StyleConfig, done: int) -> int:
     """The scale whose size the state holds after ``done`` steps."""
-    return min(len(config.sizes) - 1, max(0, done - 1) // max(1, config.steps)) if config.scales else 0
+    return min(len(config.sizes) - 1, max(0, done - 1) // max(1, config.steps)) if len(config.sizes) > 1 else 0
 
 
 @dataclass
@@ -221,7 +221,7 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     """Run Gatys et al.'s optimisation. ``content`` is a path or an (H, W, 3) array;
     ``style`` one such or a list of them (blended by ``config.style_blend``).
 
-    With ``config.scales`` the run goes coarse to fine, ``config.steps`` steps at each
+    With several ``config.sizes`` (``config.scales``) the run goes coarse to fine, ``config.steps`` steps at each
     size (see schedule.py). Stops early, keeping the best image, on a NaN/inf loss
     (``stopped="nan"``) or Ctrl-C (``stopped="interrupted"``). ``resume``: a checkpoint file
     or a :class:`RunState` (e.g. ``result.state`` of an earlier run) to continue from.
@@ -243,7 +243,7 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     for index, size in enumerate(config.sizes):
         if current is not None and index < current:
             continue
-        run = prepare(content, style, config.replace(size=size, scales=()), weights)
+        run = prepare(content, style, config, weights, size=size)
         notes += [n for n in run.notes if n not in notes]
         h, w = run.content.shape[:2]
         if state is None and resume is not None:  # a checkpoint file, made at this scale

@@ -126,7 +126,7 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     style_weights = list(style_weights or [config.style_weight])
     layer_weight_sets = [tuple(map(float, s)) for s in (layer_weight_sets or [config.style_layer_weights])]
     weights = resolve_weights(config, weights)
-    runs = [prepare(content, style, config.replace(size=size, scales=()), weights) for size in config.sizes]
+    runs = [prepare(content, style, config, weights, size=size) for size in config.sizes]
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
     grid = grid_weights(config, style_weights, layer_weight_sets)
     n_cells = len(style_weights) * len(layer_weight_sets)

@@ -151,6 +151,58 @@ def pool2x2(x: jax.Array, kind: str = "max") -> jax.Array:
     return x.max(axis=(-4, -2)) if kind == "max" else x.mean(axis=(-4, -2))
 
 
+class ConvParams(nn.Module):
+    """Holds one conv layer's kernel (HWIO) and bias under ``params/<name>/``; the
+    computation itself is the pure :func:`features`."""
+
+    c_in: int
+    c_out: int
+
+    @nn.compact
+    def __call__(self) -> tuple[jax.Array, jax.Array]:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, self.c_in, self.c_out))
+        return kernel, self.param("bias", nn.initializers.zeros_init(), (self.c_out,))
+
+
+def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    """3x3 convolution, stride 1, zero padding 1 ("SAME"), NHWC or HWC input, HWIO kernel."""
+    y = jax.lax.conv_general_dilated(x.reshape((-1,) + x.shape[-3:]), kernel.astype(x.dtype), (1, 1),
+                                     "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y.reshape(x.shape[:-1] + (kernel.shape[-1],)) + bias.astype(x.dtype)
+
+
+def features(params: dict, x: jax.Array, layers: tuple[Layer, ...], taps, pooling: str = "max",
+             remat: bool = False) -> dict[str, jax.Array]:
+    """Run ``layers`` on the normalised image ``x``; return the ``taps`` in float32.
+
+    ``remat``: wrap each block (its convs, ReLUs and pool) in ``jax.checkpoint``, so the
+    backward pass keeps only block outputs and recomputes the inside of one block at a
+    time: less memory for about one more forward pass.
+    """
+    def block(x, group):
+        out = {}
+        for layer in group:
+            if layer.kind == "conv":
+                x = conv3x3(x, *params[layer.name])
+            elif layer.kind == "relu":
+                x = jax.nn.relu(x)
+            else:
+                x = pool2x2(x, pooling)
+            if layer.name in taps:
+                out[layer.name] = x.astype(jnp.float32)
+        return x, out
+
+    out: dict[str, jax.Array] = {}
+    blocks: dict[int, list[Layer]] = {}
+    for layer in layers:
+        blocks.setdefault(layer.pools - (layer.kind == "pool"), []).append(layer)
+    for group in blocks.values():
+        run = jax.checkpoint(block, static_argnums=1) if remat else block
+        x, taps_out = run(x, tuple(group))
+        out.update(taps_out)
+    return out
+
+
 class VGG(nn.Module):
     """VGG conv stack that computes up to the deepest requested tap and returns a dict.
 
@@ -162,6 +214,7 @@ class VGG(nn.Module):
       dtype: computation dtype of the convolutions and activations (``"float32"`` or
         ``"bfloat16"``); taps are returned in float32 either way, so Gram matrices and
         losses are always float32.
+      remat: rematerialise each block in the backward pass (see :func:`features`).
     """
 
     arch: str = "vgg19"
@@ -169,24 +222,16 @@ class VGG(nn.Module):
     pooling: str = "max"
     pixel_space: str = "torchvision"
     dtype: str = "float32"
+    remat: bool = False
 
     @nn.compact
     def __call__(self, image: jax.Array) -> dict[str, jax.Array]:
         taps = check_layers(self.arch, self.taps or layer_names(self.arch))
         check_image_size(image.shape[-3], image.shape[-2], self.arch, taps)
-        dtype = jnp.dtype(self.dtype)
-        x = normalize(image, self.pixel_space).astype(dtype)
-        out = {}
-        for layer in layout(self.arch)[: deepest(self.arch, taps).index + 1]:
-            if layer.kind == "conv":
-                x = nn.Conv(layer.c_out, (3, 3), padding=1, name=layer.name, dtype=dtype)(x)
-            elif layer.kind == "relu":
-                x = nn.relu(x)
-            else:
-                x = pool2x2(x, self.pooling)
-            if layer.name in taps:
-                out[layer.name] = x.astype(jnp.float32)
-        return out
+        layers = layout(self.arch)[: deepest(self.arch, taps).index + 1]
+        params = {l.name: ConvParams(l.c_in, l.c_out, name=l.name)() for l in layers if l.kind == "conv"}
+        x = normalize(image, self.pixel_space).astype(jnp.dtype(self.dtype))
+        return features(params, x, layers, frozenset(taps), self.pooling, self.remat)
 
 
 def param_shapes(arch: str) -> dict[str, tuple[int, ...]]:

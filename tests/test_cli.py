@@ -61,14 +61,16 @@ def test_options_map_to_the_config(tmp_path, captured):
                "--ratio", 1e-3, "--tv-weight", 0.5, "--content-layers", "relu3_1:2,relu4_2:1",
                "--style-layers", "relu1_1,relu2_1", "--style-norm", "mean", "--pooling", "avg",
                "--init-image", init, "--init-noise", 0.3, "--seed", 9, "--style-scale", 0.5,
-               "--weights", "embedded", "--log-every", 2, "--steps-per-call", 3, "--blend", "3,7")
+               "--weights", "embedded", "--log-every", 2, "--steps-per-call", 3, "--blend", "3,7",
+               "--scales", "32,64", "--average", 0.9, "--content-norm", "sum", "--dtype", "bfloat16")
     assert r.exit_code == 0, r.output
     assert captured["config"] == StyleConfig(
         size=128, steps=7, optimizer="lbfgs", learning_rate=None, style_weight=1e5, content_weight=100.0,
         tv_weight=0.5, content_layers=("relu3_1", "relu4_2"), content_layer_weights=(2.0, 1.0),
         style_layers=("relu1_1", "relu2_1"), style_layer_weights=(0.5, 0.5), style_norm="mean",
         pooling="avg", init="image", init_image=str(init), init_noise=0.3, seed=9, style_scale=0.5,
-        weights="embedded", log_every=2, steps_per_call=3, style_blend=(3.0, 7.0))
+        weights="embedded", log_every=2, steps_per_call=3, style_blend=(3.0, 7.0), scales=(32, 64, 128),
+        average=0.9, content_norm="sum", dtype="bfloat16")
     assert len(captured["style"]) == 2 and out.exists() and "wrote" in r.output
 
 
@@ -171,12 +173,15 @@ def bad_inputs(tmp_path):
         "tiny style": ([c, tiny, "-o", o, "--size", 64, "--style-scale", 0.1], "needs at least"),
         "damaged checkpoint": ([c, s, "-o", o, "--size", 32, "--resume", damaged], "damaged"),
         "unknown option": ([c, s, "-o", o, "--sise", 3], "No such option: --sise"),
+        "bad scales": ([c, s, "-o", o, "--scales", "64,32.5"], "--scales takes whole pixel sizes"),
+        "bad average": ([c, s, "-o", o, "--average", 1.5], "--average is a decay in [0, 1)"),
     }
 
 
 BAD = ["missing", "not an image", "truncated", "too small", "too big", "size zero", "negative steps",
        "not writable", "bad extension", "bad layer", "bad optimizer", "bad init", "ratio and alpha",
-       "bad blend", "bad weights", "tiny style", "damaged checkpoint", "unknown option"]
+       "bad blend", "bad weights", "tiny style", "damaged checkpoint", "unknown option", "bad scales",
+       "bad average"]
 
 
 @pytest.mark.parametrize("case", BAD)

@@ -24,6 +24,19 @@ def test_scale_ladder():
     assert scale_ladder(100) == (100,)
 
 
+def test_auto_scales_follow_the_size():
+    from nst_jax.errors import ConfigError
+
+    assert StyleConfig().sizes == (128, 181, 256, 362, 512)
+    assert StyleConfig(size=256).sizes == (128, 181, 256)
+    assert StyleConfig(scales=()).sizes == (512,) and StyleConfig(size=100).sizes == (100,)
+    assert StyleConfig(size=300, scales=[150, 300]).sizes == (150, 300)
+    with pytest.raises(ConfigError, match="must rise strictly to the output size 300"):
+        StyleConfig(size=300, scales=(300, 150))
+    with pytest.raises(ConfigError, match="'auto' or sizes"):
+        StyleConfig(scales="sometimes")
+
+
 def test_resampling_keeps_every_channels_mean_and_sign():
     rng = np.random.default_rng(0)
     signed = jnp.asarray(rng.normal(size=(2, 9, 7, 3)), jnp.float32)  # a batch of two
