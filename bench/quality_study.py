@@ -49,6 +49,8 @@ VARIANTS = {
     # 1e3/N_l^2 weights, jcjohnson's Gram / (C H W)): shallow layers count far more
     "scales-meannorm": dict(steps=150, scales="ladder", style_norm="mean"),
     "scales-meannorm-noise": dict(steps=150, scales="ladder", style_norm="mean", init="noise"),
+    "scales-recoloured": dict(steps=150, scales="ladder", init="recoloured"),
+    "scales-recoloured-avgpool": dict(steps=150, scales="ladder", init="recoloured", pooling="avg"),
 }
 BETAS = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
@@ -103,6 +105,7 @@ def main() -> None:
                        "compile_seconds": r.compile_seconds, "cells": len(betas)}
                 results["rows"].append(row)
                 thumbs.append(resize_longest(r.outputs[b], 256))
+                save_image(r.outputs[b], out / f"{name}-{pair}-b{beta:g}.png")
             labels.append(pair)
             print(f"{name:>16} {pair:<20} " + "  ".join(
                 f"b{x['beta']:g}: c{x['content']:.3f} s{x['style']:.3f}{'*' if x['pass'] else ''}"

@@ -37,6 +37,7 @@ class Init(Choice):
     noise = "noise"
     noisy_content = "noisy-content"
     style = "style"
+    recoloured = "recoloured"  # the content with the style image's colour mean and covariance
     image = "image"  # the file named by init_image
 
 

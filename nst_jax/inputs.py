@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
+from .colour import match_colour_histogram
 from .config import Init, StyleConfig
 from .errors import NstError
 from .image import load_image, resize, scaled_shape
@@ -86,10 +87,14 @@ def normalised_blend(blend, n_styles: int) -> tuple[float, ...]:
 
 
 def start_image(config: StyleConfig, content: np.ndarray, style: np.ndarray) -> np.ndarray:
-    """The first iterate: content, noise, noisy-content, style, or an image file."""
+    """The first iterate: content, noise, noisy-content, style, recoloured (the content
+    mapped to the style's colour mean and covariance, colour.match_colour_histogram with
+    the roles swapped; the first style when there are several), or an image file."""
     noise = np.random.default_rng(config.seed).uniform(size=content.shape).astype(np.float32)
     if config.init == Init.content:
         return content
+    if config.init == Init.recoloured:
+        return np.clip(match_colour_histogram(content, style), 0.0, 1.0).astype(np.float32)
     if config.init == Init.noise:
         return noise
     if config.init == Init.noisy_content:
