@@ -409,6 +409,9 @@ def sweep(
     layers: Annotated[str, typer.Option(help="Rows: '' (one row, the --style-layers), 'paper' "
                                         "(the first 1..5 of them, the article's Fig. 9) or sets "
                                         "'NAME[:W],...;NAME[:W],...'.")] = "",
+    blend_grid: Annotated[Optional[str], typer.Option(
+        "--blend-grid", help="More rows: blends of the style images. Two styles: the second's share, "
+                             "e.g. 0,0.25,0.5,0.75,1; any number: weight vectors 'a,b,c;d,e,f'.")] = None,
     max_chunk: Annotated[Optional[int], typer.Option("--max-chunk", help="At most this many cells at once.")] = None,
     distributed: Annotated[bool, typer.Option(help="Call jax.distributed.initialize() (multi-host).")] = False,
     options: dict = None,
@@ -422,6 +425,12 @@ def sweep(
         config = build_config(style_weight=betas[0], ratio=None, **options)
         union, sets, row_labels = parse_layer_sets(layers, config.style_layers, config.style_layer_weights)
         config = config.replace(style_layers=union, style_layer_weights=sets[0])
+        blends, blend_labels = [config.style_blend], [""]
+        if blend_grid is not None:
+            if config.style_blend:
+                raise NstError("give --blend or --blend-grid, not both")
+            blends, blend_labels = parse_blend_grid(blend_grid, len(styles))
+            row_labels = [f"{r} {b}" for r in row_labels for b in blend_labels]
         if output.exists() and not output.is_dir():
             raise NstError(f"{output} exists and is not a directory")
         image.check_directory(output)
@@ -433,7 +442,7 @@ def sweep(
             jax.distributed.initialize()
         with progress_report(config.steps, "sweep") as update:
             result = run_sweep(content, styles if len(styles) > 1 else styles[0], config, betas, sets,
-                               max_chunk=max_chunk,
+                               blends=blends, max_chunk=max_chunk,
                                callback=lambda chunk, p: update(p.step, float(p.loss.mean())))
         for note in result.notes:
             err.print(f"note: {note}", highlight=False)
@@ -453,6 +462,26 @@ def sweep(
               highlight=False)
     if result.stopped == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def parse_blend_grid(spec: str, n_styles: int) -> tuple[list[tuple[float, ...]], list[str]]:
+    """Rows of blends: ``"0,0.5,1"`` (two styles: t is the second's share, 1 - t the
+    first's) or weight vectors ``"3,1,0;0,1,1"`` (one weight per style, normalised later)."""
+    from .inputs import normalised_blend
+
+    if n_styles < 2:
+        raise NstError("--blend-grid needs two or more style images")
+    if ";" not in spec and n_styles == 2:
+        shares = parse_numbers(spec, "--blend-grid")
+        if any(not 0.0 <= t <= 1.0 for t in shares):
+            raise NstError(f"--blend-grid shares are fractions in [0, 1], not {spec!r}")
+        return [(1.0 - t, t) for t in shares], [f"blend {t:g}" for t in shares]
+    if ";" not in spec:
+        raise NstError(f"with {n_styles} styles, --blend-grid takes one weight per style for each row, "
+                       "rows separated by ';' (e.g. 1,0,0;0,1,0)")
+    rows = [parse_numbers(part, "--blend-grid") for part in spec.split(";") if part.strip()]
+    blends = [normalised_blend(row, n_styles) for row in rows]
+    return blends, ["blend " + "/".join(f"{w:.2g}" for w in b) for b in blends]
 
 
 def parse_layer_sets(spec: str, layers: tuple[str, ...], weights: tuple[float, ...]):

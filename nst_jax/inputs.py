@@ -54,25 +54,27 @@ def load_sized(source, longest: int, arch: str, taps, what: str, notes: list[str
     return resize(raw, h, w)
 
 
-def style_targets(objective: Objective, variables, styles: list[np.ndarray], blend, out_hw) -> tuple:
-    """Per style layer, the blended target Gram scaled to the output's size.
+def style_targets(objective: Objective, variables, styles: list[np.ndarray], out_hw) -> tuple:
+    """Per style layer, the Gram of each style image scaled to the output's size, stacked
+    (K, C, C): T_k^l = (M_out^l / M_k^l) G_k^l, where M^l counts the positions of layer l in
+    the output and in style image k.
 
-    G_target^l = sum_k w_k (M_out^l / M_k^l) G_k^l, where M^l counts the positions of layer l
-    in the output and in style image k. With one style of the output's size this is the
-    paper's A^l; the scaling lets styles of any size (and several of them) be matched
-    against the Gram of the output, which sums over M_out^l positions.
+    The objective blends them with the traced weights w_k (``LossWeights.blend``): the target
+    is G_target^l = sum_k w_k T_k^l (jcjohnson/neural-style's -style_blend_weights: each Gram
+    normalised for its own image's size, then averaged). With one style of the output's size
+    this is the paper's A^l; the scaling lets styles of any size be matched against the Gram
+    of the output, which sums over M_out^l positions.
     """
     apply = jax.jit(objective.model.apply)
     arch = objective.model.arch
     positions = {l.name: h * w for l, h, w in layer_sizes(arch, *out_hw, objective.style_layers)}
-    total = [0.0] * len(objective.style_layers)
-    for style, weight in zip(styles, blend):
+    grams = [[] for _ in objective.style_layers]
+    for style in styles:
         feats = apply(variables, style)
         for i, name in enumerate(objective.style_layers):
             f = feats[name]
-            scale = positions[name] / (f.shape[0] * f.shape[1])
-            total[i] = total[i] + weight * scale * gram(f)
-    return tuple(total)
+            grams[i].append(positions[name] / (f.shape[0] * f.shape[1]) * gram(f))
+    return tuple(jax.numpy.stack(g) for g in grams)
 
 
 def normalised_blend(blend, n_styles: int) -> tuple[float, ...]:
@@ -138,8 +140,8 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     apply = jax.jit(objective.model.apply)
     content_feats = apply(variables, content_img)
     targets = Targets(tuple(content_feats[n] for n in config.content_layers),
-                      style_targets(objective, variables, style_imgs, blend, (h, w)))
-    problem = Problem(variables, targets, loss_weights(config))
+                      style_targets(objective, variables, style_imgs, (h, w)))
+    problem = Problem(variables, targets, loss_weights(config, blend))
     start = start_image(config, content_img, style_imgs[0])
     return Prepared(objective, problem, content_img, style_imgs, start,
                     input_digest(content_img, style_imgs, weights), weights.arch, notes)

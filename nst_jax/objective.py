@@ -59,8 +59,9 @@ def build_objective(arch: str, pixel_space: str, config: StyleConfig) -> Objecti
                      config.content_norm)
 
 
-def loss_weights(config: StyleConfig) -> LossWeights:
-    """The config's loss weights as float32 arrays (traced inputs of the step)."""
+def loss_weights(config: StyleConfig, blend: tuple[float, ...] = (1.0,)) -> LossWeights:
+    """The config's loss weights as float32 arrays (traced inputs of the step); ``blend``:
+    the normalised weight of each style image (see inputs.normalised_blend)."""
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     return LossWeights(f32(config.content_weight), f32(config.style_weight), f32(config.tv_weight),
-                       f32(config.content_layer_weights), f32(config.style_layer_weights))
+                       f32(config.content_layer_weights), f32(config.style_layer_weights), f32(blend))

@@ -93,12 +93,15 @@ def test_total_matches_numpy_reference():
     image = rng.uniform(size=(16, 12, 3))
     c_names, s_names = ("b",), ("a", "b", "c")
     c_t = [rng.uniform(size=(4, 3, 8))]
-    s_t = [g @ g.T for g in (rng.uniform(size=(4, 40)), rng.uniform(size=(8, 10)), rng.uniform(size=(5, 3)))]
+    # two style images per layer, blended 0.3 / 0.7
+    s_t = [np.stack([g @ g.T for g in rng.uniform(size=(2, c, m))]) for c, m in ((4, 40), (8, 10), (5, 3))]
+    blend = [0.3, 0.7]
     alpha, beta, tv, cw, sw = 0.7, 1e3, 0.3, [1.0], [0.2, 0.5, 0.3]
-    want = numpy_total(feats, image, c_t, s_t, alpha, beta, tv, cw, sw, c_names, s_names)
+    blended = [0.3 * g[0] + 0.7 * g[1] for g in s_t]
+    want = numpy_total(feats, image, c_t, blended, alpha, beta, tv, cw, sw, c_names, s_names)
 
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-    weights = LossWeights(f32(alpha), f32(beta), f32(tv), f32(cw), f32(sw))
+    weights = LossWeights(f32(alpha), f32(beta), f32(tv), f32(cw), f32(sw), f32(blend))
     targets = Targets(tuple(map(f32, c_t)), tuple(map(f32, s_t)))
 
     @jax.jit
