@@ -22,7 +22,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from typer.core import TyperGroup
 
-from .config import ContentNorm, DType, Init, OptimizerName, Pooling, StyleConfig, StyleNorm
+from .config import Colour, ColourMatch, ContentNorm, DType, Init, OptimizerName, Pooling, StyleConfig, StyleNorm
 from .errors import ConfigError, NstError
 
 EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS, EXIT_INTERRUPTED = 1, 3, 4, 130
@@ -87,7 +87,7 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "init_noise": "--init-noise", "seed": "--seed", "style_scale": "--style-scale",
          "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
          "style_blend": "--blend", "dtype": "--dtype", "content_norm": "--content-norm",
-         "scales": "--scales", "average": "--average"}
+         "scales": "--scales", "average": "--average", "colour": "--colour", "colour_match": "--colour-match"}
 
 # The options stylize and sweep share, by parameter name: (annotation, default).
 CONFIG_OPTIONS = {
@@ -129,6 +129,13 @@ CONFIG_OPTIONS = {
                                                   "to --size.")], D.style_scale),
     "blend": (Annotated[Optional[str], typer.Option(help="Weights of several style images, e.g. 3,7 "
                                                   "(default: equal).")], None),
+    "colour": (Annotated[Colour, typer.Option(
+        "--colour", "--color", help="original: keep the content's colours (after the run); luminance: "
+                                    "transfer luminance only; histogram: match the style's colours to the "
+                                    "content's first.")], Colour(D.colour)),
+    "colour_match": (Annotated[ColourMatch, typer.Option(
+        "--colour-match", "--color-match", help="The colour map of --colour histogram (image_analogies: "
+                                                "the paper's code).")], ColourMatch(D.colour_match)),
     "weights": (Annotated[str, typer.Option(help="'embedded' (VGG16), vgg19, a weights file, or a "
                                             "name from `nst-jax weights list`.")], D.weights),
     "log_every": (Annotated[int, typer.Option("--log-every", help="Record the separate loss terms "
@@ -193,7 +200,7 @@ def parse_scales(spec: str, size: int) -> tuple[int, ...]:
 def build_config(*, style_weight: float, size, steps, optimizer, lr, content_weight, ratio, tv_weight,
                  content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
                  style_scale, blend, weights, log_every, steps_per_call, dtype, content_norm, scales,
-                 average) -> StyleConfig:
+                 average, colour, colour_match) -> StyleConfig:
     """The shared options -> the one frozen config (errors name the options)."""
     if ratio is not None and content_weight is not None:
         raise NstError("give --content-weight or --ratio, not both")
@@ -213,7 +220,8 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
             optimizer=str(optimizer), learning_rate=lr, steps=steps, init=str(init),
             init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
             seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype),
-            content_norm=str(content_norm), scales=parse_scales(scales, size), average=average)
+            content_norm=str(content_norm), scales=parse_scales(scales, size), average=average,
+            colour=str(colour), colour_match=str(colour_match))
     except ConfigError as e:
         raise NstError(f"{FLAGS.get(e.field, e.field)} {e.problem}") from None
 
@@ -351,6 +359,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
                 save_best: bool, checkpoint: Optional[Path], checkpoint_every: int,
                 resume: Optional[Path], label: str) -> None:
     from . import image, run
+    from .colour import as_rgb
 
     try:
         with progress_report(config.steps, label) as update:
@@ -360,7 +369,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
                 first.append(first[0] if first else p.step - 1)
                 update(p.step, float(p.loss), first[0])
                 if save_every and p.step % save_every == 0:
-                    image.save_image(p.state.image, output.with_stem(f"{output.stem}_{p.step:04d}"))
+                    image.save_image(as_rgb(p.state.image), output.with_stem(f"{output.stem}_{p.step:04d}"))
 
             result = run.stylize(content, styles if len(styles) > 1 else styles[0], config,
                                  callback=on_progress, resume=resume, checkpoint=checkpoint,
@@ -370,7 +379,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
         if result.improved is False and result.stopped == "done":
             raise fail(f"no step lowered the loss ({result.history[0].total:.4g} at the start): "
                        f"{too_large_advice(config)}; {output} was not written", EXIT_NO_PROGRESS)
-        picture = result.output if save_best or result.stopped != "done" else result.image
+        picture = result.output if save_best or result.stopped != "done" else result.finish(result.image)
         image.save_image(picture, output)
     except NstError as e:
         raise fail(str(e)) from None

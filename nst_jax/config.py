@@ -60,6 +60,20 @@ class StyleNorm(Choice):
     mean = "mean"
 
 
+class Colour(Choice):
+    none = "none"
+    original = "original"  # after the run: the content's chroma back (jcjohnson's -original_colors)
+    luminance = "luminance"  # luminance-only transfer (Gatys et al. 2017, sec. 5.1)
+    histogram = "histogram"  # the style's colours matched to the content's first (sec. 5.2)
+
+
+class ColourMatch(Choice):  # the names of colour.MATCH_METHODS
+    image_analogies = "image_analogies"
+    cholesky = "cholesky"
+    monge_kantorovich = "monge_kantorovich"
+    principal_axes = "principal_axes"
+
+
 def choice(kind: type[Choice], value, field: str) -> str:
     """``value`` as a plain string if it names a member of ``kind``, else one error."""
     names = [m.value for m in kind]
@@ -93,6 +107,18 @@ class StyleConfig:
     style_weight: float = 1e6
     # Weights of several style images, normalised to sum 1 (empty = equal weights).
     style_blend: tuple[float, ...] = ()
+    # Colour control (Gatys et al. 2017, sec. 5; the formulas are in colour.py). "original":
+    # after the run, the result's luminance with the content's chroma (Y of the result, I and
+    # Q of the content, in NTSC YIQ), as jcjohnson/neural-style's -original_colors.
+    # "luminance": a one-channel luminance image is optimised against the style's luminance
+    # (first matched to the content's mean and standard deviation; the network sees it as
+    # grey RGB), then recombined with the content's I and Q. "histogram": before the run, the
+    # style images get the content's colour mean and covariance, then transfer as usual.
+    colour: str = Colour.none.value
+    # With colour="histogram", the linear colour map (colour.match_colour_histogram). Default
+    # "image_analogies" (A = Sigma_C^1/2 Sigma_S^-1/2): what the authors' released code runs,
+    # so results compare with the paper's; "monge_kantorovich" changes the style least.
+    colour_match: str = ColourMatch.image_analogies.value
     # Total-variation weight (0 = off, as in the paper).
     tv_weight: float = 0.0
     # Style-loss normaliser: "paper" = 1/(4 N^2 M^2), identical to the article's
@@ -152,7 +178,8 @@ class StyleConfig:
             if not getattr(self, names):
                 raise ConfigError(names, "must name at least one layer")
         for name, kind in (("style_norm", StyleNorm), ("pooling", Pooling), ("init", Init),
-                           ("dtype", DType), ("content_norm", ContentNorm)):
+                           ("dtype", DType), ("content_norm", ContentNorm), ("colour", Colour),
+                           ("colour_match", ColourMatch)):
             object.__setattr__(self, name, choice(kind, getattr(self, name), name))
         if (self.init == Init.image) != (self.init_image is not None):
             raise ConfigError("init_image", "goes with init='image' (and that init needs a file)")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import jax
 import numpy as np
 
+from .colour import before_run, luminance
 from .config import Init, StyleConfig
 from .errors import NstError
 from .image import load_image, resize, scaled_shape
@@ -30,12 +31,13 @@ class Prepared:
 
     objective: Objective
     problem: Problem
-    content: np.ndarray  # (H, W, 3) at the run's size
-    styles: list[np.ndarray]  # each at its own size
-    start: np.ndarray  # the first iterate
+    content: np.ndarray  # (H, W, 3) at the run's size, as the network sees it (grey for colour="luminance")
+    styles: list[np.ndarray]  # each at its own size, as the network sees them (colour control applied)
+    start: np.ndarray  # the first iterate: (H, W, 3), or (H, W, 1) luminance for colour="luminance"
     digest: str  # sha256 of the resized inputs and the weights (see input_digest)
     arch: str
     notes: list[str] = field(default_factory=list)  # what a user should know (resizing...)
+    colour_content: np.ndarray | None = None  # the content in its own colours, at the run's size
 
 
 def as_list(styles) -> list:
@@ -131,17 +133,20 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     h, w = scaled_shape(raw.shape[:2], config.size)
     check_image_size(h, w, weights.arch, taps)
     check_memory(weights.arch, h, w, taps, batch)
-    content_img = load_sized(raw, config.size, weights.arch, taps, "content", notes)
+    colour_content = load_sized(raw, config.size, weights.arch, taps, "content", notes)
     styles = as_list(styles)
     blend = normalised_blend(config.style_blend, len(styles))
     style_imgs = [load_sized(s, config.size * config.style_scale, weights.arch, taps, "style", notes)
                   for s in styles]
+    content_img, style_imgs = before_run(colour_content, style_imgs, config.colour, config.colour_match)
     variables = jax.device_put(weights.variables())
     apply = jax.jit(objective.model.apply)
     content_feats = apply(variables, content_img)
     targets = Targets(tuple(content_feats[n] for n in config.content_layers),
                       style_targets(objective, variables, style_imgs, (h, w)))
     problem = Problem(variables, targets, loss_weights(config, blend))
-    start = start_image(config, content_img, style_imgs[0])
+    start = np.clip(start_image(config, content_img, style_imgs[0]), 0.0, 1.0)
+    if objective.luminance:
+        start = luminance(start)[..., None]  # one channel, the objective shows it as grey RGB
     return Prepared(objective, problem, content_img, style_imgs, start,
-                    input_digest(content_img, style_imgs, weights), weights.arch, notes)
+                    input_digest(colour_content, style_imgs, weights), weights.arch, notes, colour_content)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .config import StyleConfig
+from .config import Colour, StyleConfig
 from .losses import LossTerms, LossWeights, Targets, loss_terms, total_loss
 from .vgg import VGG, check_layers
 
@@ -31,8 +31,14 @@ class Problem(NamedTuple):
 class Objective:
     """J(image) = alpha J_content + beta J_style + tv J_tv for the layers it names.
 
-    Static structure only (hashable): the model, which taps feed which loss, and the
-    style normaliser. Call it as ``objective(problem, image) -> (J, terms)``.
+    Static structure only (hashable): the model, which taps feed which loss, the
+    normalisers, and whether the image is one luminance channel. Call it as
+    ``objective(problem, image) -> (J, terms)``.
+
+    ``luminance``: the image is (H, W, 1), the luminance Y of a luminance-only transfer
+    (Gatys et al. 2017, sec. 5.1); the network and the TV term see it as grey RGB, R = G =
+    B = Y. Optimising the one channel keeps the result exactly grey, whatever the optimizer
+    does; its gradient is the sum of the three channels' gradients.
     """
 
     model: VGG
@@ -40,8 +46,11 @@ class Objective:
     style_layers: tuple[str, ...]
     style_norm: str = "paper"
     content_norm: str = "sum"
+    luminance: bool = False
 
     def __call__(self, problem: Problem, image: jax.Array) -> tuple[jax.Array, LossTerms]:
+        if self.luminance:
+            image = jnp.broadcast_to(image, image.shape[:-1] + (3,))
         features = self.model.apply(problem.variables, image)
         terms = loss_terms(features, image, problem.targets, (self.content_layers, self.style_layers),
                            problem.weights, self.style_norm, self.content_norm)
@@ -56,7 +65,7 @@ def build_objective(arch: str, pixel_space: str, config: StyleConfig) -> Objecti
     taps = check_layers(arch, tuple(dict.fromkeys(config.content_layers + config.style_layers)))
     model = VGG(arch=arch, taps=taps, pooling=config.pooling, pixel_space=pixel_space, dtype=config.dtype)
     return Objective(model, config.content_layers, config.style_layers, config.style_norm,
-                     config.content_norm)
+                     config.content_norm, config.colour == Colour.luminance)
 
 
 def loss_weights(config: StyleConfig, blend: tuple[float, ...] = (1.0,)) -> LossWeights:

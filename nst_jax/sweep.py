@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .colour import after_run, as_rgb
 from .config import StyleConfig
 from .errors import NstError
 from .inputs import as_list, normalised_blend, prepare, resolve_weights
@@ -70,11 +71,15 @@ class SweepResult:
     notes: list[str] = field(default_factory=list)
     average_images: np.ndarray | None = None  # (B, H, W, 3) iterate averages (None when off)
     last_scale_start: int = 0  # history index where the last scale began
+    colour_content: np.ndarray | None = field(default=None, repr=False)  # content colours, result's size
 
     @property
     def outputs(self) -> np.ndarray:
-        """What to show per cell: the average when averaging is on, else the best."""
-        return self.average_images if self.average_images is not None else self.best_images
+        """What to show per cell: the average when averaging is on, else the best; with the
+        colour control that acts after the run applied (see ``Result.finish``)."""
+        images = self.average_images if self.average_images is not None else self.best_images
+        return images if self.colour_content is None else after_run(images, self.colour_content,
+                                                                     self.config.colour)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -207,7 +212,7 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
             stopped = "interrupted"
             break
         stopped = "nan" if outcome.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
-    return _collect(outcomes, final, config, (style_weights, layer_weight_sets, blends), n_chunks,
+    return _collect(outcomes, runs, config, (style_weights, layer_weight_sets, blends), n_chunks,
                     len(devices), sum(len(c) for c in compiled), stopped, resume, seconds, compile_seconds)
 
 
@@ -215,11 +220,13 @@ def _chunk_callback(callback, chunk: int, progress: Progress):
     return callback(chunk, progress)
 
 
-def _collect(outcomes, run, config, grid_axes, n_chunks, n_devices, compiles, stopped, resume, seconds,
+def _collect(outcomes, runs, config, grid_axes, n_chunks, n_devices, compiles, stopped, resume, seconds,
              compile_seconds) -> SweepResult:
     """Join the chunks' states and traces (padding cells removed) into one result."""
     states = [jax.tree.map(lambda x: _gather(x)[:keep], state) for state, _, keep in outcomes]
     state = jax.tree.map(lambda *xs: np.concatenate(xs), *states)
+    # the scale the images are at (an earlier one when every cell stopped on NaN)
+    run = next(r for r in reversed(runs) if r.content.shape[:2] == state.image.shape[-3:-1])
     steps = max(len(trace.get("loss", ())) for _, trace, _ in outcomes)
     arrays = {}
     for key in TERMS:
@@ -233,12 +240,13 @@ def _collect(outcomes, run, config, grid_axes, n_chunks, n_devices, compiles, st
     last = {k: arrays[k][-1] if len(arrays[k]) else np.full(len(state.best_loss), np.nan)
             for k in ("content", "style", "tv")}
     done = (resume.step if resume else 0) + steps
-    average = np.clip(np.asarray(averaged(state)), 0, 1) if config.average else None
-    return SweepResult(np.clip(state.best_image, 0, 1), np.clip(state.image, 0, 1), state.best_loss,
+    picture = lambda x: as_rgb(np.clip(x, 0, 1))  # noqa: E731
+    average = picture(averaged(state)) if config.average else None
+    return SweepResult(picture(state.best_image), picture(state.image), state.best_loss,
                        arrays["loss"], last, *grid_axes, n_chunks, n_devices,
                        compiles, seconds, compile_seconds, config, stopped,
                        RunState(state, done, arrays), run.notes, average,
-                       scale_span(config, scale_of(config, done))[0])
+                       scale_span(config, scale_of(config, done))[0], run.colour_content)
 
 
 def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str]) -> list[Path]:

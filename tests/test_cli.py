@@ -72,6 +72,14 @@ def test_options_map_to_the_config(tmp_path, captured):
     assert len(captured["style"]) == 2 and out.exists() and "wrote" in r.output
 
 
+@pytest.mark.parametrize("flag", ["--colour", "--color"])
+def test_colour_options(tmp_path, captured, flag):
+    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", flag, "histogram",
+               "--colour-match", "monge_kantorovich")
+    assert r.exit_code == 0, r.output
+    assert captured["config"].colour == "histogram" and captured["config"].colour_match == "monge_kantorovich"
+
+
 def test_defaults_are_the_paper_where_they_do_not_say_otherwise(tmp_path, captured):
     """Gatys et al. 2016: content at conv4_2 (our relu4_2: Caffe's in-place ReLU), style at
     conv1_1..conv5_1 with w_l = 1/5, Gram loss normalised by 4 N^2 M^2, no TV term. The
@@ -167,6 +175,7 @@ def bad_inputs(tmp_path):
         "bad init": ([c, s, "-o", o, "--init", "nosie"], "'nosie' is not one of 'content', 'noise'"),
         "ratio and alpha": ([c, s, "-o", o, "--ratio", 1, "--content-weight", 2], "not both"),
         "bad blend": ([c, s, s, "-o", o, "--blend", "1,2,3"], "3 blend weights for 2 style images"),
+        "bad colour": ([c, s, "-o", o, "--colour", "sepia"], "'sepia' is not one of 'none', 'original'"),
         "bad weights": ([c, s, "-o", o, "--weights", notimg], "not a weights file"),
         "tiny style": ([c, tiny, "-o", o, "--size", 64, "--style-scale", 0.1], "needs at least"),
         "damaged checkpoint": ([c, s, "-o", o, "--size", 32, "--resume", damaged], "damaged"),
@@ -176,7 +185,7 @@ def bad_inputs(tmp_path):
 
 BAD = ["missing", "not an image", "truncated", "too small", "too big", "size zero", "negative steps",
        "not writable", "bad extension", "bad layer", "bad optimizer", "bad init", "ratio and alpha",
-       "bad blend", "bad weights", "tiny style", "damaged checkpoint", "unknown option"]
+       "bad blend", "bad colour", "bad weights", "tiny style", "damaged checkpoint", "unknown option"]
 
 
 @pytest.mark.parametrize("case", BAD)
