@@ -119,6 +119,18 @@ class StyleConfig:
     # "image_analogies" (A = Sigma_C^1/2 Sigma_S^-1/2): what the authors' released code runs,
     # so results compare with the paper's; "monge_kantorovich" changes the style least.
     colour_match: str = ColourMatch.image_analogies.value
+    # Spatial control (Gatys et al. 2017, sec. 4; masks.py): image files marking where each
+    # style goes in the output, one per style image (white = that style, black = none, grey
+    # in between) or, for several styles, one image with a flat colour per style (brightest
+    # = the first style; black = none). Where no mask is white only the content loss acts.
+    # With masks, style_blend weighs the regions (default equal). Empty = styles everywhere.
+    masks: tuple[str, ...] = ()
+    # One file per style image marking the part of it whose statistics its region gets
+    # (white); empty = each whole style image.
+    style_masks: tuple[str, ...] = ()
+    # Erode every guidance channel by this many positions at each style layer (0 = off), so
+    # positions whose receptive field straddles a region's border count less.
+    mask_erode: int = 0
     # Total-variation weight (0 = off, as in the paper).
     tv_weight: float = 0.0
     # Style-loss normaliser: "paper" = 1/(4 N^2 M^2), identical to the article's
@@ -188,6 +200,8 @@ class StyleConfig:
                 raise ConfigError(name, f"must be a positive integer, not {getattr(self, name)}")
         if self.steps_per_call is not None and self.steps_per_call < 1:
             raise ConfigError("steps_per_call", f"must be a positive integer, not {self.steps_per_call}")
+        if self.mask_erode < 0:
+            raise ConfigError("mask_erode", f"must be 0 or more, not {self.mask_erode}")
         if self.steps < 0:
             raise ConfigError("steps", f"must be 0 or more, not {self.steps}")
         if not 0.0 <= self.init_noise <= 1.0:
