@@ -88,7 +88,8 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
          "style_blend": "--blend", "dtype": "--dtype", "content_norm": "--content-norm",
          "scales": "--scales", "average": "--average", "colour": "--colour", "colour_match": "--colour-match",
-         "masks": "--mask", "style_masks": "--style-mask", "mask_erode": "--mask-erode"}
+         "masks": "--mask", "style_masks": "--style-mask", "mask_erode": "--mask-erode",
+         "keep_unmasked": "--keep-unmasked"}
 
 # The options stylize and sweep share, by parameter name: (annotation, default).
 CONFIG_OPTIONS = {
@@ -144,6 +145,9 @@ CONFIG_OPTIONS = {
         "--style-mask", help="One per style image: the part of it to take the style from (white).")], None),
     "mask_erode": (Annotated[int, typer.Option("--mask-erode", help="Shrink the masks by N positions at "
                                                "every style layer (0 = off).")], D.mask_erode),
+    "keep_unmasked": (Annotated[bool, typer.Option(
+        "--keep-unmasked/--free-unmasked", help="Outside the masks: keep the content's pixels, or let "
+                                                "only the content loss hold them (the paper).")], D.keep_unmasked),
     "weights": (Annotated[str, typer.Option(help="'embedded' (VGG16), vgg19, a weights file, or a "
                                             "name from `nst-jax weights list`.")], D.weights),
     "log_every": (Annotated[int, typer.Option("--log-every", help="Record the separate loss terms "
@@ -208,7 +212,7 @@ def parse_scales(spec: str, size: int) -> tuple[int, ...]:
 def build_config(*, style_weight: float, size, steps, optimizer, lr, content_weight, ratio, tv_weight,
                  content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
                  style_scale, blend, weights, log_every, steps_per_call, dtype, content_norm, scales,
-                 average, colour, colour_match, mask, style_mask, mask_erode) -> StyleConfig:
+                 average, colour, colour_match, mask, style_mask, mask_erode, keep_unmasked) -> StyleConfig:
     """The shared options -> the one frozen config (errors name the options)."""
     if ratio is not None and content_weight is not None:
         raise NstError("give --content-weight or --ratio, not both")
@@ -230,7 +234,7 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
             seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype),
             content_norm=str(content_norm), scales=parse_scales(scales, size), average=average,
             colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
-            style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode)
+            style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked)
     except ConfigError as e:
         raise NstError(f"{FLAGS.get(e.field, e.field)} {e.problem}") from None
 

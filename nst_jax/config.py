@@ -131,6 +131,11 @@ class StyleConfig:
     # Erode every guidance channel by this many positions at each style layer (0 = off), so
     # positions whose receptive field straddles a region's border count less.
     mask_erode: int = 0
+    # With masks, pixels outside every mask keep the content's values exactly (soft mask
+    # edges blend). Departure from the paper, where only the content loss holds them: the
+    # deep style layers see across a mask's border and carry texture into the rest, which
+    # the content loss (relu4_2) does not remove (README, "Controls"). False: the paper's.
+    keep_unmasked: bool = True
     # Total-variation weight (0 = off, as in the paper).
     tv_weight: float = 0.0
     # Style-loss normaliser: "paper" = 1/(4 N^2 M^2), identical to the article's

@@ -22,7 +22,7 @@ from .config import Init, StyleConfig
 from .errors import NstError
 from .image import load_image, resize, scaled_shape
 from .losses import Targets, gram, guided_gram
-from .masks import guidance
+from .masks import free_pixels, guidance
 from .memory import check_memory
 from .objective import Objective, Problem, build_objective, loss_weights
 from .vgg import check_image_size, layer_sizes
@@ -149,18 +149,20 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     style_imgs = [load_sized(s, config.size * config.style_scale, weights.arch, taps, "style", notes)
                   for s in raw_styles]
     content_img, style_imgs = before_run(colour_content, style_imgs, config.colour, config.colour_match)
-    guides, style_guides = spatial_guides(config, weights.arch, objective.style_layers, raw.shape[:2],
-                                          (h, w), raw_styles, style_imgs, notes)
+    guides, style_guides, free = spatial_guides(config, weights.arch, objective.style_layers,
+                                                raw.shape[:2], (h, w), raw_styles, style_imgs, notes)
     variables = jax.device_put(weights.variables())
     apply = jax.jit(objective.model.apply)
     content_feats = apply(variables, content_img)
+    start = np.clip(start_image(config, content_img, style_imgs[0]), 0.0, 1.0)
+    kept = content_img
+    if objective.luminance:  # one channel, the objective shows it as grey RGB
+        start, kept = luminance(start)[..., None], content_img[..., :1]
     targets = Targets(tuple(content_feats[n] for n in config.content_layers),
                       style_targets(objective, variables, style_imgs, (h, w), style_guides),
-                      None if guides is None else tuple(jnp.asarray(g) for g in guides))
+                      None if guides is None else tuple(jnp.asarray(g) for g in guides),
+                      None if free is None else (jnp.asarray(free), jnp.asarray(kept)))
     problem = Problem(variables, targets, loss_weights(config, blend))
-    start = np.clip(start_image(config, content_img, style_imgs[0]), 0.0, 1.0)
-    if objective.luminance:
-        start = luminance(start)[..., None]  # one channel, the objective shows it as grey RGB
     spatial = list(guides or ()) + [g for own in style_guides if own for g in own]
     return Prepared(objective, problem, content_img, style_imgs, start,
                     input_digest([colour_content, *style_imgs, *spatial], weights), weights.arch, notes,
@@ -170,17 +172,19 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
 def spatial_guides(config: StyleConfig, arch: str, layers: tuple[str, ...], source_hw, run_hw,
                    raw_styles: list[np.ndarray], styles: list[np.ndarray], notes: list[str]) -> tuple:
     """(the output's guidance channels per style layer or None, per style image its own or
-    None) from ``config.masks`` and ``config.style_masks`` (see masks.py)."""
-    guides = None
+    None, the (H, W, 1) free pixels or None) from ``config.masks``, ``config.style_masks``
+    and ``config.keep_unmasked`` (see masks.py)."""
+    guides, free = None, None
     if config.masks:
-        guides = guidance(config.masks, len(styles), source_hw, run_hw, arch, layers, config.mask_erode,
-                          "mask", notes)
+        guides, regions = guidance(config.masks, len(styles), source_hw, run_hw, arch, layers,
+                                   config.mask_erode, "mask", notes)
+        free = free_pixels(regions) if config.keep_unmasked else None
     style_guides = [None] * len(styles)
     if config.style_masks:
         if len(config.style_masks) != len(styles):
             raise NstError(f"{len(config.style_masks)} style masks for {len(styles)} style images: "
                            "give one per style image")
         style_guides = [guidance([m], 1, raw.shape[:2], s.shape[:2], arch, layers, config.mask_erode,
-                                 "style mask", notes)
+                                 "style mask", notes)[0]
                         for m, raw, s in zip(config.style_masks, raw_styles, styles)]
-    return guides, style_guides
+    return guides, style_guides, free

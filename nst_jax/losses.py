@@ -164,6 +164,9 @@ class Targets(NamedTuple):
     # Per style tap, (K, H_l, W_l): the output's normalised guidance channel of each style's
     # region (masks.py). None: no masks, and no trace of them in the compiled step.
     guides: tuple[jax.Array, ...] | None = None
+    # (free (H, W, 1), content (H, W, C)): with masks, pixels outside every mask keep the
+    # content's values (see Objective.picture). None: every pixel is optimised.
+    keep: tuple[jax.Array, jax.Array] | None = None
 
 
 def style_layer_term(targets: Targets, i: int, features: jax.Array, weights: LossWeights,

@@ -35,10 +35,9 @@ class Objective:
     normalisers, and whether the image is one luminance channel. Call it as
     ``objective(problem, image) -> (J, terms)``.
 
-    ``luminance``: the image is (H, W, 1), the luminance Y of a luminance-only transfer
-    (Gatys et al. 2017, sec. 5.1); the network and the TV term see it as grey RGB, R = G =
-    B = Y. Optimising the one channel keeps the result exactly grey, whatever the optimizer
-    does; its gradient is the sum of the three channels' gradients.
+    The iterate is mapped to the picture it stands for (:meth:`picture`) before the network
+    sees it; ``luminance``: the image is (H, W, 1), the luminance Y of a luminance-only
+    transfer (Gatys et al. 2017, sec. 5.1).
     """
 
     model: VGG
@@ -48,9 +47,25 @@ class Objective:
     content_norm: str = "sum"
     luminance: bool = False
 
-    def __call__(self, problem: Problem, image: jax.Array) -> tuple[jax.Array, LossTerms]:
+    def picture(self, problem: Problem, image: jax.Array) -> jax.Array:
+        """The RGB picture an iterate stands for, what the losses see.
+
+        - masks that keep the rest (``targets.keep`` = (f, c)): x f + c (1 - f), f = 1 inside
+          the masks, 0 outside: unmasked pixels are the content's, exactly (their gradient
+          is 0), and soft mask edges blend the two.
+        - ``luminance``: the one channel Y as grey RGB, R = G = B = Y. Optimising one channel
+          keeps the result exactly grey, whatever the optimizer does; its gradient is the
+          sum of the three channels' gradients.
+        """
+        if problem.targets.keep is not None:
+            free, content = problem.targets.keep
+            image = image * free + content * (1.0 - free)
         if self.luminance:
             image = jnp.broadcast_to(image, image.shape[:-1] + (3,))
+        return image
+
+    def __call__(self, problem: Problem, image: jax.Array) -> tuple[jax.Array, LossTerms]:
+        image = self.picture(problem, image)
         features = self.model.apply(problem.variables, image)
         terms = loss_terms(features, image, problem.targets, (self.content_layers, self.style_layers),
                            problem.weights, self.style_norm, self.content_norm)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
-from .colour import after_run, as_rgb
+from .colour import after_run
 from .config import StyleConfig
 from .inputs import prepare, resolve_weights
 from .schedule import carry_state, next_start
@@ -184,9 +184,10 @@ def scale_of(config: StyleConfig, done: int) -> int:
 @dataclass
 class Result:
     """What a run produced. ``image`` is the last iterate, ``best_image`` the lowest-loss one
-    (of the last scale), ``average_image`` the iterate average (None when off), each RGB as
-    optimised (grey for a luminance-only transfer); ``output`` is what to show: the average
-    when averaging is on, else the best, finished by :meth:`finish`."""
+    (of the last scale), ``average_image`` the iterate average (None when off), each the RGB
+    picture the losses saw (``Objective.picture``: grey for a luminance-only transfer, the
+    content outside kept masks); ``output`` is what to show: the average when averaging is
+    on, else the best, finished by :meth:`finish`."""
 
     image: np.ndarray
     best_image: np.ndarray
@@ -287,7 +288,7 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     final = jax.device_get(state)
     joined = _joined(parts)
     rows = Trace(joined).rows() if joined else []
-    picture = lambda x: as_rgb(np.clip(x, 0, 1))  # noqa: E731
+    picture = lambda x: np.clip(np.asarray(run.objective.picture(run.problem, x)), 0, 1)  # noqa: E731
     average = picture(averaged(final)) if config.average else None
     return Result(picture(final.image), picture(final.best_image), float(final.best_loss),
                   rows, done, int(final.evals), stopped, seconds, compile_seconds, config,

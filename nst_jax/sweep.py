@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .colour import after_run, as_rgb
+from .colour import after_run
 from .config import StyleConfig
 from .errors import NstError
 from .inputs import as_list, normalised_blend, prepare, resolve_weights
@@ -240,7 +240,8 @@ def _collect(outcomes, runs, config, grid_axes, n_chunks, n_devices, compiles, s
     last = {k: arrays[k][-1] if len(arrays[k]) else np.full(len(state.best_loss), np.nan)
             for k in ("content", "style", "tv")}
     done = (resume.step if resume else 0) + steps
-    picture = lambda x: as_rgb(np.clip(x, 0, 1))  # noqa: E731
+    pictures = jax.vmap(run.objective.picture, in_axes=(None, 0))
+    picture = lambda x: np.clip(np.asarray(pictures(run.problem, x)), 0, 1)  # noqa: E731
     average = picture(averaged(state)) if config.average else None
     return SweepResult(picture(state.best_image), picture(state.image), state.best_loss,
                        arrays["loss"], last, *grid_axes, n_chunks, n_devices,

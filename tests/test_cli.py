@@ -83,11 +83,11 @@ def test_colour_options(tmp_path, captured, flag):
 def test_mask_options(tmp_path, captured):
     r = invoke("stylize", "c.jpg", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--mask", "sky.png",
                "--mask", "ground.png", "--style-mask", "a_sky.png", "--style-mask", "b_all.png",
-               "--mask-erode", 2, "--blend", "1,3")
+               "--mask-erode", 2, "--blend", "1,3", "--free-unmasked")
     assert r.exit_code == 0, r.output
     config = captured["config"]
     assert config.masks == ("sky.png", "ground.png") and config.style_masks == ("a_sky.png", "b_all.png")
-    assert config.mask_erode == 2 and config.style_blend == (1.0, 3.0)
+    assert config.mask_erode == 2 and config.style_blend == (1.0, 3.0) and not config.keep_unmasked
 
 
 def test_defaults_are_the_paper_where_they_do_not_say_otherwise(tmp_path, captured):

@@ -78,6 +78,7 @@ def test_an_all_ones_mask_is_the_unguided_run_exactly(tmp_path, vgg16_weights):
                                                     style_masks=(str(tmp_path / "style_ones.png"),)),
                      vgg16_weights)
     assert plain.problem.targets.guides is None and masked.notes == []
+    assert masked.problem.targets.keep is None  # every pixel is inside the mask: nothing to keep
     # unmasked: no guidance arrays in the traced data, so no cost in the compiled step
     assert len(jax.tree.leaves(plain.problem.targets)) == len(config.content_layers) + len(config.style_layers)
     for a, b in zip(plain.problem.targets.style, masked.problem.targets.style):
@@ -102,14 +103,37 @@ def content_and_half_mask(tmp_path):
 def test_the_masked_out_region_keeps_the_content(tmp_path, vgg16_weights):
     content, style, top = content_and_half_mask(tmp_path)
     config = StyleConfig.tiny(size=64, steps=10, style_weight=1e4, content_weight=1e-3, masks=(top,))
-    result = stylize(content, style, config, weights=vgg16_weights)
-    change = np.abs(result.image - content).mean(axis=(1, 2))
-    masked_in, masked_out = change[:32].mean(), change[32:].mean()
-    # measured: 0.161 in, 0.030 out (and 0.160 / 0.160 without the mask)
-    assert masked_in > 0.1 and masked_out < 0.3 * masked_in
-    unmasked = stylize(content, style, config.replace(masks=()), weights=vgg16_weights)
-    plain_change = np.abs(unmasked.image - content).mean(axis=(1, 2))
-    assert plain_change[32:].mean() > 0.1  # without the mask the bottom half is stylised too
+
+    def change(result):  # mean |output - content| per row
+        return np.abs(result.image - content).mean(axis=(1, 2))
+
+    # the paper's guided Grams alone: the content loss holds the rest
+    paper = change(stylize(content, style, config.replace(keep_unmasked=False), weights=vgg16_weights))
+    masked_in, masked_out = paper[:32].mean(), paper[32:].mean()
+    assert masked_in > 0.1 and masked_out < 0.3 * masked_in  # measured: 0.161 in, 0.030 out
+    unmasked = change(stylize(content, style, config.replace(masks=()), weights=vgg16_weights))
+    assert unmasked[32:].mean() > 0.1  # without the mask the bottom half is stylised too (0.160)
+    # the default keeps the unmasked pixels exactly, and the styled half is as styled
+    kept = stylize(content, style, config, weights=vgg16_weights)
+    np.testing.assert_array_equal(kept.image[32:], content[32:])
+    assert change(kept)[:32].mean() > 0.1
+
+
+def test_kept_pixels_are_the_contents_in_a_luminance_run_too(tmp_path, vgg16_weights):
+    mask = np.zeros((32, 28, 3), np.float32)
+    mask[:16] = 1.0
+    save_image(mask, tmp_path / "top.png")
+    config = StyleConfig.tiny(masks=(str(tmp_path / "top.png"),), colour="luminance")
+    run = prepare(CONTENT, STYLE, config, vgg16_weights)
+    free, kept = run.problem.targets.keep
+    assert free.shape == (32, 28, 1) and kept.shape == (32, 28, 1)
+    noise = np.random.default_rng(1).uniform(size=(32, 28, 1)).astype(np.float32)
+    picture = np.asarray(run.objective.picture(run.problem, noise))
+    assert picture.shape == (32, 28, 3)
+    np.testing.assert_array_equal(picture[16:], run.content[16:])  # the content, grey
+    np.testing.assert_array_equal(picture[:16, :, 1], noise[:16, :, 0])  # the iterate, as grey RGB
+    free_run = prepare(CONTENT, STYLE, config.replace(keep_unmasked=False), vgg16_weights)
+    assert free_run.problem.targets.keep is None
 
 
 def test_a_masked_sweep_cell_equals_its_own_stylize(tmp_path, vgg16_weights):
