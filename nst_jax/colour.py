@@ -214,7 +214,8 @@ def after_run(images, content, mode: str) -> np.ndarray:
 
 
 def as_rgb(images) -> np.ndarray:
-    """Luminance iterates (..., H, W, 1) as grey RGB (..., H, W, 3); RGB ones unchanged."""
+    """Luminance iterates (..., H, W, 1) as grey RGB (..., H, W, 3); RGB ones unchanged (for
+    snapshots of raw iterates; results go through ``Objective.picture``)."""
     images = np.asarray(images, np.float32)
     return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
 

@@ -122,8 +122,9 @@ class StyleConfig:
     # Spatial control (Gatys et al. 2017, sec. 4; masks.py): image files marking where each
     # style goes in the output, one per style image (white = that style, black = none, grey
     # in between) or, for several styles, one image with a flat colour per style (brightest
-    # = the first style; black = none). Where no mask is white only the content loss acts.
-    # With masks, style_blend weighs the regions (default equal). Empty = styles everywhere.
+    # = the first style; black = none). Where no mask is white no style loss acts (and see
+    # keep_unmasked). With masks, style_blend weighs the regions (default equal, 1/R each).
+    # Empty = the styles everywhere.
     masks: tuple[str, ...] = ()
     # One file per style image marking the part of it whose statistics its region gets
     # (white); empty = each whole style image.

@@ -4,9 +4,9 @@
 weight) -- the grids of Gatys et al.'s figures -- with the same step and the same driver as
 ``stylize()``, batched by ``jax.vmap`` over the step state and the loss weights (the blend
 of several style images is one of them). The content features and each style image's
-Grams are shared by every cell. With several devices the batch
-axis is sharded over a ``Mesh``; a grid that does not fit in memory runs in equal chunks
-that do, all through one compiled program.
+Grams are shared by every cell. With several devices the batch axis is sharded over a
+``Mesh``; a grid that does not fit in memory runs in equal chunks that do, all through one
+compiled program.
 
 Multi-host: call ``jax.distributed.initialize()`` first (``nst-jax sweep --distributed``);
 ``jax.devices()`` then lists every host's devices, the mesh spans them, and results are
