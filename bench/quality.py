@@ -154,14 +154,20 @@ def content_distance(output, content, judge: dict | None = None) -> float:
     return float(_lpips(judge or load_judge(), output, content))
 
 
-def style_distance(output, style, judge: dict | None = None) -> float:
-    """(1/5) sum_l ||G_l(output) - G_l(style)||_F / ||G_l(style)||_F over AlexNet's relu1..5,
-    G = F^T F / (H W), the style resized so its longest side is the output's longest side."""
+def style_distances(output, style, judge: dict | None = None) -> list[float]:
+    """||G_l(output) - G_l(style)||_F / ||G_l(style)||_F for each of AlexNet's relu1..5,
+    G = F^T F / (H W), the style resized so its longest side is the output's longest side.
+    relu1 is mostly colour; the deeper layers, texture and forms."""
     judge = judge or load_judge()
     output = as_image(output)
     style = resize_longest(as_image(style), max(output.shape[:2]))
     pairs = zip(relu_features(judge, output), relu_features(judge, style))
-    return float(np.mean([gram_distance(a, b) for a, b in pairs]))
+    return [float(gram_distance(a, b)) for a, b in pairs]
+
+
+def style_distance(output, style, judge: dict | None = None) -> float:
+    """(1/5) sum_l of :func:`style_distances`."""
+    return float(np.mean(style_distances(output, style, judge)))
 
 
 def score(output, content, style) -> dict[str, float]:

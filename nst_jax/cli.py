@@ -22,7 +22,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from typer.core import TyperGroup
 
-from .config import ContentNorm, DType, Init, OptimizerName, Pooling, StyleConfig, StyleNorm
+from .config import Colour, ColourMatch, ContentNorm, DType, Init, OptimizerName, Pooling, StyleConfig, StyleNorm
 from .errors import ConfigError, NstError
 
 EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS, EXIT_INTERRUPTED = 1, 3, 4, 130
@@ -87,7 +87,9 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "init_noise": "--init-noise", "seed": "--seed", "style_scale": "--style-scale",
          "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
          "style_blend": "--blend", "dtype": "--dtype", "content_norm": "--content-norm",
-         "scales": "--scales", "average": "--average", "remat": "--remat"}
+         "scales": "--scales", "average": "--average", "remat": "--remat", "colour": "--colour",
+         "colour_match": "--colour-match", "masks": "--mask", "style_masks": "--style-mask",
+         "mask_erode": "--mask-erode", "keep_unmasked": "--keep-unmasked"}
 
 # The options stylize and sweep share, by parameter name: (annotation, default).
 CONFIG_OPTIONS = {
@@ -129,6 +131,23 @@ CONFIG_OPTIONS = {
                                                   "to --size.")], D.style_scale),
     "blend": (Annotated[Optional[str], typer.Option(help="Weights of several style images, e.g. 3,7 "
                                                   "(default: equal).")], None),
+    "colour": (Annotated[Colour, typer.Option(
+        "--colour", "--color", help="original: keep the content's colours (after the run); luminance: "
+                                    "transfer luminance only; histogram: match the style's colours to the "
+                                    "content's first.")], Colour(D.colour)),
+    "colour_match": (Annotated[ColourMatch, typer.Option(
+        "--colour-match", "--color-match", help="The colour map of --colour histogram (image_analogies: "
+                                                "the paper's code).")], ColourMatch(D.colour_match)),
+    "mask": (Annotated[Optional[list[Path]], typer.Option(
+        "--mask", help="Where the style goes (white; black keeps the content): one per style image, or "
+                       "one image with a flat colour per style (brightest = first).")], None),
+    "style_mask": (Annotated[Optional[list[Path]], typer.Option(
+        "--style-mask", help="One per style image: the part of it to take the style from (white).")], None),
+    "mask_erode": (Annotated[int, typer.Option("--mask-erode", help="Shrink the masks by N positions at "
+                                               "every style layer (0 = off).")], D.mask_erode),
+    "keep_unmasked": (Annotated[bool, typer.Option(
+        "--keep-unmasked/--free-unmasked", help="Outside the masks: keep the content's pixels, or let "
+                                                "only the content loss hold them (the paper).")], D.keep_unmasked),
     "weights": (Annotated[str, typer.Option(help="'embedded' (VGG16), vgg19, a weights file, or a "
                                             "name from `nst-jax weights list`.")], D.weights),
     "log_every": (Annotated[int, typer.Option("--log-every", help="Record the separate loss terms "
@@ -191,7 +210,8 @@ def parse_scales(spec: str, size: int) -> tuple[int, ...] | str:
 def build_config(*, style_weight: float, size, steps, optimizer, lr, content_weight, ratio, tv_weight,
                  content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
                  style_scale, blend, weights, log_every, steps_per_call, dtype, content_norm, scales,
-                 average, remat) -> StyleConfig:
+                 average, remat, colour, colour_match, mask, style_mask, mask_erode,
+                 keep_unmasked) -> StyleConfig:
     """The shared options -> the one frozen config (errors name the options)."""
     if ratio is not None and content_weight is not None:
         raise NstError("give --content-weight or --ratio, not both")
@@ -211,7 +231,9 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
             optimizer=str(optimizer), learning_rate=lr, steps=steps, init=str(init),
             init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
             seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype),
-            content_norm=str(content_norm), scales=parse_scales(scales, size), average=average, remat=remat)
+            content_norm=str(content_norm), scales=parse_scales(scales, size), average=average,
+            remat=remat, colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
+            style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked)
     except ConfigError as e:
         raise NstError(f"{FLAGS.get(e.field, e.field)} {e.problem}") from None
 
@@ -349,16 +371,17 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
                 save_best: bool, checkpoint: Optional[Path], checkpoint_every: int,
                 resume: Optional[Path], label: str) -> None:
     from . import image, run
+    from .colour import as_rgb
 
     try:
-        with progress_report(config.steps, label) as update:
+        with progress_report(config.steps * len(config.sizes), label) as update:
             first = []
 
             def on_progress(p: run.Progress) -> None:
                 first.append(first[0] if first else p.step - 1)
                 update(p.step, float(p.loss), first[0])
                 if save_every and p.step % save_every == 0:
-                    image.save_image(p.state.image, output.with_stem(f"{output.stem}_{p.step:04d}"))
+                    image.save_image(as_rgb(p.state.image), output.with_stem(f"{output.stem}_{p.step:04d}"))
 
             result = run.stylize(content, styles if len(styles) > 1 else styles[0], config,
                                  callback=on_progress, resume=resume, checkpoint=checkpoint,
@@ -368,7 +391,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
         if result.improved is False and result.stopped == "done":
             raise fail(f"no step lowered the loss ({result.history[0].total:.4g} at the start): "
                        f"{too_large_advice(config)}; {output} was not written", EXIT_NO_PROGRESS)
-        picture = result.output if save_best or result.stopped != "done" else result.image
+        picture = result.output if save_best or result.stopped != "done" else result.finish(result.image)
         image.save_image(picture, output)
     except NstError as e:
         raise fail(str(e)) from None
@@ -407,6 +430,9 @@ def sweep(
     layers: Annotated[str, typer.Option(help="Rows: '' (one row, the --style-layers), 'paper' "
                                         "(the first 1..5 of them, the article's Fig. 9) or sets "
                                         "'NAME[:W],...;NAME[:W],...'.")] = "",
+    blend_grid: Annotated[Optional[str], typer.Option(
+        "--blend-grid", help="More rows: blends of the style images. Two styles: the second's share, "
+                             "e.g. 0,0.25,0.5,0.75,1; any number: weight vectors 'a,b,c;d,e,f'.")] = None,
     max_chunk: Annotated[Optional[int], typer.Option("--max-chunk", help="At most this many cells at once.")] = None,
     distributed: Annotated[bool, typer.Option(help="Call jax.distributed.initialize() (multi-host).")] = False,
     options: dict = None,
@@ -420,6 +446,12 @@ def sweep(
         config = build_config(style_weight=betas[0], ratio=None, **options)
         union, sets, row_labels = parse_layer_sets(layers, config.style_layers, config.style_layer_weights)
         config = config.replace(style_layers=union, style_layer_weights=sets[0])
+        blends, blend_labels = [config.style_blend], [""]
+        if blend_grid is not None:
+            if config.style_blend:
+                raise NstError("give --blend or --blend-grid, not both")
+            blends, blend_labels = parse_blend_grid(blend_grid, len(styles))
+            row_labels = [f"{r} {b}" for r in row_labels for b in blend_labels]
         if output.exists() and not output.is_dir():
             raise NstError(f"{output} exists and is not a directory")
         image.check_directory(output)
@@ -429,9 +461,9 @@ def sweep(
             import jax
 
             jax.distributed.initialize()
-        with progress_report(config.steps, "sweep") as update:
+        with progress_report(config.steps * len(config.sizes), "sweep") as update:
             result = run_sweep(content, styles if len(styles) > 1 else styles[0], config, betas, sets,
-                               max_chunk=max_chunk,
+                               blends=blends, max_chunk=max_chunk,
                                callback=lambda chunk, p: update(p.step, float(p.loss.mean())))
         for note in result.notes:
             err.print(f"note: {note}", highlight=False)
@@ -451,6 +483,26 @@ def sweep(
               highlight=False)
     if result.stopped == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def parse_blend_grid(spec: str, n_styles: int) -> tuple[list[tuple[float, ...]], list[str]]:
+    """Rows of blends: ``"0,0.5,1"`` (two styles: t is the second's share, 1 - t the
+    first's) or weight vectors ``"3,1,0;0,1,1"`` (one weight per style, normalised later)."""
+    from .inputs import normalised_blend
+
+    if n_styles < 2:
+        raise NstError("--blend-grid needs two or more style images")
+    if ";" not in spec and n_styles == 2:
+        shares = parse_numbers(spec, "--blend-grid")
+        if any(not 0.0 <= t <= 1.0 for t in shares):
+            raise NstError(f"--blend-grid shares are fractions in [0, 1], not {spec!r}")
+        return [(1.0 - t, t) for t in shares], [f"blend {t:g}" for t in shares]
+    if ";" not in spec:
+        raise NstError(f"with {n_styles} styles, --blend-grid takes one weight per style for each row, "
+                       "rows separated by ';' (e.g. 1,0,0;0,1,0)")
+    rows = [parse_numbers(part, "--blend-grid") for part in spec.split(";") if part.strip()]
+    blends = [normalised_blend(row, n_styles) for row in rows]
+    return blends, ["blend " + "/".join(f"{w:.2g}" for w in b) for b in blends]
 
 
 def parse_layer_sets(spec: str, layers: tuple[str, ...], weights: tuple[float, ...]):

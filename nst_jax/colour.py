@@ -183,6 +183,43 @@ def colour_transform(cov_s: np.ndarray, cov_c: np.ndarray,
     raise ValueError(f"unknown colour matching method {method!r}; choose one of {MATCH_METHODS}")
 
 
+def before_run(content, styles: list, mode: str, method: str = "image_analogies") -> tuple:
+    """(content, styles) as the network should see them under colour control ``mode``.
+
+    - ``"histogram"``: each style becomes ``match_colour_histogram(style, content, method)``,
+      not clipped: the network takes any values, and the moments stay the content's.
+    - ``"luminance"``: the content becomes its luminance Y_C as grey RGB; each style its
+      luminance matched to Y_C's mean and standard deviation (``match_luminance``), as grey
+      RGB (not clipped either).
+    - ``"none"``, ``"original"``: both unchanged.
+    """
+    if mode == "histogram":
+        return content, [match_colour_histogram(s, content, method) for s in styles]
+    if mode == "luminance":
+        lum = luminance(content)
+        return luminance_to_rgb(lum), [luminance_to_rgb(match_luminance(luminance(s), lum)) for s in styles]
+    return content, styles
+
+
+def after_run(images, content, mode: str) -> np.ndarray:
+    """Results (..., H, W, 3) as pictures under colour control ``mode``: for ``"original"``
+    and ``"luminance"`` the Y of each image with the I and Q of ``content`` (H, W, 3), as
+    :func:`keep_original_colours` (a luminance-only result is grey, R = G = B = Y, so this
+    is :func:`recombine` of its Y); other modes: unchanged."""
+    images = np.asarray(images, np.float32)
+    if mode not in ("original", "luminance"):
+        return images
+    flat = images.reshape((-1,) + images.shape[-3:])
+    return np.stack([keep_original_colours(image, content) for image in flat]).reshape(images.shape)
+
+
+def as_rgb(images) -> np.ndarray:
+    """Luminance iterates (..., H, W, 1) as grey RGB (..., H, W, 3); RGB ones unchanged (for
+    snapshots of raw iterates; results go through ``Objective.picture``)."""
+    images = np.asarray(images, np.float32)
+    return np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+
 def _moments(image: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean (3,) and covariance + eps I (3, 3) of the pixels of a float64 (H, W, 3) image."""
     pixels = image.reshape(-1, 3)

@@ -61,6 +61,20 @@ class StyleNorm(Choice):
     mean = "mean"
 
 
+class Colour(Choice):
+    none = "none"
+    original = "original"  # after the run: the content's chroma back (jcjohnson's -original_colors)
+    luminance = "luminance"  # luminance-only transfer (Gatys et al. 2017, sec. 5.1)
+    histogram = "histogram"  # the style's colours matched to the content's first (sec. 5.2)
+
+
+class ColourMatch(Choice):  # the names of colour.MATCH_METHODS
+    image_analogies = "image_analogies"
+    cholesky = "cholesky"
+    monge_kantorovich = "monge_kantorovich"
+    principal_axes = "principal_axes"
+
+
 def choice(kind: type[Choice], value, field: str) -> str:
     """``value`` as a plain string if it names a member of ``kind``, else one error."""
     names = [m.value for m in kind]
@@ -94,6 +108,36 @@ class StyleConfig:
     style_weight: float = 1e6
     # Weights of several style images, normalised to sum 1 (empty = equal weights).
     style_blend: tuple[float, ...] = ()
+    # Colour control (Gatys et al. 2017, sec. 5; the formulas are in colour.py). "original":
+    # after the run, the result's luminance with the content's chroma (Y of the result, I and
+    # Q of the content, in NTSC YIQ), as jcjohnson/neural-style's -original_colors.
+    # "luminance": a one-channel luminance image is optimised against the style's luminance
+    # (first matched to the content's mean and standard deviation; the network sees it as
+    # grey RGB), then recombined with the content's I and Q. "histogram": before the run, the
+    # style images get the content's colour mean and covariance, then transfer as usual.
+    colour: str = Colour.none.value
+    # With colour="histogram", the linear colour map (colour.match_colour_histogram). Default
+    # "image_analogies" (A = Sigma_C^1/2 Sigma_S^-1/2): what the authors' released code runs,
+    # so results compare with the paper's; "monge_kantorovich" changes the style least.
+    colour_match: str = ColourMatch.image_analogies.value
+    # Spatial control (Gatys et al. 2017, sec. 4; masks.py): image files marking where each
+    # style goes in the output, one per style image (white = that style, black = none, grey
+    # in between) or, for several styles, one image with a flat colour per style (brightest
+    # = the first style; black = none). Where no mask is white no style loss acts (and see
+    # keep_unmasked). With masks, style_blend weighs the regions (default equal, 1/R each).
+    # Empty = the styles everywhere.
+    masks: tuple[str, ...] = ()
+    # One file per style image marking the part of it whose statistics its region gets
+    # (white); empty = each whole style image.
+    style_masks: tuple[str, ...] = ()
+    # Erode every guidance channel by this many positions at each style layer (0 = off), so
+    # positions whose receptive field straddles a region's border count less.
+    mask_erode: int = 0
+    # With masks, pixels outside every mask keep the content's values exactly (soft mask
+    # edges blend). Departure from the paper, where only the content loss holds them: the
+    # deep style layers see across a mask's border and carry texture into the rest, which
+    # the content loss (relu4_2) does not remove (README, "Controls"). False: the paper's.
+    keep_unmasked: bool = True
     # Total-variation weight (0 = off, as in the paper).
     tv_weight: float = 0.0
     # Style-loss normaliser: "paper" = 1/(4 N^2 M^2), identical to the article's
@@ -158,7 +202,8 @@ class StyleConfig:
             if not getattr(self, names):
                 raise ConfigError(names, "must name at least one layer")
         for name, kind in (("style_norm", StyleNorm), ("pooling", Pooling), ("init", Init),
-                           ("dtype", DType), ("content_norm", ContentNorm)):
+                           ("dtype", DType), ("content_norm", ContentNorm), ("colour", Colour),
+                           ("colour_match", ColourMatch)):
             object.__setattr__(self, name, choice(kind, getattr(self, name), name))
         if (self.init == Init.image) != (self.init_image is not None):
             raise ConfigError("init_image", "goes with init='image' (and that init needs a file)")
@@ -167,6 +212,8 @@ class StyleConfig:
                 raise ConfigError(name, f"must be a positive integer, not {getattr(self, name)}")
         if self.steps_per_call is not None and self.steps_per_call < 1:
             raise ConfigError("steps_per_call", f"must be a positive integer, not {self.steps_per_call}")
+        if self.mask_erode < 0:
+            raise ConfigError("mask_erode", f"must be 0 or more, not {self.mask_erode}")
         if self.steps < 0:
             raise ConfigError("steps", f"must be 0 or more, not {self.steps}")
         if not 0.0 <= self.init_noise <= 1.0:

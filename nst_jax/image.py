@@ -39,12 +39,14 @@ def scaled_shape(shape: tuple[int, int], size: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Lanczos resize of float RGB to exactly ``height`` x ``width``."""
+def resize(image: np.ndarray, height: int, width: int, method: str = "lanczos") -> np.ndarray:
+    """Resize float (H, W, C) in [0, 1] to exactly ``height`` x ``width``, clipped to [0, 1].
+    ``"lanczos"`` for pictures; ``"bilinear"`` for masks (no ringing at hard edges)."""
     if image.shape[:2] == (height, width):
         return image
-    channels = [Image.fromarray(image[..., c], mode="F").resize(
-        (width, height), Image.Resampling.LANCZOS) for c in range(3)]
+    resample = {"lanczos": Image.Resampling.LANCZOS, "bilinear": Image.Resampling.BILINEAR}[method]
+    channels = [Image.fromarray(np.ascontiguousarray(image[..., c], np.float32), mode="F").resize(
+        (width, height), resample) for c in range(image.shape[-1])]
     return np.clip(np.stack([np.asarray(c) for c in channels], axis=-1), 0.0, 1.0)
 
 

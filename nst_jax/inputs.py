@@ -2,8 +2,10 @@
 
 ``prepare`` turns file paths (or arrays) and a config into everything the step needs:
 the objective, its traced data (:class:`~nst_jax.objective.Problem`), the start image,
-and a digest of the inputs that checkpoints are matched against. Style images come as a
-list, so several styles add data here, not a second code path.
+and a digest of the inputs that checkpoints are matched against. The perceptual controls
+are data made here, not second code paths: several style images give one Gram each (the
+blend weights are traced loss weights), colour control changes the images the network
+sees (colour.py), and masks become guidance channels per style layer (masks.py).
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import hashlib
 from dataclasses import dataclass, field
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from .colour import match_colour_histogram
+from .colour import before_run, luminance, match_colour_histogram
 from .config import Init, StyleConfig
 from .errors import NstError
 from .image import load_image, resize, scaled_shape
-from .losses import Targets, gram
+from .losses import Targets, gram, guided_gram
+from .masks import free_pixels, guidance
 from .memory import check_memory
 from .objective import Objective, Problem, build_objective, loss_weights
 from .vgg import check_image_size, layer_sizes
@@ -31,12 +35,13 @@ class Prepared:
 
     objective: Objective
     problem: Problem
-    content: np.ndarray  # (H, W, 3) at the run's size
-    styles: list[np.ndarray]  # each at its own size
-    start: np.ndarray  # the first iterate
+    content: np.ndarray  # (H, W, 3) at the run's size, as the network sees it (grey for colour="luminance")
+    styles: list[np.ndarray]  # each at its own size, as the network sees them (colour control applied)
+    start: np.ndarray  # the first iterate: (H, W, 3), or (H, W, 1) luminance for colour="luminance"
     digest: str  # sha256 of the resized inputs and the weights (see input_digest)
     arch: str
     notes: list[str] = field(default_factory=list)  # what a user should know (resizing...)
+    colour_content: np.ndarray | None = None  # the content in its own colours, at the run's size
 
 
 def as_list(styles) -> list:
@@ -55,25 +60,31 @@ def load_sized(source, longest: int, arch: str, taps, what: str, notes: list[str
     return resize(raw, h, w)
 
 
-def style_targets(objective: Objective, variables, styles: list[np.ndarray], blend, out_hw) -> tuple:
-    """Per style layer, the blended target Gram scaled to the output's size.
+def style_targets(objective: Objective, variables, styles: list[np.ndarray], out_hw,
+                  guides: list | None = None) -> tuple:
+    """Per style layer, the Gram of each style image scaled to the output's size, stacked
+    (K, C, C): T_k^l = (M_out^l / M_k^l) G_k^l, where M^l counts the positions of layer l in
+    the output and in style image k. ``guides[k]``: style k's normalised guidance channel
+    per layer (a style mask, masks.py), or None for the whole image: then G_k^l is the
+    guided Gram F^T diag(t) F.
 
-    G_target^l = sum_k w_k (M_out^l / M_k^l) G_k^l, where M^l counts the positions of layer l
-    in the output and in style image k. With one style of the output's size this is the
-    paper's A^l; the scaling lets styles of any size (and several of them) be matched
-    against the Gram of the output, which sums over M_out^l positions.
+    The objective blends them with the traced weights w_k (``LossWeights.blend``): the target
+    is G_target^l = sum_k w_k T_k^l (jcjohnson/neural-style's -style_blend_weights: each Gram
+    normalised for its own image's size, then averaged). With one style of the output's size
+    this is the paper's A^l; the scaling lets styles of any size be matched against the Gram
+    of the output, which sums over M_out^l positions.
     """
     apply = jax.jit(objective.model.apply)
     arch = objective.model.arch
     positions = {l.name: h * w for l, h, w in layer_sizes(arch, *out_hw, objective.style_layers)}
-    total = [0.0] * len(objective.style_layers)
-    for style, weight in zip(styles, blend):
+    grams = [[] for _ in objective.style_layers]
+    for k, style in enumerate(styles):
         feats = apply(variables, style)
         for i, name in enumerate(objective.style_layers):
             f = feats[name]
-            scale = positions[name] / (f.shape[0] * f.shape[1])
-            total[i] = total[i] + weight * scale * gram(f)
-    return tuple(total)
+            g = gram(f) if guides is None or guides[k] is None else guided_gram(f, guides[k][i][0])
+            grams[i].append(positions[name] / (f.shape[0] * f.shape[1]) * g)
+    return tuple(jnp.stack(g) for g in grams)
 
 
 def normalised_blend(blend, n_styles: int) -> tuple[float, ...]:
@@ -103,10 +114,11 @@ def start_image(config: StyleConfig, content: np.ndarray, style: np.ndarray) -> 
     return resize(source, *content.shape[:2]).astype(np.float32)
 
 
-def input_digest(content: np.ndarray, styles: list[np.ndarray], weights: VGGWeights) -> str:
-    """sha256 over the resized content and style pixels and every weight array."""
+def input_digest(images: list[np.ndarray], weights: VGGWeights) -> str:
+    """sha256 over the resized content and style pixels (and guidance channels) and every
+    weight array."""
     h = hashlib.sha256()
-    for array in [content, *styles]:
+    for array in images:
         h.update(str(array.shape).encode())
         h.update(np.ascontiguousarray(array, np.float32).tobytes())
     for key in sorted(weights.params):
@@ -137,17 +149,49 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     h, w = scaled_shape(raw.shape[:2], size)
     check_image_size(h, w, weights.arch, taps)
     check_memory(weights.arch, *scaled_shape(raw.shape[:2], config.size), taps, batch)
-    content_img = load_sized(raw, size, weights.arch, taps, "content", notes)
+    colour_content = load_sized(raw, size, weights.arch, taps, "content", notes)
     styles = as_list(styles)
     blend = normalised_blend(config.style_blend, len(styles))
+    raw_styles = [load_image(s) for s in styles]
     style_imgs = [load_sized(s, size * config.style_scale, weights.arch, taps, "style", notes)
-                  for s in styles]
+                  for s in raw_styles]
+    content_img, style_imgs = before_run(colour_content, style_imgs, config.colour, config.colour_match)
+    guides, style_guides, free = spatial_guides(config, weights.arch, objective.style_layers,
+                                                raw.shape[:2], (h, w), raw_styles, style_imgs, notes)
     variables = jax.device_put(weights.variables())
     apply = jax.jit(objective.model.apply)
     content_feats = apply(variables, content_img)
+    start = np.clip(start_image(config, content_img, style_imgs[0]), 0.0, 1.0)
+    kept = content_img
+    if objective.luminance:  # one channel, the objective shows it as grey RGB
+        start, kept = luminance(start)[..., None], content_img[..., :1]
     targets = Targets(tuple(content_feats[n] for n in config.content_layers),
-                      style_targets(objective, variables, style_imgs, blend, (h, w)))
-    problem = Problem(variables, targets, loss_weights(config))
-    start = start_image(config, content_img, style_imgs[0])
+                      style_targets(objective, variables, style_imgs, (h, w), style_guides),
+                      None if guides is None else tuple(jnp.asarray(g) for g in guides),
+                      None if free is None else (jnp.asarray(free), jnp.asarray(kept)))
+    problem = Problem(variables, targets, loss_weights(config, blend))
+    spatial = list(guides or ()) + [g for own in style_guides if own for g in own]
     return Prepared(objective, problem, content_img, style_imgs, start,
-                    input_digest(content_img, style_imgs, weights), weights.arch, notes)
+                    input_digest([colour_content, *style_imgs, *spatial], weights), weights.arch, notes,
+                    colour_content)
+
+
+def spatial_guides(config: StyleConfig, arch: str, layers: tuple[str, ...], source_hw, run_hw,
+                   raw_styles: list[np.ndarray], styles: list[np.ndarray], notes: list[str]) -> tuple:
+    """(the output's guidance channels per style layer or None, per style image its own or
+    None, the (H, W, 1) free pixels or None) from ``config.masks``, ``config.style_masks``
+    and ``config.keep_unmasked`` (see masks.py)."""
+    guides, free = None, None
+    if config.masks:
+        guides, regions = guidance(config.masks, len(styles), source_hw, run_hw, arch, layers,
+                                   config.mask_erode, "mask", notes)
+        free = free_pixels(regions) if config.keep_unmasked else None
+    style_guides = [None] * len(styles)
+    if config.style_masks:
+        if len(config.style_masks) != len(styles):
+            raise NstError(f"{len(config.style_masks)} style masks for {len(styles)} style images: "
+                           "give one per style image")
+        style_guides = [guidance([m], 1, raw.shape[:2], s.shape[:2], arch, layers, config.mask_erode,
+                                 "style mask", notes)[0]
+                        for m, raw, s in zip(config.style_masks, raw_styles, styles)]
+    return guides, style_guides, free

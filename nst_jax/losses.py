@@ -7,11 +7,16 @@ N = C channels and M = H * W positions of layer l (the paper's notation):
 - content loss     J_content = 1/2 sum (a_C - a_G)^2 (or its mean, 1/(2 N M) sum ..., see below)
 - style loss       J_style^l = 1/(4 N^2 M^2) sum (G_S - G_G)^2, which is the article's
                    1/(2 n_H n_W n_C)^2 written another way; J_style = sum_l lambda_l J_style^l
+- several styles   G_S = sum_k w_k G_k, the blend of each style image's Gram (weights w_k)
+- guided (masks)   J_style^l = sum_r w_r 1/(4 N^2 M^2) sum (G_r,S - G_r,G)^2, G_r = F^T diag(t_r) F
+                   for each region r and its guidance channel t_r (Gatys et al. 2017, sec. 4)
 - total            J = alpha J_content + beta J_style + tv J_tv
 
 References:
   Gatys, Ecker & Bethge, "A Neural Algorithm of Artistic Style", arXiv:1508.06576 (2015);
   "Image Style Transfer Using Convolutional Neural Networks", CVPR 2016, eqs. (1)-(7).
+  Gatys, Ecker, Bethge, Hertzmann & Shechtman, "Controlling Perceptual Factors in Neural
+  Style Transfer", CVPR 2017, arXiv:1611.07865, sec. 4 (guided Gram matrices).
 
 Size: the paper's style loss is a mean over positions (G / M is intensive) but its content
 loss is a sum, so alpha/beta shifts with the image size. ``content_norm="mean"`` divides the
@@ -40,6 +45,9 @@ class LossWeights(NamedTuple):
     tv: jax.Array  # total-variation weight
     content_layers: jax.Array  # (n_content,) weight of each content tap
     style_layers: jax.Array  # (n_style,) lambda_l of each style tap
+    # (n_styles,) w_k, summing to 1: the blend of the style images' Grams, or, with masks,
+    # the weight of each style's region. A traced input, so a sweep can batch it too.
+    blend: jax.Array
 
 
 class LossTerms(NamedTuple):
@@ -92,6 +100,44 @@ def style_layer_loss(target_gram: jax.ArrayLike, features: jax.ArrayLike,
     return jnp.sum(jnp.square(diff)) / style_normalizer(features.shape, norm)
 
 
+def blended_gram(grams: jax.ArrayLike, blend: jax.ArrayLike) -> jax.Array:
+    """G = sum_k w_k G_k of the (K, C, C) Grams of K style images; returns (C, C)."""
+    return jnp.tensordot(jnp.asarray(blend), jnp.asarray(grams), axes=1,
+                         precision=jax.lax.Precision.HIGHEST)
+
+
+def guided_gram(features: jax.ArrayLike, guide: jax.ArrayLike) -> jax.Array:
+    """G_kk' = sum_ij t_ij a_ijk a_ijk' for features (H, W, C) and a guidance channel t (H, W);
+    returns (C, C). With t = 1 everywhere this is :func:`gram`, bit for bit (the same
+    product, of the same numbers).
+
+    Gatys et al. (2017) multiply the feature maps by the guidance channel, so their Gram
+    weighs each position by its square; :func:`nst_jax.masks.normalised_guides` passes that
+    square in, normalised (see there).
+    """
+    features = jnp.asarray(features)
+    flat = features.reshape(-1, features.shape[-1])
+    weighted = flat * jnp.asarray(guide, flat.dtype).reshape(-1, 1)
+    return jnp.matmul(flat.T, weighted, precision=jax.lax.Precision.HIGHEST)
+
+
+def guided_style_layer_loss(target_grams: jax.ArrayLike, features: jax.ArrayLike, guides: jax.ArrayLike,
+                            region_weights: jax.ArrayLike, norm: str = "paper") -> jax.Array:
+    """J_style^l = sum_r w_r sum (G_r(x) - T_r)^2 / (4 N^2 M^2), G_r(x) = guided_gram(F, t_r).
+
+    ``target_grams`` (R, C, C) are each region's target T_r, ``guides`` (R, H, W) the
+    normalised guidance channels t_r at this layer, ``region_weights`` (R,) the w_r. One
+    region with t = 1 and w = 1 is :func:`style_layer_loss` exactly. The regions are a
+    Python loop: R is small and static, and each Gram stays the plain matrix product that
+    :func:`gram` computes (a batched product may round differently).
+    """
+    features = jnp.asarray(features)
+    norm_c = style_normalizer(features.shape, norm)
+    per_region = [jnp.sum(jnp.square(guided_gram(features, guides[r]) - target_grams[r])) / norm_c
+                  for r in range(len(target_grams))]
+    return jnp.dot(jnp.asarray(region_weights), jnp.stack(per_region))
+
+
 def tv_loss(image: jax.ArrayLike) -> jax.Array:
     """Squared total variation sum (x[i+1,j]-x[i,j])^2 + (x[i,j+1]-x[i,j])^2 of (H, W, C).
 
@@ -112,7 +158,23 @@ class Targets(NamedTuple):
     keys, and the order must match the layer weights)."""
 
     content: tuple[jax.Array, ...]
+    # Per style tap, (K, C, C): the Gram of each of the K style images, scaled to the
+    # output's positions (see inputs.style_targets); blended by LossWeights.blend.
     style: tuple[jax.Array, ...]
+    # Per style tap, (K, H_l, W_l): the output's normalised guidance channel of each style's
+    # region (masks.py). None: no masks, and no trace of them in the compiled step.
+    guides: tuple[jax.Array, ...] | None = None
+    # (free (H, W, 1), content (H, W, C)): with masks, pixels outside every mask keep the
+    # content's values (see Objective.picture). None: every pixel is optimised.
+    keep: tuple[jax.Array, jax.Array] | None = None
+
+
+def style_layer_term(targets: Targets, i: int, features: jax.Array, weights: LossWeights,
+                     norm: str = "paper") -> jax.Array:
+    """J_style^l of style tap ``i``: against the blended Gram, or region by region with masks."""
+    if targets.guides is None:
+        return style_layer_loss(blended_gram(targets.style[i], weights.blend), features, norm)
+    return guided_style_layer_loss(targets.style[i], features, targets.guides[i], weights.blend, norm)
 
 
 def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Targets,
@@ -125,7 +187,7 @@ def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Target
     content_layers, style_layers = layers
     content = sum(weights.content_layers[i] * content_loss(targets.content[i], features[name], content_norm)
                   for i, name in enumerate(content_layers))
-    style = sum(weights.style_layers[i] * style_layer_loss(targets.style[i], features[name], norm)
+    style = sum(weights.style_layers[i] * style_layer_term(targets, i, features[name], weights, norm)
                 for i, name in enumerate(style_layers))
     return LossTerms(jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32),
                      tv_loss(image))

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .config import StyleConfig
+from .config import Colour, StyleConfig
 from .losses import LossTerms, LossWeights, Targets, loss_terms, total_loss
 from .vgg import VGG, check_layers
 
@@ -31,8 +31,13 @@ class Problem(NamedTuple):
 class Objective:
     """J(image) = alpha J_content + beta J_style + tv J_tv for the layers it names.
 
-    Static structure only (hashable): the model, which taps feed which loss, and the
-    style normaliser. Call it as ``objective(problem, image) -> (J, terms)``.
+    Static structure only (hashable): the model, which taps feed which loss, the
+    normalisers, and whether the image is one luminance channel. Call it as
+    ``objective(problem, image) -> (J, terms)``.
+
+    The iterate is mapped to the picture it stands for (:meth:`picture`) before the network
+    sees it; ``luminance``: the image is (H, W, 1), the luminance Y of a luminance-only
+    transfer (Gatys et al. 2017, sec. 5.1).
     """
 
     model: VGG
@@ -40,8 +45,27 @@ class Objective:
     style_layers: tuple[str, ...]
     style_norm: str = "paper"
     content_norm: str = "sum"
+    luminance: bool = False
+
+    def picture(self, problem: Problem, image: jax.Array) -> jax.Array:
+        """The RGB picture an iterate stands for, what the losses see.
+
+        - masks that keep the rest (``targets.keep`` = (f, c)): x f + c (1 - f), f = 1 inside
+          the masks, 0 outside: unmasked pixels are the content's, exactly (their gradient
+          is 0), and soft mask edges blend the two.
+        - ``luminance``: the one channel Y as grey RGB, R = G = B = Y. Optimising one channel
+          keeps the result exactly grey, whatever the optimizer does; its gradient is the
+          sum of the three channels' gradients.
+        """
+        if problem.targets.keep is not None:
+            free, content = problem.targets.keep
+            image = image * free + content * (1.0 - free)
+        if self.luminance:
+            image = jnp.broadcast_to(image, image.shape[:-1] + (3,))
+        return image
 
     def __call__(self, problem: Problem, image: jax.Array) -> tuple[jax.Array, LossTerms]:
+        image = self.picture(problem, image)
         features = self.model.apply(problem.variables, image)
         terms = loss_terms(features, image, problem.targets, (self.content_layers, self.style_layers),
                            problem.weights, self.style_norm, self.content_norm)
@@ -57,11 +81,12 @@ def build_objective(arch: str, pixel_space: str, config: StyleConfig) -> Objecti
     model = VGG(arch=arch, taps=taps, pooling=config.pooling, pixel_space=pixel_space, dtype=config.dtype,
                 remat=config.remat)
     return Objective(model, config.content_layers, config.style_layers, config.style_norm,
-                     config.content_norm)
+                     config.content_norm, config.colour == Colour.luminance)
 
 
-def loss_weights(config: StyleConfig) -> LossWeights:
-    """The config's loss weights as float32 arrays (traced inputs of the step)."""
+def loss_weights(config: StyleConfig, blend: tuple[float, ...] = (1.0,)) -> LossWeights:
+    """The config's loss weights as float32 arrays (traced inputs of the step); ``blend``:
+    the normalised weight of each style image (see inputs.normalised_blend)."""
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     return LossWeights(f32(config.content_weight), f32(config.style_weight), f32(config.tv_weight),
-                       f32(config.content_layer_weights), f32(config.style_layer_weights))
+                       f32(config.content_layer_weights), f32(config.style_layer_weights), f32(blend))

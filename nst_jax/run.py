@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
+from .colour import after_run
 from .config import StyleConfig
 from .inputs import prepare, resolve_weights
 from .schedule import carry_state, next_start
@@ -183,8 +184,10 @@ def scale_of(config: StyleConfig, done: int) -> int:
 @dataclass
 class Result:
     """What a run produced. ``image`` is the last iterate, ``best_image`` the lowest-loss one
-    (of the last scale), ``average_image`` the iterate average (None when off);
-    ``output`` is what to show: the average when averaging is on, else the best."""
+    (of the last scale), ``average_image`` the iterate average (None when off), each the RGB
+    picture the losses saw (``Objective.picture``: grey for a luminance-only transfer, the
+    content outside kept masks); ``output`` is what to show: the average when averaging is
+    on, else the best, finished by :meth:`finish`."""
 
     image: np.ndarray
     best_image: np.ndarray
@@ -200,10 +203,18 @@ class Result:
     notes: list[str] = field(default_factory=list)  # things the user should know
     average_image: np.ndarray | None = None
     last_scale_start: int = 0  # history index where the last scale began
+    colour_content: np.ndarray | None = field(default=None, repr=False)  # content colours, result's size
 
     @property
     def output(self) -> np.ndarray:
-        return self.average_image if self.average_image is not None else self.best_image
+        return self.finish(self.average_image if self.average_image is not None else self.best_image)
+
+    def finish(self, image: np.ndarray) -> np.ndarray:
+        """One of the images above as a picture: the colour control that acts after the run
+        (config.colour "original" or "luminance": the content's chroma back) applied."""
+        if self.colour_content is None:
+            return image
+        return after_run(image, self.colour_content, self.config.colour)
 
     @property
     def improved(self) -> bool | None:
@@ -277,10 +288,12 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     final = jax.device_get(state)
     joined = _joined(parts)
     rows = Trace(joined).rows() if joined else []
-    average = np.clip(np.asarray(averaged(final)), 0, 1) if config.average else None
-    return Result(np.clip(final.image, 0, 1), np.clip(final.best_image, 0, 1), float(final.best_loss),
+    picture = lambda x: np.clip(np.asarray(run.objective.picture(run.problem, x)), 0, 1)  # noqa: E731
+    average = picture(averaged(final)) if config.average else None
+    return Result(picture(final.image), picture(final.best_image), float(final.best_loss),
                   rows, done, int(final.evals), stopped, seconds, compile_seconds, config,
-                  RunState(final, done, joined), notes, average, scale_span(config, scale_of(config, done))[0])
+                  RunState(final, done, joined), notes, average, scale_span(config, scale_of(config, done))[0],
+                  run.colour_content)
 
 
 def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

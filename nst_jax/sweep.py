@@ -1,11 +1,12 @@
 """A whole grid of loss weights as one compiled, vmapped program.
 
-``sweep()`` optimises one image per cell of (layer-weight set) x (style weight) -- the
-grids of Gatys et al.'s figures -- with the same step and the same driver as
-``stylize()``, batched by ``jax.vmap`` over the step state and the loss weights. The
-content features and style Grams are shared by every cell. With several devices the batch
-axis is sharded over a ``Mesh``; a grid that does not fit in memory runs in equal chunks
-that do, all through one compiled program.
+``sweep()`` optimises one image per cell of (layer-weight set) x (style blend) x (style
+weight) -- the grids of Gatys et al.'s figures -- with the same step and the same driver as
+``stylize()``, batched by ``jax.vmap`` over the step state and the loss weights (the blend
+of several style images is one of them). The content features and each style image's
+Grams are shared by every cell. With several devices the batch axis is sharded over a
+``Mesh``; a grid that does not fit in memory runs in equal chunks that do, all through one
+compiled program.
 
 Multi-host: call ``jax.distributed.initialize()`` first (``nst-jax sweep --distributed``);
 ``jax.devices()`` then lists every host's devices, the mesh spans them, and results are
@@ -27,9 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .colour import after_run
 from .config import StyleConfig
 from .errors import NstError
-from .inputs import prepare, resolve_weights
+from .inputs import as_list, normalised_blend, prepare, resolve_weights
 from .losses import LossWeights
 from .memory import available_bytes, estimate_bytes, plan_chunks
 from .objective import Problem, loss_weights
@@ -47,7 +49,8 @@ def paper_layer_sets(style_layers: tuple[str, ...]) -> list[tuple[float, ...]]:
 
 @dataclass
 class SweepResult:
-    """One entry per cell, cells in row-major order (rows = layer sets, cols = style weights)."""
+    """One entry per cell, cells in row-major order: rows = layer sets x blends (the blend
+    varying fastest), cols = style weights."""
 
     best_images: np.ndarray  # (B, H, W, 3)
     images: np.ndarray  # (B, H, W, 3) last iterates
@@ -56,6 +59,7 @@ class SweepResult:
     final_terms: dict[str, np.ndarray]  # "content", "style", "tv": (B,) at the last step
     style_weights: list[float]
     layer_weight_sets: list[tuple[float, ...]]
+    blends: list[tuple[float, ...]]  # normalised weights of the style images
     chunks: int
     devices: int
     compiles: int  # compiled step programs (1: the whole grid shares one)
@@ -67,15 +71,19 @@ class SweepResult:
     notes: list[str] = field(default_factory=list)
     average_images: np.ndarray | None = None  # (B, H, W, 3) iterate averages (None when off)
     last_scale_start: int = 0  # history index where the last scale began
+    colour_content: np.ndarray | None = field(default=None, repr=False)  # content colours, result's size
 
     @property
     def outputs(self) -> np.ndarray:
-        """What to show per cell: the average when averaging is on, else the best."""
-        return self.average_images if self.average_images is not None else self.best_images
+        """What to show per cell: the average when averaging is on, else the best; with the
+        colour control that acts after the run applied (see ``Result.finish``)."""
+        images = self.average_images if self.average_images is not None else self.best_images
+        return images if self.colour_content is None else after_run(images, self.colour_content,
+                                                                     self.config.colour)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return len(self.layer_weight_sets), len(self.style_weights)
+        return len(self.layer_weight_sets) * len(self.blends), len(self.style_weights)
 
     @property
     def improved(self) -> np.ndarray:
@@ -88,8 +96,10 @@ class SweepResult:
         """Each cell's settings and final numbers (what ``write_sweep`` saves as JSON)."""
         out = []
         for b, (r, c) in enumerate(itertools.product(range(self.shape[0]), range(self.shape[1]))):
+            layer_set, blend = divmod(r, len(self.blends))
             out.append({"row": r, "col": c, "style_weight": self.style_weights[c],
-                        "style_layer_weights": dict(zip(self.config.style_layers, self.layer_weight_sets[r])),
+                        "style_layer_weights": dict(zip(self.config.style_layers, self.layer_weight_sets[layer_set])),
+                        "blend": list(self.blends[blend]),
                         "content_weight": self.config.content_weight,
                         "final_loss": float(self.history[-1, b]) if len(self.history) else None,
                         "best_loss": float(self.best_losses[b]), "improved": bool(self.improved[b]),
@@ -97,39 +107,43 @@ class SweepResult:
         return out
 
 
-def grid_weights(config: StyleConfig, style_weights, layer_weight_sets) -> LossWeights:
+def grid_weights(config: StyleConfig, style_weights, layer_weight_sets, blends) -> LossWeights:
     """Stack the per-cell LossWeights along a leading batch axis (row-major grid)."""
-    base = loss_weights(config)
-    cells = list(itertools.product(layer_weight_sets, style_weights))
-    for layer_set, _ in cells:
+    base = loss_weights(config, blends[0])
+    cells = list(itertools.product(layer_weight_sets, blends, style_weights))
+    for layer_set in layer_weight_sets:
         if len(layer_set) != len(config.style_layers):
             raise NstError(f"a layer weight set has {len(layer_set)} weights for "
                            f"{len(config.style_layers)} style layers")
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     n = len(cells)
-    return LossWeights(content=jnp.full((n,), base.content), style=f32([s for _, s in cells]),
+    return LossWeights(content=jnp.full((n,), base.content), style=f32([s for _, _, s in cells]),
                        tv=jnp.full((n,), base.tv), content_layers=jnp.tile(base.content_layers, (n, 1)),
-                       style_layers=f32([ls for ls, _ in cells]))
+                       style_layers=f32([ls for ls, _, _ in cells]), blend=f32([b for _, b, _ in cells]))
 
 
 def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=None,
-          layer_weight_sets=None, *, weights: VGGWeights | None = None, devices=None,
+          layer_weight_sets=None, *, blends=None, weights: VGGWeights | None = None, devices=None,
           max_chunk: int | None = None, callback=None, resume: RunState | None = None) -> SweepResult:
-    """Optimise every (layer set, style weight) cell with one vmapped, jitted step.
+    """Optimise every (layer set, blend, style weight) cell with one vmapped, jitted step.
 
     ``style_weights`` default to ``[config.style_weight]``; ``layer_weight_sets`` (each a
-    lambda vector over ``config.style_layers``) default to ``[config.style_layer_weights]``.
+    lambda vector over ``config.style_layers``) default to ``[config.style_layer_weights]``;
+    ``blends`` (each a weight per style image, normalised to sum 1) to ``[config.style_blend]``.
     ``max_chunk`` caps the cells per chunk (the memory estimate sets it otherwise).
     ``callback(chunk, progress)`` runs after every compiled call; ``resume`` continues
     from an earlier sweep's ``result.state`` (same grid).
     """
     style_weights = list(style_weights or [config.style_weight])
     layer_weight_sets = [tuple(map(float, s)) for s in (layer_weight_sets or [config.style_layer_weights])]
+    n_styles = len(as_list(style))
+    blends = [normalised_blend(b, n_styles) for b in (blends or [config.style_blend])]
     weights = resolve_weights(config, weights)
-    runs = [prepare(content, style, config, weights, size=size) for size in config.sizes]
+    runs = [prepare(content, style, config.replace(style_blend=blends[0]), weights, size=size)
+            for size in config.sizes]
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
-    grid = grid_weights(config, style_weights, layer_weight_sets)
-    n_cells = len(style_weights) * len(layer_weight_sets)
+    grid = grid_weights(config, style_weights, layer_weight_sets, blends)
+    n_cells = len(style_weights) * len(layer_weight_sets) * len(blends)
 
     devices = list(devices or jax.devices())
     final = runs[-1]
@@ -198,19 +212,21 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
             stopped = "interrupted"
             break
         stopped = "nan" if outcome.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
-    return _collect(outcomes, final, config, style_weights, layer_weight_sets, n_chunks, len(devices),
-                    sum(len(c) for c in compiled), stopped, resume, seconds, compile_seconds)
+    return _collect(outcomes, runs, config, (style_weights, layer_weight_sets, blends), n_chunks,
+                    len(devices), sum(len(c) for c in compiled), stopped, resume, seconds, compile_seconds)
 
 
 def _chunk_callback(callback, chunk: int, progress: Progress):
     return callback(chunk, progress)
 
 
-def _collect(outcomes, run, config, style_weights, layer_weight_sets, n_chunks, n_devices,
-             compiles, stopped, resume, seconds, compile_seconds) -> SweepResult:
+def _collect(outcomes, runs, config, grid_axes, n_chunks, n_devices, compiles, stopped, resume, seconds,
+             compile_seconds) -> SweepResult:
     """Join the chunks' states and traces (padding cells removed) into one result."""
     states = [jax.tree.map(lambda x: _gather(x)[:keep], state) for state, _, keep in outcomes]
     state = jax.tree.map(lambda *xs: np.concatenate(xs), *states)
+    # the scale the images are at (an earlier one when every cell stopped on NaN)
+    run = next(r for r in reversed(runs) if r.content.shape[:2] == state.image.shape[-3:-1])
     steps = max(len(trace.get("loss", ())) for _, trace, _ in outcomes)
     arrays = {}
     for key in TERMS:
@@ -224,12 +240,14 @@ def _collect(outcomes, run, config, style_weights, layer_weight_sets, n_chunks, 
     last = {k: arrays[k][-1] if len(arrays[k]) else np.full(len(state.best_loss), np.nan)
             for k in ("content", "style", "tv")}
     done = (resume.step if resume else 0) + steps
-    average = np.clip(np.asarray(averaged(state)), 0, 1) if config.average else None
-    return SweepResult(np.clip(state.best_image, 0, 1), np.clip(state.image, 0, 1), state.best_loss,
-                       arrays["loss"], last, style_weights, layer_weight_sets, n_chunks, n_devices,
+    pictures = jax.vmap(run.objective.picture, in_axes=(None, 0))
+    picture = lambda x: np.clip(np.asarray(pictures(run.problem, x)), 0, 1)  # noqa: E731
+    average = picture(averaged(state)) if config.average else None
+    return SweepResult(picture(state.best_image), picture(state.image), state.best_loss,
+                       arrays["loss"], last, *grid_axes, n_chunks, n_devices,
                        compiles, seconds, compile_seconds, config, stopped,
                        RunState(state, done, arrays), run.notes, average,
-                       scale_span(config, scale_of(config, done))[0])
+                       scale_span(config, scale_of(config, done))[0], run.colour_content)
 
 
 def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str]) -> list[Path]:
@@ -245,8 +263,9 @@ def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str])
         written.append(save_image(result.outputs[b], out_dir / f"cell_r{cell['row']}_c{cell['col']}.png"))
     cols = [f"beta {b:g}" for b in result.style_weights]
     sheet = contact_sheet(result.outputs, row_labels, cols,
-                          title=f"rows: style layers; columns: style weight beta "
-                                f"(alpha {result.config.content_weight:g}, {result.config.steps} steps)")
+                          title=f"rows: style layers{' x blend' if len(result.blends) > 1 else ''}; "
+                                f"columns: style weight beta "
+                                f"(alpha {result.config.content_weight:g}, {steps_label(result.config)})")
     written.append(save_image(sheet, out_dir / "contact_sheet.png"))
     report = {"config": dataclasses.asdict(result.config), "cells": result.cells(),
               "chunks": result.chunks, "devices": result.devices, "seconds": result.seconds,
@@ -256,6 +275,13 @@ def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str])
         Path(tmp).write_text(json.dumps(report, indent=1))
     written.append(path)
     return written
+
+
+def steps_label(config: StyleConfig) -> str:
+    """"200 steps", or "100 steps at each of 128, 181, 256 px" for a coarse-to-fine run."""
+    if len(config.sizes) == 1:
+        return f"{config.steps} steps"
+    return f"{config.steps} steps at each of {', '.join(map(str, config.sizes))} px"
 
 
 def is_writer() -> bool:

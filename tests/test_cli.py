@@ -74,6 +74,24 @@ def test_options_map_to_the_config(tmp_path, captured):
     assert len(captured["style"]) == 2 and out.exists() and "wrote" in r.output
 
 
+@pytest.mark.parametrize("flag", ["--colour", "--color"])
+def test_colour_options(tmp_path, captured, flag):
+    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", flag, "histogram",
+               "--colour-match", "monge_kantorovich")
+    assert r.exit_code == 0, r.output
+    assert captured["config"].colour == "histogram" and captured["config"].colour_match == "monge_kantorovich"
+
+
+def test_mask_options(tmp_path, captured):
+    r = invoke("stylize", "c.jpg", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--mask", "sky.png",
+               "--mask", "ground.png", "--style-mask", "a_sky.png", "--style-mask", "b_all.png",
+               "--mask-erode", 2, "--blend", "1,3", "--free-unmasked")
+    assert r.exit_code == 0, r.output
+    config = captured["config"]
+    assert config.masks == ("sky.png", "ground.png") and config.style_masks == ("a_sky.png", "b_all.png")
+    assert config.mask_erode == 2 and config.style_blend == (1.0, 3.0) and not config.keep_unmasked
+
+
 def test_defaults_are_the_paper_where_they_do_not_say_otherwise(tmp_path, captured):
     """Gatys et al. 2016: content at conv4_2 (our relu4_2: Caffe's in-place ReLU), style at
     conv1_1..conv5_1 with w_l = 1/5, Gram loss normalised by 4 N^2 M^2, no TV term. The
@@ -139,7 +157,7 @@ def test_version_and_help():
     r = invoke("sweep", "--help")
     text = " ".join(r.output.split())
     assert "the first 1..5 of them, the article's Fig. 9" in text  # wrapped, never cut
-    assert "adam|lbfgs|lbfgs-fixed" in text and "content|noise|noisy-content|style|image" in text
+    assert "adam|lbfgs|lbfgs-fixed" in text and "content|noise|noisy-content|style|recoloured|image" in text
 
 
 def bad_inputs(tmp_path):
@@ -154,6 +172,8 @@ def bad_inputs(tmp_path):
     damaged.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}garbage")
     c, s = SAMPLES / "content.jpg", SAMPLES / "style.jpg"
     o = tmp_path / "o.png"
+    black = tmp_path / "black.png"
+    save_image(np.zeros((16, 16, 3)), black)
     return {
         "missing": ([tmp_path / "nope.jpg", s, "-o", o], "no such file"),
         "not an image": ([notimg, s, "-o", o], "not an image"),
@@ -169,6 +189,15 @@ def bad_inputs(tmp_path):
         "bad init": ([c, s, "-o", o, "--init", "nosie"], "'nosie' is not one of 'content', 'noise'"),
         "ratio and alpha": ([c, s, "-o", o, "--ratio", 1, "--content-weight", 2], "not both"),
         "bad blend": ([c, s, s, "-o", o, "--blend", "1,2,3"], "3 blend weights for 2 style images"),
+        "bad colour": ([c, s, "-o", o, "--colour", "sepia"], "'sepia' is not one of 'none', 'original'"),
+        "black mask": ([c, s, "-o", o, "--size", 32, "--mask", black], "black.png has no white pixels"),
+        "unreadable mask": ([c, s, "-o", o, "--size", 32, "--mask", notimg], "notimg.jpg is not an image"),
+        "missing mask": ([c, s, "-o", o, "--size", 32, "--mask", tmp_path / "sky.png"], "no such file"),
+        "masks per style": ([c, s, "-o", o, "--size", 32, "--mask", black, "--mask", black],
+                            "2 masks for 1 style images"),
+        "style masks per style": ([c, s, s, "-o", o, "--size", 32, "--style-mask", black],
+                                  "1 style masks for 2 style images"),
+        "negative erosion": ([c, s, "-o", o, "--mask-erode", -1], "--mask-erode must be 0 or more"),
         "bad weights": ([c, s, "-o", o, "--weights", notimg], "not a weights file"),
         "tiny style": ([c, tiny, "-o", o, "--size", 64, "--style-scale", 0.1], "needs at least"),
         "damaged checkpoint": ([c, s, "-o", o, "--size", 32, "--resume", damaged], "damaged"),
@@ -180,8 +209,9 @@ def bad_inputs(tmp_path):
 
 BAD = ["missing", "not an image", "truncated", "too small", "too big", "size zero", "negative steps",
        "not writable", "bad extension", "bad layer", "bad optimizer", "bad init", "ratio and alpha",
-       "bad blend", "bad weights", "tiny style", "damaged checkpoint", "unknown option", "bad scales",
-       "bad average"]
+       "bad blend", "bad colour", "black mask", "unreadable mask", "missing mask", "masks per style",
+       "style masks per style", "negative erosion", "bad weights", "tiny style", "damaged checkpoint",
+       "unknown option", "bad scales", "bad average"]
 
 
 @pytest.mark.parametrize("case", BAD)

@@ -1,16 +1,21 @@
 """Colour functions against numbers computed by hand, the exact moment identities of each
 colour-matching variant, and the invariants of recombination (Y of one image, I and Q of
-the other) on tiny random images."""
+the other) on tiny random images; then each colour control through prepare, stylize and
+sweep, with fabricated weights."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from nst_jax.colour import (MATCH_METHODS, RGB_FROM_YIQ, YIQ_FROM_RGB, colour_transform,
-                            keep_original_colours, luminance, luminance_to_rgb,
+from nst_jax.colour import (MATCH_METHODS, RGB_FROM_YIQ, YIQ_FROM_RGB, after_run, as_rgb, before_run,
+                            colour_transform, keep_original_colours, luminance, luminance_to_rgb,
                             match_colour_histogram, match_luminance, recombine, rgb_to_yiq,
                             yiq_to_rgb)
+from nst_jax.config import StyleConfig
+from nst_jax.inputs import prepare
+from nst_jax.run import stylize
+from nst_jax.sweep import sweep
 
 
 def uniform(shape, low=0.0, high=1.0, seed=0) -> np.ndarray:
@@ -254,3 +259,97 @@ def test_rejects_mismatched_sizes_and_bad_options():
         match_colour_histogram(a, b, method="sym")
     with pytest.raises(ValueError, match="eps"):
         match_colour_histogram(a, b, eps=-1.0)
+
+
+# --- before and after the run: the colour control of prepare(), stylize() and sweep() ------
+
+def chroma(image) -> np.ndarray:
+    return rgb_to_yiq(image)[..., 1:]
+
+
+# Mid-range images: the stylised luminance plus the content's chroma stays inside [0, 1], so
+# recombination clips nothing and the chroma must come back to float precision.
+MID_CONTENT = uniform((32, 28, 3), 0.3, 0.7, seed=30)
+MID_STYLE = correlated((24, 32, 3), seed=31)
+# Settings under which a few Adam steps move the fabricated network's image clearly.
+MOVING = dict(steps=4, style_weight=1e4, content_weight=1e-3, learning_rate=0.01)
+
+
+def test_before_and_after_run_by_mode():
+    content, style = correlated((5, 6, 3), seed=32), correlated((4, 4, 3), seed=33)
+    for mode in ("none", "original"):
+        c, s = before_run(content, [style], mode)
+        assert c is content and s[0] is style
+        np.testing.assert_array_equal(after_run(style, content[:4, :4], "none"), style)
+    c, s = before_run(content, [style], "histogram", "cholesky")
+    np.testing.assert_array_equal(s[0], match_colour_histogram(style, content, "cholesky"))
+    c, s = before_run(content, [style], "luminance")
+    np.testing.assert_array_equal(c, luminance_to_rgb(luminance(content)))
+    np.testing.assert_array_equal(s[0], luminance_to_rgb(match_luminance(luminance(style), luminance(content))))
+    batch = np.stack([style, style[::-1]])
+    out = after_run(batch, content[:4, :4], "luminance")
+    assert out.shape == batch.shape
+    np.testing.assert_array_equal(out[1], keep_original_colours(style[::-1], content[:4, :4]))
+    np.testing.assert_array_equal(as_rgb(np.ones((2, 3, 1))), np.ones((2, 3, 3)))
+
+
+def test_original_colours_end_to_end(vgg16_weights):
+    config = StyleConfig.tiny(colour="original", **MOVING)
+    result = stylize(MID_CONTENT, MID_STYLE, config, weights=vgg16_weights)
+    assert result.improved
+    out = result.output
+    assert np.abs(chroma(result.best_image) - chroma(MID_CONTENT)).max() > 5e-3  # the style moved it
+    assert np.abs(chroma(out) - chroma(MID_CONTENT)).max() < 1e-3
+    np.testing.assert_allclose(luminance(out), luminance(result.best_image), atol=1e-5)
+    assert np.abs(luminance(out) - luminance(MID_CONTENT)).max() > 1e-3  # and it is stylised
+
+
+def test_luminance_only_end_to_end(vgg16_weights):
+    config = StyleConfig.tiny(colour="luminance", scales=(16, 32), **MOVING)
+    run = prepare(MID_CONTENT, MID_STYLE, config, vgg16_weights)
+    assert run.start.shape == (32, 28, 1) and run.objective.luminance
+    for grey in (run.content, run.styles[0]):
+        assert np.array_equal(grey[..., 0], grey[..., 1]) and np.array_equal(grey[..., 0], grey[..., 2])
+    y_style, y_content = run.styles[0][..., 0].astype(np.float64), luminance(MID_CONTENT).astype(np.float64)
+    assert abs(y_style.mean() - y_content.mean()) < 1e-5 and abs(y_style.std() - y_content.std()) < 1e-5
+
+    result = stylize(MID_CONTENT, MID_STYLE, config, weights=vgg16_weights)
+    assert result.improved and result.state.state.image.shape == (32, 28, 1)
+    grey = result.best_image  # before recombination: exactly grey
+    np.testing.assert_array_equal(grey[..., 0], grey[..., 1])
+    np.testing.assert_array_equal(grey[..., 0], grey[..., 2])
+    out = result.output
+    assert np.abs(chroma(out) - chroma(MID_CONTENT)).max() < 1e-3
+    np.testing.assert_allclose(luminance(out), grey[..., 0], atol=1e-5)
+    assert np.abs(luminance(out) - luminance(MID_CONTENT)).max() > 1e-3
+
+
+def test_histogram_matching_end_to_end(vgg16_weights):
+    config = StyleConfig.tiny(colour="histogram", **MOVING)
+    run = prepare(MID_CONTENT, MID_STYLE, config, vgg16_weights)
+    mu_s, cov_s = moments(run.styles[0])
+    mu_c, cov_c = moments(run.content)
+    np.testing.assert_allclose(mu_s, mu_c, atol=1e-4)
+    np.testing.assert_allclose(cov_s, cov_c, atol=1e-4)
+    assert np.abs(moments(MID_STYLE)[1] - cov_c).max() > 1e-2  # there was something to match
+    plain = prepare(MID_CONTENT, MID_STYLE, config.replace(colour="none"), vgg16_weights)
+    assert not np.allclose(run.problem.targets.style[0], plain.problem.targets.style[0], rtol=1e-2)
+    # the run is the plain run with the matched style (in [0, 1] here, so loading keeps it)
+    matched = match_colour_histogram(MID_STYLE, MID_CONTENT)
+    assert 0.0 <= matched.min() and matched.max() <= 1.0
+    result = stylize(MID_CONTENT, MID_STYLE, config, weights=vgg16_weights)
+    same = stylize(MID_CONTENT, matched, config.replace(colour="none"), weights=vgg16_weights)
+    np.testing.assert_array_equal(result.image, same.image)
+    assert np.abs(result.image - MID_CONTENT).max() > 1e-3
+
+
+def test_a_luminance_sweep_cell_equals_its_own_stylize(vgg16_weights):
+    config = StyleConfig.tiny(colour="luminance", **MOVING)
+    grid = sweep(MID_CONTENT, MID_STYLE, config, [1e3, 1e4], weights=vgg16_weights)
+    assert grid.compiles == 1 and grid.outputs.shape == (2, 32, 28, 3)
+    for b, beta in enumerate([1e3, 1e4]):
+        one = stylize(MID_CONTENT, MID_STYLE, config.replace(style_weight=beta), weights=vgg16_weights)
+        np.testing.assert_allclose(grid.images[b], one.image, atol=1e-5)
+        assert np.abs(grid.images[b] - luminance(MID_CONTENT)[..., None]).max() > 1e-3
+        np.testing.assert_allclose(grid.outputs[b], one.output, atol=1e-5)
+        assert np.abs(chroma(grid.outputs[b]) - chroma(MID_CONTENT)).max() < 1e-3

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from nst_jax.losses import (LossWeights, Targets, content_loss, gram, loss_terms, style_layer_loss,
-                            style_normalizer, total_loss, tv_loss)
+from nst_jax.losses import (LossWeights, Targets, blended_gram, content_loss, gram, guided_gram,
+                            guided_style_layer_loss, loss_terms, style_layer_loss, style_normalizer,
+                            total_loss, tv_loss)
 
 pytestmark = pytest.mark.usefixtures("strict_promotion")
 
@@ -48,6 +49,38 @@ def test_mean_style_normaliser_by_hand():
         [[10, 14, 3], [14, 20, 4], [3, 4, 1]]) / 6.0) ** 2))
 
 
+def test_blended_gram_by_hand():
+    grams = np.array([[[1.0, 2.0], [2.0, 4.0]], [[5.0, 0.0], [0.0, 1.0]]], np.float32)
+    # 0.25 * G_0 + 0.75 * G_1 = [[0.25 + 3.75, 0.5], [0.5, 1 + 0.75]]
+    got = jax.jit(blended_gram)(grams, np.array([0.25, 0.75], np.float32))
+    np.testing.assert_allclose(got, [[4.0, 0.5], [0.5, 1.75]], rtol=1e-6)
+
+
+def test_guided_gram_by_hand():
+    # A's positions p1 = (1, 2), p2 = (3, 4) weighted by t = (2, 0.5):
+    # [[2*1 + 0.5*9, 2*2 + 0.5*12], [., 2*4 + 0.5*16]] = [[6.5, 10], [10, 16]]
+    got = jax.jit(guided_gram)(A, np.array([[2.0], [0.5]], np.float32))
+    np.testing.assert_allclose(got, [[6.5, 10.0], [10.0, 16.0]], rtol=1e-6)
+
+
+def test_guided_style_loss_by_hand():
+    # Two regions: t_0 = (2, 0) -> G_0 = 2 * p1 p1^T = [[2, 4], [4, 8]], target 0, sum G^2 = 100;
+    # t_1 = (0, 2) -> G_1 = 2 * p2 p2^T = [[18, 24], [24, 32]], target = G_1, loss 0.
+    guides = np.array([[[2.0], [0.0]], [[0.0], [2.0]]], np.float32)
+    targets = np.stack([np.zeros((2, 2)), [[18.0, 24.0], [24.0, 32.0]]]).astype(np.float32)
+    got = jax.jit(guided_style_layer_loss)(targets, A, guides, np.array([0.3, 0.7], np.float32))
+    assert float(got) == pytest.approx(0.3 * 100.0 / 64.0)
+
+
+def test_an_all_ones_guide_is_the_unguided_loss_exactly():
+    feats = jax.random.uniform(jax.random.key(1), (12, 10, 16))
+    target = gram(jax.random.uniform(jax.random.key(2), (9, 7, 16))) * (120 / 63)
+    plain = jax.jit(style_layer_loss)(target, feats)
+    guided = jax.jit(guided_style_layer_loss)(target[None], feats, jnp.ones((1, 12, 10)), jnp.ones((1,)))
+    assert float(plain) > 0 and np.asarray(guided) == np.asarray(plain)
+    np.testing.assert_array_equal(jax.jit(guided_gram)(feats, jnp.ones((12, 10))), jax.jit(gram)(feats))
+
+
 def test_tv_loss_by_hand():
     img = np.array([[[0.0], [1.0]], [[2.0], [4.0]]], np.float32)  # 2x2, one channel
     # vertical: (2-0)^2 + (4-1)^2 = 13, horizontal: (1-0)^2 + (4-2)^2 = 5
@@ -67,7 +100,10 @@ def test_style_loss_of_a_512x512x64_layer_matches_float64():
 
 
 @pytest.mark.parametrize("fn", [gram, tv_loss, lambda x: content_loss(jnp.ones_like(x), x),
-                                lambda x: style_layer_loss(jnp.eye(3), x)])
+                                lambda x: style_layer_loss(jnp.eye(3), x),
+                                lambda x: guided_style_layer_loss(
+                                    jnp.stack([jnp.eye(3), 2 * jnp.eye(3)]), x,
+                                    jnp.linspace(0.0, 2.0, 40).reshape(2, 4, 5), jnp.array([0.4, 0.6]))])
 
 def test_gradients_match_finite_differences(fn):
     x = jax.random.uniform(jax.random.key(3), (4, 5, 3), jnp.float32)
@@ -93,12 +129,15 @@ def test_total_matches_numpy_reference():
     image = rng.uniform(size=(16, 12, 3))
     c_names, s_names = ("b",), ("a", "b", "c")
     c_t = [rng.uniform(size=(4, 3, 8))]
-    s_t = [g @ g.T for g in (rng.uniform(size=(4, 40)), rng.uniform(size=(8, 10)), rng.uniform(size=(5, 3)))]
+    # two style images per layer, blended 0.3 / 0.7
+    s_t = [np.stack([g @ g.T for g in rng.uniform(size=(2, c, m))]) for c, m in ((4, 40), (8, 10), (5, 3))]
+    blend = [0.3, 0.7]
     alpha, beta, tv, cw, sw = 0.7, 1e3, 0.3, [1.0], [0.2, 0.5, 0.3]
-    want = numpy_total(feats, image, c_t, s_t, alpha, beta, tv, cw, sw, c_names, s_names)
+    blended = [0.3 * g[0] + 0.7 * g[1] for g in s_t]
+    want = numpy_total(feats, image, c_t, blended, alpha, beta, tv, cw, sw, c_names, s_names)
 
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-    weights = LossWeights(f32(alpha), f32(beta), f32(tv), f32(cw), f32(sw))
+    weights = LossWeights(f32(alpha), f32(beta), f32(tv), f32(cw), f32(sw), f32(blend))
     targets = Targets(tuple(map(f32, c_t)), tuple(map(f32, s_t)))
 
     @jax.jit

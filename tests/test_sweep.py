@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 import nst_jax
 from conftest import CONTENT, STYLE
 from nst_jax import inputs
-from nst_jax.cli import app, parse_layer_sets
+from nst_jax.cli import app, parse_blend_grid, parse_layer_sets
 from nst_jax.config import StyleConfig
+from nst_jax.errors import NstError
 from nst_jax.run import stylize
 from nst_jax.sweep import paper_layer_sets, sweep
 BETAS = [1e2, 1e4]
@@ -38,6 +39,32 @@ def test_each_cell_equals_its_own_stylize(optimizer, k, tol, vgg16_weights):
         np.testing.assert_allclose(result.images[b], one.image, atol=tol)
         np.testing.assert_allclose(result.history[:, b], [h.total for h in one.history], rtol=1e-5)
         assert result.best_losses[b] == pytest.approx(one.best_loss, rel=1e-5)
+
+
+def test_a_blend_axis_cell_equals_its_own_stylize(vgg16_weights):
+    other = np.random.default_rng(7).uniform(size=(20, 30, 3)).astype(np.float32)
+    config = StyleConfig.tiny(steps=3, init="noisy-content")
+    blends = [(1.0, 0.0), (0.5, 0.5), (1.0, 3.0)]  # the last is normalised to (0.25, 0.75)
+    result = sweep(CONTENT, [STYLE, other], config, [1e4], blends=blends, weights=vgg16_weights)
+    assert result.shape == (3, 1) and result.compiles == 1
+    assert [c["blend"] for c in result.cells()] == [[1.0, 0.0], [0.5, 0.5], [0.25, 0.75]]
+    for b, blend in enumerate(blends):
+        one = stylize(CONTENT, [STYLE, other], config.replace(style_weight=1e4, style_blend=blend),
+                      weights=vgg16_weights)
+        np.testing.assert_allclose(result.images[b], one.image, atol=1e-5)
+        np.testing.assert_allclose(result.history[:, b], [h.total for h in one.history], rtol=1e-5)
+    assert np.abs(result.images[0] - result.images[2]).max() > 1e-3  # the blend changes the result
+
+
+def test_blend_grid_rows():
+    assert parse_blend_grid("0,0.25,1", 2) == ([(1.0, 0.0), (0.75, 0.25), (0.0, 1.0)],
+                                               ["blend 0", "blend 0.25", "blend 1"])
+    blends, labels = parse_blend_grid("1,1,2;0,1,0", 3)
+    assert blends == [(0.25, 0.25, 0.5), (0.0, 1.0, 0.0)] and labels[0] == "blend 0.25/0.25/0.5"
+    for spec, n, message in [("0,1", 3, "one weight per style"), ("0,2", 2, r"fractions in \[0, 1\]"),
+                             ("1,2", 1, "two or more style images"), ("1,2;1", 2, "1 blend weights for 2")]:
+        with pytest.raises(NstError, match=message):
+            parse_blend_grid(spec, n)
 
 
 def test_chunks_give_the_same_cells_and_compile_once(vgg16_weights):
@@ -108,6 +135,20 @@ def test_sweep_command_writes_cells_sheet_and_json(tmp_path, vgg16_weights, monk
                                       "-o", str(tmp_path / "failed")])
     assert failed.exit_code == 1 and "no such file" in failed.output
     assert not (tmp_path / "failed").exists()  # a failed sweep leaves no empty folder
+
+
+def test_sweep_command_puts_blends_on_the_rows(tmp_path, vgg16_weights, monkeypatch):
+    monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
+    samples = Path(nst_jax.__file__).parent / "samples"
+    args = ["sweep", str(samples / "content.jpg"), str(samples / "style.jpg"), str(samples / "content.jpg"),
+            "-o", str(tmp_path / "grid"), "--size", "32", "--steps", "2", "--style-weight", "1e3", "--lr", "0.002",
+            "--blend-grid", "0,1"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    cells = json.loads((tmp_path / "grid" / "losses.json").read_text())["cells"]
+    assert [c["blend"] for c in cells] == [[1.0, 0.0], [0.0, 1.0]] and cells[1]["row"] == 1
+    both = CliRunner().invoke(app, args + ["--blend", "1,1"])
+    assert both.exit_code == 1 and "give --blend or --blend-grid, not both" in both.output
 
 
 def test_sweep_resumes_from_its_own_state(vgg16_weights):
