@@ -51,6 +51,7 @@ VARIANTS = {
     "scales-meannorm-noise": dict(steps=150, scales="ladder", style_norm="mean", init="noise"),
     "scales-recoloured": dict(steps=150, scales="ladder", init="recoloured"),
     "scales-recoloured-avgpool": dict(steps=150, scales="ladder", init="recoloured", pooling="avg"),
+    "scales-recoloured-relative": dict(steps=150, scales="ladder", init="recoloured", style_norm="relative"),
 }
 BETAS = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 

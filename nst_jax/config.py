@@ -59,6 +59,7 @@ class ContentNorm(Choice):
 class StyleNorm(Choice):
     paper = "paper"
     mean = "mean"
+    relative = "relative"
 
 
 class Colour(Choice):

@@ -77,27 +77,34 @@ def content_loss(target: jax.ArrayLike, features: jax.ArrayLike, norm: str = "su
     return total / float(features.size) if norm == "mean" else total
 
 
-def style_normalizer(shape: tuple[int, ...], norm: str = "paper") -> float:
-    """The constant dividing sum (G_S - G_G)^2 for a layer of ``shape`` = (H, W, C).
+def style_normalizer(shape: tuple[int, ...], norm: str = "paper", target_gram=None):
+    """What divides sum (G_S - G_G)^2 for a layer of ``shape`` = (H, W, C).
 
     ``"paper"``: 4 N^2 M^2 = (2 H W C)^2 (eq. 4). ``"mean"``: N^2 (N M)^2, the PyTorch
     tutorial's mean squared error of Grams divided by N M (a departure from the paper,
-    offered for comparison with that code).
+    offered for comparison with that code). ``"relative"``: sum G_S^2, the squared norm of
+    the target itself, so each layer's term is its relative Gram error: dimensionless, the
+    same for weights trained in any pixel space (Caffe's 0-255 or torchvision's), and
+    comparable across layers whose activations differ by orders of magnitude (a
+    departure from the paper; see config.py for why it is the default).
     """
     h, w, c = (float(s) for s in shape[-3:])
     if norm == "paper":
         return (2.0 * h * w * c) ** 2
     if norm == "mean":
         return c * c * (c * h * w) ** 2
+    if norm == "relative":
+        return jnp.sum(jnp.square(jnp.asarray(target_gram)))
     raise ValueError(f"unknown style normalisation {norm!r}")
 
 
 def style_layer_loss(target_gram: jax.ArrayLike, features: jax.ArrayLike,
                      norm: str = "paper") -> jax.Array:
-    """J_style^l = sum (G_S - G_G)^2 / (4 N^2 M^2) (Gatys et al. eq. 4)."""
+    """J_style^l = sum (G_S - G_G)^2 / (4 N^2 M^2) (Gatys et al. eq. 4), or another
+    :func:`style_normalizer`."""
     features = jnp.asarray(features)
     diff = gram(features) - jnp.asarray(target_gram)
-    return jnp.sum(jnp.square(diff)) / style_normalizer(features.shape, norm)
+    return jnp.sum(jnp.square(diff)) / style_normalizer(features.shape, norm, target_gram)
 
 
 def blended_gram(grams: jax.ArrayLike, blend: jax.ArrayLike) -> jax.Array:
@@ -132,9 +139,8 @@ def guided_style_layer_loss(target_grams: jax.ArrayLike, features: jax.ArrayLike
     :func:`gram` computes (a batched product may round differently).
     """
     features = jnp.asarray(features)
-    norm_c = style_normalizer(features.shape, norm)
-    per_region = [jnp.sum(jnp.square(guided_gram(features, guides[r]) - target_grams[r])) / norm_c
-                  for r in range(len(target_grams))]
+    per_region = [jnp.sum(jnp.square(guided_gram(features, guides[r]) - target_grams[r]))
+                  / style_normalizer(features.shape, norm, target_grams[r]) for r in range(len(target_grams))]
     return jnp.dot(jnp.asarray(region_weights), jnp.stack(per_region))
 
 
