@@ -46,12 +46,20 @@ def write_report(r: dict, out: Path, name: str) -> None:
         lines += ["## L-BFGS function evaluations per second", "",
                   f"At {lb['size']} px, VGG16, from the content image:", "",
                   "| implementation | evals/s | evals | steps | loss after |", "|---|---|---|---|---|"]
-        for k in ("jax-lbfgs", "jax-lbfgs-fixed", "torch-tutorial"):
-            v = lb[k]
-            lines.append(f"| {k} | {v['evals_per_s']:.2f} | {v['evals']} | {v.get('steps', '-')} | {v['final_loss']:.4g} |")
+        for k in ("jax-lbfgs", "jax-lbfgs-fixed", "jax-lbfgs-backtrack", "jax-lbfgs-armijo", "torch-tutorial"):
+            if k in lb:  # results from before lbfgs-backtrack/-armijo lack them
+                v = lb[k]
+                loss = v.get("loss_after", v["final_loss"])
+                lines.append(f"| {k} | {v['evals_per_s']:.2f} | {v['evals']} | {v.get('steps', '-')} | {loss:.4g} |")
+        if "value_ms" in lb:
+            lines += ["", f"One evaluation at the top level: value only {lb['value_ms']:.0f} ms, value and "
+                      f"gradient {lb['value_grad_ms']:.0f} ms."]
         lines += ["", "jax-lbfgs: Optax L-BFGS with its zoom line search (evaluations run inside a while "
                   "loop); jax-lbfgs-fixed: Optax L-BFGS with a unit step, no line search, like "
-                  "torch-tutorial (torch.optim.LBFGS defaults, max_iter 20 per call).", ""]
+                  "torch-tutorial (torch.optim.LBFGS defaults, max_iter 20 per call); "
+                  "jax-lbfgs-backtrack: unit steps checked by the Armijo condition at the next step; "
+                  "jax-lbfgs-armijo: two value-only trial steps per step. Loss after: at the last "
+                  "iterate, clipped to [0, 1].", ""]
     if "target" in r:
         t = r["target"]
         lines += ["## Time to reach the tutorial's loss", "",
@@ -60,7 +68,9 @@ def write_report(r: dict, out: Path, name: str) -> None:
                   "| implementation | seconds | steps | evaluations | best loss |", "|---|---|---|---|---|",
                   f"| torch tutorial L-BFGS | {t['torch-tutorial-lbfgs']['seconds']:.1f} | - | "
                   f"{t['torch-tutorial-lbfgs']['evals']} | {t['target_loss']:.4g} |"]
-        for k in ("jax-lbfgs", "jax-lbfgs-fixed", "jax-adam"):
+        for k in ("jax-lbfgs", "jax-lbfgs-fixed", "jax-lbfgs-backtrack", "jax-lbfgs-armijo", "jax-adam"):
+            if k not in t:
+                continue
             v = t[k]
             secs = f"{v['seconds']:.1f}" if v["seconds"] is not None else f"not reached in {v['max_evals']} evals"
             lines.append(f"| {k} | {secs} | {v['steps'] or '-'} | {v['evals']} | {v['best_loss']:.4g} |")

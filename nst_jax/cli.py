@@ -96,8 +96,10 @@ CONFIG_OPTIONS = {
     "size": (Annotated[int, typer.Option(help="Longest side of the output in pixels.")], D.size),
     "steps": (Annotated[int, typer.Option(help="Optimizer steps.")], D.steps),
     "optimizer": (Annotated[OptimizerName, typer.Option(
-        help="adam; lbfgs (zoom line search); lbfgs-fixed (unit step, no line search: "
-             "fastest on CPU).")], OptimizerName(D.optimizer)),
+        help="adam; lbfgs (zoom line search); lbfgs-fixed (unit step, no line search); "
+             "lbfgs-backtrack (unit steps, Armijo backtracking: lbfgs-fixed's speed, with a "
+             "safeguard; the L-BFGS for CPU); lbfgs-armijo (two trial steps per step).")],
+        OptimizerName(D.optimizer)),
     "lr": (Annotated[Optional[float], typer.Option(
         "--lr", help="Learning rate in [0,1] pixel units (adam: 0.02; L-BFGS: none needed).")], None),
     "content_weight": (Annotated[Optional[float], typer.Option(

@@ -30,6 +30,8 @@ class OptimizerName(Choice):
     adam = "adam"
     lbfgs = "lbfgs"  # Optax L-BFGS with its zoom line search
     lbfgs_fixed = "lbfgs-fixed"  # L-BFGS directions, unit step, no line search
+    lbfgs_backtrack = "lbfgs-backtrack"  # unit steps, Armijo backtracking across steps
+    lbfgs_armijo = "lbfgs-armijo"  # K trial steps per step, the best Armijo one taken
 
 
 class Init(Choice):
@@ -151,7 +153,9 @@ class StyleConfig:
     content_norm: str = ContentNorm.sum.value
     # Pooling in the network: "max" (as trained) or "avg" (the paper's recommendation).
     pooling: str = Pooling.max.value
-    # "adam", "lbfgs" (zoom line search), "lbfgs-fixed" (unit step, no line search), or
+    # "adam", "lbfgs" (zoom line search), "lbfgs-fixed" (unit step, no line search),
+    # "lbfgs-backtrack" (unit steps checked by the Armijo condition at the next step, and
+    # backtracked when they fail), "lbfgs-armijo" (two trial steps within each step), or
     # any optax optimizer by name (which then needs a learning rate). Departure: the
     # paper used L-BFGS; Adam is the default because each step costs one evaluation at
     # the top level of the program (see bench/README.md on XLA:CPU control flow).

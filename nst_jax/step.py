@@ -3,14 +3,16 @@
 The step is a pure function ``step(state, problem, record) -> (state, metrics)``: one
 jit region holding the loss, its gradient, the optimizer update and the projection.
 Optimizers differ only in where the value and gradient at the current image come from:
-first-order ones differentiate the objective there; L-BFGS with a line search reuses
-the value and gradient its line search already computed at the accepted point (the
-state is primed with them by :func:`init_state`, so there is no first-step branch).
+first-order ones, and L-BFGS with the line searches of linesearch.py, differentiate the
+objective there; L-BFGS with Optax's zoom line search reuses the value and gradient that
+search already computed at the accepted point (the state is primed with them by
+:func:`init_state`, so there is no first-step branch).
 
 The box constraint x in [0, 1] is :func:`box`, applied to every iterate of optimizers
 that take a step of their own choosing. Optax's zoom line search is left unconstrained:
 projecting between its trial points would break its sufficient-decrease conditions (as in
-Gatys et al.'s own code); the driver clips its result once at the end.
+Gatys et al.'s own code); the driver clips its result once at the end. The line searches
+of linesearch.py project every trial point and test the projected condition instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from .errors import NstError
+from .linesearch import stepwise_armijo, unrolled_armijo
 from .losses import LossTerms
 from .objective import Objective, Problem
 
@@ -30,6 +33,9 @@ from .objective import Objective, Problem
 # Adam: 0.02 moves a pixel at most ~0.02 per step, enough to leave the content start
 # within a few hundred steps without the overshoot that 0.05+ shows.
 DEFAULT_LR = {"adam": 0.02}
+# Trial steps of lbfgs-armijo along the L-BFGS direction (K = 2: fewer evaluations per
+# step beat more candidates, measured in bench/README.md).
+ARMIJO_STEPS = (1.0, 0.25)
 
 
 class Optimizer(NamedTuple):
@@ -51,8 +57,9 @@ def unconstrained(image: jax.Array) -> jax.Array:
 
 
 def make_optimizer(name: str, learning_rate: float | None = None) -> Optimizer:
-    """An optimizer by name: ``"adam"``, ``"lbfgs"``, ``"lbfgs-fixed"`` or any optax factory
-    taking a ``learning_rate`` (which must then be given)."""
+    """An optimizer by name: ``"adam"``, ``"lbfgs"``, ``"lbfgs-fixed"``, ``"lbfgs-backtrack"``,
+    ``"lbfgs-armijo"`` or any optax factory taking a ``learning_rate`` (which must then be
+    given)."""
     key = str(name).lower().replace("-", "_")
     if key == "lbfgs":
         return Optimizer("lbfgs", optax.lbfgs(learning_rate=learning_rate), True, unconstrained)
@@ -62,10 +69,20 @@ def make_optimizer(name: str, learning_rate: float | None = None) -> Optimizer:
         # top level of the jitted step (see bench/README.md for why that matters on CPU).
         lr = 1.0 if learning_rate is None else learning_rate
         return Optimizer("lbfgs-fixed", optax.lbfgs(learning_rate=lr, linesearch=None), False, box)
+    if key in ("lbfgs_backtrack", "lbfgs_armijo"):
+        # L-BFGS directions with a projected Armijo search that evaluates only at the top
+        # level of the step (see linesearch.py): "backtrack" judges each step's own
+        # evaluation and steps back when it fails; "armijo" tries ARMIJO_STEPS within the
+        # step, value only. Both project their trial points; the step's box changes nothing.
+        lr = 1.0 if learning_rate is None else learning_rate
+        search = (stepwise_armijo(projection=box) if key == "lbfgs_backtrack"
+                  else unrolled_armijo(ARMIJO_STEPS, projection=box))
+        return Optimizer(key.replace("_", "-"), optax.lbfgs(learning_rate=lr, linesearch=search), False, box)
     factory = getattr(optax, key, None)
     if not callable(factory) or "learning_rate" not in inspect.signature(factory).parameters:
-        raise NstError(f"unknown optimizer {name!r}: use adam, lbfgs, lbfgs-fixed, or an optax "
-                       "optimizer taking a learning rate (sgd, adamw, rmsprop, lion, ...)")
+        raise NstError(f"unknown optimizer {name!r}: use adam, lbfgs, lbfgs-fixed, lbfgs-backtrack, "
+                       "lbfgs-armijo, or an optax optimizer taking a learning rate (sgd, adamw, "
+                       "rmsprop, lion, ...)")
     if learning_rate is None:
         if key not in DEFAULT_LR:
             raise NstError(f"optimizer {name!r} needs a learning rate (pixel units, e.g. 0.01)")
@@ -150,11 +167,10 @@ def make_step(objective: Objective, optimizer: Optimizer, average: float = 0.0) 
         updates, opt_state = optimizer.tx.update(grad, state.opt_state, state.image, value=value,
                                                  grad=grad, value_fn=value_fn)
         image = optimizer.projection(optax.apply_updates(state.image, updates))
-        if optimizer.linesearch:
-            evals = optax.tree_utils.tree_get(opt_state, "num_linesearch_steps")
-        else:
-            evals = jnp.ones((), jnp.int32)
-        evals = jnp.asarray(evals, jnp.int32)
+        # The step's own evaluation (none where the line search supplied it), plus those
+        # the optimizer made: its line search's trial points.
+        evals = jnp.asarray(optax.tree_utils.tree_get(opt_state, "num_linesearch_steps", 0), jnp.int32)
+        evals = evals + (0 if optimizer.linesearch else 1)
         better = jnp.isfinite(value) & (value < state.best_loss)
         best_image = jnp.where(better, state.image, state.best_image)
         best_loss = jnp.where(better, value, state.best_loss)

@@ -157,7 +157,8 @@ def test_version_and_help():
     r = invoke("sweep", "--help")
     text = " ".join(r.output.split())
     assert "the first 1..5 of them, the article's Fig. 9" in text  # wrapped, never cut
-    assert "adam|lbfgs|lbfgs-fixed" in text and "content|noise|noisy-content|style|recoloured|image" in text
+    assert "adam|lbfgs|lbfgs-fixed|lbfgs-backtrack|lbfgs-armijo" in text
+    assert "content|noise|noisy-content|style|recoloured|image" in text
 
 
 def bad_inputs(tmp_path):

@@ -42,6 +42,14 @@ def test_lbfgs_fixed_is_one_evaluation_per_step(vgg16_weights):
     assert result.history[-1].total < 0.5 * result.history[0].total
 
 
+@pytest.mark.parametrize("optimizer,per_step", [("lbfgs-backtrack", 1), ("lbfgs-armijo", 3)])
+def test_lbfgs_with_an_unrolled_search_counts_its_trials(optimizer, per_step, vgg16_weights):
+    result = stylize(CONTENT, STYLE, StyleConfig.tiny(optimizer=optimizer, steps=6), weights=vgg16_weights)
+    assert result.function_evals == 6 * per_step
+    assert result.history[-1].total < 0.75 * result.history[0].total
+    assert result.image.min() >= 0 and result.image.max() <= 1
+
+
 def test_any_optax_optimizer_by_name(vgg16_weights):
     result = stylize(CONTENT, STYLE, StyleConfig.tiny(optimizer="rmsprop", learning_rate=0.01),
                      weights=vgg16_weights)
@@ -104,7 +112,7 @@ def test_a_callback_can_stop_the_run(vgg16_weights):
     assert result.stopped == "callback" and result.steps == 2
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs-fixed"])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs-fixed", "lbfgs-backtrack"])
 def test_resumed_run_is_bit_identical(optimizer, tmp_path, vgg16_weights):
     config = StyleConfig.tiny(optimizer=optimizer, steps=6, init="noisy-content", log_every=2)
     whole = stylize(CONTENT, STYLE, config, weights=vgg16_weights)

@@ -24,7 +24,8 @@ def setup(weights, **changes):
     return run, opt, state
 
 
-@pytest.mark.parametrize("optimizer,k", [("adam", 1), ("lbfgs", 1), ("lbfgs-fixed", 1), ("adam", 3)])
+@pytest.mark.parametrize("optimizer,k", [("adam", 1), ("lbfgs", 1), ("lbfgs-fixed", 1), ("adam", 3),
+                                         ("lbfgs-backtrack", 1), ("lbfgs-armijo", 1), ("lbfgs-armijo", 3)])
 def test_the_step_is_traced_once(optimizer, k, vgg16_weights):
     run, opt, state = setup(vgg16_weights, optimizer=optimizer)
     chex.clear_trace_counter()
@@ -40,6 +41,8 @@ def test_the_step_is_traced_once(optimizer, k, vgg16_weights):
 def test_optimizers_by_name_and_their_errors():
     assert make_optimizer("adam").projection is box
     assert make_optimizer("lbfgs").linesearch and not make_optimizer("lbfgs-fixed").linesearch
+    for name in ("lbfgs-backtrack", "lbfgs-armijo"):  # they evaluate at the step's image
+        assert make_optimizer(name).name == name and not make_optimizer(name).linesearch
     assert make_optimizer("rmsprop", 0.01).name == "rmsprop"
     with pytest.raises(NstError, match="unknown optimizer 'nope'.*adam, lbfgs, lbfgs-fixed"):
         make_optimizer("nope", 0.1)
@@ -47,7 +50,7 @@ def test_optimizers_by_name_and_their_errors():
         make_optimizer("sgd", None)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs-fixed", "sgd"])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs-fixed", "sgd", "lbfgs-backtrack", "lbfgs-armijo"])
 def test_an_explicit_learning_rate_of_zero_moves_nothing(optimizer, vgg16_weights):
     run, opt, state = setup(vgg16_weights, optimizer=optimizer, learning_rate=0.0)
     new, _ = jax.jit(make_step(run.objective, opt))(state, run.problem, True)

@@ -28,7 +28,8 @@ SETS = [(1.0, 0.0), (0.5, 0.5)]
 # Losses agree to 1e-5 for every optimizer. Images: Adam's agree to 1e-5; the zoom line
 # search's accept/reject decisions turn float rounding of batched vs single convolutions
 # (1e-7) into iterates that differ by up to 6e-4 in a few pixels after 4 steps.
-@pytest.mark.parametrize("optimizer,k,tol", [("adam", 1, 1e-5), ("lbfgs", 1, 1e-3), ("adam", 2, 1e-5)])
+@pytest.mark.parametrize("optimizer,k,tol", [("adam", 1, 1e-5), ("lbfgs", 1, 1e-3), ("adam", 2, 1e-5),
+                                             ("lbfgs-backtrack", 1, 1e-5), ("lbfgs-armijo", 2, 1e-5)])
 def test_each_cell_equals_its_own_stylize(optimizer, k, tol, vgg16_weights):
     config = StyleConfig.tiny(optimizer=optimizer, steps=4, init="noisy-content", steps_per_call=k)
     result = sweep(CONTENT, STYLE, config, BETAS, SETS, weights=vgg16_weights)
