@@ -52,6 +52,9 @@ VARIANTS = {
     "scales-recoloured": dict(steps=150, scales="ladder", init="recoloured"),
     "scales-recoloured-avgpool": dict(steps=150, scales="ladder", init="recoloured", pooling="avg"),
     "scales-recoloured-relative": dict(steps=150, scales="ladder", init="recoloured", style_norm="relative"),
+    "scales-recoloured-avg": dict(steps=150, scales="ladder", init="recoloured", average=0.99),
+    "scales-recoloured-backtrack": dict(steps=150, scales="ladder", init="recoloured", optimizer="lbfgs-backtrack"),
+    "scales-recoloured-lr05": dict(steps=150, scales="ladder", init="recoloured", learning_rate=0.05),
 }
 BETAS = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
