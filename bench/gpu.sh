@@ -28,5 +28,6 @@ weights="${NST_VGG16:-embedded}"
 timeout 240 python3 bench/run.py --sizes 512,1024 --archs vgg19 --repeats 10 --steps-per-call 1,10,30 \
   --bf16 --compile-torch --sweep-batches 1,8 --target-size 512 --skip lbfgs,target --vgg16 "$weights" \
   --out "$out" 2>&1 | tee "$out/gpu-bench.log"
-timeout 260 python3 bench/quality_study.py --size 512 --budget 170 --weights "$weights" \
+timeout 260 python3 bench/quality_study.py --size 512 --budget 170 --weights "$weights" --betas 10,30,100,300 \
+  --variants scales-recoloured-backtrack,scales-recoloured,scales,baseline \
   --shared "${NST_SHARED:-../shared}" --out "$out/quality-study-gpu" 2>&1 | tee "$out/gpu-study.log"

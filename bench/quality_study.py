@@ -91,6 +91,10 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"device": str(jax.devices()[0].device_kind), "size": args.size, "betas": betas, "rows": []}
+    pairs = [p for p in quality.PAIRS if p[0] in args.pairs.split(",")]
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if not pairs or unknown:
+        sys.exit(f"--pairs takes {[p[0] for p in quality.PAIRS]}; --variants takes {list(VARIANTS)}")
     t_start = time.perf_counter()
     for name in args.variants.split(","):
         if time.perf_counter() - t_start > args.budget:
@@ -98,7 +102,7 @@ def main() -> None:
             break
         config = variant_config(name, args.size, args.steps_factor)
         thumbs, labels = [], []
-        for pair, c, s, _ in [p for p in quality.PAIRS if p[0] in args.pairs.split(",")]:
+        for pair, c, s, _ in pairs:
             t0 = time.perf_counter()
             r = sweep(root / "images" / c, root / "images" / s, config, betas, weights=weights)
             seconds = time.perf_counter() - t0
@@ -132,7 +136,7 @@ def run_defaults(args) -> None:
     root = quality.locate_shared(args.shared)
     weights = load_weights(args.weights)
     rows = []
-    for pair, c, s, _ in [p for p in quality.PAIRS if p[0] in args.pairs.split(",")]:
+    for pair, c, s, _ in pairs:
         t0 = time.perf_counter()
         result = stylize(root / "images" / c, root / "images" / s, StyleConfig(size=args.size), weights=weights)
         seconds = time.perf_counter() - t0
