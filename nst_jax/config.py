@@ -105,10 +105,13 @@ class StyleConfig:
     style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] = (0.2,) * 5
     # alpha and beta of J = alpha * J_content + beta * J_style (+ tv_weight * J_tv).
-    # Departure: alpha/beta = 1e-6 suits torchvision-space weights on [0, 1] pixels;
-    # the paper's 1e-3..5e-4 were for Caffe weights on 0-255 pixels.
+    # Departure: alpha/beta = 1e-2 with the per-element content loss (content_norm "mean")
+    # on torchvision-space weights and [0, 1] pixels; the paper's 1e-3..5e-4 were for the
+    # summed content loss on Caffe weights and 0-255 pixels, so the numbers do not compare.
+    # beta = 100 from bench/results/quality-study-cpu.md: 30 leaves the Scream's style
+    # distance above jcjohnson's at 512 px, 300 moves content further for no style gain.
     content_weight: float = 1.0
-    style_weight: float = 1e6
+    style_weight: float = 100.0
     # Weights of several style images, normalised to sum 1 (empty = equal weights).
     style_blend: tuple[float, ...] = ()
     # Colour control (Gatys et al. 2017, sec. 5; the formulas are in colour.py). "original":
@@ -149,17 +152,22 @@ class StyleConfig:
     style_norm: str = StyleNorm.paper.value
     # Content-loss normaliser: "sum" = the paper's 1/2 sum (F - P)^2, which grows with the
     # number of positions while the style loss does not; "mean" = divided by the element
-    # count N M, so the same alpha/beta means the same balance at every size.
-    content_norm: str = ContentNorm.sum.value
+    # count N M, so the same alpha/beta means the same balance at every size. Departure:
+    # "mean" is the default, so the weights need no retuning per size or per scale of a
+    # coarse-to-fine run (tests/test_schedule.py: an image and its 2x upsample give
+    # content losses within 8%).
+    content_norm: str = ContentNorm.mean.value
     # Pooling in the network: "max" (as trained) or "avg" (the paper's recommendation).
     pooling: str = Pooling.max.value
     # "adam", "lbfgs" (zoom line search), "lbfgs-fixed" (unit step, no line search),
     # "lbfgs-backtrack" (unit steps checked by the Armijo condition at the next step, and
     # backtracked when they fail), "lbfgs-armijo" (two trial steps within each step), or
-    # any optax optimizer by name (which then needs a learning rate). Departure: the
-    # paper used L-BFGS; Adam is the default because each step costs one evaluation at
-    # the top level of the program (see bench/README.md on XLA:CPU control flow).
-    optimizer: str = OptimizerName.adam.value
+    # any optax optimizer by name (which then needs a learning rate). Default
+    # "lbfgs-backtrack": L-BFGS as in the paper, with a line search that costs no extra
+    # evaluation per step and no control flow around the network (bench/README.md); from
+    # the same start at 256 px it reached the Scream's style distance 0.552 where Adam
+    # reached 0.631, with less content change (bench/results/quality-study-cpu.md).
+    optimizer: str = OptimizerName.lbfgs_backtrack.value
     # Learning rate in [0, 1] pixel units; None = the optimizer's own default
     # (adam: 0.02; L-BFGS: step sizes from its line search, or 1 without one).
     learning_rate: float | None = None
@@ -170,7 +178,9 @@ class StyleConfig:
     # inside of one block is recomputed at a time (less memory, about one more forward).
     remat: bool = False
     # Optimizer steps at each scale (an L-BFGS step may evaluate the loss several times).
-    steps: int = 300
+    # 100 at each of the default 5 scales up to 512 px costs about 1.9x100 full-size steps'
+    # work, less than the 300 full-size Adam steps this project used to default to.
+    steps: int = 100
     # Coarse-to-fine: the longest sides to optimise at, smallest first, ending at `size`;
     # "auto" = from 128 px up in sqrt(2) steps (schedule.scale_ladder), () = `size` only.
     # Each scale starts from the previous result, upsampled; the style image is resized
@@ -180,10 +190,13 @@ class StyleConfig:
     # Iterate averaging: decay of an exponential moving average of the iterates (0 = off);
     # the bias-corrected average is the output and the next scale's start.
     average: float = 0.0
-    # Start image: "content", "noise", "noisy-content", "style" or "image" (init_image).
-    # Departure: the paper starts from white noise; the content start converges in far
-    # fewer steps to the same kind of result.
-    init: str = Init.content.value
+    # Start image: "content", "noise", "noisy-content", "style", "recoloured" or "image"
+    # (init_image). Departure: the paper starts from white noise. "recoloured" (the content
+    # with the style's colour mean and covariance) converges in far fewer steps than noise,
+    # and unlike the plain content start it reaches the painting's palette: the Scream's
+    # style distance at 256 px fell from 0.727 to 0.662 (beta 30; AlexNet's first layer,
+    # colour, was the gap; bench/results/quality-study-cpu.md).
+    init: str = Init.recoloured.value
     # With init="image": the start image's path (resized to the content's size).
     init_image: str | None = None
     # With init="noisy-content": fraction of noise in the blend (0 = content, 1 = noise).
@@ -259,7 +272,11 @@ class StyleConfig:
 
     @classmethod
     def tiny(cls, **changes) -> "StyleConfig":
-        """A configuration small enough for unit tests on a CPU."""
+        """A configuration small enough for unit tests on a CPU. It pins the optimiser and
+        the loss scale the unit tests were written against (Adam from the content, the
+        paper's summed content loss, beta 1e6), so a change of defaults changes no unit
+        test; tests of the defaults themselves use ``StyleConfig(...)``."""
         base = dict(size=32, steps=4, log_every=1, scales=(), style_layers=("relu1_1", "relu2_1"),
-                    style_layer_weights=(0.5, 0.5), content_layers=("relu2_1",))
+                    style_layer_weights=(0.5, 0.5), content_layers=("relu2_1",), optimizer="adam",
+                    init="content", content_norm="sum", style_weight=1e6)
         return cls(**{**base, **changes})
