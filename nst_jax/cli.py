@@ -421,7 +421,7 @@ def too_large_advice(config: StyleConfig) -> str:
 
 
 @app.command()
-@with_config_options(exclude=("ratio",), size=256, steps=200)
+@with_config_options(exclude=("ratio",), size=256)
 def sweep(
     content: Annotated[Path, typer.Argument(help="Content image.")],
     styles: Annotated[list[Path], typer.Argument(help="Style image(s); several are blended.")],
