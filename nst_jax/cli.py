@@ -221,7 +221,7 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
         content_weight = ratio * style_weight
     c_names, c_weights = parse_layers(content_layers)
     s_names, s_weights = parse_layers(style_layers)
-    if init_image is not None and init == Init.content:
+    if init_image is not None and init == D.init:
         init = Init.image  # --init-image alone means start from that image
     try:
         return StyleConfig(

@@ -123,7 +123,10 @@ def test_nan_and_ctrl_c_save_the_best_image(tmp_path, captured, stopped, code, t
 
 def test_a_run_that_never_improved_writes_nothing(tmp_path, captured):
     captured["best"] = 2.0  # = the start loss: no step lowered it
-    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png")
+    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png")  # L-BFGS by default
+    assert "no step lowered the loss" in one_line_error(r, 4) and "lower --style-weight" in r.output
+    assert not (tmp_path / "o.png").exists()
+    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--optimizer", "adam")
     assert "no step lowered the loss" in one_line_error(r, 4) and "lower --lr" in r.output
     assert not (tmp_path / "o.png").exists()
 
@@ -231,7 +234,8 @@ def test_nan_end_to_end_writes_the_best_image(tmp_path, vgg16_weights, monkeypat
     monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
     out = tmp_path / "o.png"
     r = invoke("stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg", "-o", out, "--size", 32,
-               "--steps", 5, "--style-weight", 1e38, "--content-weight", 1e38, "--init", "noise")
+               "--steps", 5, "--style-weight", 1e38, "--content-weight", 1e38, "--init", "noise",
+               "--optimizer", "adam", "--content-norm", "sum")
     assert r.exit_code == 3 and "lower --lr" in r.output and out.exists()
 
 
