@@ -22,7 +22,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 from typer.core import TyperGroup
 
-from .config import Colour, ColourMatch, ContentNorm, DType, Init, OptimizerName, Pooling, StyleConfig, StyleNorm
+from .config import (WEIGHT, Colour, ColourMatch, ContentNorm, DType, Init, OptimizerName, Pooling, StyleConfig,
+                     StyleNorm)
 from .errors import ConfigError, NstError
 
 EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS, EXIT_INTERRUPTED = 1, 3, 4, 130
@@ -60,6 +61,14 @@ app.add_typer(weights_app, name="weights")
 def fail(message: str, code: int = EXIT_USER) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
     return typer.Exit(code)
+
+
+def explain(e: NstError, flags: dict[str, str] | None = None) -> str:
+    """A library error in the command's words: a :class:`ConfigError` names the option
+    (``flags``: config field -> option, default ``FLAGS``) instead of the config field."""
+    if isinstance(e, ConfigError):
+        return f"{(flags or FLAGS).get(e.field, e.field)} {e.problem}"
+    return str(e)
 
 
 def version_callback(value: bool) -> None:
@@ -214,30 +223,29 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
                  style_scale, blend, weights, log_every, steps_per_call, dtype, content_norm, scales,
                  average, remat, colour, colour_match, mask, style_mask, mask_erode,
                  keep_unmasked) -> StyleConfig:
-    """The shared options -> the one frozen config (errors name the options)."""
+    """The shared options -> the one frozen config (its errors: see :func:`explain`)."""
     if ratio is not None and content_weight is not None:
         raise NstError("give --content-weight or --ratio, not both")
     if ratio is not None:
         content_weight = ratio * style_weight
+        if content_weight not in WEIGHT:
+            raise NstError(f"--ratio x --style-weight (alpha) must be {WEIGHT}, not {content_weight!r}")
     c_names, c_weights = parse_layers(content_layers)
     s_names, s_weights = parse_layers(style_layers)
     if init_image is not None and init == Init.content:
         init = Init.image  # --init-image alone means start from that image
-    try:
-        return StyleConfig(
-            weights=weights, size=size, style_scale=style_scale, content_layers=c_names,
-            content_layer_weights=c_weights, style_layers=s_names, style_layer_weights=s_weights,
-            content_weight=D.content_weight if content_weight is None else content_weight,
-            style_weight=style_weight, style_blend=parse_numbers(blend, "--blend") if blend else (),
-            tv_weight=tv_weight, style_norm=str(style_norm), pooling=str(pooling),
-            optimizer=str(optimizer), learning_rate=lr, steps=steps, init=str(init),
-            init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
-            seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype),
-            content_norm=str(content_norm), scales=parse_scales(scales, size), average=average,
-            remat=remat, colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
-            style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked)
-    except ConfigError as e:
-        raise NstError(f"{FLAGS.get(e.field, e.field)} {e.problem}") from None
+    return StyleConfig(
+        weights=weights, size=size, style_scale=style_scale, content_layers=c_names,
+        content_layer_weights=c_weights, style_layers=s_names, style_layer_weights=s_weights,
+        content_weight=D.content_weight if content_weight is None else content_weight,
+        style_weight=style_weight, style_blend=parse_numbers(blend, "--blend") if blend else (),
+        tv_weight=tv_weight, style_norm=str(style_norm), pooling=str(pooling),
+        optimizer=str(optimizer), learning_rate=lr, steps=steps, init=str(init),
+        init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
+        seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype),
+        content_norm=str(content_norm), scales=parse_scales(scales, size), average=average,
+        remat=remat, colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
+        style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked)
 
 
 def with_config_options(exclude: tuple[str, ...] = (), **defaults):
@@ -347,7 +355,7 @@ def stylize(
         if ckpt is not None:
             image.check_directory(Path(ckpt).parent)
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     for content_path, out_path in jobs:
         stylize_one(content_path, styles, out_path, config, save_every, save_best, ckpt,
                     checkpoint_every, resume, label=content_path.name if len(jobs) > 1 else "stylizing")
@@ -396,7 +404,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
         picture = result.output if save_best or result.stopped != "done" else result.finish(result.image)
         image.save_image(picture, output)
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     if result.stopped == "nan":
         raise fail(f"the loss became NaN/inf at step {result.steps - 1}; saved the best image "
                    f"to {output}; {too_large_advice(config)}", EXIT_NAN)
@@ -472,7 +480,7 @@ def sweep(
         if is_writer():
             write_sweep(result, output, row_labels)
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     stale = [f"r{c['row']}c{c['col']}" for c in result.cells() if not c["improved"]]
     if stale and len(stale) == len(result.cells()):
         raise fail(f"no step lowered the loss in any cell: {too_large_advice(config)}", EXIT_NO_PROGRESS)
@@ -537,7 +545,7 @@ def weights_list() -> None:
     try:
         entries = list_available()
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     for e in entries:
         out.print(f"{e['name']:<28} {e['arch']:<6} {e['pixel_space']:<12} {e['source_format']:<12} "
                   f"{e['path']}", highlight=False, markup=False)
@@ -557,7 +565,7 @@ def weights_convert(
     try:
         path = convert(src, output, arch)
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     out.print(f"wrote {path}", highlight=False, markup=False)
 
 
@@ -570,7 +578,7 @@ def weights_info(spec: Annotated[str, typer.Argument(
     try:
         info = describe(spec)
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     for k, v in info.items():
         out.print(f"{k:<14} {v}", highlight=False, markup=False)
 
@@ -588,7 +596,7 @@ def weights_download(
     try:
         path = download(arch, dest)
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     out.print(f"wrote {path}", highlight=False, markup=False)
 
 

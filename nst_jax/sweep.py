@@ -107,14 +107,22 @@ class SweepResult:
         return out
 
 
+def check_grid(config: StyleConfig, style_weights, layer_weight_sets, blends) -> None:
+    """Raise the config's own error unless every cell's weights are what a config accepts
+    (each style weight, layer weight set and blend, checked as the config checks its own)."""
+    for beta in style_weights:
+        config.replace(style_weight=beta)
+    for layer_set in layer_weight_sets:
+        config.replace(style_layer_weights=tuple(layer_set))
+    for blend in blends:
+        config.replace(style_blend=tuple(blend))
+
+
 def grid_weights(config: StyleConfig, style_weights, layer_weight_sets, blends) -> LossWeights:
     """Stack the per-cell LossWeights along a leading batch axis (row-major grid)."""
+    check_grid(config, style_weights, layer_weight_sets, blends)
     base = loss_weights(config, blends[0])
     cells = list(itertools.product(layer_weight_sets, blends, style_weights))
-    for layer_set in layer_weight_sets:
-        if len(layer_set) != len(config.style_layers):
-            raise NstError(f"a layer weight set has {len(layer_set)} weights for "
-                           f"{len(config.style_layers)} style layers")
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     n = len(cells)
     return LossWeights(content=jnp.full((n,), base.content), style=f32([s for _, _, s in cells]),
@@ -136,6 +144,7 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     """
     style_weights = list(style_weights or [config.style_weight])
     layer_weight_sets = [tuple(map(float, s)) for s in (layer_weight_sets or [config.style_layer_weights])]
+    check_grid(config, style_weights, layer_weight_sets, blends or [])
     n_styles = len(as_list(style))
     blends = [normalised_blend(b, n_styles) for b in (blends or [config.style_blend])]
     weights = resolve_weights(config, weights)

@@ -1,0 +1,232 @@
+"""Fuzz: every bad input is one clean error, every interruption loses nothing.
+
+Whatever the options and files, a command exits with a documented code (0, 1, 3, 4, 130),
+never shows a traceback or a Python warning, says what is wrong in one ``error:`` line,
+leaves its inputs untouched, and leaves no temporary file, empty directory or (unless it
+saved a best image on purpose) output behind: :func:`fuzz_corpus.check_outcome`. The
+properties draw option values (hypothesis); the corpus holds malformed images, weights
+files of every format and output paths. Runs that optimise use 32-48 px images, 1-2 steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, event, given, settings, strategies as st
+from typer.testing import CliRunner
+
+import fuzz_corpus as corpus
+import importlib
+
+from nst_jax import inputs, run
+from nst_jax.cli import app
+from nst_jax.config import StyleConfig
+from nst_jax.errors import ConfigError, ImageError, NstError, WeightsError
+from nst_jax.image import load_image, save_image
+from nst_jax.inputs import normalised_blend, start_image
+from nst_jax.objective import loss_weights
+from nst_jax.step import make_optimizer
+from nst_jax.weights import VGGWeights, read_checkpoint, save
+
+sweep_module = importlib.import_module("nst_jax.sweep")  # the package exports the function
+runner = CliRunner()
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_N", 20)), deadline=None, derandomize=not os.environ.get("FUZZ_N"), database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+TINY_LAYERS = ["--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_1"]
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def images(tmp_path):
+    """A 40x32 content and a 32x40 style image."""
+    rng = np.random.default_rng(5)
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    save_image(rng.uniform(size=(40, 32, 3)), content)
+    save_image(rng.uniform(size=(32, 40, 3)), style)
+    return content, style
+
+
+@pytest.fixture
+def fabricated(monkeypatch, vgg16_weights):
+    """Runs load the small fabricated VGG16 (conftest) for every weights name but files."""
+    real = inputs.load_weights
+    monkeypatch.setattr(inputs, "load_weights", lambda spec: real(spec) if Path(str(spec)).exists()
+                        else vgg16_weights)
+    return vgg16_weights
+
+
+def fresh_dir(root: Path) -> Path:
+    """A new directory per hypothesis example (function fixtures are shared by examples)."""
+    return Path(tempfile.mkdtemp(dir=root))
+
+
+# ---------------------------------------------------------------- option values
+
+# Text an option value can be: numbers of every kind, and what is not a number.
+NUMBER_TEXT = st.one_of(
+    st.integers(-2**70, 2**70).map(str),
+    st.integers(-3, 70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.floats(-2.0, 2.0).map(repr),
+    st.sampled_from(["nan", "-nan", "inf", "-inf", "1e40", "-1e40", "1e38", "3.5e38", "1e-320", "-0",
+                     "0", "1e308", "1e309", "", " ", "1_0", "0x10", "1e", "--", "½", "1,2", "none"]),
+)
+LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_2", "conv1_1", "relu9_9", "paper", "", " "]
+LAYER_ITEM = st.one_of(st.sampled_from(LAYERS), st.builds(lambda n, w: f"{n}:{w}", st.sampled_from(LAYERS),
+                                                          NUMBER_TEXT))
+LAYER_SPEC = st.one_of(st.lists(LAYER_ITEM, max_size=4).map(",".join), st.sampled_from(["paper", ",,", ":", ":-1"]))
+LIST_TEXT = st.one_of(st.lists(NUMBER_TEXT, max_size=4).map(",".join), st.sampled_from(["auto", "none", ";"]))
+
+INT_OPTIONS = ["--size", "--steps", "--seed", "--log-every", "--steps-per-call", "--mask-erode"]
+FLOAT_OPTIONS = ["--lr", "--content-weight", "--tv-weight", "--style-weight", "--average", "--init-noise",
+                 "--style-scale"]
+LIST_OPTIONS = {"--content-layers": LAYER_SPEC, "--style-layers": LAYER_SPEC, "--blend": LIST_TEXT,
+                "--scales": LIST_TEXT}
+STYLIZE_ONLY = {"--ratio": NUMBER_TEXT, "--save-every": NUMBER_TEXT, "--checkpoint-every": NUMBER_TEXT}
+
+
+def option_values(options: dict) -> st.SearchStrategy:
+    """1-3 of ``options`` (flag -> strategy of its text), as ``--flag=value`` arguments."""
+    return st.lists(st.sampled_from(sorted(options)), min_size=1, max_size=3, unique=True).flatmap(
+        lambda flags: st.tuples(*[options[f].map(lambda v, f=f: f"{f}={v}") for f in flags]))
+
+
+SHARED = {**{f: NUMBER_TEXT for f in INT_OPTIONS + FLOAT_OPTIONS}, **LIST_OPTIONS}
+
+
+# ---------------------------------------------------------------- what an accepted config promises
+
+
+def in_domain(config: StyleConfig) -> None:
+    """The promises of an accepted config: numbers finite and in range, so that a run
+    either changes the image or says why (README, "Errors")."""
+    floats = [config.style_scale, config.content_weight, config.style_weight, config.tv_weight,
+              config.init_noise, config.average, *config.content_layer_weights,
+              *config.style_layer_weights, *config.style_blend]
+    assert all(math.isfinite(v) for v in floats), config
+    assert config.learning_rate is None or 0 < config.learning_rate < math.inf, config
+    assert min(config.content_weight, config.style_weight, config.tv_weight) >= 0, config
+    assert min(config.content_layer_weights + config.style_layer_weights + config.style_blend,
+               default=0) >= 0, config
+    assert config.seed >= 0 and config.size >= 1 and config.steps >= 0 and config.style_scale > 0, config
+
+
+def consume(config: StyleConfig, n_styles: int = 1) -> None:
+    """What a run does with the config's numbers before its first step, on tiny arrays:
+    nothing may fail but with an NstError, and nothing may warn."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_optimizer(config.optimizer, config.learning_rate)
+        loss_weights(config, normalised_blend(config.style_blend, n_styles))
+        if config.init not in ("image",):
+            start_image(config, np.zeros((4, 4, 3), np.float32), np.ones((4, 4, 3), np.float32))
+        assert config.sizes and config.sizes[-1] == config.size
+        json.dumps(dataclasses.asdict(config), allow_nan=False)  # checkpoints and losses.json hold it
+
+
+# ---------------------------------------------------------------- the config constructor
+
+CONFIG_NUMBERS = st.one_of(st.integers(-2**70, 2**70), st.integers(-2, 66),
+                           st.floats(allow_nan=True, allow_infinity=True), st.floats(-2.0, 2.0),
+                           st.sampled_from([0, 1, -1, 0.0, -0.0, 1e40, 3.5e38, 1e-320, math.nan, math.inf]))
+NUMERIC_FIELDS = ["size", "steps", "seed", "log_every", "steps_per_call", "mask_erode", "learning_rate",
+                  "content_weight", "style_weight", "tv_weight", "average", "init_noise", "style_scale"]
+
+
+@FUZZ
+@given(changes=st.dictionaries(st.sampled_from(NUMERIC_FIELDS), CONFIG_NUMBERS, min_size=1, max_size=3),
+       layer_weights=st.none() | st.lists(CONFIG_NUMBERS, min_size=2, max_size=2),
+       blend=st.none() | st.lists(CONFIG_NUMBERS, min_size=1, max_size=3))
+def test_config_accepts_only_what_a_run_can_use(changes, layer_weights, blend):
+    if layer_weights is not None:
+        changes["style_layer_weights"] = tuple(layer_weights)
+    if blend is not None:
+        changes["style_blend"] = tuple(blend)
+    try:
+        config = StyleConfig.tiny(**changes)
+    except ConfigError as e:
+        assert e.field in {*changes, "scales"} and "--" not in str(e), e  # names the field, no CLI flag
+        return
+    in_domain(config)
+    try:
+        consume(config, len(config.style_blend) or 1)
+    except NstError:
+        pass
+
+
+# ---------------------------------------------------------------- options through the CLI
+
+
+def fake_stylize(content, style, config, callback=None, **kw):
+    """The library run, replaced: the config's numbers are consumed, one 8x8 image returned."""
+    consume(config, len(style) if isinstance(style, list) else 1)
+    img = np.full((8, 8, 3), 0.25, np.float32)
+    history = [run.HistoryRow(0, 2.0, 0, 0, 0), run.HistoryRow(1, 1.0, 0, 0, 0)]
+    return run.Result(img, img, 1.0, history, config.steps, config.steps, "done", 0.1, 0.05, config)
+
+
+@FUZZ
+@given(args=option_values({**SHARED, **STYLIZE_ONLY}))
+def test_stylize_options(tmp_path, images, monkeypatch, args):
+    monkeypatch.setattr(run, "stylize", fake_stylize)
+    seen = []
+    real_build = __import__("nst_jax.cli", fromlist=["build_config"]).build_config
+    monkeypatch.setattr("nst_jax.cli.build_config", lambda **kw: seen.append(real_build(**kw)) or seen[-1])
+    root = fresh_dir(tmp_path)
+    out = root / "o.png"
+    before = corpus.snapshot(tmp_path)
+    r = invoke("stylize", *images, "-o", out, *args)
+    code = corpus.check_outcome(r, before, tmp_path, [out], codes={0, 1})
+    event(f"exit {code}")
+    if code == 0:
+        in_domain(seen[-1])
+        assert out.exists()
+
+
+def fake_sweep(content, style, config, style_weights=None, layer_weight_sets=None, *, blends=None, **kw):
+    """The library sweep, replaced: the grid is checked and consumed, 8x8 images returned."""
+    sweep_module.check_grid(config, style_weights, layer_weight_sets, blends)
+    for beta in style_weights:
+        consume(config.replace(style_weight=beta))
+    n = len(style_weights) * len(layer_weight_sets) * len(blends or [()])
+    img = np.full((n, 8, 8, 3), 0.25, np.float32)
+    return sweep_module.SweepResult(img, img, np.ones(n), np.array([[2.0] * n, [1.0] * n]),
+                                    {k: np.zeros(n) for k in ("content", "style", "tv")}, list(style_weights),
+                                    list(layer_weight_sets), list(blends or [()]), 1, 1, 1, 0.1, 0.05, config)
+
+
+SWEEP_ONLY = {"--style-weight": LIST_TEXT, "--layers": st.one_of(
+    st.lists(LAYER_SPEC, max_size=3).map(";".join), st.sampled_from(["", "paper", ";;;", ";", " ; "])),
+    "--max-chunk": NUMBER_TEXT, "--blend-grid": st.one_of(LIST_TEXT, st.lists(LIST_TEXT, max_size=3).map(";".join))}
+
+
+@FUZZ
+@given(args=option_values({**{k: v for k, v in SHARED.items() if k != "--style-weight"}, **SWEEP_ONLY}),
+       two_styles=st.booleans())
+def test_sweep_options(tmp_path, images, monkeypatch, args, two_styles):
+    monkeypatch.setattr(sweep_module, "sweep", fake_sweep)
+    root = fresh_dir(tmp_path)
+    out = root / "grid"
+    before = corpus.snapshot(tmp_path)
+    styles = [images[1]] * (2 if two_styles else 1)
+    r = invoke("sweep", images[0], *styles, "-o", out, *args)
+    code = corpus.check_outcome(r, before, tmp_path, [out], codes={0, 1})
+    event(f"exit {code}")
+    if code == 0:
+        report = json.loads((out / "losses.json").read_text())
+        in_domain(StyleConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in report["config"].items()}))
