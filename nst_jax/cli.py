@@ -480,7 +480,8 @@ def sweep(
         if is_writer():
             write_sweep(result, output, row_labels)
     except NstError as e:
-        raise fail(explain(e)) from None
+        raise fail(explain(e, {**FLAGS, "style_layer_weights": "--layers" if layers.strip() else "--style-layers",
+                               "style_blend": "--blend" if blend_grid is None else "--blend-grid"})) from None
     stale = [f"r{c['row']}c{c['col']}" for c in result.cells() if not c["improved"]]
     if stale and len(stale) == len(result.cells()):
         raise fail(f"no step lowered the loss in any cell: {too_large_advice(config)}", EXIT_NO_PROGRESS)
@@ -529,6 +530,8 @@ def parse_layer_sets(spec: str, layers: tuple[str, ...], weights: tuple[float, .
         return layers, paper_layer_sets(layers), [layers[0] if k == 1 else f"{layers[0]}..{layers[k - 1]}"
                                                   for k in range(1, len(layers) + 1)]
     rows = [parse_layers(part) for part in spec.split(";") if part.strip()]
+    if not rows:
+        raise NstError(f"--layers takes layer sets separated by ';', not {spec!r}")
     union = tuple(dict.fromkeys(n for names, _ in rows for n in names))
     sets = [tuple(dict(zip(names, ws)).get(n, 0.0) for n in union) for names, ws in rows]
     return union, sets, [",".join(names) for names, _ in rows]

@@ -8,6 +8,7 @@ complete under its name or not at all.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -112,11 +113,17 @@ def _read_file(path: Path) -> np.ndarray:
         raise ImageError(f"no such file: {path}")
     if path.is_dir():
         raise ImageError(f"{path} is a directory, not an image")
+    if not path.is_file():  # a FIFO or a device would be read forever
+        raise ImageError(f"{path} is not a regular file")
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb_float(img)
+        with warnings.catch_warnings():
+            # Past MAX_IMAGE_PIXELS Pillow warns, past twice that it refuses (below): the
+            # image is resized anyway, and the memory check sees the run's sizes.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb_float(img)
     except UnidentifiedImageError:
         raise ImageError(f"{path} is not an image Pillow can read") from None
     except Image.DecompressionBombError as e:

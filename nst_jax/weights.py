@@ -174,6 +174,8 @@ def canonicalize(flat: dict[str, np.ndarray], source: str, arch: str | None = No
     """The whole pure chain: (arch, pixel_space, canonical params) from a raw flat dict."""
     src = SOURCES[source]
     arch = arch or infer_arch(flat, source)
+    if arch not in BLOCKS:
+        raise WeightsError(f"unknown architecture {arch!r}: {' or '.join(BLOCKS)}")
     renamed, unexpected = rename(flat, source, arch)
     params = rgb_first_layer(to_hwio(renamed, src.layout), src.bgr)
     try:
@@ -272,6 +274,8 @@ def list_available() -> list[dict[str, str]]:
               "source_format": "lpips", "path": str(embedded_path())}]
     for directory in weights_dirs():
         for path in sorted(directory.glob("*.safetensors")) if directory.is_dir() else []:
+            if not path.is_file():  # a FIFO would block the listing forever
+                continue
             try:
                 meta = formats.read_safetensors_metadata(path)
             except WeightsError:

@@ -149,13 +149,15 @@ def bad_images(root: Path) -> dict[str, Path]:
 
 
 def torchvision_keys(params: dict[str, np.ndarray], arch: str = "vgg16") -> dict[str, np.ndarray]:
-    """``features.N.weight`` (OIHW) and ``.bias``, as torchvision names them."""
+    """``features.N.weight`` (OIHW) and ``.bias``, as torchvision names them (those of
+    ``params``' layers)."""
     out, index = {}, 0
     for block, n in enumerate(BLOCKS[arch], start=1):
         for i in range(1, n + 1):
             name = f"conv{block}_{i}"
-            out[f"features.{index}.weight"] = params[f"{name}.kernel"].transpose(3, 2, 0, 1).copy()
-            out[f"features.{index}.bias"] = params[f"{name}.bias"]
+            if f"{name}.kernel" in params:
+                out[f"features.{index}.weight"] = params[f"{name}.kernel"].transpose(3, 2, 0, 1).copy()
+                out[f"features.{index}.bias"] = params[f"{name}.bias"]
             index += 2
         index += 1
     return out

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, example, given, settings, strategies as st
 from typer.testing import CliRunner
 
 import fuzz_corpus as corpus
@@ -181,6 +181,18 @@ def fake_stylize(content, style, config, callback=None, **kw):
 
 @FUZZ
 @given(args=option_values({**SHARED, **STYLIZE_ONLY}))
+@example(args=("--style-scale=nan",))  # the issue's cases
+@example(args=("--seed=-1",))
+@example(args=("--optimizer=dpsgd",))
+@example(args=("--lr=-1",))
+@example(args=("--lr=inf",))
+@example(args=("--style-weight=-1e6",))
+@example(args=("--tv-weight=-1e9",))
+@example(args=("--style-layers=relu1_1:-1",))
+@example(args=("--style-layers=relu1_1:nan",))
+@example(args=("--style-weight=1e40",))
+@example(args=("--init-noise=nan", "--init=noisy-content"))
+@example(args=("--ratio=1e30", "--style-weight=1e30"))
 def test_stylize_options(tmp_path, images, monkeypatch, args):
     monkeypatch.setattr(run, "stylize", fake_stylize)
     seen = []
@@ -217,6 +229,13 @@ SWEEP_ONLY = {"--style-weight": LIST_TEXT, "--layers": st.one_of(
 @FUZZ
 @given(args=option_values({**{k: v for k, v in SHARED.items() if k != "--style-weight"}, **SWEEP_ONLY}),
        two_styles=st.booleans())
+@example(args=("--style-weight=",), two_styles=False)  # the issue's cases
+@example(args=("--layers=;;;",), two_styles=False)
+@example(args=("--style-weight=1e5,nan",), two_styles=False)
+@example(args=("--style-weight=1e5,-1",), two_styles=False)
+@example(args=("--layers=relu1_1:1;relu2_1:nan",), two_styles=False)
+@example(args=("--blend-grid=0,nan",), two_styles=True)
+@example(args=("--blend-grid=1,0;nan,1",), two_styles=True)
 def test_sweep_options(tmp_path, images, monkeypatch, args, two_styles):
     monkeypatch.setattr(sweep_module, "sweep", fake_sweep)
     root = fresh_dir(tmp_path)
@@ -230,3 +249,175 @@ def test_sweep_options(tmp_path, images, monkeypatch, args, two_styles):
         report = json.loads((out / "losses.json").read_text())
         in_domain(StyleConfig(**{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in report["config"].items()}))
+
+
+# ---------------------------------------------------------------- images
+
+SLOTS = ["content", "style", "--init-image", "--mask", "--style-mask"]
+USABLE_SMALL = {"one-pixel.png", "thin.png"}  # upscaled, with a note
+
+
+def image_args(slot: str, bad: Path, content: Path, style: Path) -> list:
+    if slot == "content":
+        return [bad, style]
+    if slot == "style":
+        return [content, bad]
+    return [content, style, slot, bad]
+
+
+@pytest.mark.parametrize("slot", SLOTS)
+def test_bad_images(tmp_path, images, fabricated, slot):
+    root = tmp_path / "corpus"
+    root.mkdir()
+    cases = corpus.bad_images(root)
+    out = tmp_path / "o.png"
+    for name, bad in cases.items():
+        before = corpus.snapshot(tmp_path)
+        with corpus.never_opened(cases["fifo.png"]):
+            r = invoke("stylize", *image_args(slot, bad, *images), "-o", out, "--size", 32, "--steps", 0,
+                       "--scales", "none", *TINY_LAYERS)
+        code = corpus.check_outcome(r, before, tmp_path, [out], codes={0, 1})
+        assert code == 1 or name in USABLE_SMALL, (name, r.stderr)
+        out.unlink(missing_ok=True)
+
+
+def test_a_large_image_is_no_warning(tmp_path, images, fabricated, monkeypatch):
+    """Pillow warns (DecompressionBombWarning) between MAX_IMAGE_PIXELS and twice that."""
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the 40x32 images are past it
+    out = tmp_path / "o.png"
+    before = corpus.snapshot(tmp_path)
+    r = invoke("stylize", *images, "-o", out, "--size", 32, "--steps", 0, "--scales", "none", *TINY_LAYERS)
+    assert corpus.check_outcome(r, before, tmp_path, [out]) == 0
+
+
+def test_style_scale_past_memory_fails_before_any_work(tmp_path, images, fabricated, monkeypatch):
+    """The memory check covers every image the network sees, the style image too."""
+    from nst_jax import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 400 * 2**20)
+    out = tmp_path / "o.png"
+    before = corpus.snapshot(tmp_path)
+    r = invoke("stylize", *images, "-o", out, "--size", 32, "--steps", 1, "--scales", "none",
+               "--style-scale", 100, *TINY_LAYERS)
+    assert corpus.check_outcome(r, before, tmp_path, [out]) == 1
+    assert "GiB" in r.stderr and "style" in r.stderr
+
+
+# ---------------------------------------------------------------- weights files
+
+@pytest.fixture(scope="module")
+def weights_corpus(tmp_path_factory):
+    """The corpus, made from conv1_1 and conv1_2 (small files; none is a whole VGG)."""
+    from conftest import random_params
+
+    root = tmp_path_factory.mktemp("weights")
+    return root, corpus.bad_weights(root, dict(list(random_params("vgg16", seed=3).items())[:4]))
+
+
+@pytest.mark.parametrize("command", ["info", "convert", "stylize"])
+def test_bad_weights_files(tmp_path, weights_corpus, images, command):
+    root, cases = weights_corpus
+    files = corpus.snapshot(root)
+    out = tmp_path / "converted.safetensors"
+    for name, path in cases.items():
+        args = {"info": ["weights", "info", path], "convert": ["weights", "convert", path, "-o", out],
+                "stylize": ["stylize", *images, "-o", tmp_path / "o.png", "--weights", path, "--size", 32,
+                            "--steps", 0, "--scales", "none", *TINY_LAYERS]}[command]
+        before = corpus.snapshot(tmp_path)
+        with corpus.never_opened(cases["fifo"]):
+            r = invoke(*args)
+        assert corpus.check_outcome(r, before, tmp_path, [out, tmp_path / "o.png"]) == 1, (name, r.stderr)
+    assert corpus.snapshot(root) == files
+
+
+def test_weights_list_skips_special_files(tmp_path, monkeypatch):
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    os.mkfifo(weights_dir / "pipe.safetensors")
+    (weights_dir / "folder.safetensors").mkdir()
+    (weights_dir / "garbage.safetensors").write_bytes(b"\x00" * 20)
+    monkeypatch.setenv("NST_JAX_WEIGHTS", str(weights_dir))
+    monkeypatch.chdir(tmp_path)
+    before = corpus.snapshot(tmp_path)
+    with corpus.never_opened(weights_dir / "pipe.safetensors"):
+        r = invoke("weights", "list")
+    assert corpus.check_outcome(r, before, tmp_path) == 0 and "embedded" in r.stdout
+
+
+SAFETENSORS_DTYPES = ["F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "I64", "I32", "I16", "I8", "U8",
+                      "BOOL", "C64", "X"]
+SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4, "I16": 2,
+         "I8": 1, "U8": 1, "BOOL": 1, "C64": 8, "X": 1}
+KEYS = st.sampled_from(["conv1_1.kernel", "conv1_1.bias", "features.0.weight", "features.0.bias",
+                        "features.99999999999999999999.weight", "VGG16_0/Conv_0/kernel", "", "x", "conv9_9.bias"])
+TEXT = st.text(max_size=8)
+
+
+@FUZZ
+@given(tensors=st.dictionaries(KEYS, st.tuples(st.sampled_from(SAFETENSORS_DTYPES),
+                                               st.lists(st.integers(-1, 70), max_size=4)), max_size=4),
+       metadata=st.none() | st.dictionaries(st.sampled_from(["format", "arch", "pixel_space", "source_format",
+                                                             "x"]), st.sampled_from(
+           ["nst-jax", "vgg16", "vgg19", "vgg99", "torchvision", "caffe", "", "None"]) | TEXT, max_size=4),
+       arch=st.sampled_from([None, "vgg16", "vgg19", "vgg99"]))
+def test_any_safetensors_file_is_read_or_one_weights_error(tmp_path, tensors, metadata, arch):
+    spec = {k: (d, s, bytes(SIZES[d] * math.prod(max(0, n) for n in s))) for k, (d, s) in tensors.items()}
+    path = corpus.safetensors_file(fresh_dir(tmp_path) / "w.safetensors", spec, metadata)
+    try:
+        read_checkpoint(path, arch)
+    except WeightsError as e:
+        assert "\n" not in str(e)
+
+
+VALID_FORMATS = ["safetensors", "pth", "ckpt", "h5", "mat"]
+
+
+@pytest.fixture(scope="module")
+def small_weights_files(tmp_path_factory):
+    """One small file per format: two arrays each, the way their producers write them."""
+    import pickle
+
+    import h5py
+    import scipy.io
+    import torch
+    from safetensors.numpy import save_file
+
+    root = tmp_path_factory.mktemp("small")
+    a = np.arange(12, dtype=np.float32).reshape(1, 1, 3, 4)
+    files = {}
+    files["safetensors"] = root / "w.safetensors"
+    save_file({"conv1_1.kernel": a, "conv1_1.bias": a[0, 0, 0]}, str(files["safetensors"]),
+              metadata={"format": "nst-jax", "arch": "vgg16", "pixel_space": "caffe"})
+    files["pth"] = root / "w.pth"
+    torch.save({"features.0.weight": torch.from_numpy(a), "features.0.bias": torch.zeros(4)}, files["pth"])
+    files["ckpt"] = root / "w.ckpt"
+    files["ckpt"].write_bytes(pickle.dumps({"VGG16_0": {"Conv_0": {"kernel": a, "bias": a[0, 0, 0]}}}, protocol=2))
+    files["h5"] = root / "w.h5"
+    with h5py.File(files["h5"], "w") as f:
+        f.attrs["layer_names"] = np.array([b"block1_conv1"])
+        g = f.create_group("block1_conv1")
+        g.attrs["weight_names"] = np.array([b"block1_conv1/kernel:0"])
+        g.create_dataset("block1_conv1/kernel:0", data=a)
+    files["mat"] = root / "w.mat"
+    layers = np.empty((1, 1), dtype=object)
+    pair = np.empty((1, 2), dtype=object)
+    pair[0, 0], pair[0, 1] = a, np.zeros((4, 1), np.float32)
+    layers[0, 0] = {"name": "conv1_1", "type": "conv", "weights": pair}
+    scipy.io.savemat(files["mat"], {"layers": layers})
+    return {k: v.read_bytes() for k, v in files.items()}
+
+
+@FUZZ
+@given(fmt=st.sampled_from(VALID_FORMATS), cut=st.integers(0, 4000), flips=st.lists(
+    st.tuples(st.integers(0, 4000), st.integers(1, 255)), max_size=4))
+def test_any_damaged_weights_file_is_one_weights_error(tmp_path, small_weights_files, fmt, cut, flips):
+    data = bytearray(small_weights_files[fmt])
+    for at, mask in flips:
+        data[at % len(data)] ^= mask
+    path = fresh_dir(tmp_path) / f"w.{fmt}"
+    path.write_bytes(bytes(data[: max(cut, len(data) // 2)] if cut < len(data) else data))
+    with pytest.raises(WeightsError) as e:  # two arrays are never a whole VGG
+        read_checkpoint(path)
+    assert "\n" not in str(e.value)
