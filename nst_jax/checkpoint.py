@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, created
 from .config import StyleConfig
 from .errors import NstError
 from .step import StepState
@@ -42,7 +42,7 @@ def save_checkpoint(path: str | Path, state: StepState, step: int, history: dict
     meta = {"format": FORMAT, "version": VERSION, "step": str(step), "digest": digest,
             "config": json.dumps(_json_config(config))}
     try:
-        with atomic_path(path) as tmp:
+        with created(path.parent), atomic_path(path) as tmp:
             save_file(arrays, tmp, metadata=meta)
     except OSError as e:
         raise NstError(f"cannot write the checkpoint {path}: {e.strerror or e}") from None
@@ -90,8 +90,10 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load_file
 
-    if not path.is_file():
+    if not path.exists():
         raise NstError(f"no such checkpoint: {path}")
+    if not path.is_file():  # a FIFO would block forever
+        raise NstError(f"{path} is not a regular file")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = dict(f.metadata() or {})

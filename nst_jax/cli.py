@@ -10,6 +10,7 @@ lowered the loss (nothing written), 130 = interrupted (best image saved).
 import functools
 import inspect
 import math
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -337,6 +338,8 @@ def stylize(
     checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint file (default: OUTPUT with "
                                                        ".ckpt).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run saved in this checkpoint.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write the output even over one of the run's "
+                                        "input files.")] = False,
     options: dict = None,
 ) -> None:
     """Stylize CONTENT in the style of STYLE(S) and write the result to -o."""
@@ -354,11 +357,23 @@ def stylize(
         ckpt = checkpoint or (output.with_suffix(".ckpt") if checkpoint_every or resume else None)
         if ckpt is not None:
             image.check_directory(Path(ckpt).parent)
+        inputs = [c for c, _ in jobs] + list(styles) + [Path(p) for p in (config.init_image, config.weights,
+                                                                           *config.masks, *config.style_masks) if p]
+        for path, theirs in [(out_path, inputs + [resume]) for _, out_path in jobs] + [(ckpt, inputs)]:
+            clash = next((p for p in theirs if same_file(p, path)), None)
+            if clash is not None and not force:
+                raise NstError(f"refusing to overwrite {path}: it is an input of this run (give another "
+                               "output, or --force)")
     except NstError as e:
         raise fail(explain(e)) from None
     for content_path, out_path in jobs:
         stylize_one(content_path, styles, out_path, config, save_every, save_best, ckpt,
                     checkpoint_every, resume, label=content_path.name if len(jobs) > 1 else "stylizing")
+
+
+def same_file(a: Optional[Path], b: Optional[Path]) -> bool:
+    """Whether ``a`` and ``b`` are one existing file (links and spellings resolved)."""
+    return a is not None and b is not None and Path(a).is_file() and Path(b).is_file() and os.path.samefile(a, b)
 
 
 def content_jobs(content: Path, output: Path) -> list[tuple[Path, Path]]:

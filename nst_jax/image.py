@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .atomic import atomic_path
+from .atomic import atomic_path, created
 from .errors import ImageError
 
 
@@ -100,8 +100,7 @@ def save_image(image, path: str | Path) -> Path:
     path = check_writable(path)
     fmt = Image.registered_extensions()[path.suffix.lower()]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
+        with created(path.parent), atomic_path(path) as tmp:
             Image.fromarray(to_uint8(image), mode="RGB").save(tmp, format=fmt)
     except OSError as e:
         raise ImageError(f"cannot write {path}: {e.strerror or e}") from None

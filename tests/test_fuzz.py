@@ -421,3 +421,131 @@ def test_any_damaged_weights_file_is_one_weights_error(tmp_path, small_weights_f
     with pytest.raises(WeightsError) as e:  # two arrays are never a whole VGG
         read_checkpoint(path)
     assert "\n" not in str(e.value)
+
+
+# ---------------------------------------------------------------- output paths
+
+def output_cases(root: Path, content: Path, style: Path) -> dict:
+    """Name -> (extra stylize arguments, expected exit code)."""
+    folder = root / "folder.png"
+    folder.mkdir()
+    a_file = root / "file"
+    a_file.write_text("x")
+    return {
+        "a directory": (["-o", folder], 1),
+        "under a file": (["-o", a_file / "o.png"], 1),
+        "unwritable": (["-o", "/proc/o.png"], 1),
+        "no extension": (["-o", root / "o"], 1),
+        "the content": (["-o", content], 1),
+        "the style": (["-o", style], 1),
+        "the content, forced": (["-o", content, "--force"], 0),
+        "checkpoint over the content": (["-o", root / "o.png", "--checkpoint-every", 1, "--checkpoint", content], 1),
+        "checkpoint under a file": (["-o", root / "o.png", "--checkpoint-every", 1, "--checkpoint",
+                                     a_file / "c.ckpt"], 1),
+        "new folders": (["-o", root / "new" / "deeper" / "o.png"], 0),
+    }
+
+
+@pytest.mark.parametrize("case", ["a directory", "under a file", "unwritable", "no extension", "the content",
+                                  "the style", "the content, forced", "checkpoint over the content",
+                                  "checkpoint under a file", "new folders"])
+def test_stylize_output_paths(tmp_path, images, monkeypatch, case):
+    monkeypatch.setattr(run, "stylize", fake_stylize)
+    args, expected = output_cases(tmp_path, *images)[case]
+    before = corpus.snapshot(tmp_path)
+    r = invoke("stylize", *images, *args)
+    outputs = [images[0]] if case == "the content, forced" else [tmp_path / "new"]
+    assert corpus.check_outcome(r, before, tmp_path, outputs) == expected, r.stderr
+
+
+@pytest.mark.parametrize("case", ["a file", "under a file", "unwritable", "the content"])
+def test_sweep_output_paths(tmp_path, images, monkeypatch, case):
+    monkeypatch.setattr(sweep_module, "sweep", fake_sweep)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    out = {"a file": a_file, "under a file": a_file / "grid", "unwritable": Path("/proc/grid"),
+           "the content": images[0]}[case]
+    before = corpus.snapshot(tmp_path)
+    r = invoke("sweep", *images, "-o", out)
+    assert corpus.check_outcome(r, before, tmp_path) == 1
+
+
+def test_a_failed_sweep_leaves_no_directory(tmp_path, images, fabricated):
+    out = tmp_path / "new" / "grid"
+    before = corpus.snapshot(tmp_path)
+    r = invoke("sweep", images[0], tmp_path / "missing.png", "-o", out, "--size", 32, "--steps", 1)
+    assert corpus.check_outcome(r, before, tmp_path) == 1 and not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("case", ["a directory", "under a file", "unwritable", "the source", "new folders"])
+def test_convert_output_paths(tmp_path, vgg16_weights, case):
+    src = save(vgg16_weights, tmp_path / "src.safetensors")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    (tmp_path / "folder").mkdir()
+    out = {"a directory": tmp_path / "folder", "under a file": a_file / "o.safetensors",
+           "unwritable": Path("/proc/o.safetensors"), "the source": src,
+           "new folders": tmp_path / "new" / "o.safetensors"}[case]
+    before = corpus.snapshot(tmp_path)
+    r = invoke("weights", "convert", src, "-o", out)
+    assert corpus.check_outcome(r, before, tmp_path, [tmp_path / "new"]) == (0 if case == "new folders" else 1)
+
+
+@pytest.mark.parametrize("case", ["new folders", "under a file", "unwritable"])
+def test_download_without_network_leaves_nothing(tmp_path, monkeypatch, case):
+    import urllib.error
+    import urllib.request
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    dest = {"new folders": tmp_path / "new" / "weights", "under a file": a_file / "weights",
+            "unwritable": Path("/proc/weights")}[case]
+    before = corpus.snapshot(tmp_path)
+    r = invoke("weights", "download", "vgg16", "--dest", dest)
+    assert corpus.check_outcome(r, before, tmp_path) == 1 and not (tmp_path / "new").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+@pytest.mark.parametrize("command", ["stylize", "sweep", "convert"])
+def test_a_read_only_directory(tmp_path, images, vgg16_weights, monkeypatch, command):
+    monkeypatch.setattr(run, "stylize", fake_stylize)
+    monkeypatch.setattr(sweep_module, "sweep", fake_sweep)
+    src = save(vgg16_weights, tmp_path / "src.safetensors")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    args = {"stylize": ["stylize", *images, "-o", locked / "o.png"], "sweep": ["sweep", *images, "-o", locked],
+            "convert": ["weights", "convert", src, "-o", locked / "o.safetensors"]}[command]
+    before = corpus.snapshot(tmp_path)
+    try:
+        assert corpus.check_outcome(invoke(*args), before, tmp_path) == 1
+    finally:
+        locked.chmod(0o755)
+
+
+SPECIAL_SLOTS = ["content", "style", "--init-image", "--mask", "--style-mask", "--weights", "--resume"]
+
+
+@pytest.mark.parametrize("slot", SPECIAL_SLOTS)
+def test_a_fifo_is_refused_not_read(tmp_path, images, fabricated, slot):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    args = image_args(slot, fifo, *images) if slot in SLOTS else [*images, slot, fifo]
+    before = corpus.snapshot(tmp_path)
+    with corpus.never_opened(fifo):
+        r = invoke("stylize", *args, "-o", tmp_path / "o.png", "--size", 32, "--steps", 1, *TINY_LAYERS)
+    assert corpus.check_outcome(r, before, tmp_path) == 1 and "not a regular file" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["info", "convert"])
+def test_a_fifo_is_no_weights_file(tmp_path, command):
+    fifo = tmp_path / "pipe.pth"
+    os.mkfifo(fifo)
+    before = corpus.snapshot(tmp_path)
+    with corpus.never_opened(fifo):
+        r = invoke("weights", command, fifo)
+    assert corpus.check_outcome(r, before, tmp_path) == 1
