@@ -11,7 +11,9 @@ import functools
 import inspect
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,6 +52,36 @@ class OneLineErrors(TyperGroup):
         except typer.Abort:
             sys.exit(EXIT_USER)
         sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx):
+        """Run the command with SIGTERM and SIGHUP raising KeyboardInterrupt as Ctrl-C does,
+        so every way of stopping a run saves what it has; an interruption that gets here
+        came before there was anything to save."""
+        with signals_interrupt():
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt:
+                err.print("interrupted; nothing more was saved", highlight=False)
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@contextmanager
+def signals_interrupt():
+    """SIGTERM and SIGHUP raise KeyboardInterrupt while the block runs (in the main thread;
+    a signal that is ignored, as SIGHUP under nohup, stays ignored)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    changed = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                changed[sig] = signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in changed.items():
+            signal.signal(sig, handler)
 
 
 app = typer.Typer(cls=OneLineErrors, help="Neural style transfer (Gatys, Ecker & Bethge) in JAX.",
@@ -492,23 +524,35 @@ def sweep(
                                callback=lambda chunk, p: update(p.step, float(p.loss.mean())))
         for note in result.notes:
             err.print(f"note: {note}", highlight=False)
+        cells = result.cells()
+        stale = [f"r{c['row']}c{c['col']}" for c in cells if not c["improved"]]
+        if result.stopped == "done" and len(stale) == len(cells):
+            raise fail(f"no step lowered the loss in any cell: {too_large_advice(config)}; {output} was not "
+                       "written", EXIT_NO_PROGRESS)
         if is_writer():
             write_sweep(result, output, row_labels)
     except NstError as e:
         raise fail(explain(e, {**FLAGS, "style_layer_weights": "--layers" if layers.strip() else "--style-layers",
                                "style_blend": "--blend" if blend_grid is None else "--blend-grid"})) from None
-    stale = [f"r{c['row']}c{c['col']}" for c in result.cells() if not c["improved"]]
-    if stale and len(stale) == len(result.cells()):
-        raise fail(f"no step lowered the loss in any cell: {too_large_advice(config)}", EXIT_NO_PROGRESS)
+    if result.stopped == "nan":
+        raise fail(f"the loss became NaN/inf in every cell; saved the best images to {output}; "
+                   f"{too_large_advice(config)}", EXIT_NAN)
+    if result.stopped == "interrupted":
+        err.print(f"interrupted after {len(result.history)} steps; saved the best images to {output}",
+                  highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    blown = [f"r{c['row']}c{c['col']}" for c in cells if c["final_loss"] is not None
+             and not math.isfinite(c["final_loss"])]
+    if blown:
+        err.print(f"warning: the loss became NaN/inf in cell(s) {', '.join(blown)} (their images are the best "
+                  f"before that): {too_large_advice(config)}", highlight=False)
     if stale:
         err.print(f"warning: no step lowered the loss in cell(s) {', '.join(stale)} (their images are the "
                   f"start image): {too_large_advice(config)}", highlight=False)
-    out.print(f"{len(result.cells())} cells ({result.shape[0]} x {result.shape[1]}) in {result.chunks} "
+    out.print(f"{len(cells)} cells ({result.shape[0]} x {result.shape[1]}) in {result.chunks} "
               f"chunk(s) on {result.devices} device(s), {result.seconds:.1f} s (compile "
               f"{result.compile_seconds:.1f} s)\nwrote {output}/contact_sheet.png, cell_r*_c*.png, losses.json",
               highlight=False)
-    if result.stopped == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def parse_blend_grid(spec: str, n_styles: int) -> tuple[list[tuple[float, ...]], list[str]]:

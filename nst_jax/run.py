@@ -253,21 +253,21 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
         current = scale_of(config, done)
     total = config.steps * len(config.sizes)
     parts, stopped, seconds, compile_seconds, notes = [history], "done", 0.0, 0.0, []
+    saver = None
     for index, size in enumerate(config.sizes):
         if current is not None and index < current:
             continue
-        run = prepare(content, style, config, weights, size=size)
+        try:
+            state, done, parts, run = _start_scale(content, style, config, weights, optimizer, init, state, done,
+                                                   parts, resume, size, moved=current != index)
+        except KeyboardInterrupt:  # between two scales: the last scale's state is the result
+            if state is None:
+                raise
+            stopped = "interrupted"
+            if saver is not None:
+                saver(state, done, Trace())
+            break
         notes += [n for n in run.notes if n not in notes]
-        h, w = run.content.shape[:2]
-        if state is None and resume is not None:  # a checkpoint file, made at this scale
-            template = init(run.objective, optimizer, run.problem, run.start)
-            state, done, history = load_checkpoint(resume, template, config, run.digest)
-            parts = [history]
-        elif state is None:
-            state = init(run.objective, optimizer, run.problem, run.start)
-        elif current != index:
-            fresh = init(run.objective, optimizer, run.problem, next_start(state, h, w))
-            state = carry_state(state, fresh, optimizer)
         current = index
         first, end = scale_span(config, index)
         if done >= end:
@@ -296,6 +296,22 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
                   rows, done, int(final.evals), stopped, seconds, compile_seconds, config,
                   RunState(final, done, joined), notes, average, scale_span(config, scale_of(config, done))[0],
                   run.colour_content)
+
+
+def _start_scale(content, style, config, weights, optimizer, init, state, done, parts, resume, size, moved):
+    """(state, done, parts, prepared run) at the start of the scale of ``size``: a fresh
+    state, one loaded from the checkpoint ``resume``, or ``state`` carried over (``moved``)."""
+    run = prepare(content, style, config, weights, size=size)
+    if state is None and resume is not None:  # a checkpoint file, made at this scale
+        template = init(run.objective, optimizer, run.problem, run.start)
+        state, done, history = load_checkpoint(resume, template, config, run.digest)
+        parts = [history]
+    elif state is None:
+        state = init(run.objective, optimizer, run.problem, run.start)
+    elif moved:
+        fresh = init(run.objective, optimizer, run.problem, next_start(state, *run.content.shape[:2]))
+        state = carry_state(state, fresh, optimizer)
+    return state, done, parts, run
 
 
 def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

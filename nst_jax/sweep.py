@@ -186,7 +186,7 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     for c in range(n_chunks):
         idx = np.arange(c * chunk, (c + 1) * chunk) % n_cells  # pad the last chunk by wrapping
         cell_weights = jax.device_put(jax.tree.map(lambda x: x[idx], grid), batched)
-        state, done, current, traces = None, 0, None, []
+        state, done, current, traces, chunk_stopped = None, 0, None, [], "done"
         if resume is not None:
             state = jax.device_put(jax.tree.map(lambda x: x[idx], resume.state), batched)
             done = resume.step
@@ -195,12 +195,18 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
             if current is not None and index < current:
                 continue
             problem = Problem(*shared[index], cell_weights)
-            if state is None:
-                start = jnp.broadcast_to(jnp.asarray(run.start), (chunk,) + run.start.shape)
-                state = inits[index](problem, start)
-            elif current != index:
-                fresh = inits[index](problem, next_start(state, *run.content.shape[:2]))
-                state = carry_state(state, fresh, optimizer)
+            try:
+                if state is None:
+                    start = jnp.broadcast_to(jnp.asarray(run.start), (chunk,) + run.start.shape)
+                    state = inits[index](problem, start)
+                elif current != index:
+                    fresh = inits[index](problem, next_start(state, *run.content.shape[:2]))
+                    state = carry_state(state, fresh, optimizer)
+            except KeyboardInterrupt:  # between two scales: the last scale's state is the result
+                if state is None:
+                    raise
+                chunk_stopped = "interrupted"
+                break
             current = index
             first, end = scale_span(config, index)
             if done >= end:
@@ -210,17 +216,17 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
                             compiled=compiled[index], fetch=_gather,
                             total=config.steps * len(runs),
                             callback=callback and partial(_chunk_callback, callback, c))
-            state, done = outcome.state, outcome.steps
+            state, done, chunk_stopped = outcome.state, outcome.steps, outcome.stopped
             traces.append(outcome.trace.arrays)
             seconds += outcome.seconds
             compile_seconds += outcome.compile_seconds
             if outcome.stopped != "done":
                 break
         outcomes.append((state, _joined(traces), min(chunk, n_cells - c * chunk)))
-        if outcome.stopped == "interrupted":
+        if chunk_stopped == "interrupted":
             stopped = "interrupted"
             break
-        stopped = "nan" if outcome.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
+        stopped = "nan" if chunk_stopped == "nan" and (c == 0 or stopped == "nan") else "done"
     return _collect(outcomes, runs, config, (style_weights, layer_weight_sets, blends), n_chunks,
                     len(devices), sum(len(c) for c in compiled), stopped, resume, seconds, compile_seconds)
 
@@ -261,7 +267,8 @@ def _collect(outcomes, runs, config, grid_axes, n_chunks, n_devices, compiles, s
 
 def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str]) -> list[Path]:
     """Write every cell (``cell_r{row}_c{col}.png``), a labelled contact sheet and
-    ``losses.json`` (config and per-cell numbers) into ``out_dir`` (which must exist)."""
+    ``losses.json`` (config and per-cell numbers; NaN and infinity as null) into
+    ``out_dir``, each file atomically."""
     from .atomic import atomic_path
     from .image import contact_sheet, save_image
 
@@ -281,9 +288,21 @@ def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str])
               "compile_seconds": result.compile_seconds, "stopped": result.stopped}
     path = out_dir / "losses.json"
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(report, indent=1))
+        Path(tmp).write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
     written.append(path)
     return written
+
+
+def json_safe(value):
+    """``value`` with every NaN and infinity as None: JSON has neither (a cell whose loss
+    blew up reports null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def steps_label(config: StyleConfig) -> str:

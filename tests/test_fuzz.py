@@ -549,3 +549,152 @@ def test_a_fifo_is_no_weights_file(tmp_path, command):
     with corpus.never_opened(fifo):
         r = invoke("weights", command, fifo)
     assert corpus.check_outcome(r, before, tmp_path) == 1
+
+
+# ---------------------------------------------------------------- runs that optimise
+
+REAL = {
+    "--lr": st.sampled_from(["1e-4", "0.02", "0.5", "1", "1e3", "1e30", "0"]),
+    "--style-weight": st.sampled_from(["0", "1", "1e6", "1e20", "3.4e38"]),
+    "--content-weight": st.sampled_from(["0", "1e-3", "1", "1e30"]),
+    "--tv-weight": st.sampled_from(["0", "1", "1e10"]),
+    "--init": st.sampled_from(["content", "noise", "noisy-content", "style", "recoloured"]),
+    "--init-noise": st.sampled_from(["0", "0.5", "1"]),
+    "--average": st.sampled_from(["0", "0.5", "0.999"]),
+    "--seed": st.sampled_from(["0", "7", str(2**63 - 1)]),
+    "--optimizer": st.sampled_from(["adam", "lbfgs-fixed", "lbfgs-backtrack"]),
+    "--style-layers": st.sampled_from(["relu1_1:0,relu2_1:0", "relu1_1:1e30,relu2_1:1", "relu1_1"]),
+    "--steps": st.sampled_from(["1", "2"]),
+    "--size": st.sampled_from(["32", "40"]),
+}
+
+
+@settings(FUZZ, max_examples=6)
+@given(args=option_values(REAL))
+def test_real_runs(tmp_path, images, fabricated, args):
+    """Tiny runs: done (0), NaN with the best image (3) or no progress and nothing (4)."""
+    out = fresh_dir(tmp_path) / "o.png"
+    before = corpus.snapshot(tmp_path)
+    r = invoke("stylize", *images, "-o", out, "--size", 32, "--steps", 2, "--scales", "none", *TINY_LAYERS, *args)
+    code = corpus.check_outcome(r, before, tmp_path, [out], codes={0, 1, 3, 4})
+    event(f"exit {code}")
+    assert code != 1 or "lr" in r.stderr  # --lr 0 is no learning rate
+    assert out.exists() == (code in (0, 3))
+    if out.exists():
+        assert max(load_image(out).shape[:2]) <= 40
+
+
+def sweep_args(images, out, *extra):
+    return ["sweep", *images, "-o", out, "--size", 32, "--steps", 2, "--scales", "none", *TINY_LAYERS, *extra]
+
+
+def strict_json(path: Path):
+    """JSON as the standard has it: no NaN, no Infinity."""
+    def refuse(name):
+        raise ValueError(f"{name} in {path}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_sweep_that_blows_up_exits_3_with_valid_json(tmp_path, images, fabricated):
+    out = tmp_path / "grid"
+    before = corpus.snapshot(tmp_path)
+    r = invoke(*sweep_args(images, out, "--style-weight", "1e38,3e38", "--content-weight", "1e38",
+                           "--init", "noise"))
+    assert corpus.check_outcome(r, before, tmp_path, [out]) == 3 and "NaN" in r.stderr
+    report = strict_json(out / "losses.json")
+    assert report["stopped"] == "nan" and len(report["cells"]) == 2
+    assert (out / "cell_r0_c1.png").exists() and (out / "contact_sheet.png").exists()
+
+
+def test_an_interrupted_sweep_saves_what_it_has(tmp_path, images, fabricated, monkeypatch):
+    real_drive = sweep_module.drive
+
+    def interrupted_drive(*args, callback=None, **kw):
+        def stop(progress):
+            raise KeyboardInterrupt  # as Ctrl-C after the first step
+        return real_drive(*args, callback=stop, **kw)
+
+    monkeypatch.setattr(sweep_module, "drive", interrupted_drive)
+    out = tmp_path / "grid"
+    before = corpus.snapshot(tmp_path)
+    r = invoke(*sweep_args(images, out, "--style-weight", "1e3,1e6"))
+    assert corpus.check_outcome(r, before, tmp_path, [out]) == 130 and "interrupted" in r.stderr
+    assert strict_json(out / "losses.json")["stopped"] == "interrupted"
+    assert sorted(p.name for p in out.iterdir()) == ["cell_r0_c0.png", "cell_r0_c1.png", "contact_sheet.png",
+                                                     "losses.json"]
+
+
+@pytest.mark.parametrize("command", ["stylize", "sweep"])
+def test_ctrl_c_before_the_first_step_exits_130(tmp_path, images, fabricated, monkeypatch, command):
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inputs, "prepare", interrupted)
+    monkeypatch.setattr(run, "prepare", interrupted)
+    monkeypatch.setattr(sweep_module, "prepare", interrupted)
+    out = tmp_path / ("o.png" if command == "stylize" else "grid")
+    before = corpus.snapshot(tmp_path)
+    args = sweep_args(images, out) if command == "sweep" else ["stylize", *images, "-o", out]
+    r = invoke(*args)
+    assert corpus.check_outcome(r, before, tmp_path) == 130 and not out.exists()
+    assert r.stderr.strip().splitlines()[-1].startswith("interrupted")
+
+
+# ---------------------------------------------------------------- signals to a real process
+
+def start(tmp_path: Path, images, *args) -> subprocess.Popen:
+    """The command in a process of its own, with the small fabricated weights in a file."""
+    from conftest import random_params
+
+    weights = save(VGGWeights("vgg16", "torchvision", random_params("vgg16", 16)), tmp_path / "w.safetensors")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    command = [args[0], *images, *args[1:], "--weights", weights, "--size", 32, "--scales", "none",
+               "--steps", 100000, *TINY_LAYERS]
+    return subprocess.Popen([sys.executable, "-m", "nst_jax.cli", *map(str, command)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+
+
+def wait_for_progress(proc: subprocess.Popen) -> list[str]:
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if ": step " in line:
+            return lines
+    raise AssertionError(f"no progress line: {''.join(lines)}")
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_saves_the_best_image(tmp_path, images, sig):
+    if signal.getsignal(getattr(signal, sig)) == signal.SIG_IGN:
+        pytest.skip(f"{sig} is ignored here, and so in the process too")  # e.g. nohup
+    out = tmp_path / "o.png"
+    proc = start(tmp_path, images, "stylize", "-o", out, "--checkpoint-every", 100000)
+    try:
+        lines = wait_for_progress(proc)
+        proc.send_signal(getattr(signal, sig))
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    stderr = "".join(lines) + stderr
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("interrupted after"), stderr
+    assert load_image(out).shape[:2] == (32, 26) and (tmp_path / "o.ckpt").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_signal_to_a_sweep_saves_the_grid(tmp_path, images):
+    out = tmp_path / "grid"
+    proc = start(tmp_path, images, "sweep", "-o", out, "--style-weight", "1e3,1e6")
+    try:
+        lines = wait_for_progress(proc)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    stderr = "".join(lines) + stderr
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert strict_json(out / "losses.json")["stopped"] == "interrupted"
+    assert load_image(out / "cell_r0_c1.png").shape[:2] == (32, 26)
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
