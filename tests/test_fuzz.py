@@ -698,3 +698,31 @@ def test_a_signal_to_a_sweep_saves_the_grid(tmp_path, images):
     assert strict_json(out / "losses.json")["stopped"] == "interrupted"
     assert load_image(out / "cell_r0_c1.png").shape[:2] == (32, 26)
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+# ---------------------------------------------------------------- masks
+
+@pytest.mark.parametrize("erode", [3, 40, 2**31 - 1])
+def test_any_erosion_radius(tmp_path, images, fabricated, erode):
+    """A radius past the image's side is the whole image, not a giant padded copy."""
+    white = tmp_path / "white.png"
+    save_image(np.ones((40, 32, 3)), white)
+    out = tmp_path / "o.png"
+    before = corpus.snapshot(tmp_path)
+    r = invoke("stylize", *images, "-o", out, "--size", 32, "--steps", 0, "--scales", "none", "--mask", white,
+               "--mask-erode", erode, *TINY_LAYERS)
+    assert corpus.check_outcome(r, before, tmp_path, [out]) == 0
+
+
+@FUZZ
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12)), radius=st.integers(0, 30),
+       seed=st.integers(0, 2**32 - 1))
+def test_erosion_is_the_neighbourhood_minimum(shape, radius, seed):
+    from nst_jax.masks import erode_min
+
+    guides = np.random.default_rng(seed).uniform(size=shape).astype(np.float32)
+    h, w = shape[1:]
+    padded = np.pad(guides, ((0, 0), (radius, radius), (radius, radius)), mode="edge")
+    expected = np.min([padded[:, i:i + h, j:j + w] for i in range(2 * radius + 1) for j in range(2 * radius + 1)],
+                      axis=0)
+    np.testing.assert_array_equal(erode_min(guides, radius), expected)
