@@ -147,11 +147,25 @@ NUMERIC_FIELDS = ["size", "steps", "seed", "log_every", "steps_per_call", "mask_
                   "content_weight", "style_weight", "tv_weight", "average", "init_noise", "style_scale"]
 
 
-@FUZZ
+# Optimizer names: ours, optax factories taking a learning rate (dpsgd needs more), others.
+OPTIMIZERS = ["adam", "lbfgs", "lbfgs-fixed", "sgd", "adamw", "dpsgd", "noisy_sgd", "polyak_sgd", "sam",
+              "contrib.sam", "Adam", "softmax_cross_entropy", "scale", "nope", ""]
+
+
+@settings(FUZZ, max_examples=200)
 @given(changes=st.dictionaries(st.sampled_from(NUMERIC_FIELDS), CONFIG_NUMBERS, min_size=1, max_size=3),
        layer_weights=st.none() | st.lists(CONFIG_NUMBERS, min_size=2, max_size=2),
-       blend=st.none() | st.lists(CONFIG_NUMBERS, min_size=1, max_size=3))
-def test_config_accepts_only_what_a_run_can_use(changes, layer_weights, blend):
+       blend=st.none() | st.lists(CONFIG_NUMBERS, min_size=1, max_size=3),
+       optimizer=st.sampled_from(OPTIMIZERS))
+@example(changes={"seed": -1}, layer_weights=None, blend=None, optimizer="adam")  # the issue's cases
+@example(changes={"learning_rate": 0.1}, layer_weights=None, blend=None, optimizer="dpsgd")
+@example(changes={"style_scale": math.nan}, layer_weights=None, blend=None, optimizer="adam")
+@example(changes={"learning_rate": math.inf}, layer_weights=None, blend=None, optimizer="adam")
+@example(changes={"style_weight": 1e40}, layer_weights=None, blend=None, optimizer="adam")
+@example(changes={"size": 32}, layer_weights=[1.0, -1.0], blend=None, optimizer="adam")
+@example(changes={"size": 32}, layer_weights=[1.0, math.nan], blend=None, optimizer="adam")
+def test_config_accepts_only_what_a_run_can_use(changes, layer_weights, blend, optimizer):
+    changes["optimizer"] = optimizer
     if layer_weights is not None:
         changes["style_layer_weights"] = tuple(layer_weights)
     if blend is not None:
