@@ -466,6 +466,8 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
 
 def too_large_advice(config: StyleConfig) -> str:
     """What to lower when the loss blew up or never fell."""
+    if config.learning_rate == 0:
+        return "raise --lr (0 moves nothing)"
     if config.optimizer.startswith("lbfgs"):
         return "lower --style-weight (L-BFGS steps grow with the loss scale)"
     lr = 0.02 if config.learning_rate is None else config.learning_rate

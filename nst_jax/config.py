@@ -62,7 +62,7 @@ RANGES = {
     "style_weight": WEIGHT,
     "tv_weight": WEIGHT,
     "mask_erode": Range(0, MAX_COUNT, integer=True),
-    "learning_rate": Range(0.0, MAX_WEIGHT, open_low=True),
+    "learning_rate": Range(0.0, MAX_WEIGHT),  # 0 is a rate (nothing moves), not the default
     "steps": Range(0, MAX_COUNT, integer=True),
     "average": Range(0.0, 1.0, open_high=True),
     "init_noise": Range(0.0, 1.0),
