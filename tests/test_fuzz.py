@@ -622,6 +622,31 @@ def test_a_sweep_that_blows_up_exits_3_with_valid_json(tmp_path, images, fabrica
     assert (out / "cell_r0_c1.png").exists() and (out / "contact_sheet.png").exists()
 
 
+def test_a_sweep_where_no_cell_improves_writes_nothing(tmp_path, images, fabricated):
+    out = tmp_path / "grid"
+    before = corpus.snapshot(tmp_path)
+    r = invoke(*sweep_args(images, out, "--lr", 0, "--style-weight", "1e3,1e6"))
+    assert corpus.check_outcome(r, before, tmp_path) == 4 and "raise --lr" in r.stderr and not out.exists()
+
+
+def test_a_sweep_names_the_cells_that_blew_up_or_never_improved(tmp_path, images, monkeypatch):
+    def mixed(*args, **kw):
+        result = fake_sweep(*args, **kw)
+        result.history[-1, 1] = np.nan  # blew up after improving
+        result.best_losses[2] = 2.0  # never below its start
+        return result
+
+    monkeypatch.setattr(sweep_module, "sweep", mixed)
+    out = tmp_path / "grid"
+    before = corpus.snapshot(tmp_path)
+    r = invoke("sweep", *images, "-o", out, "--style-weight", "1,2,3")
+    assert corpus.check_outcome(r, before, tmp_path, [out]) == 0
+    warned = [line for line in r.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 2 and "NaN/inf in cell(s) r0c1 " in warned[0] and "cell(s) r0c2 " in warned[1]
+    cells = strict_json(out / "losses.json")["cells"]
+    assert cells[1]["final_loss"] is None and cells[0]["final_loss"] == 1.0
+
+
 def test_an_interrupted_sweep_saves_what_it_has(tmp_path, images, fabricated, monkeypatch):
     real_drive = sweep_module.drive
 
