@@ -268,28 +268,37 @@ def _collect(outcomes, runs, config, grid_axes, n_chunks, n_devices, compiles, s
 def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str]) -> list[Path]:
     """Write every cell (``cell_r{row}_c{col}.png``), a labelled contact sheet and
     ``losses.json`` (config and per-cell numbers; NaN and infinity as null) into
-    ``out_dir``, each file atomically."""
-    from .atomic import atomic_path
+    ``out_dir``, each file atomically; if any write fails, none of them is left (nor the
+    directory, when this made it)."""
+    from .atomic import atomic_path, created
     from .image import contact_sheet, save_image
 
-    out_dir = Path(out_dir)
-    written = []
-    for cell in result.cells():
-        b = cell["row"] * result.shape[1] + cell["col"]
-        written.append(save_image(result.outputs[b], out_dir / f"cell_r{cell['row']}_c{cell['col']}.png"))
-    cols = [f"beta {b:g}" for b in result.style_weights]
-    sheet = contact_sheet(result.outputs, row_labels, cols,
-                          title=f"rows: style layers{' x blend' if len(result.blends) > 1 else ''}; "
-                                f"columns: style weight beta "
-                                f"(alpha {result.config.content_weight:g}, {steps_label(result.config)})")
-    written.append(save_image(sheet, out_dir / "contact_sheet.png"))
-    report = {"config": dataclasses.asdict(result.config), "cells": result.cells(),
-              "chunks": result.chunks, "devices": result.devices, "seconds": result.seconds,
-              "compile_seconds": result.compile_seconds, "stopped": result.stopped}
-    path = out_dir / "losses.json"
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
-    written.append(path)
+    out_dir, written = Path(out_dir), []
+    try:
+        with created(out_dir):
+            try:
+                for cell in result.cells():
+                    b = cell["row"] * result.shape[1] + cell["col"]
+                    written.append(save_image(result.outputs[b], out_dir / f"cell_r{cell['row']}_c{cell['col']}.png"))
+                cols = [f"beta {b:g}" for b in result.style_weights]
+                sheet = contact_sheet(result.outputs, row_labels, cols,
+                                      title=f"rows: style layers{' x blend' if len(result.blends) > 1 else ''}; "
+                                            f"columns: style weight beta "
+                                            f"(alpha {result.config.content_weight:g}, {steps_label(result.config)})")
+                written.append(save_image(sheet, out_dir / "contact_sheet.png"))
+                report = {"config": dataclasses.asdict(result.config), "cells": result.cells(),
+                          "chunks": result.chunks, "devices": result.devices, "seconds": result.seconds,
+                          "compile_seconds": result.compile_seconds, "stopped": result.stopped}
+                path = out_dir / "losses.json"
+                with atomic_path(path) as tmp:
+                    Path(tmp).write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
+                written.append(path)
+            except BaseException:
+                for done in written:
+                    done.unlink(missing_ok=True)
+                raise
+    except OSError as e:
+        raise NstError(f"cannot write into {out_dir}: {e.strerror or e}") from None
     return written
 
 

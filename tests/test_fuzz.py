@@ -40,8 +40,11 @@ from nst_jax.step import make_optimizer
 from nst_jax.weights import VGGWeights, read_checkpoint, save
 
 sweep_module = importlib.import_module("nst_jax.sweep")  # the package exports the function
+real_atomic = importlib.import_module("nst_jax.atomic").atomic_path
 runner = CliRunner()
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_N", 20)), deadline=None, derandomize=not os.environ.get("FUZZ_N"), database=None,
+# The same examples on every run; FUZZ_N=500 searches afresh, with that many per property.
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_N", 20)), derandomize="FUZZ_N" not in os.environ,
+                deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 TINY_LAYERS = ["--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_1"]
 
@@ -482,6 +485,22 @@ def test_sweep_output_paths(tmp_path, images, monkeypatch, case):
     before = corpus.snapshot(tmp_path)
     r = invoke("sweep", *images, "-o", out)
     assert corpus.check_outcome(r, before, tmp_path) == 1
+
+
+def test_a_sweep_that_cannot_write_everything_leaves_nothing(tmp_path, images, monkeypatch):
+    monkeypatch.setattr(sweep_module, "sweep", fake_sweep)
+
+    def full_at_the_last_file(dest):
+        if dest.name == "losses.json":
+            raise OSError(28, "No space left on device")
+        return real_atomic(dest)
+
+    monkeypatch.setattr("nst_jax.atomic.atomic_path", full_at_the_last_file)
+    out = tmp_path / "new" / "grid"
+    before = corpus.snapshot(tmp_path)
+    r = invoke("sweep", *images, "-o", out, "--style-weight", "1,2")
+    assert corpus.check_outcome(r, before, tmp_path) == 1 and "No space left" in r.stderr
+    assert not (tmp_path / "new").exists()
 
 
 def test_a_failed_sweep_leaves_no_directory(tmp_path, images, fabricated):
