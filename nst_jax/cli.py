@@ -21,8 +21,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
+from rich.text import Text
 from typer.core import TyperGroup
 
 from .config import (WEIGHT, Colour, ColourMatch, ContentNorm, DType, Init, OptimizerName, Pooling, StyleConfig,
@@ -31,8 +33,9 @@ from .errors import ConfigError, NstError
 
 EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS, EXIT_INTERRUPTED = 1, 3, 4, 130
 
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# No markup in what is printed: file names may hold brackets ("[/b]" would be a tag).
+err = Console(stderr=True, soft_wrap=True, markup=False)
+out = Console(soft_wrap=True, markup=False)
 
 
 class OneLineErrors(TyperGroup):
@@ -47,7 +50,7 @@ class OneLineErrors(TyperGroup):
             if type(e).__name__ == "NoArgsIsHelpError":
                 out.print(e.format_message(), highlight=False, markup=False)
                 sys.exit(0)
-            err.print(f"[bold red]error:[/] {e.format_message()}", highlight=False)
+            fail(e.format_message())
             sys.exit(EXIT_USER)
         except typer.Abort:
             sys.exit(EXIT_USER)
@@ -92,7 +95,10 @@ app.add_typer(weights_app, name="weights")
 
 
 def fail(message: str, code: int = EXIT_USER) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    """Print ``message`` as the one ``error:`` line (a newline in it, say in a file name,
+    is shown as \\n) and return the exit to raise."""
+    one_line = message.replace("\r", "\\r").replace("\n", "\\n")
+    err.print(Text("error:", style="bold red"), one_line, highlight=False)
     return typer.Exit(code)
 
 
@@ -314,7 +320,7 @@ def progress_report(total: int, label: str = "stylizing"):
     """
     start, last = time.perf_counter(), [0.0]
     if err.is_terminal:
-        bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+        bar = Progress(TextColumn(f"[bold]{escape(label)}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err)
         with bar:

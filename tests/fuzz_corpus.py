@@ -49,7 +49,7 @@ def check_outcome(result, before: dict[Path, bytes | None], root: Path, outputs=
     code = result.exit_code
     assert code in codes, shown
     assert "Traceback" not in result.output and "Warning" not in result.stderr, shown
-    lines = result.stderr.splitlines()
+    lines = result.stderr.rstrip("\n").split("\n") if result.stderr else []  # lines end at \n only
     errors = [line for line in lines if line.startswith("error:")]
     if code in (1, 3, 4):
         assert len(errors) == 1 and lines[-1] == errors[0], shown

@@ -189,7 +189,9 @@ def test_config_accepts_only_what_a_run_can_use(changes, layer_weights, blend, o
 
 
 def fake_stylize(content, style, config, callback=None, **kw):
-    """The library run, replaced: the config's numbers are consumed, one 8x8 image returned."""
+    """The library run, replaced: the content is read, the config's numbers are consumed,
+    one 8x8 image returned."""
+    load_image(content)
     consume(config, len(style) if isinstance(style, list) else 1)
     img = np.full((8, 8, 3), 0.25, np.float32)
     history = [run.HistoryRow(0, 2.0, 0, 0, 0), run.HistoryRow(1, 1.0, 0, 0, 0)]
@@ -266,6 +268,32 @@ def test_sweep_options(tmp_path, images, monkeypatch, args, two_styles):
         report = json.loads((out / "losses.json").read_text())
         in_domain(StyleConfig(**{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in report["config"].items()}))
+
+
+# ---------------------------------------------------------------- file names
+
+NAMES = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), min_size=1,
+                max_size=12).filter(lambda n: not n.startswith("/") and all(
+                    part not in ("", ".", "..") for part in n.split("/")))
+
+
+@FUZZ
+@given(name=NAMES, exists=st.booleans())
+@example(name="a[/b]", exists=False)  # rich markup: "closing tag '[/b]' doesn't match any open tag"
+@example(name="a[/b]", exists=True)
+@example(name="new\nline", exists=False)
+def test_any_file_name(tmp_path, images, monkeypatch, name, exists):
+    monkeypatch.setattr(run, "stylize", fake_stylize)
+    root = fresh_dir(tmp_path)
+    content, out = root / f"{name}.png", root / f"out-{name}.png"
+    if exists:
+        content.parent.mkdir(parents=True, exist_ok=True)
+        content.write_bytes(images[0].read_bytes())
+    before = corpus.snapshot(tmp_path)
+    r = invoke("stylize", content, images[1], "-o", out)
+    assert corpus.check_outcome(r, before, tmp_path, [out]) == (0 if exists else 1)
+    if name.isprintable():  # (a tab is shown as spaces)
+        assert (str(out) in r.stdout) if exists else (str(content) in r.stderr)
 
 
 # ---------------------------------------------------------------- images
