@@ -304,7 +304,7 @@ def _start_scale(content, style, config, weights, optimizer, init, state, done, 
     run = prepare(content, style, config, weights, size=size)
     if state is None and resume is not None:  # a checkpoint file, made at this scale
         template = init(run.objective, optimizer, run.problem, run.start)
-        state, done, history = load_checkpoint(resume, template, config, run.digest)
+        state, done, history = load_checkpoint(resume, template, config, run.digest, TERMS)
         parts = [history]
     elif state is None:
         state = init(run.objective, optimizer, run.problem, run.start)

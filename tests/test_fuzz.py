@@ -813,3 +813,41 @@ def test_erosion_is_the_neighbourhood_minimum(shape, radius, seed):
     expected = np.min([padded[:, i:i + h, j:j + w] for i in range(2 * radius + 1) for j in range(2 * radius + 1)],
                       axis=0)
     np.testing.assert_array_equal(erode_min(guides, radius), expected)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+def test_damaged_checkpoints_are_one_error(tmp_path, images, fabricated):
+    """A real checkpoint, then variants of it: every one is refused with one line."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    run_args = [*images, "--size", 32, "--scales", "none", *TINY_LAYERS]
+    ckpt = tmp_path / "o.ckpt"
+    r = invoke("stylize", *run_args, "-o", tmp_path / "o.png", "--steps", 2, "--checkpoint-every", 1)
+    assert ckpt.is_file(), r.stderr
+    arrays = load_file(str(ckpt))
+    with safe_open(str(ckpt), framework="numpy") as f:
+        meta = dict(f.metadata())
+    variants = {
+        "step below 0": (arrays, {**meta, "step": "-5"}),
+        "step past the history": (arrays, {**meta, "step": "99999999999"}),
+        "config null": (arrays, {**meta, "config": "null"}),
+        "config nested deep": (arrays, {**meta, "config": "[" * 100_000 + "]" * 100_000}),
+        "a history term missing": ({k: v for k, v in arrays.items() if k != "history.style"}, meta),
+        "a 2-d history": ({**arrays, "history.loss": np.zeros((2, 2), np.float32)}, meta),
+        "a short history": ({**arrays, "history.loss": arrays["history.loss"][:1]}, meta),
+        "an unknown history term": ({**arrays, "history.zzz": np.zeros(2, np.float32)}, meta),
+        "half precision state": ({k: v.astype(np.float16) if v.dtype == np.float32 else v
+                                  for k, v in arrays.items()}, meta),
+    }
+    for name, (changed, metadata) in [*variants.items(), ("float8 arrays", (None, meta))]:
+        path = tmp_path / "variant.ckpt"
+        if changed is None:
+            corpus.safetensors_file(path, {k: ("F8_E4M3", v.shape, bytes(v.size)) for k, v in arrays.items()}, meta)
+        else:
+            save_file(changed, str(path), metadata=metadata)
+        out = tmp_path / "resumed.png"
+        before = corpus.snapshot(tmp_path)
+        r = invoke("stylize", *run_args, "-o", out, "--steps", 3, "--resume", path)
+        assert corpus.check_outcome(r, before, tmp_path, [out]) == 1, name
