@@ -42,10 +42,16 @@ from nst_jax.weights import VGGWeights, read_checkpoint, save
 sweep_module = importlib.import_module("nst_jax.sweep")  # the package exports the function
 real_atomic = importlib.import_module("nst_jax.atomic").atomic_path
 runner = CliRunner()
-# The same examples on every run; FUZZ_N=500 searches afresh, with that many per property.
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_N", 20)), derandomize="FUZZ_N" not in os.environ,
-                deadline=None, database=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def fuzz(examples: int) -> settings:
+    """``examples`` drawn per property, the same ones on every run (a few minutes for the
+    whole suite on 2 cores); FUZZ_N=500 searches afresh, with that many per property."""
+    return settings(max_examples=int(os.environ.get("FUZZ_N", examples)), derandomize="FUZZ_N" not in os.environ,
+                    deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
 TINY_LAYERS = ["--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_1"]
 
 
@@ -155,7 +161,7 @@ OPTIMIZERS = ["adam", "lbfgs", "lbfgs-fixed", "sgd", "adamw", "dpsgd", "noisy_sg
               "contrib.sam", "Adam", "softmax_cross_entropy", "scale", "nope", ""]
 
 
-@settings(FUZZ, max_examples=200)
+@fuzz(200)
 @given(changes=st.dictionaries(st.sampled_from(NUMERIC_FIELDS), CONFIG_NUMBERS, min_size=1, max_size=3),
        layer_weights=st.none() | st.lists(CONFIG_NUMBERS, min_size=2, max_size=2),
        blend=st.none() | st.lists(CONFIG_NUMBERS, min_size=1, max_size=3),
@@ -198,7 +204,7 @@ def fake_stylize(content, style, config, callback=None, **kw):
     return run.Result(img, img, 1.0, history, config.steps, config.steps, "done", 0.1, 0.05, config)
 
 
-@FUZZ
+@fuzz(60)
 @given(args=option_values({**SHARED, **STYLIZE_ONLY}))
 @example(args=("--style-scale=nan",))  # the issue's cases
 @example(args=("--seed=-1",))
@@ -245,7 +251,7 @@ SWEEP_ONLY = {"--style-weight": LIST_TEXT, "--layers": st.one_of(
     "--max-chunk": NUMBER_TEXT, "--blend-grid": st.one_of(LIST_TEXT, st.lists(LIST_TEXT, max_size=3).map(";".join))}
 
 
-@FUZZ
+@fuzz(60)
 @given(args=option_values({**{k: v for k, v in SHARED.items() if k != "--style-weight"}, **SWEEP_ONLY}),
        two_styles=st.booleans())
 @example(args=("--style-weight=",), two_styles=False)  # the issue's cases
@@ -277,7 +283,7 @@ NAMES = st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs
                     part not in ("", ".", "..") for part in n.split("/")))
 
 
-@FUZZ
+@fuzz(40)
 @given(name=NAMES, exists=st.booleans())
 @example(name="a[/b]", exists=False)  # rich markup: "closing tag '[/b]' doesn't match any open tag"
 @example(name="a[/b]", exists=True)
@@ -400,7 +406,7 @@ KEYS = st.sampled_from(["conv1_1.kernel", "conv1_1.bias", "features.0.weight", "
 TEXT = st.text(max_size=8)
 
 
-@FUZZ
+@fuzz(40)
 @given(tensors=st.dictionaries(KEYS, st.tuples(st.sampled_from(SAFETENSORS_DTYPES),
                                                st.lists(st.integers(-1, 70), max_size=4)), max_size=4),
        metadata=st.none() | st.dictionaries(st.sampled_from(["format", "arch", "pixel_space", "source_format",
@@ -454,7 +460,7 @@ def small_weights_files(tmp_path_factory):
     return {k: v.read_bytes() for k, v in files.items()}
 
 
-@FUZZ
+@fuzz(30)
 @given(fmt=st.sampled_from(VALID_FORMATS), cut=st.integers(0, 4000), flips=st.lists(
     st.tuples(st.integers(0, 4000), st.integers(1, 255)), max_size=4))
 def test_any_damaged_weights_file_is_one_weights_error(tmp_path, small_weights_files, fmt, cut, flips):
@@ -529,6 +535,20 @@ def test_a_sweep_that_cannot_write_everything_leaves_nothing(tmp_path, images, m
     r = invoke("sweep", *images, "-o", out, "--style-weight", "1,2")
     assert corpus.check_outcome(r, before, tmp_path) == 1 and "No space left" in r.stderr
     assert not (tmp_path / "new").exists()
+
+
+def test_a_content_folder_skips_special_files(tmp_path, images, monkeypatch):
+    monkeypatch.setattr(run, "stylize", fake_stylize)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.png").write_bytes(images[0].read_bytes())
+    os.mkfifo(photos / "b.png")
+    (photos / "c.png").mkdir()
+    before = corpus.snapshot(tmp_path)
+    with corpus.never_opened(photos / "b.png"):
+        r = invoke("stylize", photos, images[1], "-o", tmp_path / "results")
+    assert corpus.check_outcome(r, before, tmp_path, [tmp_path / "results"]) == 0
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["a.png"]
 
 
 def test_a_failed_sweep_leaves_no_directory(tmp_path, images, fabricated):
@@ -630,7 +650,7 @@ REAL = {
 }
 
 
-@settings(FUZZ, max_examples=6)
+@fuzz(6)
 @given(args=option_values(REAL))
 def test_real_runs(tmp_path, images, fabricated, args):
     """Tiny runs with accepted values: done (0), NaN with the best image (3) or no
@@ -801,7 +821,7 @@ def test_any_erosion_radius(tmp_path, images, fabricated, erode):
     assert corpus.check_outcome(r, before, tmp_path, [out]) == 0
 
 
-@FUZZ
+@fuzz(40)
 @given(shape=st.tuples(st.integers(1, 3), st.integers(1, 12), st.integers(1, 12)), radius=st.integers(0, 30),
        seed=st.integers(0, 2**32 - 1))
 def test_erosion_is_the_neighbourhood_minimum(shape, radius, seed):
