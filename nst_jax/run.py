@@ -189,7 +189,7 @@ class Result:
     (of the last scale), ``average_image`` the iterate average (None when off), each the RGB
     picture the losses saw (``Objective.picture``: grey for a luminance-only transfer, the
     content outside kept masks); ``output`` is what to show: the average when averaging is
-    on, else the best, finished by :meth:`finish`."""
+    on (unless it holds a NaN), else the best, finished by :meth:`finish`."""
 
     image: np.ndarray
     best_image: np.ndarray
@@ -209,7 +209,7 @@ class Result:
 
     @property
     def output(self) -> np.ndarray:
-        return self.finish(self.average_image if self.average_image is not None else self.best_image)
+        return self.finish(averaged_or_best(self.average_image, self.best_image))
 
     def finish(self, image: np.ndarray) -> np.ndarray:
         """One of the images above as a picture: the colour control that acts after the run
@@ -224,6 +224,14 @@ class Result:
         if len(self.history) <= self.last_scale_start:
             return None
         return self.best_loss < self.history[self.last_scale_start].total
+
+
+def averaged_or_best(average: np.ndarray | None, best: np.ndarray) -> np.ndarray:
+    """What a run shows: the iterate average, image by image (..., H, W, C) where it is
+    finite (a run that blew up averaged its NaN iterate in), else the best iterate."""
+    if average is None:
+        return best
+    return np.where(np.isfinite(average).all(axis=(-3, -2, -1), keepdims=True), average, best)
 
 
 def stylize(content, style, config: StyleConfig = StyleConfig(), *,

@@ -35,7 +35,8 @@ from .inputs import as_list, normalised_blend, prepare, resolve_weights
 from .losses import LossWeights
 from .memory import available_bytes, estimate_bytes, plan_chunks
 from .objective import Problem, loss_weights
-from .run import TERMS, Progress, RunState, _joined, default_steps_per_call, drive, scale_of, scale_span
+from .run import (TERMS, Progress, RunState, _joined, averaged_or_best, default_steps_per_call, drive, scale_of,
+                  scale_span)
 from .schedule import carry_state, next_start
 from .step import averaged, init_state, make_optimizer, make_step
 from .weights import VGGWeights
@@ -75,9 +76,9 @@ class SweepResult:
 
     @property
     def outputs(self) -> np.ndarray:
-        """What to show per cell: the average when averaging is on, else the best; with the
-        colour control that acts after the run applied (see ``Result.finish``)."""
-        images = self.average_images if self.average_images is not None else self.best_images
+        """What to show per cell: the average when averaging is on (and finite), else the
+        best; with the colour control that acts after the run applied (see ``Result.finish``)."""
+        images = averaged_or_best(self.average_images, self.best_images)
         return images if self.colour_content is None else after_run(images, self.colour_content,
                                                                      self.config.colour)
 

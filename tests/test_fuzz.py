@@ -652,6 +652,7 @@ REAL = {
 
 @fuzz(6)
 @given(args=option_values(REAL))
+@example(args=("--average=0.5", "--style-weight=3.4e38", "--content-weight=1e30", "--init=noise"))  # a NaN average
 def test_real_runs(tmp_path, images, fabricated, args):
     """Tiny runs with accepted values: done (0), NaN with the best image (3) or no
     progress and nothing written (4)."""
@@ -682,7 +683,7 @@ def test_a_sweep_that_blows_up_exits_3_with_valid_json(tmp_path, images, fabrica
     out = tmp_path / "grid"
     before = corpus.snapshot(tmp_path)
     r = invoke(*sweep_args(images, out, "--style-weight", "1e38,3e38", "--content-weight", "1e38",
-                           "--init", "noise"))
+                           "--init", "noise", "--average", 0.5))
     assert corpus.check_outcome(r, before, tmp_path, [out]) == 3 and "NaN" in r.stderr
     report = strict_json(out / "losses.json")
     assert report["stopped"] == "nan" and len(report["cells"]) == 2
