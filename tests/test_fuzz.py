@@ -314,7 +314,7 @@ def image_args(slot: str, bad: Path, content: Path, style: Path) -> list:
         return [bad, style]
     if slot == "style":
         return [content, bad]
-    return [content, style, slot, bad]
+    return [content, style, slot, bad, *(["--init", "image"] if slot == "--init-image" else [])]
 
 
 @pytest.mark.parametrize("slot", SLOTS)
@@ -659,7 +659,8 @@ def test_real_runs(tmp_path, images, fabricated, args):
     progress and nothing written (4)."""
     out = fresh_dir(tmp_path) / "o.png"
     before = corpus.snapshot(tmp_path)
-    r = invoke("stylize", *images, "-o", out, "--size", 32, "--steps", 2, "--scales", "none", *TINY_LAYERS, *args)
+    r = invoke("stylize", *images, "-o", out, "--size", 32, "--steps", 2, "--scales", "none", "--optimizer", "adam",
+               "--init", "content", *TINY_LAYERS, *args)
     code = corpus.check_outcome(r, before, tmp_path, [out], codes={0, 1, 3, 4})
     event(f"exit {code}")
     assert code != 1, r.stderr
@@ -684,7 +685,7 @@ def test_a_sweep_that_blows_up_exits_3_with_valid_json(tmp_path, images, fabrica
     out = tmp_path / "grid"
     before = corpus.snapshot(tmp_path)
     r = invoke(*sweep_args(images, out, "--style-weight", "1e38,3e38", "--content-weight", "1e38",
-                           "--init", "noise", "--average", 0.5))
+                           "--init", "noise", "--average", 0.5, "--optimizer", "adam"))
     assert corpus.check_outcome(r, before, tmp_path, [out]) == 3 and "NaN" in r.stderr
     report = strict_json(out / "losses.json")
     assert report["stopped"] == "nan" and len(report["cells"]) == 2
