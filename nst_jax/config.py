@@ -8,6 +8,8 @@ says so and why. Layer names are those of :mod:`nst_jax.vgg` (``relu4_2`` is the
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from enum import Enum
 
@@ -17,6 +19,63 @@ from .errors import ConfigError
 # conv1_1..conv5_1 with equal weights 1/5 (Caffe's in-place ReLU: see vgg.py).
 PAPER_CONTENT_LAYERS = ("relu4_2",)
 PAPER_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+# The largest float32 (the dtype of the losses): no weight may be larger.
+MAX_WEIGHT = 3.4028234663852886e38
+# The longest image side a run may make (JPEG's limit; memory runs out well before).
+MAX_SIDE = 65535
+# The largest count a field takes (steps, intervals, an erosion radius).
+MAX_COUNT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a field accepts: ``low`` to ``high``, each end included unless open."""
+
+    low: float
+    high: float
+    integer: bool = False
+    open_low: bool = False
+    open_high: bool = False
+
+    def __contains__(self, value) -> bool:
+        kind = numbers.Integral if self.integer else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return False
+        above = value > self.low if self.open_low else value >= self.low
+        below = value < self.high if self.open_high else value <= self.high
+        return bool(above and below)  # NaN is in no range
+
+    def __str__(self) -> str:
+        ends = [str(v) if isinstance(v, int) else f"{v:g}" for v in (self.low, self.high)]
+        return (f"{'an integer' if self.integer else 'a number'} in {'(' if self.open_low else '['}"
+                f"{ends[0]}, {ends[1]}{')' if self.open_high else ']'}")
+
+
+WEIGHT = Range(0.0, MAX_WEIGHT)
+# Every number field's range (layer weights and blend weights: each one a WEIGHT).
+RANGES = {
+    "size": Range(1, MAX_SIDE, integer=True),
+    "style_scale": Range(0.0, 100.0, open_low=True),
+    "content_weight": WEIGHT,
+    "style_weight": WEIGHT,
+    "tv_weight": WEIGHT,
+    "mask_erode": Range(0, MAX_COUNT, integer=True),
+    "learning_rate": Range(0.0, MAX_WEIGHT),  # 0 is a rate (nothing moves), not the default
+    "steps": Range(0, MAX_COUNT, integer=True),
+    "average": Range(0.0, 1.0, open_high=True),
+    "init_noise": Range(0.0, 1.0),
+    "seed": Range(0, 2**63 - 1, integer=True),
+    "log_every": Range(1, MAX_COUNT, integer=True),
+    "steps_per_call": Range(1, MAX_COUNT, integer=True),
+}
+
+
+def check_number(field: str, value, allowed: Range) -> None:
+    """One error naming ``field`` and its range unless ``value`` is in it."""
+    if value not in allowed:
+        raise ConfigError(field, f"must be {allowed}, not {value!r}")
 
 
 class Choice(str, Enum):
@@ -225,34 +284,23 @@ class StyleConfig:
             object.__setattr__(self, name, choice(kind, getattr(self, name), name))
         if (self.init == Init.image) != (self.init_image is not None):
             raise ConfigError("init_image", "goes with init='image' (and that init needs a file)")
-        for name in ("size", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, f"must be a positive integer, not {getattr(self, name)}")
-        if self.steps_per_call is not None and self.steps_per_call < 1:
-            raise ConfigError("steps_per_call", f"must be a positive integer, not {self.steps_per_call}")
-        if self.mask_erode < 0:
-            raise ConfigError("mask_erode", f"must be 0 or more, not {self.mask_erode}")
-        if self.steps < 0:
-            raise ConfigError("steps", f"must be 0 or more, not {self.steps}")
-        if not 0.0 <= self.init_noise <= 1.0:
-            raise ConfigError("init_noise", f"is a fraction in [0, 1], not {self.init_noise}")
-        if self.learning_rate is not None and not self.learning_rate >= 0:
-            raise ConfigError("learning_rate", f"must not be negative, not {self.learning_rate}")
+        for name, allowed in RANGES.items():
+            if getattr(self, name) is not None or name not in ("learning_rate", "steps_per_call"):
+                check_number(name, getattr(self, name), allowed)
+        for name in ("content_layer_weights", "style_layer_weights", "style_blend"):
+            for value in getattr(self, name):
+                check_number(name, value, WEIGHT)
         if isinstance(self.scales, str):
             if self.scales != "auto":
                 raise ConfigError("scales", f"must be 'auto' or sizes, not {self.scales!r}")
         else:
+            if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                       and v == int(v) for v in self.scales):
+                raise ConfigError("scales", f"must be whole sizes in pixels, not {self.scales}")
             object.__setattr__(self, "scales", tuple(int(v) for v in self.scales))
             if self.scales and (list(self.scales) != sorted(set(self.scales)) or self.scales[-1] != self.size
                                 or self.scales[0] < 1):
                 raise ConfigError("scales", f"must rise strictly to the output size {self.size}, not {self.scales}")
-        if not 0.0 <= self.average < 1.0:
-            raise ConfigError("average", f"is a decay in [0, 1), not {self.average}")
-        if not self.style_scale > 0:
-            raise ConfigError("style_scale", f"must be positive, not {self.style_scale}")
-        for name in ("content_weight", "style_weight", "tv_weight"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(name, f"must be 0 or more, not {getattr(self, name)}")
 
     @property
     def sizes(self) -> tuple[int, ...]:

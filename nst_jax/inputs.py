@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .colour import before_run, luminance, match_colour_histogram
-from .config import Init, StyleConfig
+from .config import WEIGHT, Init, StyleConfig
 from .errors import NstError
 from .image import load_image, resize, scaled_shape
 from .losses import Targets, gram, guided_gram
@@ -92,8 +92,8 @@ def normalised_blend(blend, n_styles: int) -> tuple[float, ...]:
     blend = tuple(float(b) for b in blend) if blend else (1.0,) * n_styles
     if len(blend) != n_styles:
         raise NstError(f"{len(blend)} blend weights for {n_styles} style images")
-    if any(b < 0 for b in blend) or sum(blend) <= 0:
-        raise NstError(f"blend weights must be non-negative and not all zero, not {blend}")
+    if not all(b in WEIGHT for b in blend) or sum(blend) <= 0:
+        raise NstError(f"blend weights must be finite, non-negative and not all zero, not {blend}")
     return tuple(b / sum(blend) for b in blend)
 
 
@@ -138,9 +138,9 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     coarse-to-fine run prepares each of ``config.sizes``). ``styles``: one path/array or
     a list.
 
-    Sizes, and the memory of the run's largest size, are checked on the target
-    dimensions before any resizing, so a size that cannot fit fails at once with the
-    estimate, before any step at a smaller scale.
+    Sizes, and the memory of the run's largest size and of each style image, are checked
+    on the target dimensions before any resizing, so a size that cannot fit fails at once
+    with the estimate, before any step at a smaller scale.
     """
     weights = resolve_weights(config, weights)
     objective = build_objective(weights.arch, weights.pixel_space, config)
@@ -153,15 +153,19 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     styles = as_list(styles)
     blend = normalised_blend(config.style_blend, len(styles))
     raw_styles = [load_image(s) for s in styles]
+    style_side = max(1, round(config.size * config.style_scale))  # at the largest size
+    for raw_style in raw_styles:
+        check_memory(weights.arch, *scaled_shape(raw_style.shape[:2], style_side), taps,
+                     what="the style image at ", backward=False)
     style_imgs = [load_sized(s, size * config.style_scale, weights.arch, taps, "style", notes)
                   for s in raw_styles]
     content_img, style_imgs = before_run(colour_content, style_imgs, config.colour, config.colour_match)
     guides, style_guides, free = spatial_guides(config, weights.arch, objective.style_layers,
                                                 raw.shape[:2], (h, w), raw_styles, style_imgs, notes)
+    start = np.clip(start_image(config, content_img, style_imgs[0]), 0.0, 1.0)  # reads init_image
     variables = jax.device_put(weights.variables())
     apply = jax.jit(objective.model.apply)
     content_feats = apply(variables, content_img)
-    start = np.clip(start_image(config, content_img, style_imgs[0]), 0.0, 1.0)
     kept = content_img
     if objective.luminance:  # one channel, the objective shows it as grey RGB
         start, kept = luminance(start)[..., None], content_img[..., :1]

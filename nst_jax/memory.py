@@ -15,11 +15,14 @@ FIXED_BYTES = 160 * 2**20
 HEADROOM = 0.9
 
 
-def estimate_bytes(arch: str, height: int, width: int, taps, batch: int = 1) -> int:
+def estimate_bytes(arch: str, height: int, width: int, taps, batch: int = 1, backward: bool = True) -> int:
     """Rough peak memory of one step: activations kept for the backward pass, their
     gradients and XLA's temporaries (4x the forward activations, a factor measured on
-    CPU, see bench/README.md), plus a handful of image-sized optimizer buffers."""
-    per_image = 4 * activation_bytes(arch, height, width, taps) + 16 * height * width * 3 * 4
+    CPU, see bench/README.md), plus a handful of image-sized optimizer buffers.
+    ``backward=False``: of one forward pass (a style image's Grams), its activations and
+    the image."""
+    activations, image = activation_bytes(arch, height, width, taps), height * width * 3 * 4
+    per_image = 4 * activations + 16 * image if backward else activations + 2 * image
     return batch * per_image + FIXED_BYTES
 
 
@@ -38,13 +41,16 @@ def available_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def check_memory(arch: str, height: int, width: int, taps, batch: int = 1) -> None:
-    """Raise one error with the estimate when a run of this size cannot fit."""
-    need, have = estimate_bytes(arch, height, width, taps, batch), available_bytes()
+def check_memory(arch: str, height: int, width: int, taps, batch: int = 1, what: str = "",
+                 backward: bool = True) -> None:
+    """Raise one error with the estimate when a run of this size cannot fit; ``what``
+    names the image (a style image only goes forward: ``backward=False``)."""
+    need = estimate_bytes(arch, height, width, taps, batch, backward)
+    have = available_bytes()
     if need > HEADROOM * have:
-        raise NstError(f"{width}x{height} px needs about {need / 2**30:.1f} GiB for {arch} "
+        raise NstError(f"{what}{width}x{height} px needs about {need / 2**30:.1f} GiB for {arch} "
                        f"(batch {batch}) but only {have / 2**30:.1f} GiB are available: "
-                       "use a smaller size")
+                       f"use a smaller size{'' if backward else ' or style scale'}")
 
 
 def plan_chunks(n_cells: int, n_devices: int, per_cell: int, fixed: int, available: int) -> int:

@@ -186,8 +186,8 @@ def bad_inputs(tmp_path):
         "truncated": ([trunc, s, "-o", o], "truncated"),
         "too small": ([c, s, "-o", o, "--size", 8], "needs at least 16 px"),
         "too big": ([c, s, "-o", o, "--size", 60000], "GiB"),
-        "size zero": ([c, s, "-o", o, "--size", 0], "--size must be a positive integer, not 0"),
-        "negative steps": ([c, s, "-o", o, "--steps", -1], "--steps must be 0 or more"),
+        "size zero": ([c, s, "-o", o, "--size", 0], "--size must be an integer in [1, 65535], not 0"),
+        "negative steps": ([c, s, "-o", o, "--steps", -1], "--steps must be an integer in [0, 2147483647], not -1"),
         "not writable": ([c, s, "-o", "/proc/o.png"], "cannot write"),
         "bad extension": ([c, s, "-o", tmp_path / "o.xyz"], "unknown image extension '.xyz' (use .png, .jpg"),
         "bad layer": ([c, s, "-o", o, "--style-layers", "relu9_9"], "unknown layer 'relu9_9'"),
@@ -203,13 +203,13 @@ def bad_inputs(tmp_path):
                             "2 masks for 1 style images"),
         "style masks per style": ([c, s, s, "-o", o, "--size", 32, "--style-mask", black],
                                   "1 style masks for 2 style images"),
-        "negative erosion": ([c, s, "-o", o, "--mask-erode", -1], "--mask-erode must be 0 or more"),
+        "negative erosion": ([c, s, "-o", o, "--mask-erode", -1], "--mask-erode must be an integer in [0, 2147483647]"),
         "bad weights": ([c, s, "-o", o, "--weights", notimg], "not a weights file"),
         "tiny style": ([c, tiny, "-o", o, "--size", 64, "--style-scale", 0.1], "needs at least"),
         "damaged checkpoint": ([c, s, "-o", o, "--size", 32, "--resume", damaged], "damaged"),
         "unknown option": ([c, s, "-o", o, "--sise", 3], "No such option: --sise"),
         "bad scales": ([c, s, "-o", o, "--scales", "64,32.5"], "--scales takes whole pixel sizes"),
-        "bad average": ([c, s, "-o", o, "--average", 1.5], "--average is a decay in [0, 1)"),
+        "bad average": ([c, s, "-o", o, "--average", 1.5], "--average must be a number in [0, 1), not 1.5"),
     }
 
 
