@@ -685,7 +685,8 @@ def test_a_sweep_that_blows_up_exits_3_with_valid_json(tmp_path, images, fabrica
     out = tmp_path / "grid"
     before = corpus.snapshot(tmp_path)
     r = invoke(*sweep_args(images, out, "--style-weight", "1e38,3e38", "--content-weight", "1e38",
-                           "--init", "noise", "--average", 0.5, "--optimizer", "adam"))
+                           "--init", "noise", "--average", 0.5, "--optimizer", "adam",
+                           "--content-norm", "sum"))
     assert corpus.check_outcome(r, before, tmp_path, [out]) == 3 and "NaN" in r.stderr
     report = strict_json(out / "losses.json")
     assert report["stopped"] == "nan" and len(report["cells"]) == 2
