@@ -1,0 +1,247 @@
+"""Exact tiled evaluation: the value and gradient of a picture too large to differentiate whole.
+
+Every loss of Gatys et al. depends on the features F^l of the picture through sums over
+positions (Galerne, Raad, Lezama & Morel, "Scaling Painting Style Transfer", 2023):
+
+- style:   G^l = sum_i F_i^T F_i (guided: sum_i t_r,i F_i^T F_i), J_style^l = L^l(G^l)
+- content: J_content = sum_i 1/2 |F_i - P_i|^2 (over N M for content_norm="mean")
+
+So with the picture's positions split into tiles T, the statistics s = (G^l, content
+sums) are sums of per-tile statistics s_T, and J = L(s) + tv J_tv(x). By the chain rule
+
+    dJ/dx = sum_T (ds_T/dx)^T dL/ds,
+
+where dL/ds (for the style terms, dL/dG^l = 2 (G^l - G_S^l) / norm^l for the paper's loss)
+needs the global statistics only. Hence two passes over the tiles:
+
+1. forward only: accumulate s = sum_T s_T (Grams, content sums); then L(s) and dL/ds by
+   ``jax.value_and_grad`` of the loss as a function of the statistics (losses.py's Gram-level
+   forms), which covers every style norm, blends and guided Grams alike;
+2. per tile: the VJP of crop -> s_T with cotangent dL/ds, scatter-added into the gradient.
+
+A tile computes its interior's features exactly when its crop reaches :func:`receptive_radius`
+pixels beyond the interior on every side that is not the picture's border (where the crop
+stops, so the network's own zero padding is the true one), and when crops start on the
+pooling grid (multiples of :func:`alignment`). The picture mapping (masks, luminance) and the
+TV term are pixel-local and cheap: they are computed on the whole picture.
+
+Tiles are a Python loop over static slices inside the one jit region of the step: XLA:CPU
+runs convolutions in loop bodies ~2.7x slower (bench/README.md). ``optimization_barrier``
+chains the tiles so XLA runs them one after the other (one tile's activations alive at a
+time) and cannot merge pass 2's forward with pass 1's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .errors import NstError
+from .losses import LossTerms, content_loss, gram, guided_gram, style_gram_term, total_loss, tv_loss
+from .vgg import deepest, layer_sizes, layout
+
+
+def receptive_radius(arch: str, taps) -> int:
+    """R: how far (px) beyond its pixel block a position of the deepest tap sees.
+
+    A position of a layer after p poolings sits on a 2^p x 2^p block of pixels; each 3x3
+    convolution at that layer widens what it sees by 2^p px on every side, and a 2x2 pooling
+    only joins two blocks (adding nothing beyond them). So R = sum over the convolutions up
+    to the deepest tap of 2^(poolings before it): 70 px for VGG19 up to relu5_1
+    (2*1 + 2*2 + 4*4 + 4*8 + 1*16), 58 for VGG16, 38 for VGG19's relu4_2. (Counting each
+    pooling's input stride as well, as a centre-based receptive field does, gives 85 for
+    VGG19: an upper bound, not needed with aligned tiles.)
+    """
+    last = deepest(arch, taps).index
+    return sum(2 ** l.pools for l in layout(arch)[: last + 1] if l.kind == "conv")
+
+
+def alignment(arch: str, taps) -> int:
+    """2^P, P the poolings before the deepest tap: crops start, and interiors split, on
+    multiples of it, so each pooled position's pixel block lies in one tile."""
+    return 2 ** deepest(arch, taps).pools
+
+
+class Tile(NamedTuple):
+    """One tile: its interior (the positions it accounts for) and its crop (interior + halo,
+    clipped to the picture), each as [start, end) pixel spans of rows and columns."""
+
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    crop_rows: tuple[int, int]
+    crop_cols: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How to tile: interiors of at most ``tile`` x ``tile`` px with ``halo`` px of context.
+
+    ``halo`` below :func:`receptive_radius` gives wrong features near the interiors' edges
+    (tested: a measurable gradient error), which is what it is there to show."""
+
+    tile: int
+    halo: int
+
+    def grid(self, height: int, width: int, align: int) -> tuple[Tile, ...]:
+        return tile_grid(height, width, self.tile, self.halo, align)
+
+
+def splits(length: int, tile: int, align: int) -> tuple[tuple[int, int], ...]:
+    """[start, end) spans covering 0..length: ceil(length / tile) nearly equal parts, inner
+    boundaries on multiples of ``align``, the last ending at ``length``."""
+    n = max(1, math.ceil(length / tile))
+    step = max(align, math.ceil(length / n / align) * align)
+    bounds = [k * step for k in range(n) if k * step < length] + [length]
+    return tuple(zip(bounds[:-1], bounds[1:]))
+
+
+def tile_grid(height: int, width: int, tile: int, halo: int, align: int) -> tuple[Tile, ...]:
+    """The tiles of a ``height`` x ``width`` picture, row by row. Crops start on multiples of
+    ``align`` (rounded down from interior - halo) and end at interior + halo, both clipped."""
+    if tile < align or tile % align:
+        raise NstError(f"tiles must be a multiple of {align} px (the deepest layer's pooling), not {tile}")
+    if halo < 0:
+        raise NstError(f"the halo must be 0 or more px, not {halo}")
+
+    def crop(span, length):
+        return max(0, span[0] - halo) // align * align, min(length, span[1] + halo)
+
+    return tuple(Tile(r, c, crop(r, height), crop(c, width))
+                 for r in splits(height, tile, align) for c in splits(width, tile, align))
+
+
+def positions(tile: Tile, pools: int, in_crop: bool = True) -> tuple[slice, slice]:
+    """Row and column slices of the tile's interior at a layer after ``pools`` poolings, in
+    the crop's feature map (``in_crop``) or the whole picture's."""
+    (r0, r1), (c0, c1) = tile.rows, tile.cols
+    dr, dc = (tile.crop_rows[0] >> pools, tile.crop_cols[0] >> pools) if in_crop else (0, 0)
+    return slice((r0 >> pools) - dr, (r1 >> pools) - dr), slice((c0 >> pools) - dc, (c1 >> pools) - dc)
+
+
+def crop_of(image: jax.Array, tile: Tile) -> jax.Array:
+    return image[slice(*tile.crop_rows), slice(*tile.crop_cols)]
+
+
+def tile_features(model, variables, crop: jax.Array, tile: Tile, names) -> dict[str, jax.Array]:
+    """The features of ``names`` at the tile's interior positions, from its crop."""
+    pools = {l.name: l.pools for l in layout(model.arch)}
+    feats = model.apply(variables, crop)
+    return {n: feats[n][positions(tile, pools[n])] for n in names}
+
+
+class Stats(NamedTuple):
+    """The sums over positions the losses depend on: per content layer 1/2 sum |F - P|^2,
+    per style layer the Gram (C, C), or with masks the R guided Grams (R, C, C)."""
+
+    content: tuple[jax.Array, ...]
+    style: tuple[jax.Array, ...]
+
+
+def tile_stats(objective, problem, crop: jax.Array, tile: Tile) -> Stats:
+    """The statistics of one tile's interior positions, from its crop (of the picture)."""
+    pools = {l.name: l.pools for l in layout(objective.model.arch)}
+    names = tuple(dict.fromkeys(objective.content_layers + objective.style_layers))
+    feats = tile_features(objective.model, problem.variables, crop, tile, names)
+    targets = problem.targets
+    content = tuple(content_loss(targets.content[i][positions(tile, pools[n], False)], feats[n], "sum")
+                    for i, n in enumerate(objective.content_layers))
+    style = []
+    for i, n in enumerate(objective.style_layers):
+        if targets.guides is None:
+            style.append(gram(feats[n]))
+        else:
+            rows, cols = positions(tile, pools[n], False)
+            guides = targets.guides[i][:, rows, cols]
+            style.append(jnp.stack([guided_gram(feats[n], g) for g in guides]))
+    return Stats(content, tuple(style))
+
+
+def stats_loss(objective, problem, stats: Stats, height: int, width: int):
+    """alpha J_content + beta J_style from the whole picture's statistics, and (J_content,
+    J_style); the normalisers use each layer's full (H_l, W_l, C) of a height x width picture."""
+    shapes = {l.name: (h, w, l.c_out) for l, h, w in layer_sizes(objective.model.arch, height, width,
+                                                                    objective.model.taps)}
+    weights = problem.weights
+    per_element = lambda n: 1.0 / math.prod(shapes[n]) if objective.content_norm == "mean" else 1.0  # noqa: E731
+    content = sum(weights.content_layers[i] * (stats.content[i] * per_element(n))
+                  for i, n in enumerate(objective.content_layers))
+    style = sum(weights.style_layers[i] * style_gram_term(problem.targets, i, stats.style[i], shapes[n],
+                                                          weights, objective.style_norm)
+                for i, n in enumerate(objective.style_layers))
+    content, style = jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32)
+    return weights.content * content + weights.style * style, (content, style)
+
+
+def accumulate_stats(objective, problem, picture: jax.Array, grid: tuple[Tile, ...]) -> Stats:
+    """Pass 1: sum_T s_T, the tiles one after the other, forward only."""
+    total = None
+    for tile in grid:
+        if total is not None:
+            picture, total = jax.lax.optimization_barrier((picture, total))
+        s = tile_stats(objective, problem, crop_of(picture, tile), tile)
+        total = s if total is None else jax.tree.map(jnp.add, total, s)
+    return total
+
+
+def tiled_value(objective, problem, image: jax.Array, plan: TilePlan) -> tuple[jax.Array, LossTerms]:
+    """``objective(problem, image)`` computed tile by tile (pass 1 only)."""
+    picture = objective.picture(problem, image)
+    h, w = picture.shape[:2]
+    grid = plan.grid(h, w, alignment(objective.model.arch, objective.model.taps))
+    _, (content, style) = stats_loss(objective, problem, accumulate_stats(objective, problem, picture, grid), h, w)
+    terms = LossTerms(content, style, tv_loss(picture))
+    return total_loss(terms, problem.weights), terms
+
+
+def tiled_value_and_grad(objective, problem, image: jax.Array,
+                         plan: TilePlan) -> tuple[jax.Array, LossTerms, jax.Array]:
+    """(J, terms, dJ/dimage) equal to ``jax.value_and_grad(objective, has_aux=True)`` up to
+    float rounding, with one tile's activations in memory at a time (see the module)."""
+    picture, pull = jax.vjp(lambda x: objective.picture(problem, x), image)
+    h, w = picture.shape[:2]
+    grid = plan.grid(h, w, alignment(objective.model.arch, objective.model.taps))
+    stats = accumulate_stats(objective, problem, picture, grid)
+    (_, (content, style)), cotangent = jax.value_and_grad(
+        lambda s: stats_loss(objective, problem, s, h, w), has_aux=True)(stats)
+    grad = jnp.zeros_like(picture)
+    for tile in grid:  # pass 2
+        picture, grad = jax.lax.optimization_barrier((picture, grad))
+        _, vjp = jax.vjp(lambda crop, tile=tile: tile_stats(objective, problem, crop, tile),
+                         crop_of(picture, tile))
+        grad = grad.at[slice(*tile.crop_rows), slice(*tile.crop_cols)].add(vjp(cotangent)[0])
+    tv, tv_grad = jax.value_and_grad(tv_loss)(picture)
+    terms = LossTerms(content, style, tv)
+    return total_loss(terms, problem.weights), terms, pull(grad + problem.weights.tv * tv_grad)[0]
+
+
+def tiled_features(model, variables, image: jax.Array, plan: TilePlan, names) -> dict[str, jax.Array]:
+    """The whole picture's features of ``names``, assembled tile by tile (forward only)."""
+    h, w = image.shape[:2]
+    sizes = {l.name: (hl, wl, l.c_out) for l, hl, wl in layer_sizes(model.arch, h, w, model.taps)}
+    pools = {l.name: l.pools for l in layout(model.arch)}
+    out = {n: jnp.zeros(sizes[n], jnp.float32) for n in names}
+    for tile in plan.grid(h, w, alignment(model.arch, model.taps)):
+        image, out = jax.lax.optimization_barrier((image, out))
+        feats = tile_features(model, variables, crop_of(image, tile), tile, names)
+        out = {n: out[n].at[positions(tile, pools[n], False)].set(feats[n]) for n in names}
+    return out
+
+
+def tiled_grams(model, variables, image: jax.Array, plan: TilePlan, names, guides=None) -> dict[str, jax.Array]:
+    """Per layer of ``names`` the Gram sum_i F_i^T F_i of the whole picture, or with
+    ``guides`` (one (H_l, W_l) channel per name) the guided Gram, tile by tile."""
+    h, w = image.shape[:2]
+    pools = {l.name: l.pools for l in layout(model.arch)}
+    total = None
+    for tile in plan.grid(h, w, alignment(model.arch, model.taps)):
+        if total is not None:
+            image, total = jax.lax.optimization_barrier((image, total))
+        feats = tile_features(model, variables, crop_of(image, tile), tile, names)
+        grams = {n: gram(f) if guides is None else guided_gram(f, guides[i][positions(tile, pools[n], False)])
+                 for i, (n, f) in enumerate(feats.items())}
+        total = grams if total is None else jax.tree.map(jnp.add, total, grams)
+    return total
