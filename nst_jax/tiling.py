@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from .errors import NstError
 from .losses import LossTerms, content_loss, gram, guided_gram, style_gram_term, total_loss, tv_loss
@@ -187,35 +189,65 @@ def accumulate_stats(objective, problem, picture: jax.Array, grid: tuple[Tile, .
     return total
 
 
-def tiled_value(objective, problem, image: jax.Array, plan: TilePlan) -> tuple[jax.Array, LossTerms]:
-    """``objective(problem, image)`` computed tile by tile (pass 1 only)."""
-    picture = objective.picture(problem, image)
+def grid_of(objective, picture: jax.Array) -> tuple[Tile, ...]:
+    """The tiles of ``objective.tiles`` over ``picture`` (H, W, C)."""
     h, w = picture.shape[:2]
-    grid = plan.grid(h, w, alignment(objective.model.arch, objective.model.taps))
-    _, (content, style) = stats_loss(objective, problem, accumulate_stats(objective, problem, picture, grid), h, w)
+    return objective.tiles.grid(h, w, alignment(objective.model.arch, objective.model.taps))
+
+
+def head(objective, problem, stats: Stats, picture: jax.Array) -> tuple[jax.Array, LossTerms]:
+    """(J, terms) from the whole picture's statistics, and the picture itself for J_tv."""
+    h, w = picture.shape[:2]
+    _, (content, style) = stats_loss(objective, problem, stats, h, w)
     terms = LossTerms(content, style, tv_loss(picture))
     return total_loss(terms, problem.weights), terms
 
 
-def tiled_value_and_grad(objective, problem, image: jax.Array,
-                         plan: TilePlan) -> tuple[jax.Array, LossTerms, jax.Array]:
-    """(J, terms, dJ/dimage) equal to ``jax.value_and_grad(objective, has_aux=True)`` up to
-    float rounding, with one tile's activations in memory at a time (see the module)."""
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def tiled_objective(objective, problem, image: jax.Array) -> tuple[jax.Array, LossTerms]:
+    """``objective(problem, image)`` = (J, terms), tile by tile: pass 1 only when evaluated,
+    both passes when differentiated (its custom VJP), one tile's activations alive at a
+    time either way. Differentiable with respect to the image (every output, the separate
+    terms too), not the problem."""
+    picture = objective.picture(problem, image)
+    return head(objective, problem, accumulate_stats(objective, problem, picture, grid_of(objective, picture)),
+                picture)
+
+
+def _unwrap(tree):
+    return jax.tree.map(lambda p: p.value, tree, is_leaf=lambda x: isinstance(x, CustomVJPPrimal))
+
+
+def _tiled_forward(objective, problem, image):
+    """Pass 1, keeping the statistics for the backward pass."""
+    leaves = jax.tree.leaves(problem, is_leaf=lambda x: isinstance(x, CustomVJPPrimal))
+    if any(p.perturbed for p in leaves):
+        raise NstError("a tiled objective is differentiable with respect to the image only, not the "
+                       "network weights, targets or loss weights; evaluate it whole for those")
+    problem, image = _unwrap(problem), image.value
+    picture = objective.picture(problem, image)
+    stats = accumulate_stats(objective, problem, picture, grid_of(objective, picture))
+    return head(objective, problem, stats, picture), (problem, image, stats)
+
+
+def _tiled_backward(objective, residuals, cotangent):
+    """dL/ds and the TV term's gradient from the head, then pass 2: per tile the VJP of
+    crop -> s_T with cotangent dL/ds, scatter-added, pulled back through the picture map."""
+    problem, image, stats = residuals
+    cotangent = jax.tree.map(lambda c: jnp.zeros(c.shape, c.dtype) if isinstance(c, SymbolicZero) else c,
+                             cotangent, is_leaf=lambda x: isinstance(x, SymbolicZero))
     picture, pull = jax.vjp(lambda x: objective.picture(problem, x), image)
-    h, w = picture.shape[:2]
-    grid = plan.grid(h, w, alignment(objective.model.arch, objective.model.taps))
-    stats = accumulate_stats(objective, problem, picture, grid)
-    (_, (content, style)), cotangent = jax.value_and_grad(
-        lambda s: stats_loss(objective, problem, s, h, w), has_aux=True)(stats)
-    grad = jnp.zeros_like(picture)
-    for tile in grid:  # pass 2
+    _, head_vjp = jax.vjp(lambda s, p: head(objective, problem, s, p), stats, picture)
+    d_stats, grad = head_vjp(cotangent)
+    for tile in grid_of(objective, picture):
         picture, grad = jax.lax.optimization_barrier((picture, grad))
         _, vjp = jax.vjp(lambda crop, tile=tile: tile_stats(objective, problem, crop, tile),
                          crop_of(picture, tile))
-        grad = grad.at[slice(*tile.crop_rows), slice(*tile.crop_cols)].add(vjp(cotangent)[0])
-    tv, tv_grad = jax.value_and_grad(tv_loss)(picture)
-    terms = LossTerms(content, style, tv)
-    return total_loss(terms, problem.weights), terms, pull(grad + problem.weights.tv * tv_grad)[0]
+        grad = grad.at[slice(*tile.crop_rows), slice(*tile.crop_cols)].add(vjp(d_stats)[0])
+    return None, pull(grad)[0]
+
+
+tiled_objective.defvjp(_tiled_forward, _tiled_backward, symbolic_zeros=True)
 
 
 def tiled_features(model, variables, image: jax.Array, plan: TilePlan, names) -> dict[str, jax.Array]:
