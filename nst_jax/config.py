@@ -169,6 +169,17 @@ class StyleConfig:
     # Rematerialise each VGG block in the backward pass: only block outputs are kept, the
     # inside of one block is recomputed at a time (less memory, about one more forward).
     remat: bool = False
+    # Memory a step may plan for, in GiB; None = 90% of what is available when the run
+    # starts (the host's available RAM on CPU, the accelerator's free memory): the plan
+    # adapts to the machine unless capped, e.g. to leave room for other jobs.
+    max_memory: float | None = None
+    # Tile side in pixels for a step that does not fit whole (tiling.py: the same value and
+    # gradient, exactly, one tile's activations in memory at a time). "auto" = whole when
+    # the step fits max_memory, else the largest tiles that fit: tiling costs an extra
+    # forward pass and halos, so it is used only where needed (with coarse-to-fine, only
+    # the largest scales); 0 = never (a size that does not fit is an error); N = tiles of
+    # at most N px, rounded down to the deepest tap's pooling grid (16 px for relu5_1).
+    tile: int | str = "auto"
     # Optimizer steps at each scale (an L-BFGS step may evaluate the loss several times).
     steps: int = 300
     # Coarse-to-fine: the longest sides to optimise at, smallest first, ending at `size`;
@@ -217,6 +228,13 @@ class StyleConfig:
                 raise ConfigError(name, f"must be a positive integer, not {getattr(self, name)}")
         if self.steps_per_call is not None and self.steps_per_call < 1:
             raise ConfigError("steps_per_call", f"must be a positive integer, not {self.steps_per_call}")
+        if self.max_memory is not None and not self.max_memory > 0:
+            raise ConfigError("max_memory", f"must be a positive number of GiB, not {self.max_memory}")
+        if isinstance(self.tile, str):
+            if self.tile != "auto":
+                raise ConfigError("tile", f"must be 'auto', 0 or a size in pixels, not {self.tile!r}")
+        elif isinstance(self.tile, bool) or int(self.tile) != self.tile or self.tile < 0:
+            raise ConfigError("tile", f"must be 'auto', 0 or a size in pixels, not {self.tile!r}")
         if self.mask_erode < 0:
             raise ConfigError("mask_erode", f"must be 0 or more, not {self.mask_erode}")
         if self.steps < 0:
@@ -252,9 +270,10 @@ class StyleConfig:
 
     def objective_fields(self) -> dict:
         """The fields that define the objective and the optimizer's trajectory; a run can
-        resume from a checkpoint only when all of these are equal (logging and steps per
-        call may change; the steps too, for a single-scale run)."""
-        free = {"log_every", "steps_per_call"} | (set() if len(self.sizes) > 1 else {"steps"})
+        resume from a checkpoint only when all of these are equal (logging, steps per call
+        and the memory plan may change; the steps too, for a single-scale run)."""
+        free = ({"log_every", "steps_per_call", "max_memory", "tile"}  # tiling changes rounding only
+                | (set() if len(self.sizes) > 1 else {"steps"}))
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in free}
 
     @classmethod
