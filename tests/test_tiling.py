@@ -135,7 +135,7 @@ def test_targets_computed_in_tiles_are_the_same(tmp_path, vgg16_weights):
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_a_tiled_step_is_the_plain_step(optimizer, vgg16_weights):
     config, styles = variant("paper norms", None)
-    config = config.replace(size=48, optimizer=optimizer)
+    config = config.replace(size=32, optimizer=optimizer)  # 2 x 2 tiles
     runs = [prepare(CONTENT, styles, config.replace(tile=t), vgg16_weights) for t in (0, 16)]
     opt = make_optimizer(optimizer)
     results = []
