@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import jax
 
 from .errors import NstError
-from .tiling import TilePlan, alignment, receptive_radius, tile_grid
+from .tiling import TilePlan, alignment, receptive_radius, spans
 from .vgg import activation_bytes, layer_sizes
 
 # Bytes of the program beyond the per-image activations: weights, XLA's buffers.
@@ -140,22 +140,21 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
     align, halo = alignment(arch, taps), receptive_radius(arch, taps)
     if tile == "auto":
         sides = range(math.ceil(max(height, width) / align) * align, align - 1, -align)
+        if estimate((min(height, align + 2 * halo), min(width, align + 2 * halo))) > budget:
+            sides = sides[-1:]  # not even the smallest tiles fit: say so at once
     else:
         sides = (max(align, int(tile) // align * align),)
     need = whole
     for side in sides:
-        grid = tile_grid(height, width, side, halo, align)
-        if tile == "auto" and len(grid) == 1:
+        rows, cols = spans(height, side, halo, align), spans(width, side, halo, align)
+        if tile == "auto" and len(rows) * len(cols) == 1:
             continue
-        crop = max(((r1 - r0, c1 - c0) for t in grid for (r0, r1), (c0, c1) in [(t.crop_rows, t.crop_cols)]),
-                   key=lambda hw: hw[0] * hw[1])
-        need = estimate(crop)
+        longest = lambda spans, i: max(b - a for a, b in (s[i] for s in spans))  # noqa: E731
+        need = estimate((longest(rows, 1), longest(cols, 1)))
         if need <= budget:
-            interior = max(((r1 - r0, c1 - c0) for t in grid for (r0, r1), (c0, c1) in [(t.rows, t.cols)]),
-                           key=lambda hw: hw[0] * hw[1])
-            return MemoryPlan(height, width, arch, remat, TilePlan(side, halo), len(grid), interior, need, budget)
-    what = f"tiles of {sides[-1]} px" if tile == "auto" else f"tiles of {sides[0]} px"
-    raise NstError(f"{width}x{height} px needs about {gib(need)} for {arch} even in {what} but only "
+            return MemoryPlan(height, width, arch, remat, TilePlan(side, halo), len(rows) * len(cols),
+                              (longest(rows, 0), longest(cols, 0)), need, budget)
+    raise NstError(f"{width}x{height} px needs about {gib(need)} for {arch} even in tiles of {side} px but only "
                    f"{gib(budget)} may be used: use a smaller size or allow more memory")
 
 

@@ -101,19 +101,21 @@ def splits(length: int, tile: int, align: int) -> tuple[tuple[int, int], ...]:
     return tuple(zip(bounds[:-1], bounds[1:]))
 
 
-def tile_grid(height: int, width: int, tile: int, halo: int, align: int) -> tuple[Tile, ...]:
-    """The tiles of a ``height`` x ``width`` picture, row by row. Crops start on multiples of
+def spans(length: int, tile: int, halo: int, align: int) -> tuple[tuple[tuple[int, int], tuple[int, int]], ...]:
+    """Along one axis: (interior, crop) spans of the tiles. Crops start on multiples of
     ``align`` (rounded down from interior - halo) and end at interior + halo, both clipped."""
     if tile < align or tile % align:
         raise NstError(f"tiles must be a multiple of {align} px (the deepest layer's pooling), not {tile}")
     if halo < 0:
         raise NstError(f"the halo must be 0 or more px, not {halo}")
+    return tuple(((a, b), (max(0, a - halo) // align * align, min(length, b + halo)))
+                 for a, b in splits(length, tile, align))
 
-    def crop(span, length):
-        return max(0, span[0] - halo) // align * align, min(length, span[1] + halo)
 
-    return tuple(Tile(r, c, crop(r, height), crop(c, width))
-                 for r in splits(height, tile, align) for c in splits(width, tile, align))
+def tile_grid(height: int, width: int, tile: int, halo: int, align: int) -> tuple[Tile, ...]:
+    """The tiles of a ``height`` x ``width`` picture, row by row (see :func:`spans`)."""
+    return tuple(Tile(r, c, crop_r, crop_c) for r, crop_r in spans(height, tile, halo, align)
+                 for c, crop_c in spans(width, tile, halo, align))
 
 
 def positions(tile: Tile, pools: int, in_crop: bool = True) -> tuple[slice, slice]:
