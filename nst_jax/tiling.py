@@ -14,10 +14,14 @@ sums) are sums of per-tile statistics s_T, and J = L(s) + tv J_tv(x). By the cha
 where dL/ds (for the style terms, dL/dG^l = 2 (G^l - G_S^l) / norm^l for the paper's loss)
 needs the global statistics only. Hence two passes over the tiles:
 
-1. forward only: accumulate s = sum_T s_T (Grams, content sums); then L(s) and dL/ds by
-   ``jax.value_and_grad`` of the loss as a function of the statistics (losses.py's Gram-level
-   forms), which covers every style norm, blends and guided Grams alike;
-2. per tile: the VJP of crop -> s_T with cotangent dL/ds, scatter-added into the gradient.
+1. forward only: accumulate s = sum_T s_T (Grams, content sums) and evaluate J from them
+   (losses.py's Gram-level forms, which cover every style norm, blends and guided Grams);
+2. per tile: the VJP of crop -> s_T with cotangent dL/ds, scatter-added into the gradient,
+   dL/ds being the VJP of the loss as a function of the statistics.
+
+:func:`tiled_objective` is J(x) with pass 1 as its forward and pass 2 as its custom VJP,
+so ``jax.value_and_grad`` of a tiled :class:`~nst_jax.objective.Objective` is the plain
+one's up to float rounding, wherever it is taken (the step, L-BFGS's line search).
 
 A tile computes its interior's features exactly when its crop reaches :func:`receptive_radius`
 pixels beyond the interior on every side that is not the picture's border (where the crop
