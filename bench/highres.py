@@ -227,6 +227,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=2, help="timed steps after the first")
     p.add_argument("--name", default=None, help="results file stem (default: from the machine)")
     p.add_argument("--note", action="append", default=[], help="a line for the report (e.g. a shared machine)")
+    p.add_argument("--keep", action="store_true", help="keep the other runs of an earlier results file")
     p.add_argument("--one", nargs=2, metavar=("MODE", "SIZE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -239,8 +240,11 @@ def main() -> None:
     name = args.name or f"highres-cpu-{m['cores']}c"
     stem = RESULTS / name
     runs = []
+    if args.keep and stem.with_suffix(".json").exists():  # an earlier, interrupted or partial run
+        runs = json.loads(stem.with_suffix(".json").read_text())["runs"]
     for spec in filter(None, args.runs.split(",")):
         mode, size = spec.split(":")
+        runs = [x for x in runs if (x["mode"], x["size"]) != (mode, int(size))]
         print(f"{mode} {size} px ...", file=sys.stderr, flush=True)
         out = subprocess.run([sys.executable, __file__, "--one", mode, size, "--arch", args.arch,
                               "--steps", str(args.steps)], capture_output=True, text=True)
@@ -248,6 +252,7 @@ def main() -> None:
             print(out.stderr[-2000:], file=sys.stderr)
             continue
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        runs.sort(key=lambda x: (DEFAULT_RUNS.find(x["mode"]), x["size"]))
         x = runs[-1]
         print(f"  peak {x['step_peak_mib']:.0f} MiB (runtime {x['runtime_mib']:.0f}, estimate "
               f"{x['estimate_mib']:.0f}), compile {x['compile_s']:.1f} s, {x['step_s']:.2f} s/step",

@@ -30,9 +30,10 @@ pooling grid (multiples of :func:`alignment`). The picture mapping (masks, lumin
 TV term are pixel-local and cheap: they are computed on the whole picture.
 
 Tiles are a Python loop over static slices inside the one jit region of the step: XLA:CPU
-runs convolutions in loop bodies ~2.7x slower (bench/README.md). ``optimization_barrier``
-chains the tiles so XLA runs them one after the other (one tile's activations alive at a
-time) and cannot merge pass 2's forward with pass 1's.
+runs convolutions in loop bodies ~2.7x slower (bench/README.md). Each tile's crop is made
+to depend on the previous tile's result (:func:`tile_features`), so XLA runs the tiles one
+after the other, one tile's activations alive at a time, and cannot merge pass 2's
+forward with pass 1's; all crops have one shape (:func:`spans`).
 """
 
 from __future__ import annotations
@@ -106,14 +107,23 @@ def splits(length: int, tile: int, align: int) -> tuple[tuple[int, int], ...]:
 
 
 def spans(length: int, tile: int, halo: int, align: int) -> tuple[tuple[tuple[int, int], tuple[int, int]], ...]:
-    """Along one axis: (interior, crop) spans of the tiles. Crops start on multiples of
-    ``align`` (rounded down from interior - halo) and end at interior + halo, both clipped."""
+    """Along one axis: (interior, crop) spans of the tiles, every crop of the same length.
+
+    A crop reaches ``halo`` px beyond its interior (clipped to the picture) and starts on a
+    multiple of ``align``. All crops get the length of the longest, shifted inward at the
+    picture's end (that length is chosen so a crop ending there starts on the grid too):
+    tiles of one shape share XLA's materialised constants (e.g. the zeros each ReLU is
+    compared with, one per layer shape, computed at the start of the program), which with
+    a shape per tile would all be alive at once."""
     if tile < align or tile % align:
         raise NstError(f"tiles must be a multiple of {align} px (the deepest layer's pooling), not {tile}")
     if halo < 0:
         raise NstError(f"the halo must be 0 or more px, not {halo}")
-    return tuple(((a, b), (max(0, a - halo) // align * align, min(length, b + halo)))
-                 for a, b in splits(length, tile, align))
+    interiors = splits(length, tile, align)
+    start = lambda a: max(0, a - halo) // align * align  # noqa: E731
+    size = max(min(length, b + halo) - start(a) for a, b in interiors)
+    size = length - (length - size) // align * align
+    return tuple(((a, b), (min(start(a), length - size), min(start(a), length - size) + size)) for a, b in interiors)
 
 
 def tile_grid(height: int, width: int, tile: int, halo: int, align: int) -> tuple[Tile, ...]:
@@ -134,10 +144,30 @@ def crop_of(image: jax.Array, tile: Tile) -> jax.Array:
     return image[slice(*tile.crop_rows), slice(*tile.crop_cols)]
 
 
-def tile_features(model, variables, crop: jax.Array, tile: Tile, names) -> dict[str, jax.Array]:
-    """The features of ``names`` at the tile's interior positions, from its crop."""
+def token(tree) -> jax.Array:
+    """A scalar that exists only once all of ``tree`` is computed: the sum of its leaves
+    (not one element: XLA would compute only that element of a Gram, and the rest later)."""
+    return sum(jnp.sum(leaf) for leaf in jax.tree.leaves(tree))
+
+
+def after(x: jax.Array, previous) -> jax.Array:
+    """``x``, made to depend on ``previous`` (a :func:`token`): + 0 x token, which XLA does
+    not fold for floats. A non-finite token makes it NaN, where the loss is not finite
+    anyway."""
+    return x if previous is None else x + jnp.zeros((), x.dtype) * previous.astype(x.dtype)
+
+
+def tile_features(model, variables, crop: jax.Array, tile: Tile, names, previous=None) -> dict[str, jax.Array]:
+    """The features of ``names`` at the tile's interior positions, from its crop; computed
+    after ``previous`` (the :func:`token` of the tile before, None for the first).
+
+    That data dependency is what orders the tiles: XLA:CPU drops ``optimization_barrier``
+    before scheduling, and left free it interleaves the tiles, each one's activations
+    alive at once (VGG19 at 512 px in 16 tiles: 1239 MiB of temporaries, against 514 for
+    the whole picture; ordered: 210).
+    """
     pools = {l.name: l.pools for l in layout(model.arch)}
-    feats = model.apply(variables, crop)
+    feats = model.apply(variables, after(crop, previous))
     return {n: feats[n][positions(tile, pools[n])] for n in names}
 
 
@@ -149,11 +179,12 @@ class Stats(NamedTuple):
     style: tuple[jax.Array, ...]
 
 
-def tile_stats(objective, problem, crop: jax.Array, tile: Tile) -> Stats:
-    """The statistics of one tile's interior positions, from its crop (of the picture)."""
+def tile_stats(objective, problem, crop: jax.Array, tile: Tile, previous=None) -> Stats:
+    """The statistics of one tile's interior positions, from its crop (of the picture),
+    computed after ``previous`` (see :func:`tile_features`)."""
     pools = {l.name: l.pools for l in layout(objective.model.arch)}
     names = tuple(dict.fromkeys(objective.content_layers + objective.style_layers))
-    feats = tile_features(objective.model, problem.variables, crop, tile, names)
+    feats = tile_features(objective.model, problem.variables, crop, tile, names, previous)
     targets = problem.targets
     content = tuple(content_loss(targets.content[i][positions(tile, pools[n], False)], feats[n], "sum")
                     for i, n in enumerate(objective.content_layers))
@@ -186,12 +217,11 @@ def stats_loss(objective, problem, stats: Stats, height: int, width: int):
 
 def accumulate_stats(objective, problem, picture: jax.Array, grid: tuple[Tile, ...]) -> Stats:
     """Pass 1: sum_T s_T, the tiles one after the other, forward only."""
-    total = None
+    total, previous = None, None
     for tile in grid:
-        if total is not None:
-            picture, total = jax.lax.optimization_barrier((picture, total))
-        s = tile_stats(objective, problem, crop_of(picture, tile), tile)
+        s = tile_stats(objective, problem, crop_of(picture, tile), tile, previous)
         total = s if total is None else jax.tree.map(jnp.add, total, s)
+        previous = token(s)
     return total
 
 
@@ -245,11 +275,14 @@ def _tiled_backward(objective, residuals, cotangent):
     picture, pull = jax.vjp(lambda x: objective.picture(problem, x), image)
     _, head_vjp = jax.vjp(lambda s, p: head(objective, problem, s, p), stats, picture)
     d_stats, grad = head_vjp(cotangent)
+    previous = token(d_stats)  # pass 2 after pass 1
     for tile in grid_of(objective, picture):
-        picture, grad = jax.lax.optimization_barrier((picture, grad))
-        _, vjp = jax.vjp(lambda crop, tile=tile: tile_stats(objective, problem, crop, tile),
+        _, vjp = jax.vjp(lambda crop, tile=tile, previous=previous: tile_stats(objective, problem, crop, tile,
+                                                                               previous),
                          crop_of(picture, tile))
-        grad = grad.at[slice(*tile.crop_rows), slice(*tile.crop_cols)].add(vjp(d_stats)[0])
+        d_crop = vjp(d_stats)[0]
+        grad = grad.at[slice(*tile.crop_rows), slice(*tile.crop_cols)].add(d_crop)
+        previous = jnp.sum(d_crop)
     return None, pull(grad)[0]
 
 
@@ -262,10 +295,11 @@ def tiled_features(model, variables, image: jax.Array, plan: TilePlan, names) ->
     sizes = {l.name: (hl, wl, l.c_out) for l, hl, wl in layer_sizes(model.arch, h, w, model.taps)}
     pools = {l.name: l.pools for l in layout(model.arch)}
     out = {n: jnp.zeros(sizes[n], jnp.float32) for n in names}
+    previous = None
     for tile in plan.grid(h, w, alignment(model.arch, model.taps)):
-        image, out = jax.lax.optimization_barrier((image, out))
-        feats = tile_features(model, variables, crop_of(image, tile), tile, names)
+        feats = tile_features(model, variables, crop_of(image, tile), tile, names, previous)
         out = {n: out[n].at[positions(tile, pools[n], False)].set(feats[n]) for n in names}
+        previous = sum(jnp.sum(f) for f in feats.values())
     return out
 
 
@@ -274,12 +308,11 @@ def tiled_grams(model, variables, image: jax.Array, plan: TilePlan, names, guide
     ``guides`` (one (H_l, W_l) channel per name) the guided Gram, tile by tile."""
     h, w = image.shape[:2]
     pools = {l.name: l.pools for l in layout(model.arch)}
-    total = None
+    total, previous = None, None
     for tile in plan.grid(h, w, alignment(model.arch, model.taps)):
-        if total is not None:
-            image, total = jax.lax.optimization_barrier((image, total))
-        feats = tile_features(model, variables, crop_of(image, tile), tile, names)
+        feats = tile_features(model, variables, crop_of(image, tile), tile, names, previous)
         grams = {n: gram(f) if guides is None else guided_gram(f, guides[i][positions(tile, pools[n], False)])
                  for i, (n, f) in enumerate(feats.items())}
         total = grams if total is None else jax.tree.map(jnp.add, total, grams)
+        previous = token(grams)
     return total

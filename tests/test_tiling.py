@@ -41,9 +41,13 @@ def test_tile_grid_covers_the_picture_once():
     for t in grid:
         cover[slice(*t.rows), slice(*t.cols)] += 1
         assert t.crop_rows[0] % 4 == 0 and t.crop_cols[0] % 4 == 0  # on the pooling grid
-        assert t.crop_rows[0] <= max(0, t.rows[0] - 10) and t.crop_rows[1] == min(70, t.rows[1] + 10)
+        assert t.crop_rows[0] <= max(0, t.rows[0] - 10) and t.crop_rows[1] >= min(70, t.rows[1] + 10)
+        assert t.crop_cols[0] <= max(0, t.cols[0] - 10) and t.crop_cols[1] >= min(45, t.cols[1] + 10)
         assert t.rows[0] % 4 == 0 and t.cols[0] % 4 == 0
     assert (cover == 1).all() and len(grid) == 3 * 2
+    # one crop shape for all tiles (shifted inward at the far end, still on the grid)
+    assert len({(t.crop_rows[1] - t.crop_rows[0], t.crop_cols[1] - t.crop_cols[0]) for t in grid}) == 1
+    assert grid[-1].crop_rows[1] == 70 and grid[-1].crop_cols[1] == 45
     with pytest.raises(NstError, match="multiple of 16 px"):
         tile_grid(64, 64, 24, 70, 16)
 
