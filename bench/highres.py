@@ -12,8 +12,8 @@ at the size, one Adam step compiled whole, then timed. Per run it records:
 - ``step_peak_mib``: the peak resident memory during the steps (VmHWM reset after
   compiling, through /proc/self/clear_refs), and ``process_peak_mib`` over the whole
   process (preparing the targets and compiling included);
-- ``estimate_mib``: memory.estimate_bytes for the run, to compare with
-  step_peak - runtime; ``xla_temp_mib``: the temporaries XLA planned for the step;
+- ``estimate_mib``: the memory plan's estimate for the run (memory.estimate_bytes), to
+  compare with step_peak - runtime; ``xla_temp_mib``: the temporaries XLA planned for the step;
 - ``compile_s`` and ``step_s`` (median of ``--steps`` steps after the compiled call's
   first).
 
@@ -75,7 +75,6 @@ def measure_one(mode: str, size: int, arch: str, steps: int) -> dict:
     from nst_jax.config import StyleConfig
     from nst_jax.image import load_image
     from nst_jax.inputs import prepare
-    from nst_jax.memory import estimate_bytes
     from nst_jax.run import compile_chunk
     from nst_jax.step import init_state, make_optimizer, make_step
 
@@ -107,9 +106,7 @@ def measure_one(mode: str, size: int, arch: str, steps: int) -> dict:
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - t0)
     step_peak = rss_mib("VmHWM")
-    estimate = estimate_bytes(arch, h, w, run.objective.model.taps, remat=config.remat,
-                              content_taps=config.content_layers,
-                              crop=None if plan.tiles is None else plan_crop(plan, run)) / 2**20
+    estimate = plan.bytes / 2**20
     return {"mode": mode, "arch": arch, "size": size, "height": h, "width": w, "tile": tile,
             "tiles": plan.count, "halo": plan.tiles.halo if plan.tiles else 0,
             "runtime_mib": runtime, "before_step_mib": before, "step_peak_mib": step_peak,
@@ -117,15 +114,6 @@ def measure_one(mode: str, size: int, arch: str, steps: int) -> dict:
             "xla_temp_mib": xla_temp, "compile_s": compile_s,
             "first_step_s": times[0], "step_s": statistics.median(times[1:]), "steps": steps,
             "loss": float(metrics.loss[0])}
-
-
-def plan_crop(plan, run) -> tuple[int, int]:
-    """The largest crop (h, w) of the run's tiles."""
-    from nst_jax.tiling import grid_of
-
-    grid = grid_of(run.objective, run.content)
-    return max(((t.crop_rows[1] - t.crop_rows[0], t.crop_cols[1] - t.crop_cols[0]) for t in grid),
-               key=lambda hw: hw[0] * hw[1])
 
 
 def machine() -> dict:
@@ -144,8 +132,27 @@ def machine() -> dict:
             "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
 
 
-def extrapolate(arch: str, budget_gib: float) -> list[dict]:
-    """What the plan (the estimate) says for sizes not measured here: 4:3 pictures."""
+def work(height: int, width: int, tile: int, arch: str = "vgg19") -> float:
+    """Network work of a step over the whole picture's: 1 whole; tiled, the crops' area over
+    the picture's x 4/3 (pass 1 adds a forward to the forward and backward of pass 2)."""
+    sys.path.insert(0, str(ROOT))
+    from nst_jax.config import StyleConfig
+    from nst_jax.tiling import alignment, receptive_radius, tile_grid
+    from nst_jax.vgg import check_layers
+
+    if not tile:
+        return 1.0
+    config = StyleConfig()
+    taps = check_layers(arch, tuple(dict.fromkeys(config.content_layers + config.style_layers)))
+    grid = tile_grid(height, width, tile, receptive_radius(arch, taps), alignment(arch, taps))
+    area = sum((t.crop_rows[1] - t.crop_rows[0]) * (t.crop_cols[1] - t.crop_cols[0]) for t in grid)
+    return area / (height * width) * 4 / 3
+
+
+def extrapolate(arch: str, budget_gib: float, runs: list[dict]) -> list[dict]:
+    """What the plan (the estimate) says for sizes not measured here (4:3 pictures), and
+    the seconds per step it predicts: the largest whole step's seconds per pixel x pixels
+    x :func:`work`."""
     sys.path.insert(0, str(ROOT))
     from nst_jax.config import StyleConfig
     from nst_jax.memory import estimate_bytes, plan_memory
@@ -153,14 +160,16 @@ def extrapolate(arch: str, budget_gib: float) -> list[dict]:
 
     config = StyleConfig()
     taps = check_layers(arch, tuple(dict.fromkeys(config.content_layers + config.style_layers)))
+    plain = max((x for x in runs if x["mode"] == "plain"), key=lambda x: x["size"], default=None)
+    rate = plain["step_s"] / (plain["height"] * plain["width"]) if plain else float("nan")
     rows = []
     for size in (1024, 2048, 4096):
         h, w = size * 3 // 4, size
-        for remat in (False, True):
-            plan = plan_memory(arch, h, w, taps, budget=int(budget_gib * 2**30), remat=remat,
-                               content_taps=config.content_layers)
-            whole = estimate_bytes(arch, h, w, taps, remat=remat, content_taps=config.content_layers)
-            rows.append({"size": f"{w}x{h}", "remat": remat, "whole_gib": whole / 2**30, "plan": str(plan)})
+        plan = plan_memory(arch, h, w, taps, budget=int(budget_gib * 2**30), content_taps=config.content_layers)
+        whole = estimate_bytes(arch, h, w, taps, content_taps=config.content_layers)
+        factor = work(h, w, plan.tiles.tile if plan.tiles else 0, arch)
+        rows.append({"size": f"{w}x{h}", "whole_gib": whole / 2**30, "plan": str(plan), "work": factor,
+                     "step_s": rate * h * w * factor})
     return rows
 
 
@@ -182,15 +191,21 @@ def write_report(r: dict, stem: Path) -> None:
     lines += ["", "Runtime (interpreter and XLA's libraries, no estimate counts it): "
               + ", ".join(f"{x['runtime_mib']:.0f}" for x in r["runs"][:1]) + " MiB.", ""]
     plain = {x["size"]: x for x in r["runs"] if x["mode"] == "plain"}
-    cost = [f"{x['mode']} at {x['size']} px: {x['step_s'] / plain[x['size']]['step_s']:.2f}x"
-            for x in r["runs"] if x["mode"] != "plain" and x["size"] in plain]
-    if cost:
-        lines += ["Step time over the whole picture's at the same size: " + "; ".join(cost) + ".", ""]
-    lines += ["## Planned, not measured: the estimate at sizes this machine was not asked to run", "",
-              f"Budget {r['budget_gib']} GiB (what the plan allows itself on this machine: 90% of its "
-              "available memory).", "", "| picture | remat | whole, estimated GiB | plan |", "|---|---|---|---|"]
+    lines += ["## The cost of exactness", "",
+              "Step time over the whole picture's step at the same size, against the work the tiles "
+              "add (the crops' area over the picture's, x 4/3 for pass 1's forward):", "",
+              "| mode | picture | measured | work |", "|---|---|---|---|"]
+    for x in r["runs"]:
+        if x["mode"] != "plain" and x["size"] in plain:
+            lines.append(f"| {x['mode']} | {x['width']}x{x['height']} | {x['step_s'] / plain[x['size']]['step_s']:.2f}x | "
+                         f"{work(x['height'], x['width'], x['tile'], x['arch']):.2f}x |")
+    lines += ["", "## Planned, not measured: sizes this machine was not asked to run", "",
+              f"Budget {r['budget_gib']} GiB (what the plan allowed itself on this machine when the bench ran: 90% "
+              "of the memory then available). Seconds per step predicted from the largest whole step's "
+              "seconds per pixel x pixels x the tiles' work.", "",
+              "| picture | whole, estimated GiB | plan | work | predicted s / step |", "|---|---|---|---|---|"]
     for x in r["planned"]:
-        lines.append(f"| {x['size']} | {x['remat']} | {x['whole_gib']:.1f} | {x['plan']} |")
+        lines.append(f"| {x['size']} | {x['whole_gib']:.1f} | {x['plan']} | {x['work']:.2f}x | {x['step_s']:.0f} |")
     stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
@@ -200,21 +215,30 @@ def plot(r: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a, t, b) = plt.subplots(1, 3, figsize=(15, 4.2))
     for mode in dict.fromkeys(x["mode"] for x in r["runs"]):
         xs = [x for x in r["runs"] if x["mode"] == mode]
         px = [x["width"] * x["height"] / 1e6 for x in xs]
         line, = a.plot(px, [x["step_peak_mib"] - x["runtime_mib"] for x in xs], "o-", label=f"{mode} measured")
         a.plot(px, [x["estimate_mib"] for x in xs], "x--", color=line.get_color(), label=f"{mode} estimate")
+        t.plot(px, [x["xla_temp_mib"] for x in xs], "o-", color=line.get_color(), label=mode)
         b.plot(px, [x["step_s"] for x in xs], "o-", color=line.get_color(), label=mode)
+    planned = r.get("planned", [])
+    if planned:
+        px = [int(x["size"].split("x")[0]) * int(x["size"].split("x")[1]) / 1e6 for x in planned]
+        a.plot(px, [x["whole_gib"] * 1024 for x in planned], "s:", mfc="none", color="grey",
+               label="whole, estimate only")
+        a.plot(px, [float(x["plan"].split("~")[1].split(" GiB")[0]) * 1024 for x in planned], "D:", mfc="none",
+               color="black", label="the plan (auto tiles), estimate only")
+        a.axhline(r["budget_gib"] * 1024, color="red", lw=0.8, ls="--", label="budget")
     a.set(xlabel="megapixels", ylabel="MiB above the runtime", title="peak memory of one step")
-    b.set(xlabel="megapixels", ylabel="seconds", title="one Adam step")
-    for ax in (a, b):
+    t.set(xlabel="megapixels", ylabel="MiB", title="XLA's planned temporaries of the step")
+    b.set(xlabel="megapixels", ylabel="seconds", title="one Adam step (shared CPU)")
+    for ax in (a, t, b):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.grid(True, which="both", alpha=0.3)
-    a.legend(fontsize=7)
-    b.legend(fontsize=7)
+        ax.legend(fontsize=7)
     fig.suptitle(f"{r['arch']}, {r['machine']['cpu']} ({r['machine']['cores']} cores)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -228,6 +252,8 @@ def main() -> None:
     p.add_argument("--name", default=None, help="results file stem (default: from the machine)")
     p.add_argument("--note", action="append", default=[], help="a line for the report (e.g. a shared machine)")
     p.add_argument("--keep", action="store_true", help="keep the other runs of an earlier results file")
+    p.add_argument("--report", action="store_true", help="only rewrite the report of the results file, with the "
+                   "estimates of the current memory.py")
     p.add_argument("--one", nargs=2, metavar=("MODE", "SIZE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -239,6 +265,12 @@ def main() -> None:
     m = machine()
     name = args.name or f"highres-cpu-{m['cores']}c"
     stem = RESULTS / name
+    if args.report:
+        result = json.loads(stem.with_suffix(".json").read_text())
+        for x in result["runs"]:
+            x["estimate_mib"] = estimate_mib(x)
+        result["planned"] = extrapolate(result["arch"], result["budget_gib"], result["runs"])
+        return save(result, stem)
     runs = []
     if args.keep and stem.with_suffix(".json").exists():  # an earlier, interrupted or partial run
         runs = json.loads(stem.with_suffix(".json").read_text())["runs"]
@@ -259,14 +291,31 @@ def main() -> None:
               file=sys.stderr, flush=True)
         result = {"machine": m, "arch": args.arch, "runs": runs, "notes": args.note,
                   "budget_gib": round(budget_bytes() / 2**30, 1)}
-        result["planned"] = extrapolate(args.arch, result["budget_gib"])
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        stem.with_suffix(".json").write_text(json.dumps(result, indent=1))  # after every run: partial results survive
-        write_report(result, stem)
-        try:
-            plot(result, stem.with_suffix(".png"))
-        except ImportError:
-            pass
+        result["planned"] = extrapolate(args.arch, result["budget_gib"], runs)
+        save(result, stem)  # after every run: partial results survive
+
+
+def save(result: dict, stem: Path) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    write_report(result, stem)
+    try:
+        plot(result, stem.with_suffix(".png"))
+    except ImportError:
+        pass
+
+
+def estimate_mib(x: dict) -> float:
+    """The current memory plan's estimate for a recorded run."""
+    sys.path.insert(0, str(ROOT))
+    from nst_jax.config import StyleConfig
+    from nst_jax.memory import plan_memory
+    from nst_jax.vgg import check_layers
+
+    config = StyleConfig()
+    taps = check_layers(x["arch"], tuple(dict.fromkeys(config.content_layers + config.style_layers)))
+    return plan_memory(x["arch"], x["height"], x["width"], taps, budget=2**50, tile=x["tile"],
+                       content_taps=config.content_layers).bytes / 2**20
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@ of a picture.
 
 Every estimate is linear in the pixels: the network's activations kept for the backward
 pass (:func:`network_bytes`), a handful of image-sized buffers (the iterate, its gradient,
-the optimizer's state), the content targets, plus a fixed part (weights, XLA's buffers).
-The factors are measured on CPU by bench/highres.py, which prints each estimate beside the
-measured peak (bench/results/highres-*.md).
+the optimizer's state), the content targets, plus a fixed part (weights, XLA's buffers)
+and, when tiled, the compiled code of each tile. The constants are fitted to the peak
+resident memory bench/highres.py measures on CPU (one Adam step of VGG19, whole, remat
+and tiled, 128-512 px): the estimate is 0.97-1.26x the measured peak above the
+interpreter and XLA's libraries, on the safe side at the largest sizes
+(bench/results/highres-cpu-2c.md).
 """
 
 from __future__ import annotations
@@ -20,52 +23,48 @@ from .errors import NstError
 from .tiling import TilePlan, alignment, receptive_radius, spans
 from .vgg import activation_bytes, layer_sizes
 
-# Bytes of the program beyond the per-image activations: weights, XLA's buffers.
-FIXED_BYTES = 160 * 2**20
+# Bytes of a step beyond what grows with the picture: the weights (as loaded, on the
+# device, and as the program's arguments), the compiled program, XLA's runtime buffers.
+# Measured: 394-558 MiB above the interpreter at 128-512 px (VGG19), whole.
+FIXED_BYTES = 448 * 2**20
 # Share of the available memory a run may plan to use.
 HEADROOM = 0.9
 # Peak of a step over its forward activations: the activations kept for the backward
-# pass, their gradients and XLA's temporaries (measured on CPU, see bench/README.md).
-BACKWARD_FACTOR = 4
+# pass, their gradients and XLA's temporaries. XLA:CPU plans 1.3x (512 px) to 1.6x
+# (256 px) of the forward activations as the step's temporaries (bench/highres.py);
+# 2 leaves room. Accelerators were not measured this way: there the older, more cautious
+# 4 stays.
+BACKWARD_FACTOR = {"cpu": 2}
+OTHER_BACKWARD_FACTOR = 4
+# Per tile of a tiled step: its share of the compiled program (the tiles are unrolled:
+# forward, backward and the forward computing the targets). Measured: ~24 MiB a tile
+# (VGG19; resident memory before the step, 4 and 12 tiles against whole).
+TILE_BYTES = 24 * 2**20
 # Image-sized float32 buffers (H, W, 3) alive in a step: image, picture, gradient, Adam's
 # two moments, best image, iterate average, the update and its temporaries.
 IMAGE_BUFFERS = 16
 
 
-def block_bytes(arch: str, height: int, width: int, taps, itemsize: int = 4) -> list[tuple[int, int]]:
-    """Per VGG block up to the deepest tap (as vgg.features groups them for remat):
-    (bytes of all its activations, bytes of what the block hands on: its output and taps)."""
-    blocks: dict[int, list] = {}
-    for layer, h, w in layer_sizes(arch, height, width, taps):
-        blocks.setdefault(layer.pools - (layer.kind == "pool"), []).append((layer, h * w * layer.c_out * itemsize))
-    out = []
-    for group in blocks.values():
-        kept = group[-1][1] + sum(b for layer, b in group[:-1] if layer.name in taps)
-        out.append((sum(b for _, b in group), kept))
-    return out
+def network_bytes(arch: str, height: int, width: int, taps) -> int:
+    """Peak bytes of the network's forward and backward pass on a height x width picture:
+    :data:`BACKWARD_FACTOR` (of the default backend) x the forward activations.
 
-
-def network_bytes(arch: str, height: int, width: int, taps, remat: bool = False) -> int:
-    """Peak bytes of the network's forward and backward pass on a height x width picture.
-
-    Without remat: :data:`BACKWARD_FACTOR` x the forward activations. With remat per block
-    only block outputs and taps are kept for the backward pass, and one block's
-    activations are recomputed (with their gradients) at a time: the kept bytes twice
-    (values and gradients) plus the largest block at the same factor.
+    Remat per block (config.remat) is not counted on: on XLA:CPU it leaves the step's
+    temporaries as they are (bench/results/highres-*.md), so the estimate stays the plain
+    one, which is safe wherever remat does save memory.
     """
-    if not remat:
-        return BACKWARD_FACTOR * activation_bytes(arch, height, width, taps)
-    blocks = block_bytes(arch, height, width, taps)
-    return 2 * sum(kept for _, kept in blocks) + BACKWARD_FACTOR * max(total for total, _ in blocks)
+    factor = BACKWARD_FACTOR.get(jax.default_backend(), OTHER_BACKWARD_FACTOR)
+    return int(factor * activation_bytes(arch, height, width, taps))
 
 
-def estimate_bytes(arch: str, height: int, width: int, taps, batch: int = 1, *, remat: bool = False,
-                   content_taps=(), crop: tuple[int, int] | None = None) -> int:
+def estimate_bytes(arch: str, height: int, width: int, taps, batch: int = 1, *, content_taps=(),
+                   crop: tuple[int, int] | None = None, tiles: int = 1) -> int:
     """Rough peak memory of one step on a height x width picture: the network's pass
-    (:func:`network_bytes`; on the largest ``crop`` (h, w) when tiled), the image-sized
-    buffers and the content targets (``content_taps``' features of the whole picture), per
-    image of the batch, plus :data:`FIXED_BYTES`."""
-    network = network_bytes(arch, *(crop or (height, width)), taps, remat)
+    (:func:`network_bytes`; on the ``crop`` (h, w) of ``tiles`` tiles when tiled), the
+    image-sized buffers and the content targets (``content_taps``' features of the whole
+    picture), per image of the batch, plus :data:`FIXED_BYTES` (and :data:`TILE_BYTES`
+    per tile)."""
+    network = network_bytes(arch, *(crop or (height, width)), taps) + (TILE_BYTES * tiles if crop else 0)
     targets = sum(h * w * l.c_out * 4 for l, h, w in layer_sizes(arch, height, width, taps)
                   if l.name in content_taps)
     per_image = network + IMAGE_BUFFERS * height * width * 3 * 4 + targets
@@ -127,9 +126,10 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
     (the fewest tiles: least halo recomputed); 0 = whole or an error; N = tiles of at most
     N px (rounded down to the pooling grid of the deepest tap). Tiles carry a halo of
     :func:`~nst_jax.tiling.receptive_radius` px, which makes the tiled gradient exact.
+    ``remat`` is only reported (see :func:`network_bytes`).
     """
-    def estimate(crop=None):
-        return estimate_bytes(arch, height, width, taps, remat=remat, content_taps=content_taps, crop=crop)
+    def estimate(crop=None, tiles=1):
+        return estimate_bytes(arch, height, width, taps, content_taps=content_taps, crop=crop, tiles=tiles)
 
     whole = estimate()
     if tile == 0 or (tile == "auto" and whole <= budget):
@@ -144,18 +144,19 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
             sides = sides[-1:]  # not even the smallest tiles fit: say so at once
     else:
         sides = (max(align, int(tile) // align * align),)
-    need = whole
+    least = (whole, max(height, width))  # the smallest estimate tried, and its tile side
     for side in sides:
         rows, cols = spans(height, side, halo, align), spans(width, side, halo, align)
         if tile == "auto" and len(rows) * len(cols) == 1:
             continue
         longest = lambda spans, i: max(b - a for a, b in (s[i] for s in spans))  # noqa: E731
-        need = estimate((longest(rows, 1), longest(cols, 1)))
+        need = estimate((longest(rows, 1), longest(cols, 1)), len(rows) * len(cols))
         if need <= budget:
             return MemoryPlan(height, width, arch, remat, TilePlan(side, halo), len(rows) * len(cols),
                               (longest(rows, 0), longest(cols, 0)), need, budget)
-    raise NstError(f"{width}x{height} px needs about {gib(need)} for {arch} even in tiles of {side} px but only "
-                   f"{gib(budget)} may be used: use a smaller size or allow more memory")
+        least = min(least, (need, side))
+    raise NstError(f"{width}x{height} px needs at least about {gib(least[0])} for {arch} (in tiles of {least[1]} px) "
+                   f"but only {gib(budget)} may be used: use a smaller size or allow more memory")
 
 
 def describe_plans(plans) -> str:
