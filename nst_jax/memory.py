@@ -94,7 +94,7 @@ def budget_bytes(max_memory: float | None = None) -> int:
 
 
 def gib(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**30:.1f} GiB" if n >= 10 * 2**30 else f"{n / 2**30:.2f} GiB"
 
 
 @dataclass(frozen=True)
@@ -140,11 +140,9 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
     align, halo = alignment(arch, taps), receptive_radius(arch, taps)
     if tile == "auto":
         sides = range(math.ceil(max(height, width) / align) * align, align - 1, -align)
-        if estimate((min(height, align + 2 * halo), min(width, align + 2 * halo))) > budget:
-            sides = sides[-1:]  # not even the smallest tiles fit: say so at once
     else:
         sides = (max(align, int(tile) // align * align),)
-    least = (whole, max(height, width))  # the smallest estimate tried, and its tile side
+    least = (whole, "whole")  # the smallest estimate tried, and how
     for side in sides:
         rows, cols = spans(height, side, halo, align), spans(width, side, halo, align)
         if tile == "auto" and len(rows) * len(cols) == 1:
@@ -154,8 +152,8 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
         if need <= budget:
             return MemoryPlan(height, width, arch, remat, TilePlan(side, halo), len(rows) * len(cols),
                               (longest(rows, 0), longest(cols, 0)), need, budget)
-        least = min(least, (need, side))
-    raise NstError(f"{width}x{height} px needs at least about {gib(least[0])} for {arch} (in tiles of {least[1]} px) "
+        least = min(least, (need, f"in tiles of {side} px"), key=lambda x: x[0])
+    raise NstError(f"{width}x{height} px needs at least about {gib(least[0])} for {arch} ({least[1]}) "
                    f"but only {gib(budget)} may be used: use a smaller size or allow more memory")
 
 

@@ -112,8 +112,8 @@ def test_the_memory_plan_is_printed_once(tmp_path, vgg16_weights, monkeypatch):
     assert r.exit_code == 0, r.output
     plans = [l for l in r.output.splitlines() if l.startswith("memory: ")]
     assert len(plans) == 1, r.output
-    assert re.fullmatch(r"memory: 48x\d+, vgg16, \d+ tiles of 16x\d+ \+ 58 px halo: ~\d+\.\d GiB of "
-                        r"\d+\.\d GiB \(0 of 2 scales whole\)", plans[0]), plans[0]
+    assert re.fullmatch(r"memory: 48x\d+, vgg16, \d+ tiles of 16x\d+ \+ 58 px halo: ~\d+\.\d+ GiB of "
+                        r"\d+\.\d+ GiB \(0 of 2 scales whole\)", plans[0]), plans[0]
 
 
 def test_defaults_are_the_paper_where_they_do_not_say_otherwise(tmp_path, captured):

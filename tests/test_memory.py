@@ -63,7 +63,7 @@ def test_the_plan_picks_the_largest_tiles_that_fit(remat):
     assert need(8 * gib).count > need(18 * gib).count
     fixed = need(18 * gib, tile=1000)  # rounded down to the pooling grid
     assert fixed.tiles.tile == 992
-    with pytest.raises(NstError, match=r"needs at least about \d+\.\d GiB .* \(in tiles of \d+ px\) .* 0.2 GiB may be"):
+    with pytest.raises(NstError, match=r"needs at least about \d+\.\d+ GiB .* \(in tiles of \d+ px\) .* 0.20 GiB may be"):
         need(0.2 * gib)
     with pytest.raises(NstError, match=r"needs at least about 1\d\.\d GiB .* \(in tiles of 2048 px\) but only 8.0"):
         need(8 * gib, tile=2048)
