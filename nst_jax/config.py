@@ -178,7 +178,8 @@ class StyleConfig:
     # the step fits max_memory, else the largest tiles that fit: tiling costs an extra
     # forward pass and halos, so it is used only where needed (with coarse-to-fine, only
     # the largest scales); 0 = never (a size that does not fit is an error); N = tiles of
-    # at most N px, rounded down to the deepest tap's pooling grid (16 px for relu5_1).
+    # at most N px, rounded down to the deepest tap's pooling grid (16 px for relu5_1);
+    # a scale that fits in one such tile runs whole.
     tile: int | str = "auto"
     # Optimizer steps at each scale (an L-BFGS step may evaluate the loss several times).
     steps: int = 300

@@ -124,7 +124,8 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
 
     ``tile``: ``"auto"`` = whole when the estimate fits, else the largest tiles that do
     (the fewest tiles: least halo recomputed); 0 = whole or an error; N = tiles of at most
-    N px (rounded down to the pooling grid of the deepest tap). Tiles carry a halo of
+    N px (rounded down to the pooling grid of the deepest tap), whole where that is one
+    tile. Tiles carry a halo of
     :func:`~nst_jax.tiling.receptive_radius` px, which makes the tiled gradient exact.
     ``remat`` is only reported (see :func:`network_bytes`).
     """
@@ -132,20 +133,22 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
         return estimate_bytes(arch, height, width, taps, content_taps=content_taps, crop=crop, tiles=tiles)
 
     whole = estimate()
-    if tile == 0 or (tile == "auto" and whole <= budget):
-        if whole > budget:
-            raise NstError(f"{width}x{height} px needs about {gib(whole)} for {arch} but only {gib(budget)} "
-                           "may be used: tile the picture, use a smaller size or allow more memory")
-        return MemoryPlan(height, width, arch, remat, None, 1, (height, width), whole, budget)
     align, halo = alignment(arch, taps), receptive_radius(arch, taps)
     if tile == "auto":
         sides = range(math.ceil(max(height, width) / align) * align, align - 1, -align)
     else:
         sides = (max(align, int(tile) // align * align),)
+        if tile and len(spans(height, sides[0], halo, align)) * len(spans(width, sides[0], halo, align)) == 1:
+            tile = 0  # one tile is the whole picture, without pass 1
+    if tile == 0 or (tile == "auto" and whole <= budget):
+        if whole > budget:
+            raise NstError(f"{width}x{height} px needs about {gib(whole)} for {arch} but only {gib(budget)} "
+                           "may be used: tile the picture, use a smaller size or allow more memory")
+        return MemoryPlan(height, width, arch, remat, None, 1, (height, width), whole, budget)
     least = (whole, "whole")  # the smallest estimate tried, and how
     for side in sides:
         rows, cols = spans(height, side, halo, align), spans(width, side, halo, align)
-        if tile == "auto" and len(rows) * len(cols) == 1:
+        if len(rows) * len(cols) == 1:
             continue
         longest = lambda spans, i: max(b - a for a, b in (s[i] for s in spans))  # noqa: E731
         need = estimate((longest(rows, 1), longest(cols, 1)), len(rows) * len(cols))

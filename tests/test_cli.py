@@ -108,12 +108,12 @@ def test_memory_options(tmp_path, captured):
 def test_the_memory_plan_is_printed_once(tmp_path, vgg16_weights, monkeypatch):
     monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
     r = invoke("stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg", "-o", tmp_path / "o.png",
-               "--size", 48, "--scales", "24,48", "--steps", 3, "--tile", 16)
+               "--size", 64, "--scales", "24,64", "--steps", 3, "--tile", 32)
     assert r.exit_code == 0, r.output
     plans = [l for l in r.output.splitlines() if l.startswith("memory: ")]
     assert len(plans) == 1, r.output
-    assert re.fullmatch(r"memory: 48x\d+, vgg16, \d+ tiles of 16x\d+ \+ 58 px halo: ~\d+\.\d+ GiB of "
-                        r"\d+\.\d+ GiB \(0 of 2 scales whole\)", plans[0]), plans[0]
+    assert re.fullmatch(r"memory: 64x\d+, vgg16, 4 tiles of 32x\d+ \+ 58 px halo: ~\d+\.\d+ GiB of "
+                        r"\d+\.\d+ GiB \(1 of 2 scales whole\)", plans[0]), plans[0]
 
 
 def test_defaults_are_the_paper_where_they_do_not_say_otherwise(tmp_path, captured):
