@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import CONTENT, STYLE
+from nst_jax import memory
 from nst_jax.config import StyleConfig
 from nst_jax.errors import NstError
 from nst_jax.image import save_image
@@ -152,7 +153,10 @@ def test_a_tiled_step_is_the_plain_step(optimizer, vgg16_weights):
     np.testing.assert_allclose(t_image, image, atol=1e-5)
 
 
-def test_coarse_to_fine_tiles_only_the_scales_that_need_it(vgg16_weights):
+def test_coarse_to_fine_tiles_only_the_scales_that_need_it(vgg16_weights, monkeypatch):
+    # At these sizes a tile's share of the compiled program (memory.TILE_BYTES) outweighs
+    # what tiling saves; without it, the planner's choices are those of large pictures.
+    monkeypatch.setattr(memory, "TILE_BYTES", 0)
     config = StyleConfig.tiny(size=96, scales=(48, 96), steps=2, **SHALLOW)
     taps = prepare(CONTENT, STYLE, config, vgg16_weights).objective.model.taps
     # a budget between the whole steps at 48 and at 96 px
