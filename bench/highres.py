@@ -15,7 +15,7 @@ at the size, one Adam step compiled whole, then timed. Per run it records:
 - ``estimate_mib``: the memory plan's estimate for the run (memory.estimate_bytes), to
   compare with step_peak - runtime; ``xla_temp_mib``: the temporaries XLA planned for the step;
 - ``compile_s`` and ``step_s`` (median of ``--steps`` steps after the compiled call's
-  first).
+  first; with ``--steps 0``, the first call, where one step takes minutes).
 
 Writes bench/results/highres-<machine>.json, .md and .png (memory and time against size).
 """
@@ -112,7 +112,7 @@ def measure_one(mode: str, size: int, arch: str, steps: int) -> dict:
             "runtime_mib": runtime, "before_step_mib": before, "step_peak_mib": step_peak,
             "process_peak_mib": max(process_peak, step_peak), "estimate_mib": estimate,
             "xla_temp_mib": xla_temp, "compile_s": compile_s,
-            "first_step_s": times[0], "step_s": statistics.median(times[1:]), "steps": steps,
+            "first_step_s": times[0], "step_s": statistics.median(times[1:] or times), "steps": steps,
             "loss": float(metrics.loss[0])}
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality  # noqa: E402
-from nst_jax.config import StyleConfig  # noqa: E402
+from nst_jax.config import ADAM_ON_SUMMED_LOSS, StyleConfig  # noqa: E402
 from nst_jax.image import contact_sheet, resize_longest, save_image  # noqa: E402
 from nst_jax.schedule import scale_ladder  # noqa: E402
 from nst_jax.sweep import sweep  # noqa: E402
@@ -56,6 +56,8 @@ VARIANTS = {
     "scales-recoloured-backtrack": dict(steps=150, scales="ladder", init="recoloured", optimizer="lbfgs-backtrack"),
     "scales-recoloured-lr05": dict(steps=150, scales="ladder", init="recoloured", learning_rate=0.05),
 }
+OLD_DEFAULT = StyleConfig(**ADAM_ON_SUMMED_LOSS, steps=300, log_every=10**6)
+OLD_PROBE = 10
 BETAS = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
 
 
@@ -82,8 +84,12 @@ def main() -> None:
                    help="run stylize() with the CLI's defaults on every pair; write <name>.md/.png")
     p.add_argument("--name", default="quality", help="report name with --defaults")
     args = p.parse_args()
+    pairs = [p for p in quality.PAIRS if p[0] in args.pairs.split(",")]
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if not pairs or unknown:
+        sys.exit(f"--pairs takes {[p[0] for p in quality.PAIRS]}; --variants takes {list(VARIANTS)}")
     if args.defaults:
-        return run_defaults(args)
+        return run_defaults(args, pairs)
     root = quality.locate_shared(args.shared)
     refs = {r["pair"]: r for r in quality.reference_scores(root)}
     weights = load_weights(args.weights)
@@ -91,10 +97,6 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"device": str(jax.devices()[0].device_kind), "size": args.size, "betas": betas, "rows": []}
-    pairs = [p for p in quality.PAIRS if p[0] in args.pairs.split(",")]
-    unknown = set(args.variants.split(",")) - set(VARIANTS)
-    if not pairs or unknown:
-        sys.exit(f"--pairs takes {[p[0] for p in quality.PAIRS]}; --variants takes {list(VARIANTS)}")
     t_start = time.perf_counter()
     for name in args.variants.split(","):
         if time.perf_counter() - t_start > args.budget:
@@ -128,13 +130,17 @@ def main() -> None:
     print(f"wrote {out}", flush=True)
 
 
-def run_defaults(args) -> None:
+def run_defaults(args, pairs) -> None:
     """Every pair with ``StyleConfig(size=--size)``, i.e. what ``nst-jax stylize --size N``
-    does with nothing else given; timed, scored, written as a table and a figure."""
+    does with nothing else given; timed, scored, written as a table and a figure. In the same
+    run, the old default (300 Adam steps at full size from the content image, beta 1e6 on the
+    paper's sum-normalised content loss) is timed over OLD_PROBE steps, compile apart, so
+    "no slower than before" compares figures of one machine and one run."""
     from nst_jax.run import stylize
 
     root = quality.locate_shared(args.shared)
     weights = load_weights(args.weights)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     rows = []
     for pair, c, s, _ in pairs:
         t0 = time.perf_counter()
@@ -142,9 +148,16 @@ def run_defaults(args) -> None:
         seconds = time.perf_counter() - t0
         rows.append({"pair": pair, "ours": result.output, "ours_seconds": seconds})
         save_image(result.output, Path(args.out) / f"{args.name}-{pair}.png")
-        print(f"{pair}: {seconds:.0f} s, {quality.score(result.output, root / 'images' / c, root / 'images' / s)}",
-              flush=True)
+        print(f"{pair}: {seconds:.0f} s (scored in the report below)", flush=True)
+    c, s = pairs[0][1], pairs[0][2]
+    old = OLD_DEFAULT.replace(size=args.size)
+    probe = stylize(root / "images" / c, root / "images" / s, old.replace(steps=OLD_PROBE), weights=weights)
+    per_step = (probe.seconds - probe.compile_seconds) / OLD_PROBE
+    note = (f"Old default (300 Adam steps at {args.size} px from the content), timed in the same run: "
+            f"{per_step:.2f} s per step, so {300 * per_step:.0f} s for 300 steps (compile apart: "
+            f"{probe.compile_seconds:.0f} s).")
     md, png = quality.write_report(rows, args.out, args.name, root)
+    md.write_text(md.read_text() + "\n" + note + "\n")
     print(md.read_text(), flush=True)
 
 

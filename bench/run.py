@@ -15,6 +15,7 @@ right shapes (no pretrained VGG19 ships with the project; speed does not depend 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -31,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nst_jax.config import StyleConfig  # noqa: E402
+from nst_jax.config import ADAM_ON_SUMMED_LOSS, StyleConfig  # noqa: E402
 from nst_jax.image import load_image  # noqa: E402
 from nst_jax.inputs import prepare  # noqa: E402
 from nst_jax.run import default_steps_per_call, drive  # noqa: E402
@@ -89,6 +90,17 @@ def peak_mib(kind: str) -> float:
     return float("nan")
 
 
+@contextlib.contextmanager
+def torch_tf32(enabled: bool):
+    """torch's TF32 switches (cuDNN convolutions and matmuls) set for a block, then restored."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def timed(fn, repeats: int) -> tuple[float, list[float]]:
     """(first call seconds, steady-state seconds per call for `repeats` calls)."""
     t0 = time.perf_counter()
@@ -101,6 +113,11 @@ def timed(fn, repeats: int) -> tuple[float, list[float]]:
         sync(fn())
         times.append(time.perf_counter() - t0)
     return first, times
+
+
+# What every implementation computes: the form the PyTorch references implement, whatever
+# the CLI's defaults are.
+BENCH = StyleConfig(**ADAM_ON_SUMMED_LOSS, log_every=10**6)
 
 
 # ---------------------------------------------------------------- the three implementations
@@ -194,14 +211,8 @@ def check_parity(config, arch="vgg16", size=128) -> dict:
     probe = np.clip(c + rng.normal(0, 0.1, c.shape), 0, 1).astype(np.float32)
     # Formulas are compared at full float32: on GPUs both frameworks convolve in TF32 by
     # default (about 1e-4 apart), which is a speed setting, not a disagreement.
-    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with jax.default_matmul_precision("highest"):
-            values = {n: build(n, arch, size, config).loss_at(probe)
-                      for n in ("jax", "torch-tutorial", "torch-fast")}
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
+    with torch_tf32(False), jax.default_matmul_precision("highest"):
+        values = {n: build(n, arch, size, config).loss_at(probe) for n in ("jax", "torch-tutorial", "torch-fast")}
     ref = values["torch-tutorial"]
     rel = {k: abs(v - ref) / abs(ref) for k, v in values.items()}
     assert max(rel.values()) < 1e-4, f"implementations disagree: {values}"
@@ -311,7 +322,7 @@ def lbfgs_rates(size, arch="vgg16", evals=40) -> dict:
     w = weights_for(arch)
     out, impls = {"size": size}, {}
     for opt_name in JAX_LBFGS:
-        cfg = StyleConfig(size=size, optimizer=opt_name, learning_rate=None, steps=10**6, log_every=10**6)
+        cfg = BENCH.replace(size=size, optimizer=opt_name, steps=10**6)
         impls[opt_name] = impl = JaxImpl(w, cfg, c, s)
         sync(impl())  # compile
         impl.reset()
@@ -339,7 +350,7 @@ def time_to_target(size, arch="vgg16", budget_evals=300) -> dict:
     """Target: the loss the tutorial-style torch L-BFGS reaches after `budget_evals` evaluations."""
     c, s = images(size)
     w = weights_for(arch)
-    cfg = StyleConfig(size=size, optimizer="lbfgs", learning_rate=None, log_every=10**6)
+    cfg = BENCH.replace(size=size, optimizer="lbfgs")
     run_until, count = torch_lbfgs(TutorialNST(w, cfg, c, s, device=TDEV), c)
     t0 = time.perf_counter()
     target = run_until(budget_evals)
@@ -369,7 +380,7 @@ def sweep_scaling(size, batches, k) -> list[dict]:
     c, s = images(size)
     w = weights_for("vgg16")
     steps = max(6, 2 * k)
-    cfg = StyleConfig(size=size, steps=steps, steps_per_call=k)
+    cfg = BENCH.replace(size=size, steps=steps, steps_per_call=k)
     rows = []
     single = JaxImpl(w, cfg, c, s, k)
     _, t_single = timed(single, max(3, steps // k))
@@ -394,12 +405,8 @@ def ceiling() -> dict:
     ta = torch.randn(n, n, device=TDEV)
     # Both at the precision they convolve in: JAX's default and cuDNN's default are TF32 on
     # GPUs, torch's matmul default is not, so it is switched on for this product alone.
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True
-    try:
+    with torch_tf32(True):
         _, tt = timed(lambda: ta @ ta, 5)
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
     flop = 2 * n**3 / 1e9
     return {"n": n, "jax_gflops": flop / statistics.median(t), "torch_gflops": flop / statistics.median(tt)}
 
@@ -439,7 +446,7 @@ def main() -> None:
     global VGG16_SOURCE
     VGG16_SOURCE = args.vgg16
     torch.manual_seed(0)
-    config = StyleConfig(style_weight=1e6)
+    config = BENCH
     info = machine()
     name = args.name or ("gpu-" + info["gpu"] if GPU else f"cpu-{info['cores']}c").lower().replace(" ", "-")
     skip = set(args.skip.split(","))

@@ -1,4 +1,5 @@
-"""Atomic file writes: a temp file beside the target, renamed over it when complete."""
+"""Atomic file writes: a temp file beside the target, renamed over it when complete; and
+directories that a failed write does not leave behind."""
 
 from __future__ import annotations
 
@@ -24,3 +25,25 @@ def atomic_path(dest: Path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def created(directory: Path):
+    """Create ``directory`` and its missing parents (OSError if that fails); if the block
+    fails, remove again those it created that are still empty, so a failed command leaves
+    no empty directory behind."""
+    directory = Path(directory)
+    missing, p = [], directory
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        yield directory
+    except BaseException:
+        for d in missing:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise

@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, created
 from .config import StyleConfig
 from .errors import NstError
 from .step import StepState
@@ -42,20 +42,21 @@ def save_checkpoint(path: str | Path, state: StepState, step: int, history: dict
     meta = {"format": FORMAT, "version": VERSION, "step": str(step), "digest": digest,
             "config": json.dumps(_json_config(config))}
     try:
-        with atomic_path(path) as tmp:
+        with created(path.parent), atomic_path(path) as tmp:
             save_file(arrays, tmp, metadata=meta)
     except OSError as e:
         raise NstError(f"cannot write the checkpoint {path}: {e.strerror or e}") from None
     return path
 
 
-def load_checkpoint(path: str | Path, template: StepState, config: StyleConfig,
-                    digest: str) -> tuple[StepState, int, dict[str, np.ndarray]]:
+def load_checkpoint(path: str | Path, template: StepState, config: StyleConfig, digest: str,
+                    terms: tuple[str, ...] = ()) -> tuple[StepState, int, dict[str, np.ndarray]]:
     """(state, completed steps, history) from ``path``, checked against this run.
 
     ``template`` is the state this run would start from (its structure, shapes and dtypes
     are what the file must hold); ``config`` and ``digest`` must match what the
-    checkpoint was made with, apart from the fields a resumed run may change.
+    checkpoint was made with, apart from the fields a resumed run may change; ``terms``:
+    the history's keys (none when no step was taken).
     """
     arrays, meta = _read(Path(path))
     if meta.get("digest") != digest:
@@ -78,6 +79,8 @@ def load_checkpoint(path: str | Path, template: StepState, config: StyleConfig,
         restored.append(value)
     state = jax.tree_util.tree_unflatten(treedef, restored)
     history = {k.split(".", 1)[1]: v for k, v in arrays.items() if k.startswith("history.")}
+    if history and set(history) != set(terms):
+        raise NstError(f"{path} is not an nst-jax checkpoint, or it is damaged")
     return state, int(meta["step"]), history
 
 
@@ -87,11 +90,15 @@ def checkpoint_step(path: str | Path) -> int:
 
 
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
-    from safetensors import SafetensorError, safe_open
+    """(arrays, metadata with the config parsed), or one error: the file is checked for
+    its tag, version, config (an object), step (0 or more) and history (one row per step)."""
+    from safetensors import safe_open
     from safetensors.numpy import load_file
 
-    if not path.is_file():
+    if not path.exists():
         raise NstError(f"no such checkpoint: {path}")
+    if not path.is_file():  # a FIFO would block forever
+        raise NstError(f"{path} is not a regular file")
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = dict(f.metadata() or {})
@@ -102,9 +109,12 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict]:
             raise NstError(f"{path} is a version {meta.get('version')} checkpoint; "
                            f"this nst-jax reads version {VERSION}")
         meta["config"] = json.loads(meta["config"])
-        int(meta["step"])
+        step = int(meta["step"])
+        rows = {v.shape for k, v in arrays.items() if k.startswith("history.")}
+        if not isinstance(meta["config"], dict) or step < 0 or rows - {(step,)}:
+            raise ValueError("inconsistent")
     except NstError:
         raise
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError):
+    except Exception:  # whatever a damaged file provokes (float8 arrays, JSON nested too deep...)
         raise NstError(f"{path} is not an nst-jax checkpoint, or it is damaged") from None
     return arrays, meta

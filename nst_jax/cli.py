@@ -10,7 +10,10 @@ lowered the loss (nothing written), 130 = interrupted (best image saved).
 import functools
 import inspect
 import math
+import os
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,17 +21,21 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
+from rich.text import Text
 from typer.core import TyperGroup
 
-from .config import Colour, ColourMatch, ContentNorm, DType, Init, OptimizerName, Pooling, StyleConfig, StyleNorm
+from .config import (WEIGHT, Colour, ColourMatch, ContentNorm, DType, Init, OptimizerName, Pooling, StyleConfig,
+                     StyleNorm)
 from .errors import ConfigError, NstError
 
 EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS, EXIT_INTERRUPTED = 1, 3, 4, 130
 
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# No markup in what is printed: file names may hold brackets ("[/b]" would be a tag).
+err = Console(stderr=True, soft_wrap=True, markup=False)
+out = Console(soft_wrap=True, markup=False)
 
 
 class OneLineErrors(TyperGroup):
@@ -43,11 +50,41 @@ class OneLineErrors(TyperGroup):
             if type(e).__name__ == "NoArgsIsHelpError":
                 out.print(e.format_message(), highlight=False, markup=False)
                 sys.exit(0)
-            err.print(f"[bold red]error:[/] {e.format_message()}", highlight=False)
+            fail(e.format_message())
             sys.exit(EXIT_USER)
         except typer.Abort:
             sys.exit(EXIT_USER)
         sys.exit(code if isinstance(code, int) else 0)
+
+    def invoke(self, ctx):
+        """Run the command with SIGTERM and SIGHUP raising KeyboardInterrupt as Ctrl-C does,
+        so every way of stopping a run saves what it has; an interruption that gets here
+        came before there was anything to save."""
+        with signals_interrupt():
+            try:
+                return super().invoke(ctx)
+            except KeyboardInterrupt:
+                err.print("interrupted; nothing more was saved", highlight=False)
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+@contextmanager
+def signals_interrupt():
+    """SIGTERM and SIGHUP raise KeyboardInterrupt while the block runs (in the main thread;
+    a signal that is ignored, as SIGHUP under nohup, stays ignored)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    changed = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                changed[sig] = signal.signal(sig, interrupt)
+    try:
+        yield
+    finally:
+        for sig, handler in changed.items():
+            signal.signal(sig, handler)
 
 
 app = typer.Typer(cls=OneLineErrors, help="Neural style transfer (Gatys, Ecker & Bethge) in JAX.",
@@ -58,8 +95,19 @@ app.add_typer(weights_app, name="weights")
 
 
 def fail(message: str, code: int = EXIT_USER) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    """Print ``message`` as the one ``error:`` line (a newline in it, say in a file name,
+    is shown as \\n) and return the exit to raise."""
+    one_line = message.replace("\r", "\\r").replace("\n", "\\n")
+    err.print(Text("error:", style="bold red"), one_line, highlight=False)
     return typer.Exit(code)
+
+
+def explain(e: NstError, flags: dict[str, str] | None = None) -> str:
+    """A library error in the command's words: a :class:`ConfigError` names the option
+    (``flags``: config field -> option, default ``FLAGS``) instead of the config field."""
+    if isinstance(e, ConfigError):
+        return f"{(flags or FLAGS).get(e.field, e.field)} {e.problem}"
+    return str(e)
 
 
 def version_callback(value: bool) -> None:
@@ -230,31 +278,30 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
                  style_scale, blend, weights, log_every, steps_per_call, dtype, content_norm, scales,
                  average, remat, colour, colour_match, mask, style_mask, mask_erode,
                  keep_unmasked, max_memory, tile) -> StyleConfig:
-    """The shared options -> the one frozen config (errors name the options)."""
+    """The shared options -> the one frozen config (its errors: see :func:`explain`)."""
     if ratio is not None and content_weight is not None:
         raise NstError("give --content-weight or --ratio, not both")
     if ratio is not None:
         content_weight = ratio * style_weight
+        if content_weight not in WEIGHT:
+            raise NstError(f"--ratio x --style-weight (alpha) must be {WEIGHT}, not {content_weight!r}")
     c_names, c_weights = parse_layers(content_layers)
     s_names, s_weights = parse_layers(style_layers)
-    if init_image is not None and init == Init.content:
+    if init_image is not None and init == D.init:
         init = Init.image  # --init-image alone means start from that image
-    try:
-        return StyleConfig(
-            weights=weights, size=size, style_scale=style_scale, content_layers=c_names,
-            content_layer_weights=c_weights, style_layers=s_names, style_layer_weights=s_weights,
-            content_weight=D.content_weight if content_weight is None else content_weight,
-            style_weight=style_weight, style_blend=parse_numbers(blend, "--blend") if blend else (),
-            tv_weight=tv_weight, style_norm=str(style_norm), pooling=str(pooling),
-            optimizer=str(optimizer), learning_rate=lr, steps=steps, init=str(init),
-            init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
-            seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype),
-            content_norm=str(content_norm), scales=parse_scales(scales, size), average=average,
-            remat=remat, colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
-            style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked,
-            max_memory=max_memory, tile=parse_tile(tile))
-    except ConfigError as e:
-        raise NstError(f"{FLAGS.get(e.field, e.field)} {e.problem}") from None
+    return StyleConfig(
+        weights=weights, size=size, style_scale=style_scale, content_layers=c_names,
+        content_layer_weights=c_weights, style_layers=s_names, style_layer_weights=s_weights,
+        content_weight=D.content_weight if content_weight is None else content_weight,
+        style_weight=style_weight, style_blend=parse_numbers(blend, "--blend") if blend else (),
+        tv_weight=tv_weight, style_norm=str(style_norm), pooling=str(pooling),
+        optimizer=str(optimizer), learning_rate=lr, steps=steps, init=str(init),
+        init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
+        seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype),
+        content_norm=str(content_norm), scales=parse_scales(scales, size), average=average,
+        remat=remat, colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
+        style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked,
+        max_memory=max_memory, tile=parse_tile(tile))
 
 
 def with_config_options(exclude: tuple[str, ...] = (), **defaults):
@@ -290,7 +337,7 @@ def progress_report(total: int, label: str = "stylizing"):
     """
     start, last = time.perf_counter(), [0.0]
     if err.is_terminal:
-        bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+        bar = Progress(TextColumn(f"[bold]{escape(label)}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
                        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err)
         with bar:
@@ -346,6 +393,8 @@ def stylize(
     checkpoint: Annotated[Optional[Path], typer.Option(help="Checkpoint file (default: OUTPUT with "
                                                        ".ckpt).")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run saved in this checkpoint.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write the output even over one of the run's "
+                                        "input files.")] = False,
     options: dict = None,
 ) -> None:
     """Stylize CONTENT in the style of STYLE(S) and write the result to -o."""
@@ -363,11 +412,23 @@ def stylize(
         ckpt = checkpoint or (output.with_suffix(".ckpt") if checkpoint_every or resume else None)
         if ckpt is not None:
             image.check_directory(Path(ckpt).parent)
+        inputs = [c for c, _ in jobs] + list(styles) + [Path(p) for p in (config.init_image, config.weights,
+                                                                           *config.masks, *config.style_masks) if p]
+        for path, theirs in [(out_path, inputs + [resume]) for _, out_path in jobs] + [(ckpt, inputs)]:
+            clash = next((p for p in theirs if same_file(p, path)), None)
+            if clash is not None and not force:
+                raise NstError(f"refusing to overwrite {path}: it is an input of this run (give another "
+                               "output, or --force)")
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     for content_path, out_path in jobs:
         stylize_one(content_path, styles, out_path, config, save_every, save_best, ckpt,
                     checkpoint_every, resume, label=content_path.name if len(jobs) > 1 else "stylizing")
+
+
+def same_file(a: Optional[Path], b: Optional[Path]) -> bool:
+    """Whether ``a`` and ``b`` are one existing file (links and spellings resolved)."""
+    return a is not None and b is not None and Path(a).is_file() and Path(b).is_file() and os.path.samefile(a, b)
 
 
 def content_jobs(content: Path, output: Path) -> list[tuple[Path, Path]]:
@@ -413,7 +474,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
         picture = result.output if save_best or result.stopped != "done" else result.finish(result.image)
         image.save_image(picture, output)
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     if result.stopped == "nan":
         raise fail(f"the loss became NaN/inf at step {result.steps - 1}; saved the best image "
                    f"to {output}; {too_large_advice(config)}", EXIT_NAN)
@@ -435,6 +496,8 @@ def print_plan(plans) -> None:
 
 def too_large_advice(config: StyleConfig) -> str:
     """What to lower when the loss blew up or never fell."""
+    if config.learning_rate == 0:
+        return "raise --lr (0 moves nothing)"
     if config.optimizer.startswith("lbfgs"):
         return "lower --style-weight (L-BFGS steps grow with the loss scale)"
     lr = 0.02 if config.learning_rate is None else config.learning_rate
@@ -445,14 +508,14 @@ def too_large_advice(config: StyleConfig) -> str:
 
 
 @app.command()
-@with_config_options(exclude=("ratio",), size=256, steps=200)
+@with_config_options(exclude=("ratio",), size=256)
 def sweep(
     content: Annotated[Path, typer.Argument(help="Content image.")],
     styles: Annotated[list[Path], typer.Argument(help="Style image(s); several are blended.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output directory (created if "
                                          "missing).")] = Path("sweep-out"),
     style_weights: Annotated[str, typer.Option("--style-weight", help="Comma-separated betas: the "
-                                               "columns.")] = "1e5,1e6,1e7",
+                                               "columns.")] = "10,100,1000",
     layers: Annotated[str, typer.Option(help="Rows: '' (one row, the --style-layers), 'paper' "
                                         "(the first 1..5 of them, the article's Fig. 9) or sets "
                                         "'NAME[:W],...;NAME[:W],...'.")] = "",
@@ -493,22 +556,35 @@ def sweep(
                                callback=lambda chunk, p: update(p.step, float(p.loss.mean())))
         for note in result.notes:
             err.print(f"note: {note}", highlight=False)
+        cells = result.cells()
+        stale = [f"r{c['row']}c{c['col']}" for c in cells if not c["improved"]]
+        if result.stopped == "done" and len(stale) == len(cells):
+            raise fail(f"no step lowered the loss in any cell: {too_large_advice(config)}; {output} was not "
+                       "written", EXIT_NO_PROGRESS)
         if is_writer():
             write_sweep(result, output, row_labels)
     except NstError as e:
-        raise fail(str(e)) from None
-    stale = [f"r{c['row']}c{c['col']}" for c in result.cells() if not c["improved"]]
-    if stale and len(stale) == len(result.cells()):
-        raise fail(f"no step lowered the loss in any cell: {too_large_advice(config)}", EXIT_NO_PROGRESS)
+        raise fail(explain(e, {**FLAGS, "style_layer_weights": "--layers" if layers.strip() else "--style-layers",
+                               "style_blend": "--blend" if blend_grid is None else "--blend-grid"})) from None
+    if result.stopped == "nan":
+        raise fail(f"the loss became NaN/inf in every cell; saved the best images to {output}; "
+                   f"{too_large_advice(config)}", EXIT_NAN)
+    if result.stopped == "interrupted":
+        err.print(f"interrupted after {len(result.history)} steps; saved the best images to {output}",
+                  highlight=False)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    blown = [f"r{c['row']}c{c['col']}" for c in cells if c["final_loss"] is not None
+             and not math.isfinite(c["final_loss"])]
+    if blown:
+        err.print(f"warning: the loss became NaN/inf in cell(s) {', '.join(blown)} (their images are the best "
+                  f"before that): {too_large_advice(config)}", highlight=False)
     if stale:
         err.print(f"warning: no step lowered the loss in cell(s) {', '.join(stale)} (their images are the "
                   f"start image): {too_large_advice(config)}", highlight=False)
-    out.print(f"{len(result.cells())} cells ({result.shape[0]} x {result.shape[1]}) in {result.chunks} "
+    out.print(f"{len(cells)} cells ({result.shape[0]} x {result.shape[1]}) in {result.chunks} "
               f"chunk(s) on {result.devices} device(s), {result.seconds:.1f} s (compile "
               f"{result.compile_seconds:.1f} s)\nwrote {output}/contact_sheet.png, cell_r*_c*.png, losses.json",
               highlight=False)
-    if result.stopped == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def parse_blend_grid(spec: str, n_styles: int) -> tuple[list[tuple[float, ...]], list[str]]:
@@ -545,6 +621,8 @@ def parse_layer_sets(spec: str, layers: tuple[str, ...], weights: tuple[float, .
         return layers, paper_layer_sets(layers), [layers[0] if k == 1 else f"{layers[0]}..{layers[k - 1]}"
                                                   for k in range(1, len(layers) + 1)]
     rows = [parse_layers(part) for part in spec.split(";") if part.strip()]
+    if not rows:
+        raise NstError(f"--layers takes layer sets separated by ';', not {spec!r}")
     union = tuple(dict.fromkeys(n for names, _ in rows for n in names))
     sets = [tuple(dict(zip(names, ws)).get(n, 0.0) for n in union) for names, ws in rows]
     return union, sets, [",".join(names) for names, _ in rows]
@@ -561,7 +639,7 @@ def weights_list() -> None:
     try:
         entries = list_available()
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     for e in entries:
         out.print(f"{e['name']:<28} {e['arch']:<6} {e['pixel_space']:<12} {e['source_format']:<12} "
                   f"{e['path']}", highlight=False, markup=False)
@@ -581,7 +659,7 @@ def weights_convert(
     try:
         path = convert(src, output, arch)
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     out.print(f"wrote {path}", highlight=False, markup=False)
 
 
@@ -594,7 +672,7 @@ def weights_info(spec: Annotated[str, typer.Argument(
     try:
         info = describe(spec)
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     for k, v in info.items():
         out.print(f"{k:<14} {v}", highlight=False, markup=False)
 
@@ -612,7 +690,7 @@ def weights_download(
     try:
         path = download(arch, dest)
     except NstError as e:
-        raise fail(str(e)) from None
+        raise fail(explain(e)) from None
     out.print(f"wrote {path}", highlight=False, markup=False)
 
 

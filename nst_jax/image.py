@@ -8,12 +8,13 @@ complete under its name or not at all.
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .atomic import atomic_path
+from .atomic import atomic_path, created
 from .errors import ImageError
 
 
@@ -99,8 +100,7 @@ def save_image(image, path: str | Path) -> Path:
     path = check_writable(path)
     fmt = Image.registered_extensions()[path.suffix.lower()]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
+        with created(path.parent), atomic_path(path) as tmp:
             Image.fromarray(to_uint8(image), mode="RGB").save(tmp, format=fmt)
     except OSError as e:
         raise ImageError(f"cannot write {path}: {e.strerror or e}") from None
@@ -112,11 +112,17 @@ def _read_file(path: Path) -> np.ndarray:
         raise ImageError(f"no such file: {path}")
     if path.is_dir():
         raise ImageError(f"{path} is a directory, not an image")
+    if not path.is_file():  # a FIFO or a device would be read forever
+        raise ImageError(f"{path} is not a regular file")
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            return _to_rgb_float(img)
+        with warnings.catch_warnings():
+            # Past MAX_IMAGE_PIXELS Pillow warns, past twice that it refuses (below): the
+            # image is resized anyway, and the memory check sees the run's sizes.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return _to_rgb_float(img)
     except UnidentifiedImageError:
         raise ImageError(f"{path} is not an image Pillow can read") from None
     except Image.DecompressionBombError as e:

@@ -18,12 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .colour import before_run, luminance, match_colour_histogram
-from .config import Init, StyleConfig
+from .config import WEIGHT, Init, StyleConfig
 from .errors import NstError
 from .image import load_image, resize, scaled_shape
 from .losses import Targets, gram, guided_gram
 from .masks import free_pixels, guidance
-from .memory import MemoryPlan, budget_bytes, plan_memory
+from .memory import MemoryPlan, budget_bytes, check_forward, plan_memory
 from .objective import Objective, Problem, build_objective, loss_weights
 from .tiling import tiled_features, tiled_grams
 from .vgg import check_image_size, layer_sizes
@@ -124,8 +124,8 @@ def normalised_blend(blend, n_styles: int) -> tuple[float, ...]:
     blend = tuple(float(b) for b in blend) if blend else (1.0,) * n_styles
     if len(blend) != n_styles:
         raise NstError(f"{len(blend)} blend weights for {n_styles} style images")
-    if any(b < 0 for b in blend) or sum(blend) <= 0:
-        raise NstError(f"blend weights must be non-negative and not all zero, not {blend}")
+    if not all(b in WEIGHT for b in blend) or sum(blend) <= 0:
+        raise NstError(f"blend weights must be finite, non-negative and not all zero, not {blend}")
     return tuple(b / sum(blend) for b in blend)
 
 
@@ -170,10 +170,10 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     coarse-to-fine run prepares each of ``config.sizes``). ``styles``: one path/array or
     a list. ``budget``: the bytes a step may use (default: see :func:`memory_plans`).
 
-    Sizes, and the memory of the run's largest size, are checked on the target
-    dimensions before any resizing, so a size that cannot fit fails at once with the
-    estimate, before any step at a smaller scale. The objective is tiled where this
-    size's memory plan says so, and the targets are computed with the same tiles.
+    Sizes, and the memory of the run's largest size and of each style image, are checked
+    on the target dimensions before any resizing, so a size that cannot fit fails at once
+    with the estimate, before any step at a smaller scale. The objective is tiled where
+    this size's memory plan says so, and the targets are computed with the same tiles.
     """
     weights = resolve_weights(config, weights)
     size = size or config.size
@@ -182,6 +182,7 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     raw = load_image(content)
     h, w = scaled_shape(raw.shape[:2], size)
     check_image_size(h, w, weights.arch, taps)
+    budget = budget_bytes(config.max_memory) if budget is None else budget
     plans = memory_plans(config, weights.arch, taps, raw.shape[:2], budget)
     plan = plans[config.sizes.index(size)] if size in config.sizes else memory_plans(
         config.replace(size=size, scales=()), weights.arch, taps, raw.shape[:2], budget)[0]
@@ -190,13 +191,17 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     styles = as_list(styles)
     blend = normalised_blend(config.style_blend, len(styles))
     raw_styles = [load_image(s) for s in styles]
+    style_side = max(1, round(config.size * config.style_scale))  # at the largest size
+    for raw_style in raw_styles:
+        check_forward(weights.arch, *scaled_shape(raw_style.shape[:2], style_side), taps, budget=budget,
+                      tiles=plans[-1].tiles, what="the style image at ")
     style_imgs = [load_sized(s, size * config.style_scale, weights.arch, taps, "style", notes)
                   for s in raw_styles]
     content_img, style_imgs = before_run(colour_content, style_imgs, config.colour, config.colour_match)
     guides, style_guides, free = spatial_guides(config, weights.arch, objective.style_layers,
                                                 raw.shape[:2], (h, w), raw_styles, style_imgs, notes)
+    start = np.clip(start_image(config, content_img, style_imgs[0]), 0.0, 1.0)  # reads init_image
     variables = jax.device_put(weights.variables())
-    start = np.clip(start_image(config, content_img, style_imgs[0]), 0.0, 1.0)
     kept = content_img
     if objective.luminance:  # one channel, the objective shows it as grey RGB
         start, kept = luminance(start)[..., None], content_img[..., :1]

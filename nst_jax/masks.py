@@ -98,13 +98,27 @@ def layer_guides(regions: np.ndarray, arch: str, layers: tuple[str, ...], erode:
 
 
 def erode_min(guides: np.ndarray, radius: int) -> np.ndarray:
-    """Grey erosion of (K, H, W) channels: each value the minimum of its (2r+1)^2 neighbourhood."""
+    """Grey erosion of (K, H, W) channels: each value the minimum of its (2r+1)^2 neighbourhood
+    (edges repeated), one axis at a time. A radius past the image's side sees the whole
+    image, so it is capped there: any radius costs O(H W log r)."""
     if radius <= 0:
         return guides
     h, w = guides.shape[-2:]
-    padded = np.pad(guides, ((0, 0), (radius, radius), (radius, radius)), mode="edge")
-    shifts = [padded[:, i:i + h, j:j + w] for i in range(2 * radius + 1) for j in range(2 * radius + 1)]
-    return np.min(shifts, axis=0)
+    r = min(radius, max(h, w))
+    padded = np.pad(guides, ((0, 0), (r, r), (r, r)), mode="edge")
+    rows = _sliding_min(padded, 2 * r + 1)  # (K, H + 2r, W)
+    return np.swapaxes(_sliding_min(np.swapaxes(rows, -1, -2), 2 * r + 1), -1, -2)
+
+
+def _sliding_min(a: np.ndarray, width: int) -> np.ndarray:
+    """The minimum of every ``width`` consecutive values along the last axis: minima over
+    doubling spans (span <= width < 2 span), then two overlapping spans per window."""
+    m, span = a, 1
+    while 2 * span <= width:
+        m = np.minimum(m[..., :-span], m[..., span:])
+        span *= 2
+    n = a.shape[-1] - width + 1
+    return np.minimum(m[..., :n], m[..., width - span:width - span + n])
 
 
 def normalised_guides(guides: tuple, layers: tuple[str, ...], what: str) -> tuple:

@@ -58,13 +58,18 @@ def network_bytes(arch: str, height: int, width: int, taps) -> int:
 
 
 def estimate_bytes(arch: str, height: int, width: int, taps, batch: int = 1, *, content_taps=(),
-                   crop: tuple[int, int] | None = None, tiles: int = 1) -> int:
+                   crop: tuple[int, int] | None = None, tiles: int = 1, backward: bool = True) -> int:
     """Rough peak memory of one step on a height x width picture: the network's pass
     (:func:`network_bytes`; on the ``crop`` (h, w) of ``tiles`` tiles when tiled), the
     image-sized buffers and the content targets (``content_taps``' features of the whole
     picture), per image of the batch, plus :data:`FIXED_BYTES` (and :data:`TILE_BYTES`
-    per tile)."""
-    network = network_bytes(arch, *(crop or (height, width)), taps) + (TILE_BYTES * tiles if crop else 0)
+    per tile). ``backward=False``: of one forward pass (a style image's Grams), its
+    activations and two copies of the image."""
+    on = crop or (height, width)
+    if not backward:
+        network = activation_bytes(arch, *on, taps) + (TILE_BYTES * tiles if crop else 0)
+        return batch * (network + 2 * height * width * 3 * 4) + FIXED_BYTES
+    network = network_bytes(arch, *on, taps) + (TILE_BYTES * tiles if crop else 0)
     targets = sum(h * w * l.c_out * 4 for l, h, w in layer_sizes(arch, height, width, taps)
                   if l.name in content_taps)
     per_image = network + IMAGE_BUFFERS * height * width * 3 * 4 + targets
@@ -158,6 +163,23 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
         least = min(least, (need, f"in tiles of {side} px"), key=lambda x: x[0])
     raise NstError(f"{width}x{height} px needs at least about {gib(least[0])} for {arch} ({least[1]}) "
                    f"but only {gib(budget)} may be used: use a smaller size or allow more memory")
+
+
+def check_forward(arch: str, height: int, width: int, taps, *, budget: int, tiles: TilePlan | None = None,
+                  what: str = "") -> None:
+    """Raise one error with the estimate when a forward pass over a height x width image (a
+    style image's Grams), whole or in ``tiles``, cannot fit ``budget`` bytes; ``what``
+    names the image."""
+    crop, count = None, 1
+    if tiles is not None:
+        align = alignment(arch, taps)
+        rows, cols = spans(height, tiles.tile, tiles.halo, align), spans(width, tiles.tile, tiles.halo, align)
+        if len(rows) * len(cols) > 1:  # every crop has the same shape
+            crop, count = (rows[0][1][1] - rows[0][1][0], cols[0][1][1] - cols[0][1][0]), len(rows) * len(cols)
+    need = estimate_bytes(arch, height, width, taps, crop=crop, tiles=count, backward=False)
+    if need > budget:
+        raise NstError(f"{what}{width}x{height} px needs about {gib(need)} for {arch} but only {gib(budget)} "
+                       "may be used: use a smaller size or style scale, or allow more memory")
 
 
 def describe_plans(plans) -> str:

@@ -29,7 +29,8 @@ from .weights import VGGWeights
 
 # Steps per compiled call when the config leaves it open, by platform. CPU: 1, because
 # XLA:CPU runs convolutions inside a loop body (the scan) ~2.7x slower than at the top
-# level (bench/README.md), and a 1 s step hides the ~0.1 ms host round trip anyway.
+# level: VGG16 at 256 px, 458 ms per step at 1 per call against 1222 at 4 per call
+# (bench/results/cpu-amd-epyc-2c-check.md), and a 0.5 s step hides the host round trip.
 # GPU: a step is milliseconds and the per-step sync and dispatch are what a scan removes:
 # on an H200 (bench/results/gpu-nvidia-h200.md) VGG16 at 512 px took 3.61 ms per step at
 # 1 per call, 2.25 at 10 and 2.08 at 30; 10 takes most of the gain and keeps progress
@@ -190,7 +191,7 @@ class Result:
     (of the last scale), ``average_image`` the iterate average (None when off), each the RGB
     picture the losses saw (``Objective.picture``: grey for a luminance-only transfer, the
     content outside kept masks); ``output`` is what to show: the average when averaging is
-    on, else the best, finished by :meth:`finish`."""
+    on (unless it holds a NaN), else the best, finished by :meth:`finish`."""
 
     image: np.ndarray
     best_image: np.ndarray
@@ -210,7 +211,7 @@ class Result:
 
     @property
     def output(self) -> np.ndarray:
-        return self.finish(self.average_image if self.average_image is not None else self.best_image)
+        return self.finish(averaged_or_best(self.average_image, self.best_image))
 
     def finish(self, image: np.ndarray) -> np.ndarray:
         """One of the images above as a picture: the colour control that acts after the run
@@ -225,6 +226,14 @@ class Result:
         if len(self.history) <= self.last_scale_start:
             return None
         return self.best_loss < self.history[self.last_scale_start].total
+
+
+def averaged_or_best(average: np.ndarray | None, best: np.ndarray) -> np.ndarray:
+    """What a run shows: the iterate average, image by image (..., H, W, C) where it is
+    finite (a run that blew up averaged its NaN iterate in), else the best iterate."""
+    if average is None:
+        return best
+    return np.where(np.isfinite(average).all(axis=(-3, -2, -1), keepdims=True), average, best)
 
 
 def stylize(content, style, config: StyleConfig = StyleConfig(), *,
@@ -259,24 +268,24 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
         current = scale_of(config, done)
     total = config.steps * len(config.sizes)
     parts, stopped, seconds, compile_seconds, notes = [history], "done", 0.0, 0.0, []
+    saver = None
     for index, size in enumerate(config.sizes):
         if current is not None and index < current:
             continue
-        run = prepare(content, style, config, weights, size=size, budget=budget)
+        try:
+            state, done, parts, run = _start_scale(content, style, config, weights, optimizer, init, state, done,
+                                                   parts, resume, size, budget, moved=current != index)
+        except KeyboardInterrupt:  # between two scales: the last scale's state is the result
+            if state is None:
+                raise
+            stopped = "interrupted"
+            if saver is not None:
+                saver(state, done, Trace())
+            break
         if on_plan is not None:
             on_plan(run.plans)
             on_plan = None  # once
         notes += [n for n in run.notes if n not in notes]
-        h, w = run.content.shape[:2]
-        if state is None and resume is not None:  # a checkpoint file, made at this scale
-            template = init(run.objective, optimizer, run.problem, run.start)
-            state, done, history = load_checkpoint(resume, template, config, run.digest)
-            parts = [history]
-        elif state is None:
-            state = init(run.objective, optimizer, run.problem, run.start)
-        elif current != index:
-            fresh = init(run.objective, optimizer, run.problem, next_start(state, h, w))
-            state = carry_state(state, fresh, optimizer)
         current = index
         first, end = scale_span(config, index)
         if done >= end:
@@ -305,6 +314,23 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
                   rows, done, int(final.evals), stopped, seconds, compile_seconds, config,
                   RunState(final, done, joined), notes, average, scale_span(config, scale_of(config, done))[0],
                   run.colour_content)
+
+
+def _start_scale(content, style, config, weights, optimizer, init, state, done, parts, resume, size, budget,
+                 moved):
+    """(state, done, parts, prepared run) at the start of the scale of ``size``: a fresh
+    state, one loaded from the checkpoint ``resume``, or ``state`` carried over (``moved``)."""
+    run = prepare(content, style, config, weights, size=size, budget=budget)
+    if state is None and resume is not None:  # a checkpoint file, made at this scale
+        template = init(run.objective, optimizer, run.problem, run.start)
+        state, done, history = load_checkpoint(resume, template, config, run.digest, TERMS)
+        parts = [history]
+    elif state is None:
+        state = init(run.objective, optimizer, run.problem, run.start)
+    elif moved:
+        fresh = init(run.objective, optimizer, run.problem, next_start(state, *run.content.shape[:2]))
+        state = carry_state(state, fresh, optimizer)
+    return state, done, parts, run
 
 
 def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

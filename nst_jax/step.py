@@ -18,6 +18,7 @@ of linesearch.py project every trial point and test the projected condition inst
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Callable, NamedTuple
 
 import jax
@@ -78,11 +79,20 @@ def make_optimizer(name: str, learning_rate: float | None = None) -> Optimizer:
         search = (stepwise_armijo(projection=box) if key == "lbfgs_backtrack"
                   else unrolled_armijo(ARMIJO_STEPS, projection=box))
         return Optimizer(key.replace("_", "-"), optax.lbfgs(learning_rate=lr, linesearch=search), False, box)
-    factory = getattr(optax, key, None)
-    if not callable(factory) or "learning_rate" not in inspect.signature(factory).parameters:
+    with warnings.catch_warnings():  # optax warns on access to a name it moved (dpsgd...)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        factory = getattr(optax, key, None) if key.isidentifier() else None
+    params = inspect.signature(factory).parameters if callable(factory) else {}
+    if "learning_rate" not in params:
         raise NstError(f"unknown optimizer {name!r}: use adam, lbfgs, lbfgs-fixed, lbfgs-backtrack, "
                        "lbfgs-armijo, or an optax optimizer taking a learning rate (sgd, adamw, "
                        "rmsprop, lion, ...)")
+    more = [p.name for p in params.values() if p.name != "learning_rate" and p.default is p.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if more:
+        raise NstError(f"optimizer {name!r} needs more than a learning rate ({', '.join(more)}): use adam, "
+                       "lbfgs, lbfgs-fixed, lbfgs-backtrack, lbfgs-armijo, or an optax optimizer that takes "
+                       "only a learning rate (sgd, adamw, rmsprop, lion, ...)")
     if learning_rate is None:
         if key not in DEFAULT_LR:
             raise NstError(f"optimizer {name!r} needs a learning rate (pixel units, e.g. 0.01)")

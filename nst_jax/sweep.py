@@ -35,7 +35,8 @@ from .inputs import as_list, normalised_blend, prepare, resolve_weights
 from .losses import LossWeights
 from .memory import available_bytes, estimate_bytes, plan_chunks
 from .objective import Problem, loss_weights
-from .run import TERMS, Progress, RunState, _joined, default_steps_per_call, drive, scale_of, scale_span
+from .run import (TERMS, Progress, RunState, _joined, averaged_or_best, default_steps_per_call, drive, scale_of,
+                  scale_span)
 from .schedule import carry_state, next_start
 from .step import averaged, init_state, make_optimizer, make_step
 from .weights import VGGWeights
@@ -75,9 +76,9 @@ class SweepResult:
 
     @property
     def outputs(self) -> np.ndarray:
-        """What to show per cell: the average when averaging is on, else the best; with the
-        colour control that acts after the run applied (see ``Result.finish``)."""
-        images = self.average_images if self.average_images is not None else self.best_images
+        """What to show per cell: the average when averaging is on (and finite), else the
+        best; with the colour control that acts after the run applied (see ``Result.finish``)."""
+        images = averaged_or_best(self.average_images, self.best_images)
         return images if self.colour_content is None else after_run(images, self.colour_content,
                                                                      self.config.colour)
 
@@ -107,14 +108,22 @@ class SweepResult:
         return out
 
 
+def check_grid(config: StyleConfig, style_weights, layer_weight_sets, blends) -> None:
+    """Raise the config's own error unless every cell's weights are what a config accepts
+    (each style weight, layer weight set and blend, checked as the config checks its own)."""
+    for beta in style_weights:
+        config.replace(style_weight=beta)
+    for layer_set in layer_weight_sets:
+        config.replace(style_layer_weights=tuple(layer_set))
+    for blend in blends:
+        config.replace(style_blend=tuple(blend))
+
+
 def grid_weights(config: StyleConfig, style_weights, layer_weight_sets, blends) -> LossWeights:
     """Stack the per-cell LossWeights along a leading batch axis (row-major grid)."""
+    check_grid(config, style_weights, layer_weight_sets, blends)
     base = loss_weights(config, blends[0])
     cells = list(itertools.product(layer_weight_sets, blends, style_weights))
-    for layer_set in layer_weight_sets:
-        if len(layer_set) != len(config.style_layers):
-            raise NstError(f"a layer weight set has {len(layer_set)} weights for "
-                           f"{len(config.style_layers)} style layers")
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
     n = len(cells)
     return LossWeights(content=jnp.full((n,), base.content), style=f32([s for _, _, s in cells]),
@@ -136,6 +145,7 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     """
     style_weights = list(style_weights or [config.style_weight])
     layer_weight_sets = [tuple(map(float, s)) for s in (layer_weight_sets or [config.style_layer_weights])]
+    check_grid(config, style_weights, layer_weight_sets, blends or [])
     n_styles = len(as_list(style))
     blends = [normalised_blend(b, n_styles) for b in (blends or [config.style_blend])]
     weights = resolve_weights(config, weights)
@@ -177,7 +187,7 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     for c in range(n_chunks):
         idx = np.arange(c * chunk, (c + 1) * chunk) % n_cells  # pad the last chunk by wrapping
         cell_weights = jax.device_put(jax.tree.map(lambda x: x[idx], grid), batched)
-        state, done, current, traces = None, 0, None, []
+        state, done, current, traces, chunk_stopped = None, 0, None, [], "done"
         if resume is not None:
             state = jax.device_put(jax.tree.map(lambda x: x[idx], resume.state), batched)
             done = resume.step
@@ -186,12 +196,18 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
             if current is not None and index < current:
                 continue
             problem = Problem(*shared[index], cell_weights)
-            if state is None:
-                start = jnp.broadcast_to(jnp.asarray(run.start), (chunk,) + run.start.shape)
-                state = inits[index](problem, start)
-            elif current != index:
-                fresh = inits[index](problem, next_start(state, *run.content.shape[:2]))
-                state = carry_state(state, fresh, optimizer)
+            try:
+                if state is None:
+                    start = jnp.broadcast_to(jnp.asarray(run.start), (chunk,) + run.start.shape)
+                    state = inits[index](problem, start)
+                elif current != index:
+                    fresh = inits[index](problem, next_start(state, *run.content.shape[:2]))
+                    state = carry_state(state, fresh, optimizer)
+            except KeyboardInterrupt:  # between two scales: the last scale's state is the result
+                if state is None:
+                    raise
+                chunk_stopped = "interrupted"
+                break
             current = index
             first, end = scale_span(config, index)
             if done >= end:
@@ -201,17 +217,17 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
                             compiled=compiled[index], fetch=_gather,
                             total=config.steps * len(runs),
                             callback=callback and partial(_chunk_callback, callback, c))
-            state, done = outcome.state, outcome.steps
+            state, done, chunk_stopped = outcome.state, outcome.steps, outcome.stopped
             traces.append(outcome.trace.arrays)
             seconds += outcome.seconds
             compile_seconds += outcome.compile_seconds
             if outcome.stopped != "done":
                 break
         outcomes.append((state, _joined(traces), min(chunk, n_cells - c * chunk)))
-        if outcome.stopped == "interrupted":
+        if chunk_stopped == "interrupted":
             stopped = "interrupted"
             break
-        stopped = "nan" if outcome.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
+        stopped = "nan" if chunk_stopped == "nan" and (c == 0 or stopped == "nan") else "done"
     return _collect(outcomes, runs, config, (style_weights, layer_weight_sets, blends), n_chunks,
                     len(devices), sum(len(c) for c in compiled), stopped, resume, seconds, compile_seconds)
 
@@ -252,29 +268,51 @@ def _collect(outcomes, runs, config, grid_axes, n_chunks, n_devices, compiles, s
 
 def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str]) -> list[Path]:
     """Write every cell (``cell_r{row}_c{col}.png``), a labelled contact sheet and
-    ``losses.json`` (config and per-cell numbers) into ``out_dir`` (which must exist)."""
-    from .atomic import atomic_path
+    ``losses.json`` (config and per-cell numbers; NaN and infinity as null) into
+    ``out_dir``, each file atomically; if any write fails, none of them is left (nor the
+    directory, when this made it)."""
+    from .atomic import atomic_path, created
     from .image import contact_sheet, save_image
 
-    out_dir = Path(out_dir)
-    written = []
-    for cell in result.cells():
-        b = cell["row"] * result.shape[1] + cell["col"]
-        written.append(save_image(result.outputs[b], out_dir / f"cell_r{cell['row']}_c{cell['col']}.png"))
-    cols = [f"beta {b:g}" for b in result.style_weights]
-    sheet = contact_sheet(result.outputs, row_labels, cols,
-                          title=f"rows: style layers{' x blend' if len(result.blends) > 1 else ''}; "
-                                f"columns: style weight beta "
-                                f"(alpha {result.config.content_weight:g}, {steps_label(result.config)})")
-    written.append(save_image(sheet, out_dir / "contact_sheet.png"))
-    report = {"config": dataclasses.asdict(result.config), "cells": result.cells(),
-              "chunks": result.chunks, "devices": result.devices, "seconds": result.seconds,
-              "compile_seconds": result.compile_seconds, "stopped": result.stopped}
-    path = out_dir / "losses.json"
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(report, indent=1))
-    written.append(path)
+    out_dir, written = Path(out_dir), []
+    try:
+        with created(out_dir):
+            try:
+                for cell in result.cells():
+                    b = cell["row"] * result.shape[1] + cell["col"]
+                    written.append(save_image(result.outputs[b], out_dir / f"cell_r{cell['row']}_c{cell['col']}.png"))
+                cols = [f"beta {b:g}" for b in result.style_weights]
+                sheet = contact_sheet(result.outputs, row_labels, cols,
+                                      title=f"rows: style layers{' x blend' if len(result.blends) > 1 else ''}; "
+                                            f"columns: style weight beta "
+                                            f"(alpha {result.config.content_weight:g}, {steps_label(result.config)})")
+                written.append(save_image(sheet, out_dir / "contact_sheet.png"))
+                report = {"config": dataclasses.asdict(result.config), "cells": result.cells(),
+                          "chunks": result.chunks, "devices": result.devices, "seconds": result.seconds,
+                          "compile_seconds": result.compile_seconds, "stopped": result.stopped}
+                path = out_dir / "losses.json"
+                with atomic_path(path) as tmp:
+                    Path(tmp).write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
+                written.append(path)
+            except BaseException:
+                for done in written:
+                    done.unlink(missing_ok=True)
+                raise
+    except OSError as e:
+        raise NstError(f"cannot write into {out_dir}: {e.strerror or e}") from None
     return written
+
+
+def json_safe(value):
+    """``value`` with every NaN and infinity as None: JSON has neither (a cell whose loss
+    blew up reports null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def steps_label(config: StyleConfig) -> str:

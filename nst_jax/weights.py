@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from . import formats
-from .atomic import atomic_path
+from .atomic import atomic_path, created
 from .errors import WeightsError
 from .vgg import BLOCKS, PIXEL_SPACES, conv_shapes, layout, param_shapes
 
@@ -174,6 +174,8 @@ def canonicalize(flat: dict[str, np.ndarray], source: str, arch: str | None = No
     """The whole pure chain: (arch, pixel_space, canonical params) from a raw flat dict."""
     src = SOURCES[source]
     arch = arch or infer_arch(flat, source)
+    if arch not in BLOCKS:
+        raise WeightsError(f"unknown architecture {arch!r}: {' or '.join(BLOCKS)}")
     renamed, unexpected = rename(flat, source, arch)
     params = rgb_first_layer(to_hwio(renamed, src.layout), src.bgr)
     try:
@@ -227,9 +229,13 @@ def save(weights: VGGWeights, out: str | Path) -> Path:
     from safetensors.numpy import save_file
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        save_file(weights.params, tmp, metadata=weights.metadata())
+    if out.is_dir():
+        raise WeightsError(f"cannot write {out}: it is a directory")
+    try:
+        with created(out.parent), atomic_path(out) as tmp:
+            save_file(weights.params, tmp, metadata=weights.metadata())
+    except OSError as e:
+        raise WeightsError(f"cannot write {out}: {e.strerror or e}") from None
     return out
 
 
@@ -238,6 +244,8 @@ def convert(src: str | Path, out: str | Path | None = None, arch: str | None = N
     weights = read_checkpoint(src, arch)
     if out is None:
         out = weights_dirs()[0] / f"{weights.arch}-{weights.source_format}.safetensors"
+    if Path(out).exists() and os.path.samefile(src, out):
+        raise WeightsError(f"{out} is the file being converted: write the result to another file")
     return save(weights, out)
 
 
@@ -272,6 +280,8 @@ def list_available() -> list[dict[str, str]]:
               "source_format": "lpips", "path": str(embedded_path())}]
     for directory in weights_dirs():
         for path in sorted(directory.glob("*.safetensors")) if directory.is_dir() else []:
+            if not path.is_file():  # a FIFO would block the listing forever
+                continue
             try:
                 meta = formats.read_safetensors_metadata(path)
             except WeightsError:
@@ -306,24 +316,28 @@ def load_weights(spec: str | Path = "embedded", arch: str | None = None) -> VGGW
 
 
 def download(arch: str = "vgg19", dest: str | Path | None = None, timeout: float = 30.0) -> Path:
-    """Fetch torchvision's official VGG checkpoint, check its hash, convert it."""
+    """Fetch torchvision's official VGG checkpoint, check its hash, convert it; a failed
+    download leaves no file and no directory of its own behind."""
     url = TORCHVISION_URLS[arch]
     name = url.rsplit("/", 1)[1]
     target = Path(dest) if dest else weights_dirs()[0]
-    target.mkdir(parents=True, exist_ok=True)
-    raw = target / name
     prefix = name.rsplit("-", 1)[1].split(".")[0]  # torchvision names carry a sha256 prefix
     try:
-        with atomic_path(raw) as tmp:  # nothing is left behind when the stream fails
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
-                while chunk := response.read(1 << 20):
-                    f.write(chunk)
-            if not sha256_file(Path(tmp)).startswith(prefix):
-                raise WeightsError(f"{url} downloaded with a wrong sha256 (expected prefix {prefix})")
-    except (urllib.error.URLError, OSError) as e:
-        raise WeightsError(f"no network ({getattr(e, 'reason', e)}): download {url} elsewhere "
-                           f"and run `nst-jax weights convert FILE`") from None
-    return convert(raw, target / f"{arch}-torchvision.safetensors", arch)
+        with created(target):
+            raw = target / name
+            try:
+                with atomic_path(raw) as tmp:  # nothing is left behind when the stream fails
+                    with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
+                        while chunk := response.read(1 << 20):
+                            f.write(chunk)
+                    if not sha256_file(Path(tmp)).startswith(prefix):
+                        raise WeightsError(f"{url} downloaded with a wrong sha256 (expected prefix {prefix})")
+            except (urllib.error.URLError, OSError) as e:
+                raise WeightsError(f"no network ({getattr(e, 'reason', e)}): download {url} elsewhere "
+                                   f"and run `nst-jax weights convert FILE`") from None
+            return convert(raw, target / f"{arch}-torchvision.safetensors", arch)
+    except OSError as e:  # the directory could not be made (the block raises WeightsError)
+        raise WeightsError(f"cannot write into {target}: {e.strerror or e}") from None
 
 
 def describe(spec: str | Path) -> dict[str, str]:

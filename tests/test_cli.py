@@ -101,7 +101,7 @@ def test_memory_options(tmp_path, captured):
     assert captured["config"].tile == 0
     assert "--tile takes 'auto', 'none' or a size" in one_line_error(
         invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--tile", "big"))
-    assert "--max-memory must be a positive number of GiB" in one_line_error(
+    assert "--max-memory must be a number in (0, 1048576], not 0" in one_line_error(
         invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--max-memory", 0))
 
 
@@ -119,8 +119,9 @@ def test_the_memory_plan_is_printed_once(tmp_path, vgg16_weights, monkeypatch):
 def test_defaults_are_the_paper_where_they_do_not_say_otherwise(tmp_path, captured):
     """Gatys et al. 2016: content at conv4_2 (our relu4_2: Caffe's in-place ReLU), style at
     conv1_1..conv5_1 with w_l = 1/5, Gram loss normalised by 4 N^2 M^2, no TV term. The
-    commented departures (config.py) are the optimizer, the start image, alpha/beta for
-    [0, 1] pixels, max pooling and the VGG16 weights."""
+    commented departures (config.py) are the start image, the per-element content loss and
+    its alpha/beta, the coarse-to-fine scales, max pooling and the VGG16 weights; the
+    optimizer is the paper's L-BFGS, with a backtracking line search."""
     assert invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png").exit_code == 0
     config = captured["config"]
     assert config == StyleConfig()  # the CLI adds nothing of its own
@@ -128,6 +129,7 @@ def test_defaults_are_the_paper_where_they_do_not_say_otherwise(tmp_path, captur
     assert config.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1") == PAPER_STYLE_LAYERS
     assert config.style_layer_weights == (0.2,) * 5 and config.content_layer_weights == (1.0,)
     assert config.style_norm == "paper" and config.tv_weight == 0.0
+    assert config.optimizer.startswith("lbfgs")
 
 
 def test_parse_layers():
@@ -145,7 +147,10 @@ def test_nan_and_ctrl_c_save_the_best_image(tmp_path, captured, stopped, code, t
 
 def test_a_run_that_never_improved_writes_nothing(tmp_path, captured):
     captured["best"] = 2.0  # = the start loss: no step lowered it
-    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png")
+    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png")  # L-BFGS by default
+    assert "no step lowered the loss" in one_line_error(r, 4) and "lower --style-weight" in r.output
+    assert not (tmp_path / "o.png").exists()
+    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--optimizer", "adam")
     assert "no step lowered the loss" in one_line_error(r, 4) and "lower --lr" in r.output
     assert not (tmp_path / "o.png").exists()
 
@@ -205,8 +210,8 @@ def bad_inputs(tmp_path):
         "truncated": ([trunc, s, "-o", o], "truncated"),
         "too small": ([c, s, "-o", o, "--size", 8], "needs at least 16 px"),
         "too big": ([c, s, "-o", o, "--size", 60000], "GiB"),
-        "size zero": ([c, s, "-o", o, "--size", 0], "--size must be a positive integer, not 0"),
-        "negative steps": ([c, s, "-o", o, "--steps", -1], "--steps must be 0 or more"),
+        "size zero": ([c, s, "-o", o, "--size", 0], "--size must be an integer in [1, 65535], not 0"),
+        "negative steps": ([c, s, "-o", o, "--steps", -1], "--steps must be an integer in [0, 2147483647], not -1"),
         "not writable": ([c, s, "-o", "/proc/o.png"], "cannot write"),
         "bad extension": ([c, s, "-o", tmp_path / "o.xyz"], "unknown image extension '.xyz' (use .png, .jpg"),
         "bad layer": ([c, s, "-o", o, "--style-layers", "relu9_9"], "unknown layer 'relu9_9'"),
@@ -222,13 +227,13 @@ def bad_inputs(tmp_path):
                             "2 masks for 1 style images"),
         "style masks per style": ([c, s, s, "-o", o, "--size", 32, "--style-mask", black],
                                   "1 style masks for 2 style images"),
-        "negative erosion": ([c, s, "-o", o, "--mask-erode", -1], "--mask-erode must be 0 or more"),
+        "negative erosion": ([c, s, "-o", o, "--mask-erode", -1], "--mask-erode must be an integer in [0, 2147483647]"),
         "bad weights": ([c, s, "-o", o, "--weights", notimg], "not a weights file"),
         "tiny style": ([c, tiny, "-o", o, "--size", 64, "--style-scale", 0.1], "needs at least"),
         "damaged checkpoint": ([c, s, "-o", o, "--size", 32, "--resume", damaged], "damaged"),
         "unknown option": ([c, s, "-o", o, "--sise", 3], "No such option: --sise"),
         "bad scales": ([c, s, "-o", o, "--scales", "64,32.5"], "--scales takes whole pixel sizes"),
-        "bad average": ([c, s, "-o", o, "--average", 1.5], "--average is a decay in [0, 1)"),
+        "bad average": ([c, s, "-o", o, "--average", 1.5], "--average must be a number in [0, 1), not 1.5"),
     }
 
 
@@ -253,7 +258,8 @@ def test_nan_end_to_end_writes_the_best_image(tmp_path, vgg16_weights, monkeypat
     monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
     out = tmp_path / "o.png"
     r = invoke("stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg", "-o", out, "--size", 32,
-               "--steps", 5, "--style-weight", 1e38, "--content-weight", 1e38, "--init", "noise")
+               "--steps", 5, "--style-weight", 1e38, "--content-weight", 1e38, "--init", "noise",
+               "--optimizer", "adam", "--content-norm", "sum")
     assert r.exit_code == 3 and "lower --lr" in r.output and out.exists()
 
 

@@ -166,9 +166,24 @@ def test_end_to_end_with_embedded_vgg16():
     beta 1e4 -- at 64 px the content term is 16x smaller than at 256 px): style ends at
     0.235 of its start; content loss ends at 0.274 of that of a white-noise image.
     """
-    config = StyleConfig(size=64, steps=40, log_every=39, style_weight=1e4)
+    config = StyleConfig(size=64, steps=40, log_every=39, style_weight=1e4, optimizer="adam", init="content",
+                         content_norm="sum")
     result = stylize(SAMPLES / "content.jpg", SAMPLES / "style.jpg", config)
     first, last = result.history[0], result.history[-1]
     assert last.style < 0.5 * first.style
     noise = stylize(SAMPLES / "content.jpg", SAMPLES / "style.jpg", config.replace(steps=1, init="noise"))
     assert last.content < 0.45 * noise.history[0].content
+
+
+def test_the_defaults_move_to_the_style_and_stay_nearer_the_content_than_noise():
+    """``StyleConfig()``'s optimiser, start, loss scale and schedule (only the size made
+    small) on the real network: the style loss ends far below the recoloured start's, and
+    the content loss below what a white-noise image scores. Measured on the project's CPU
+    at 64 px, 30 steps: style 0.017 of the start's, content 0.90 of noise's -- at this size
+    beta 100 holds the content only loosely (README, "Quality")."""
+    config = StyleConfig(size=64, steps=30, log_every=29)
+    result = stylize(SAMPLES / "content.jpg", SAMPLES / "style.jpg", config)
+    first, last = result.history[0], result.history[-1]
+    assert last.style < 0.1 * first.style
+    noise = stylize(SAMPLES / "content.jpg", SAMPLES / "style.jpg", config.replace(steps=1, init="noise"))
+    assert last.content < 0.95 * noise.history[0].content
