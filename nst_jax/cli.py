@@ -137,7 +137,8 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "style_blend": "--blend", "dtype": "--dtype", "content_norm": "--content-norm",
          "scales": "--scales", "average": "--average", "remat": "--remat", "colour": "--colour",
          "colour_match": "--colour-match", "masks": "--mask", "style_masks": "--style-mask",
-         "mask_erode": "--mask-erode", "keep_unmasked": "--keep-unmasked"}
+         "mask_erode": "--mask-erode", "keep_unmasked": "--keep-unmasked", "max_memory": "--max-memory",
+         "tile": "--tile"}
 
 # The options stylize and sweep share, by parameter name: (annotation, default).
 CONFIG_OPTIONS = {
@@ -206,6 +207,11 @@ CONFIG_OPTIONS = {
                                             "bfloat16 is for GPUs/TPUs.")], DType(D.dtype)),
     "remat": (Annotated[bool, typer.Option("--remat/--no-remat", help="Recompute each VGG block in the "
                                            "backward pass: less memory, about one more forward.")], D.remat),
+    "max_memory": (Annotated[Optional[float], typer.Option(
+        "--max-memory", help="GiB a step may use (default: 90% of the memory available); a step that "
+                             "does not fit whole runs in tiles, with the same result.")], D.max_memory),
+    "tile": (Annotated[str, typer.Option(help="Tile side in px: 'auto' (tiles only when the step does not "
+                                         "fit), 'none' (never), or N.")], str(D.tile)),
     "steps_per_call": (Annotated[Optional[int], typer.Option(
         "--steps-per-call", help="Steps per compiled call (default: 1 on CPU, 10 on GPU).")], None),
 }
@@ -257,11 +263,21 @@ def parse_scales(spec: str, size: int) -> tuple[int, ...] | str:
     return sizes if sizes[-1] == size else sizes + (size,)
 
 
+def parse_tile(spec: str) -> int | str:
+    """``auto``, ``none`` (0: never tile) or a tile side in pixels."""
+    spec = str(spec).strip().lower()
+    if spec in ("auto", "none", "0"):
+        return 0 if spec != "auto" else "auto"
+    if not spec.isdigit():
+        raise NstError(f"--tile takes 'auto', 'none' or a size in pixels, not {spec!r}")
+    return int(spec)
+
+
 def build_config(*, style_weight: float, size, steps, optimizer, lr, content_weight, ratio, tv_weight,
                  content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
                  style_scale, blend, weights, log_every, steps_per_call, dtype, content_norm, scales,
                  average, remat, colour, colour_match, mask, style_mask, mask_erode,
-                 keep_unmasked) -> StyleConfig:
+                 keep_unmasked, max_memory, tile) -> StyleConfig:
     """The shared options -> the one frozen config (its errors: see :func:`explain`)."""
     if ratio is not None and content_weight is not None:
         raise NstError("give --content-weight or --ratio, not both")
@@ -284,7 +300,8 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
         seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype),
         content_norm=str(content_norm), scales=parse_scales(scales, size), average=average,
         remat=remat, colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
-        style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked)
+        style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked,
+        max_memory=max_memory, tile=parse_tile(tile))
 
 
 def with_config_options(exclude: tuple[str, ...] = (), **defaults):
@@ -448,7 +465,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
 
             result = run.stylize(content, styles if len(styles) > 1 else styles[0], config,
                                  callback=on_progress, resume=resume, checkpoint=checkpoint,
-                                 checkpoint_every=checkpoint_every)
+                                 checkpoint_every=checkpoint_every, on_plan=print_plan)
         for note in result.notes:
             err.print(f"note: {note}", highlight=False)
         if result.improved is False and result.stopped == "done":
@@ -468,6 +485,13 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
     best = "-" if not math.isfinite(result.best_loss) else f"{result.best_loss:.4g}"
     out.print(f"{result.steps} steps, {result.function_evals} loss evaluations in {result.seconds:.1f} s "
               f"(compile {result.compile_seconds:.1f} s); best loss {best}\nwrote {output}", highlight=False)
+
+
+def print_plan(plans) -> None:
+    """The memory plan of a run, one line before its first step."""
+    from .memory import describe_plans
+
+    err.print(f"memory: {describe_plans(plans)}", highlight=False, markup=False)
 
 
 def too_large_advice(config: StyleConfig) -> str:

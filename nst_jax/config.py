@@ -60,6 +60,7 @@ class Range:
 
 
 WEIGHT = Range(0.0, MAX_WEIGHT)
+TILE = Range(0, MAX_SIDE, integer=True)  # or "auto"
 # Every number field's range (layer weights and blend weights: each one a WEIGHT).
 RANGES = {
     "size": Range(1, MAX_SIDE, integer=True),
@@ -75,6 +76,7 @@ RANGES = {
     "seed": Range(0, 2**63 - 1, integer=True),
     "log_every": Range(1, MAX_COUNT, integer=True),
     "steps_per_call": Range(1, MAX_COUNT, integer=True),
+    "max_memory": Range(0.0, 2**20, open_low=True),  # GiB
 }
 
 
@@ -242,6 +244,18 @@ class StyleConfig:
     # Rematerialise each VGG block in the backward pass: only block outputs are kept, the
     # inside of one block is recomputed at a time (less memory, about one more forward).
     remat: bool = False
+    # Memory a step may plan for, in GiB; None = 90% of what is available when the run
+    # starts (the host's available RAM on CPU, the accelerator's free memory): the plan
+    # adapts to the machine unless capped, e.g. to leave room for other jobs.
+    max_memory: float | None = None
+    # Tile side in pixels for a step that does not fit whole (tiling.py: the same value and
+    # gradient, exactly, one tile's activations in memory at a time). "auto" = whole when
+    # the step fits max_memory, else the largest tiles that fit: tiling costs an extra
+    # forward pass and halos, so it is used only where needed (with coarse-to-fine, only
+    # the largest scales); 0 = never (a size that does not fit is an error); N = tiles of
+    # at most N px, rounded down to the deepest tap's pooling grid (16 px for relu5_1);
+    # a scale that fits in one such tile runs whole.
+    tile: int | str = "auto"
     # Optimizer steps at each scale (an L-BFGS step may evaluate the loss several times).
     # 100 at each of the default 5 scales up to 512 px costs about 1.9x100 full-size steps'
     # work, less than the 300 full-size Adam steps this project used to default to.
@@ -291,11 +305,13 @@ class StyleConfig:
         if (self.init == Init.image) != (self.init_image is not None):
             raise ConfigError("init_image", "goes with init='image' (and that init needs a file)")
         for name, allowed in RANGES.items():
-            if getattr(self, name) is not None or name not in ("learning_rate", "steps_per_call"):
+            if getattr(self, name) is not None or name not in ("learning_rate", "steps_per_call", "max_memory"):
                 check_number(name, getattr(self, name), allowed)
         for name in ("content_layer_weights", "style_layer_weights", "style_blend"):
             for value in getattr(self, name):
                 check_number(name, value, WEIGHT)
+        if self.tile != "auto" and self.tile not in TILE:
+            raise ConfigError("tile", f"must be 'auto' or {TILE} (0: never tile), not {self.tile!r}")
         if isinstance(self.scales, str):
             if self.scales != "auto":
                 raise ConfigError("scales", f"must be 'auto' or sizes, not {self.scales!r}")
@@ -319,9 +335,10 @@ class StyleConfig:
 
     def objective_fields(self) -> dict:
         """The fields that define the objective and the optimizer's trajectory; a run can
-        resume from a checkpoint only when all of these are equal (logging and steps per
-        call may change; the steps too, for a single-scale run)."""
-        free = {"log_every", "steps_per_call"} | (set() if len(self.sizes) > 1 else {"steps"})
+        resume from a checkpoint only when all of these are equal (logging, steps per call
+        and the memory plan may change; the steps too, for a single-scale run)."""
+        free = ({"log_every", "steps_per_call", "max_memory", "tile"}  # tiling changes rounding only
+                | (set() if len(self.sizes) > 1 else {"steps"}))
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in free}
 
     @classmethod

@@ -23,8 +23,9 @@ from .errors import NstError
 from .image import load_image, resize, scaled_shape
 from .losses import Targets, gram, guided_gram
 from .masks import free_pixels, guidance
-from .memory import check_memory
+from .memory import MemoryPlan, budget_bytes, check_forward, plan_memory
 from .objective import Objective, Problem, build_objective, loss_weights
+from .tiling import tiled_features, tiled_grams
 from .vgg import check_image_size, layer_sizes
 from .weights import VGGWeights, load_weights
 
@@ -42,6 +43,7 @@ class Prepared:
     arch: str
     notes: list[str] = field(default_factory=list)  # what a user should know (resizing...)
     colour_content: np.ndarray | None = None  # the content in its own colours, at the run's size
+    plans: tuple[MemoryPlan, ...] = ()  # how a step fits in memory, one per size of the run, coarse to fine
 
 
 def as_list(styles) -> list:
@@ -73,18 +75,48 @@ def style_targets(objective: Objective, variables, styles: list[np.ndarray], out
     normalised for its own image's size, then averaged). With one style of the output's size
     this is the paper's A^l; the scaling lets styles of any size be matched against the Gram
     of the output, which sums over M_out^l positions.
+
+    A tiled objective computes the Grams tile by tile too (forward only, with its tiles).
     """
-    apply = jax.jit(objective.model.apply)
-    arch = objective.model.arch
-    positions = {l.name: h * w for l, h, w in layer_sizes(arch, *out_hw, objective.style_layers)}
-    grams = [[] for _ in objective.style_layers]
+    arch, layers = objective.model.arch, objective.style_layers
+    positions = {l.name: h * w for l, h, w in layer_sizes(arch, *out_hw, layers)}
+    sizes = {}
+    grams = [[] for _ in layers]
     for k, style in enumerate(styles):
-        feats = apply(variables, style)
-        for i, name in enumerate(objective.style_layers):
-            f = feats[name]
-            g = gram(f) if guides is None or guides[k] is None else guided_gram(f, guides[k][i][0])
-            grams[i].append(positions[name] / (f.shape[0] * f.shape[1]) * g)
+        own = None if guides is None or guides[k] is None else [g[0] for g in guides[k]]
+        if objective.tiles is None:
+            feats = jax.jit(objective.model.apply)(variables, style)
+            style_grams = [gram(feats[n]) if own is None else guided_gram(feats[n], own[i])
+                           for i, n in enumerate(layers)]
+        else:
+            tiled = jax.jit(tiled_grams, static_argnums=(0, 3, 4))(objective.model, variables, style,
+                                                                   objective.tiles, layers, own)
+            style_grams = [tiled[n] for n in layers]
+        sizes = {l.name: h * w for l, h, w in layer_sizes(arch, *style.shape[:2], layers)}
+        for i, name in enumerate(layers):
+            grams[i].append(positions[name] / sizes[name] * style_grams[i])
     return tuple(jnp.stack(g) for g in grams)
+
+
+def content_features(objective: Objective, variables, content: np.ndarray) -> tuple[jax.Array, ...]:
+    """The content taps' features of the content image (tile by tile for a tiled objective)."""
+    layers = objective.content_layers
+    if objective.tiles is None:
+        feats = jax.jit(objective.model.apply)(variables, content)
+    else:
+        feats = jax.jit(tiled_features, static_argnums=(0, 3, 4))(objective.model, variables, content,
+                                                                 objective.tiles, layers)
+    return tuple(feats[n] for n in layers)
+
+
+def memory_plans(config: StyleConfig, arch: str, taps, shape, budget: int | None = None) -> tuple[MemoryPlan, ...]:
+    """How a step fits in memory at each of ``config.sizes`` for a content image of ``shape``
+    (H, W): whole or in tiles (memory.plan_memory), within ``budget`` bytes (default: from
+    ``config.max_memory`` and what is available now). Raises when the largest cannot fit."""
+    budget = budget_bytes(config.max_memory) if budget is None else budget
+    return tuple(plan_memory(arch, *scaled_shape(shape, size), taps, budget=budget, tile=config.tile,
+                             remat=config.remat, content_taps=config.content_layers)
+                 for size in reversed(config.sizes))[::-1]
 
 
 def normalised_blend(blend, n_styles: int) -> tuple[float, ...]:
@@ -133,30 +165,36 @@ def resolve_weights(config: StyleConfig, weights: VGGWeights | None = None) -> V
 
 
 def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = None,
-            batch: int = 1, size: int | None = None) -> Prepared:
+            size: int | None = None, budget: int | None = None) -> Prepared:
     """Load and check everything a run needs at ``size`` (default ``config.size``; a
     coarse-to-fine run prepares each of ``config.sizes``). ``styles``: one path/array or
-    a list.
+    a list. ``budget``: the bytes a step may use (default: see :func:`memory_plans`).
 
     Sizes, and the memory of the run's largest size and of each style image, are checked
     on the target dimensions before any resizing, so a size that cannot fit fails at once
-    with the estimate, before any step at a smaller scale.
+    with the estimate, before any step at a smaller scale. The objective is tiled where
+    this size's memory plan says so, and the targets are computed with the same tiles.
     """
     weights = resolve_weights(config, weights)
-    objective = build_objective(weights.arch, weights.pixel_space, config)
-    taps, notes, size = objective.model.taps, [], size or config.size
+    size = size or config.size
+    taps = build_objective(weights.arch, weights.pixel_space, config).model.taps
+    notes = []
     raw = load_image(content)
     h, w = scaled_shape(raw.shape[:2], size)
     check_image_size(h, w, weights.arch, taps)
-    check_memory(weights.arch, *scaled_shape(raw.shape[:2], config.size), taps, batch)
+    budget = budget_bytes(config.max_memory) if budget is None else budget
+    plans = memory_plans(config, weights.arch, taps, raw.shape[:2], budget)
+    plan = plans[config.sizes.index(size)] if size in config.sizes else memory_plans(
+        config.replace(size=size, scales=()), weights.arch, taps, raw.shape[:2], budget)[0]
+    objective = build_objective(weights.arch, weights.pixel_space, config, plan.tiles)
     colour_content = load_sized(raw, size, weights.arch, taps, "content", notes)
     styles = as_list(styles)
     blend = normalised_blend(config.style_blend, len(styles))
     raw_styles = [load_image(s) for s in styles]
     style_side = max(1, round(config.size * config.style_scale))  # at the largest size
     for raw_style in raw_styles:
-        check_memory(weights.arch, *scaled_shape(raw_style.shape[:2], style_side), taps,
-                     what="the style image at ", backward=False)
+        check_forward(weights.arch, *scaled_shape(raw_style.shape[:2], style_side), taps, budget=budget,
+                      tiles=plans[-1].tiles, what="the style image at ")
     style_imgs = [load_sized(s, size * config.style_scale, weights.arch, taps, "style", notes)
                   for s in raw_styles]
     content_img, style_imgs = before_run(colour_content, style_imgs, config.colour, config.colour_match)
@@ -164,12 +202,10 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
                                                 raw.shape[:2], (h, w), raw_styles, style_imgs, notes)
     start = np.clip(start_image(config, content_img, style_imgs[0]), 0.0, 1.0)  # reads init_image
     variables = jax.device_put(weights.variables())
-    apply = jax.jit(objective.model.apply)
-    content_feats = apply(variables, content_img)
     kept = content_img
     if objective.luminance:  # one channel, the objective shows it as grey RGB
         start, kept = luminance(start)[..., None], content_img[..., :1]
-    targets = Targets(tuple(content_feats[n] for n in config.content_layers),
+    targets = Targets(content_features(objective, variables, content_img),
                       style_targets(objective, variables, style_imgs, (h, w), style_guides),
                       None if guides is None else tuple(jnp.asarray(g) for g in guides),
                       None if free is None else (jnp.asarray(free), jnp.asarray(kept)))
@@ -177,7 +213,7 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     spatial = list(guides or ()) + [g for own in style_guides if own for g in own]
     return Prepared(objective, problem, content_img, style_imgs, start,
                     input_digest([colour_content, *style_imgs, *spatial], weights), weights.arch, notes,
-                    colour_content)
+                    colour_content, plans)
 
 
 def spatial_guides(config: StyleConfig, arch: str, layers: tuple[str, ...], source_hw, run_hw,

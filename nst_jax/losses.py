@@ -98,13 +98,22 @@ def style_normalizer(shape: tuple[int, ...], norm: str = "paper", target_gram=No
     raise ValueError(f"unknown style normalisation {norm!r}")
 
 
+def style_gram_loss(target_gram: jax.ArrayLike, gram_matrix: jax.ArrayLike, shape: tuple[int, ...],
+                    norm: str = "paper") -> jax.Array:
+    """J_style^l as a function of the Gram G_G of a layer of ``shape`` = (H, W, C):
+    sum (G_S - G_G)^2 / :func:`style_normalizer`. The loss depends on the features only
+    through G_G, a sum over positions, which is what lets tiling.py accumulate it tile by
+    tile and differentiate it with G_G held fixed."""
+    diff = jnp.asarray(gram_matrix) - jnp.asarray(target_gram)
+    return jnp.sum(jnp.square(diff)) / style_normalizer(shape, norm, target_gram)
+
+
 def style_layer_loss(target_gram: jax.ArrayLike, features: jax.ArrayLike,
                      norm: str = "paper") -> jax.Array:
     """J_style^l = sum (G_S - G_G)^2 / (4 N^2 M^2) (Gatys et al. eq. 4), or another
     :func:`style_normalizer`."""
     features = jnp.asarray(features)
-    diff = gram(features) - jnp.asarray(target_gram)
-    return jnp.sum(jnp.square(diff)) / style_normalizer(features.shape, norm, target_gram)
+    return style_gram_loss(target_gram, gram(features), features.shape, norm)
 
 
 def blended_gram(grams: jax.ArrayLike, blend: jax.ArrayLike) -> jax.Array:
@@ -139,8 +148,15 @@ def guided_style_layer_loss(target_grams: jax.ArrayLike, features: jax.ArrayLike
     :func:`gram` computes (a batched product may round differently).
     """
     features = jnp.asarray(features)
-    per_region = [jnp.sum(jnp.square(guided_gram(features, guides[r]) - target_grams[r]))
-                  / style_normalizer(features.shape, norm, target_grams[r]) for r in range(len(target_grams))]
+    grams = [guided_gram(features, guides[r]) for r in range(len(target_grams))]
+    return guided_style_gram_loss(target_grams, grams, features.shape, region_weights, norm)
+
+
+def guided_style_gram_loss(target_grams: jax.ArrayLike, grams, shape: tuple[int, ...],
+                           region_weights: jax.ArrayLike, norm: str = "paper") -> jax.Array:
+    """:func:`guided_style_layer_loss` as a function of the R guided Grams G_r (a list or an
+    (R, C, C) array) of a layer of ``shape`` = (H, W, C)."""
+    per_region = [style_gram_loss(target_grams[r], grams[r], shape, norm) for r in range(len(target_grams))]
     return jnp.dot(jnp.asarray(region_weights), jnp.stack(per_region))
 
 
@@ -181,6 +197,15 @@ def style_layer_term(targets: Targets, i: int, features: jax.Array, weights: Los
     if targets.guides is None:
         return style_layer_loss(blended_gram(targets.style[i], weights.blend), features, norm)
     return guided_style_layer_loss(targets.style[i], features, targets.guides[i], weights.blend, norm)
+
+
+def style_gram_term(targets: Targets, i: int, grams: jax.Array, shape: tuple[int, ...],
+                    weights: LossWeights, norm: str = "paper") -> jax.Array:
+    """:func:`style_layer_term` from the layer's Gram (C, C), or with masks its (R, C, C)
+    guided Grams, of features of ``shape``."""
+    if targets.guides is None:
+        return style_gram_loss(blended_gram(targets.style[i], weights.blend), grams, shape, norm)
+    return guided_style_gram_loss(targets.style[i], grams, shape, weights.blend, norm)
 
 
 def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Targets,

@@ -1,28 +1,78 @@
-"""How much memory a run needs, how much there is, and how to split a batch to fit."""
+"""How much memory a run needs, how much there is, and how to fit: chunks of a batch, tiles
+of a picture.
+
+Every estimate is linear in the pixels: the network's activations kept for the backward
+pass (:func:`network_bytes`), a handful of image-sized buffers (the iterate, its gradient,
+the optimizer's state), the content targets, plus a fixed part (weights, XLA's buffers)
+and, when tiled, the compiled code of each tile. The constants are fitted to the peak
+resident memory bench/highres.py measures on CPU (one Adam step of VGG19, whole, remat
+and tiled, 128-512 px): the estimate is 0.97-1.26x the measured peak above the
+interpreter and XLA's libraries, on the safe side at the largest sizes
+(bench/results/highres-cpu-2c.md).
+"""
 
 from __future__ import annotations
 
+import math
 import os
+from dataclasses import dataclass
 
 import jax
 
 from .errors import NstError
-from .vgg import activation_bytes
+from .tiling import TilePlan, alignment, receptive_radius, spans
+from .vgg import activation_bytes, layer_sizes
 
-# Bytes of the program beyond the per-image activations: weights, XLA's buffers.
-FIXED_BYTES = 160 * 2**20
+# Bytes of a step beyond what grows with the picture: the weights (as loaded, on the
+# device, and as the program's arguments), the compiled program, XLA's runtime buffers.
+# Measured: 394-558 MiB above the interpreter at 128-512 px (VGG19), whole.
+FIXED_BYTES = 448 * 2**20
 # Share of the available memory a run may plan to use.
 HEADROOM = 0.9
+# Peak of a step over its forward activations: the activations kept for the backward
+# pass, their gradients and XLA's temporaries. XLA:CPU plans 1.3x (512 px) to 1.6x
+# (256 px) of the forward activations as the step's temporaries (bench/highres.py);
+# 2 leaves room. Accelerators were not measured this way: there the older, more cautious
+# 4 stays.
+BACKWARD_FACTOR = {"cpu": 2}
+OTHER_BACKWARD_FACTOR = 4
+# Per tile of a tiled step: its share of the compiled program (the tiles are unrolled:
+# forward, backward and the forward computing the targets). Measured: ~24 MiB a tile
+# (VGG19; resident memory before the step, 4 and 12 tiles against whole).
+TILE_BYTES = 24 * 2**20
+# Image-sized float32 buffers (H, W, 3) alive in a step: image, picture, gradient, Adam's
+# two moments, best image, iterate average, the update and its temporaries.
+IMAGE_BUFFERS = 16
 
 
-def estimate_bytes(arch: str, height: int, width: int, taps, batch: int = 1, backward: bool = True) -> int:
-    """Rough peak memory of one step: activations kept for the backward pass, their
-    gradients and XLA's temporaries (4x the forward activations, a factor measured on
-    CPU, see bench/README.md), plus a handful of image-sized optimizer buffers.
-    ``backward=False``: of one forward pass (a style image's Grams), its activations and
-    the image."""
-    activations, image = activation_bytes(arch, height, width, taps), height * width * 3 * 4
-    per_image = 4 * activations + 16 * image if backward else activations + 2 * image
+def network_bytes(arch: str, height: int, width: int, taps) -> int:
+    """Peak bytes of the network's forward and backward pass on a height x width picture:
+    :data:`BACKWARD_FACTOR` (of the default backend) x the forward activations.
+
+    Remat per block (config.remat) is not counted on: on XLA:CPU it leaves the step's
+    temporaries as they are (bench/results/highres-*.md), so the estimate stays the plain
+    one, which is safe wherever remat does save memory.
+    """
+    factor = BACKWARD_FACTOR.get(jax.default_backend(), OTHER_BACKWARD_FACTOR)
+    return int(factor * activation_bytes(arch, height, width, taps))
+
+
+def estimate_bytes(arch: str, height: int, width: int, taps, batch: int = 1, *, content_taps=(),
+                   crop: tuple[int, int] | None = None, tiles: int = 1, backward: bool = True) -> int:
+    """Rough peak memory of one step on a height x width picture: the network's pass
+    (:func:`network_bytes`; on the ``crop`` (h, w) of ``tiles`` tiles when tiled), the
+    image-sized buffers and the content targets (``content_taps``' features of the whole
+    picture), per image of the batch, plus :data:`FIXED_BYTES` (and :data:`TILE_BYTES`
+    per tile). ``backward=False``: of one forward pass (a style image's Grams), its
+    activations and two copies of the image."""
+    on = crop or (height, width)
+    if not backward:
+        network = activation_bytes(arch, *on, taps) + (TILE_BYTES * tiles if crop else 0)
+        return batch * (network + 2 * height * width * 3 * 4) + FIXED_BYTES
+    network = network_bytes(arch, *on, taps) + (TILE_BYTES * tiles if crop else 0)
+    targets = sum(h * w * l.c_out * 4 for l, h, w in layer_sizes(arch, height, width, taps)
+                  if l.name in content_taps)
+    per_image = network + IMAGE_BUFFERS * height * width * 3 * 4 + targets
     return batch * per_image + FIXED_BYTES
 
 
@@ -41,16 +91,105 @@ def available_bytes() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def check_memory(arch: str, height: int, width: int, taps, batch: int = 1, what: str = "",
-                 backward: bool = True) -> None:
-    """Raise one error with the estimate when a run of this size cannot fit; ``what``
-    names the image (a style image only goes forward: ``backward=False``)."""
-    need = estimate_bytes(arch, height, width, taps, batch, backward)
-    have = available_bytes()
-    if need > HEADROOM * have:
-        raise NstError(f"{what}{width}x{height} px needs about {need / 2**30:.1f} GiB for {arch} "
-                       f"(batch {batch}) but only {have / 2**30:.1f} GiB are available: "
-                       f"use a smaller size{'' if backward else ' or style scale'}")
+def budget_bytes(max_memory: float | None = None) -> int:
+    """What a run may plan for: :data:`HEADROOM` of the available memory, at most
+    ``max_memory`` GiB."""
+    budget = int(HEADROOM * available_bytes())
+    return budget if max_memory is None else min(budget, int(max_memory * 2**30))
+
+
+def gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 10 * 2**30 else f"{n / 2**30:.2f} GiB"
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How one step at height x width runs: whole (``tiles`` None) or tile by tile."""
+
+    height: int
+    width: int
+    arch: str
+    remat: bool
+    tiles: TilePlan | None
+    count: int  # tiles in the grid (1: whole)
+    tile_shape: tuple[int, int]  # (h, w) of the largest interior
+    bytes: int  # the estimated peak of one step
+    budget: int
+
+    def __str__(self) -> str:
+        how = "whole" if self.tiles is None else (
+            f"{self.count} tiles of {self.tile_shape[1]}x{self.tile_shape[0]} + {self.tiles.halo} px halo")
+        remat = ", remat per block" if self.remat else ""
+        return f"{self.width}x{self.height}, {self.arch}, {how}{remat}: ~{gib(self.bytes)} of {gib(self.budget)}"
+
+
+def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: int | str = "auto",
+                remat: bool = False, content_taps=()) -> MemoryPlan:
+    """The way one step at height x width fits ``budget`` bytes.
+
+    ``tile``: ``"auto"`` = whole when the estimate fits, else the largest tiles that do
+    (the fewest tiles: least halo recomputed); 0 = whole or an error; N = tiles of at most
+    N px (rounded down to the pooling grid of the deepest tap), whole where that is one
+    tile. Tiles carry a halo of
+    :func:`~nst_jax.tiling.receptive_radius` px, which makes the tiled gradient exact.
+    ``remat`` is only reported (see :func:`network_bytes`).
+    """
+    def estimate(crop=None, tiles=1):
+        return estimate_bytes(arch, height, width, taps, content_taps=content_taps, crop=crop, tiles=tiles)
+
+    whole = estimate()
+    align, halo = alignment(arch, taps), receptive_radius(arch, taps)
+    if tile == "auto":
+        sides = range(math.ceil(max(height, width) / align) * align, align - 1, -align)
+    else:
+        sides = (max(align, int(tile) // align * align),)
+        if tile and len(spans(height, sides[0], halo, align)) * len(spans(width, sides[0], halo, align)) == 1:
+            tile = 0  # one tile is the whole picture, without pass 1
+    if tile == 0 or (tile == "auto" and whole <= budget):
+        if whole > budget:
+            raise NstError(f"{width}x{height} px needs about {gib(whole)} for {arch} but only {gib(budget)} "
+                           "may be used: tile the picture, use a smaller size or allow more memory")
+        return MemoryPlan(height, width, arch, remat, None, 1, (height, width), whole, budget)
+    least = (whole, "whole")  # the smallest estimate tried, and how
+    for side in sides:
+        rows, cols = spans(height, side, halo, align), spans(width, side, halo, align)
+        if len(rows) * len(cols) == 1:
+            continue
+        longest = lambda spans, i: max(b - a for a, b in (s[i] for s in spans))  # noqa: E731
+        need = estimate((longest(rows, 1), longest(cols, 1)), len(rows) * len(cols))
+        if need <= budget:
+            return MemoryPlan(height, width, arch, remat, TilePlan(side, halo), len(rows) * len(cols),
+                              (longest(rows, 0), longest(cols, 0)), need, budget)
+        least = min(least, (need, f"in tiles of {side} px"), key=lambda x: x[0])
+    raise NstError(f"{width}x{height} px needs at least about {gib(least[0])} for {arch} ({least[1]}) "
+                   f"but only {gib(budget)} may be used: use a smaller size or allow more memory")
+
+
+def check_forward(arch: str, height: int, width: int, taps, *, budget: int, tiles: TilePlan | None = None,
+                  what: str = "") -> None:
+    """Raise one error with the estimate when a forward pass over a height x width image (a
+    style image's Grams), whole or in ``tiles``, cannot fit ``budget`` bytes; ``what``
+    names the image."""
+    crop, count = None, 1
+    if tiles is not None:
+        align = alignment(arch, taps)
+        rows, cols = spans(height, tiles.tile, tiles.halo, align), spans(width, tiles.tile, tiles.halo, align)
+        if len(rows) * len(cols) > 1:  # every crop has the same shape
+            crop, count = (rows[0][1][1] - rows[0][1][0], cols[0][1][1] - cols[0][1][0]), len(rows) * len(cols)
+    need = estimate_bytes(arch, height, width, taps, crop=crop, tiles=count, backward=False)
+    if need > budget:
+        raise NstError(f"{what}{width}x{height} px needs about {gib(need)} for {arch} but only {gib(budget)} "
+                       "may be used: use a smaller size or style scale, or allow more memory")
+
+
+def describe_plans(plans) -> str:
+    """One line for a run's plans, one per size coarse to fine: the largest size's, and how
+    many sizes before it run whole."""
+    last = plans[-1]
+    whole = sum(p.tiles is None for p in plans)
+    if len(plans) == 1:
+        return str(last)
+    return f"{last} ({whole} of {len(plans)} scales whole)"
 
 
 def plan_chunks(n_cells: int, n_devices: int, per_cell: int, fixed: int, available: int) -> int:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from .config import Colour, StyleConfig
 from .losses import LossTerms, LossWeights, Targets, loss_terms, total_loss
+from .tiling import TilePlan, tiled_objective
 from .vgg import VGG, check_layers
 
 
@@ -38,6 +39,11 @@ class Objective:
     The iterate is mapped to the picture it stands for (:meth:`picture`) before the network
     sees it; ``luminance``: the image is (H, W, 1), the luminance Y of a luminance-only
     transfer (Gatys et al. 2017, sec. 5.1).
+
+    ``tiles``: evaluate the picture tile by tile (tiling.py): the same J, terms and
+    gradient up to float rounding, with one tile's activations in memory at a time; None:
+    the whole picture at once. Everything that differentiates the objective (the step,
+    line searches) gets the tiled gradient through its custom VJP, unchanged.
     """
 
     model: VGG
@@ -46,6 +52,7 @@ class Objective:
     style_norm: str = "paper"
     content_norm: str = "sum"
     luminance: bool = False
+    tiles: TilePlan | None = None
 
     def picture(self, problem: Problem, image: jax.Array) -> jax.Array:
         """The RGB picture an iterate stands for, what the losses see.
@@ -65,6 +72,8 @@ class Objective:
         return image
 
     def __call__(self, problem: Problem, image: jax.Array) -> tuple[jax.Array, LossTerms]:
+        if self.tiles is not None:
+            return tiled_objective(self, problem, image)
         image = self.picture(problem, image)
         features = self.model.apply(problem.variables, image)
         terms = loss_terms(features, image, problem.targets, (self.content_layers, self.style_layers),
@@ -75,13 +84,14 @@ class Objective:
         return self(problem, image)[0]
 
 
-def build_objective(arch: str, pixel_space: str, config: StyleConfig) -> Objective:
-    """The objective the config describes, its network truncated at the deepest tap."""
+def build_objective(arch: str, pixel_space: str, config: StyleConfig, tiles: TilePlan | None = None) -> Objective:
+    """The objective the config describes, its network truncated at the deepest tap;
+    ``tiles``: evaluated tile by tile (see :class:`Objective`)."""
     taps = check_layers(arch, tuple(dict.fromkeys(config.content_layers + config.style_layers)))
     model = VGG(arch=arch, taps=taps, pooling=config.pooling, pixel_space=pixel_space, dtype=config.dtype,
                 remat=config.remat)
     return Objective(model, config.content_layers, config.style_layers, config.style_norm,
-                     config.content_norm, config.colour == Colour.luminance)
+                     config.content_norm, config.colour == Colour.luminance, tiles)
 
 
 def loss_weights(config: StyleConfig, blend: tuple[float, ...] = (1.0,)) -> LossWeights:

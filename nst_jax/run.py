@@ -22,6 +22,7 @@ from .checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
 from .colour import after_run
 from .config import StyleConfig
 from .inputs import prepare, resolve_weights
+from .memory import MemoryPlan, budget_bytes
 from .schedule import carry_state, next_start
 from .step import StepState, averaged, init_state, make_optimizer, make_step
 from .weights import VGGWeights
@@ -239,7 +240,8 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
             weights: VGGWeights | None = None,
             callback: Callable[[Progress], object] | None = None,
             resume: str | Path | RunState | None = None,
-            checkpoint: str | Path | None = None, checkpoint_every: int = 0) -> Result:
+            checkpoint: str | Path | None = None, checkpoint_every: int = 0,
+            on_plan: Callable[[tuple[MemoryPlan, ...]], object] | None = None) -> Result:
     """Run Gatys et al.'s optimisation. ``content`` is a path or an (H, W, 3) array;
     ``style`` one such or a list of them (blended by ``config.style_blend``).
 
@@ -248,7 +250,11 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     (``stopped="nan"``) or Ctrl-C (``stopped="interrupted"``). ``resume``: a checkpoint file
     or a :class:`RunState` (e.g. ``result.state`` of an earlier run) to continue from.
     ``checkpoint``: a file written every ``checkpoint_every`` steps and on Ctrl-C.
+    ``on_plan(plans)`` is called once before the first step with the memory plan of each
+    size (memory.describe_plans makes one line of them); the budget they share is read
+    once, at the start.
     """
+    budget = budget_bytes(config.max_memory)
     weights = resolve_weights(config, weights)
     optimizer = make_optimizer(config.optimizer, config.learning_rate)
     init = jax.jit(init_state, static_argnums=(0, 1))
@@ -268,7 +274,7 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
             continue
         try:
             state, done, parts, run = _start_scale(content, style, config, weights, optimizer, init, state, done,
-                                                   parts, resume, size, moved=current != index)
+                                                   parts, resume, size, budget, moved=current != index)
         except KeyboardInterrupt:  # between two scales: the last scale's state is the result
             if state is None:
                 raise
@@ -276,6 +282,9 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
             if saver is not None:
                 saver(state, done, Trace())
             break
+        if on_plan is not None:
+            on_plan(run.plans)
+            on_plan = None  # once
         notes += [n for n in run.notes if n not in notes]
         current = index
         first, end = scale_span(config, index)
@@ -307,10 +316,11 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
                   run.colour_content)
 
 
-def _start_scale(content, style, config, weights, optimizer, init, state, done, parts, resume, size, moved):
+def _start_scale(content, style, config, weights, optimizer, init, state, done, parts, resume, size, budget,
+                 moved):
     """(state, done, parts, prepared run) at the start of the scale of ``size``: a fresh
     state, one loaded from the checkpoint ``resume``, or ``state`` carried over (``moved``)."""
-    run = prepare(content, style, config, weights, size=size)
+    run = prepare(content, style, config, weights, size=size, budget=budget)
     if state is None and resume is not None:  # a checkpoint file, made at this scale
         template = init(run.objective, optimizer, run.problem, run.start)
         state, done, history = load_checkpoint(resume, template, config, run.digest, TERMS)

@@ -97,7 +97,9 @@ def make_optimizer(name: str, learning_rate: float | None = None) -> Optimizer:
         if key not in DEFAULT_LR:
             raise NstError(f"optimizer {name!r} needs a learning rate (pixel units, e.g. 0.01)")
         learning_rate = DEFAULT_LR[key]
-    tx = optax.with_extra_args_support(factory(learning_rate=learning_rate))
+    with warnings.catch_warnings():  # e.g. noisy_sgd's notice of a future key argument
+        warnings.simplefilter("ignore")
+        tx = optax.with_extra_args_support(factory(learning_rate=learning_rate))
     return Optimizer(str(name), tx, False, box)
 
 

@@ -27,7 +27,7 @@ from nst_jax.vgg import BLOCKS
 # saved), 4 no step lowered the loss (nothing written), 130 interrupted (best image saved).
 EXIT_CODES = {0, 1, 3, 4, 130}
 # Lines of our own that may precede the error line on stderr: progress, notes, warnings.
-OWN_LINES = re.compile(r"^(\S.*: step \d+/\d+  loss |note: |warning: |interrupted[ ;]|$)")
+OWN_LINES = re.compile(r"^(\S.*: step \d+/\d+  loss |memory: |note: |warning: |interrupted[ ;]|$)")
 
 
 # ---------------------------------------------------------------- the invariant

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,6 +91,29 @@ def test_mask_options(tmp_path, captured):
     config = captured["config"]
     assert config.masks == ("sky.png", "ground.png") and config.style_masks == ("a_sky.png", "b_all.png")
     assert config.mask_erode == 2 and config.style_blend == (1.0, 3.0) and not config.keep_unmasked
+
+
+def test_memory_options(tmp_path, captured):
+    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--max-memory", 12.5, "--tile", 512)
+    assert r.exit_code == 0, r.output
+    assert captured["config"].max_memory == 12.5 and captured["config"].tile == 512
+    assert invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--tile", "none").exit_code == 0
+    assert captured["config"].tile == 0
+    assert "--tile takes 'auto', 'none' or a size" in one_line_error(
+        invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--tile", "big"))
+    assert "--max-memory must be a number in (0, 1048576], not 0" in one_line_error(
+        invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--max-memory", 0))
+
+
+def test_the_memory_plan_is_printed_once(tmp_path, vgg16_weights, monkeypatch):
+    monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
+    r = invoke("stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg", "-o", tmp_path / "o.png",
+               "--size", 64, "--scales", "24,64", "--steps", 3, "--tile", 32)
+    assert r.exit_code == 0, r.output
+    plans = [l for l in r.output.splitlines() if l.startswith("memory: ")]
+    assert len(plans) == 1, r.output
+    assert re.fullmatch(r"memory: 64x\d+, vgg16, 4 tiles of 32x\d+ \+ 58 px halo: ~\d+\.\d+ GiB of "
+                        r"\d+\.\d+ GiB \(1 of 2 scales whole\)", plans[0]), plans[0]
 
 
 def test_defaults_are_the_paper_where_they_do_not_say_otherwise(tmp_path, captured):

@@ -102,9 +102,9 @@ LAYER_ITEM = st.one_of(st.sampled_from(LAYERS), st.builds(lambda n, w: f"{n}:{w}
 LAYER_SPEC = st.one_of(st.lists(LAYER_ITEM, max_size=4).map(",".join), st.sampled_from(["paper", ",,", ":", ":-1"]))
 LIST_TEXT = st.one_of(st.lists(NUMBER_TEXT, max_size=4).map(",".join), st.sampled_from(["auto", "none", ";"]))
 
-INT_OPTIONS = ["--size", "--steps", "--seed", "--log-every", "--steps-per-call", "--mask-erode"]
+INT_OPTIONS = ["--size", "--steps", "--seed", "--log-every", "--steps-per-call", "--mask-erode", "--tile"]
 FLOAT_OPTIONS = ["--lr", "--content-weight", "--tv-weight", "--style-weight", "--average", "--init-noise",
-                 "--style-scale"]
+                 "--style-scale", "--max-memory"]
 LIST_OPTIONS = {"--content-layers": LAYER_SPEC, "--style-layers": LAYER_SPEC, "--blend": LIST_TEXT,
                 "--scales": LIST_TEXT}
 STYLIZE_ONLY = {"--ratio": NUMBER_TEXT, "--save-every": NUMBER_TEXT, "--checkpoint-every": NUMBER_TEXT}
@@ -134,6 +134,8 @@ def in_domain(config: StyleConfig) -> None:
     assert min(config.content_layer_weights + config.style_layer_weights + config.style_blend,
                default=0) >= 0, config
     assert config.seed >= 0 and config.size >= 1 and config.steps >= 0 and config.style_scale > 0, config
+    assert config.max_memory is None or 0 < config.max_memory < math.inf, config
+    assert config.tile == "auto" or (type(config.tile) is int and 0 <= config.tile <= 65535), config
 
 
 def consume(config: StyleConfig, n_styles: int = 1) -> None:
@@ -155,7 +157,8 @@ CONFIG_NUMBERS = st.one_of(st.integers(-2**70, 2**70), st.integers(-2, 66),
                            st.floats(allow_nan=True, allow_infinity=True), st.floats(-2.0, 2.0),
                            st.sampled_from([0, 1, -1, 0.0, -0.0, 1e40, 3.5e38, 1e-320, math.nan, math.inf]))
 NUMERIC_FIELDS = ["size", "steps", "seed", "log_every", "steps_per_call", "mask_erode", "learning_rate",
-                  "content_weight", "style_weight", "tv_weight", "average", "init_noise", "style_scale"]
+                  "content_weight", "style_weight", "tv_weight", "average", "init_noise", "style_scale",
+                  "max_memory", "tile"]
 
 
 # Optimizer names: ours, optax factories taking a learning rate (dpsgd needs more), others.
@@ -348,7 +351,7 @@ def test_style_scale_past_memory_fails_before_any_work(tmp_path, images, fabrica
     """The memory check covers every image the network sees, the style image too."""
     from nst_jax import memory
 
-    monkeypatch.setattr(memory, "available_bytes", lambda: 400 * 2**20)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2**30)  # the 32 px step fits
     out = tmp_path / "o.png"
     before = corpus.snapshot(tmp_path)
     r = invoke("stylize", *images, "-o", out, "--size", 32, "--steps", 1, "--scales", "none",

@@ -1,25 +1,73 @@
-"""Memory estimates, the refusal of what cannot fit, and the chunk planner."""
+"""Memory estimates, the refusal of what cannot fit, the chunk planner and the tile planner."""
 
 from __future__ import annotations
 
 import pytest
 
 from nst_jax.errors import NstError
-from nst_jax.memory import FIXED_BYTES, check_memory, estimate_bytes, plan_chunks
+from nst_jax.memory import (BACKWARD_FACTOR, FIXED_BYTES, TILE_BYTES, MemoryPlan, estimate_bytes, network_bytes,
+                            plan_chunks, plan_memory)
+from nst_jax.tiling import receptive_radius
 from nst_jax.vgg import activation_bytes
 
 
 def test_estimate_by_hand():
     # vgg16 to relu1_1 at 4x2 px: conv1_1 and relu1_1, each 4*2*64 floats of 4 bytes.
     assert activation_bytes("vgg16", 4, 2, ("relu1_1",)) == 2 * 4 * 2 * 64 * 4
-    per_image = 4 * 2 * 4 * 2 * 64 * 4 + 16 * 4 * 2 * 3 * 4
+    per_image = BACKWARD_FACTOR["cpu"] * 2 * 4 * 2 * 64 * 4 + 16 * 4 * 2 * 3 * 4  # the tests run on CPU
     assert estimate_bytes("vgg16", 4, 2, ("relu1_1",), batch=3) == 3 * per_image + FIXED_BYTES
 
 
 def test_memory_estimate_refuses_what_cannot_fit():
-    with pytest.raises(NstError, match=r"20000x20000 px needs about \d+\.\d GiB"):
-        check_memory("vgg19", 20000, 20000, ("relu1_1", "relu5_1"))
-    check_memory("vgg19", 64, 64, ("relu1_1", "relu5_1"))
+    gib = 2**30
+    with pytest.raises(NstError, match=r"20000x20000 px needs about \d+\.\d GiB .* 16.0 GiB may be used"):
+        plan_memory("vgg19", 20000, 20000, ("relu1_1", "relu5_1"), budget=16 * gib, tile=0)
+    assert plan_memory("vgg19", 64, 64, ("relu1_1", "relu5_1"), budget=16 * gib).tiles is None
+
+
+def test_tiles_and_targets_by_hand():
+    taps = ("relu1_1", "relu2_1")
+    # vgg16 to relu2_1 at 8x8: conv1_1, relu1_1, conv1_2, relu1_2 (8x8x64), pool1 (4x4x64),
+    # conv2_1, relu2_1 (4x4x128)
+    forward = (4 * 64 * 64 + 16 * 64 + 2 * 16 * 128) * 4
+    factor = BACKWARD_FACTOR["cpu"]
+    assert network_bytes("vgg16", 8, 8, taps) == factor * forward
+    tiled = estimate_bytes("vgg16", 64, 64, taps, crop=(8, 8), tiles=64)
+    assert tiled == (estimate_bytes("vgg16", 64, 64, taps) - network_bytes("vgg16", 64, 64, taps)
+                     + factor * forward + 64 * TILE_BYTES)
+    # the content targets are the content taps' features of the whole picture
+    assert (estimate_bytes("vgg16", 64, 64, taps, content_taps=("relu2_1",))
+            == estimate_bytes("vgg16", 64, 64, taps) + 32 * 32 * 128 * 4)
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_the_plan_picks_the_largest_tiles_that_fit(remat):
+    taps, gib = ("relu1_1", "relu5_1"), 2**30
+    need = lambda budget, **kw: plan_memory("vgg19", 3072, 4096, taps, budget=budget, remat=remat,  # noqa: E731
+                                          content_taps=("relu4_2",), **kw)
+    whole = need(10**15)
+    assert whole.tiles is None and whole.count == 1 and "4096x3072, vgg19, whole" in str(whole)
+    for budget in (8 * gib, 12 * gib, 18 * gib):
+        plan = need(budget)
+        assert plan.bytes <= budget and plan.tiles is not None and plan.tiles.halo == receptive_radius("vgg19", taps)
+        # the next larger tile (one pooling cell more) would not fit, or would be one tile
+        bigger = plan.tiles.tile + 16
+        try:
+            over = need(budget, tile=bigger)
+            assert over.bytes > budget or over.count == 1
+        except NstError:
+            pass
+        assert plan.tiles.tile % 16 == 0 and plan.count > 1
+        text = str(plan)
+        assert f"{plan.count} tiles of" in text and "+ 70 px halo" in text and ("remat per block" in text) == remat
+    assert need(8 * gib).count > need(18 * gib).count
+    fixed = need(18 * gib, tile=1000)  # rounded down to the pooling grid
+    assert fixed.tiles.tile == 992
+    with pytest.raises(NstError, match=r"needs at least about \d+\.\d+ GiB .* \(in tiles of \d+ px\) .* 0.20 GiB may be"):
+        need(0.2 * gib)
+    with pytest.raises(NstError, match=r"needs at least about 1\d\.\d GiB .* \(in tiles of 2048 px\) but only 8.0"):
+        need(8 * gib, tile=2048)
+    assert isinstance(whole, MemoryPlan)
 
 
 def test_plan_chunks():
