@@ -115,7 +115,7 @@ def memory_plans(config: StyleConfig, arch: str, taps, shape, budget: int | None
     ``config.max_memory`` and what is available now). Raises when the largest cannot fit."""
     budget = budget_bytes(config.max_memory) if budget is None else budget
     return tuple(plan_memory(arch, *scaled_shape(shape, size), taps, budget=budget, tile=config.tile,
-                             remat=config.remat, content_taps=config.content_layers)
+                             remat=config.remat, content_taps=config.content_layers, optimizer=config.optimizer)
                  for size in reversed(config.sizes))[::-1]
 
 

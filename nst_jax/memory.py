@@ -6,9 +6,9 @@ pass (:func:`network_bytes`), a handful of image-sized buffers (the iterate, its
 the optimizer's state), the content targets, plus a fixed part (weights, XLA's buffers)
 and, when tiled, the compiled code of each tile. The constants are fitted to the peak
 resident memory bench/highres.py measures on CPU (one Adam step of VGG19, whole, remat
-and tiled, 128-512 px): the estimate is 0.97-1.26x the measured peak above the
-interpreter and XLA's libraries, on the safe side at the largest sizes
-(bench/results/highres-cpu-2c.md).
+and tiled, 128-4096 px; bench/results/highres-cpu-2c.md compares the estimate with each
+measured peak above the interpreter and XLA's libraries). The plan keeps
+:data:`HEADROOM` of the available memory in reserve for the estimate's error.
 """
 
 from __future__ import annotations
@@ -30,19 +30,37 @@ FIXED_BYTES = 448 * 2**20
 # Share of the available memory a run may plan to use.
 HEADROOM = 0.9
 # Peak of a step over its forward activations: the activations kept for the backward
-# pass, their gradients and XLA's temporaries. XLA:CPU plans 1.3x (512 px) to 1.6x
-# (256 px) of the forward activations as the step's temporaries (bench/highres.py);
-# 2 leaves room. Accelerators were not measured this way: there the older, more cautious
-# 4 stays.
-BACKWARD_FACTOR = {"cpu": 2}
+# pass, their gradients and XLA's temporaries. Measured on XLA:CPU (bench/highres.py,
+# VGG19, whole): what the step adds beyond the fixed part and the image buffers is 1.8x
+# the forward activations at 128-256 px, 1.5x at 512, 1.3x at 1024 and 1.2x at 2048 px;
+# 1.4 puts the estimate within 0.94-1.09x of every measured peak, where 2 overstated the
+# large sizes by half (and so tiled pictures that fit whole). Accelerators were not
+# measured this way: there the older, more cautious 4 stays.
+BACKWARD_FACTOR = {"cpu": 1.4}
 OTHER_BACKWARD_FACTOR = 4
 # Per tile of a tiled step: its share of the compiled program (the tiles are unrolled:
 # forward, backward and the forward computing the targets). Measured: ~24 MiB a tile
 # (VGG19; resident memory before the step, 4 and 12 tiles against whole).
 TILE_BYTES = 24 * 2**20
-# Image-sized float32 buffers (H, W, 3) alive in a step: image, picture, gradient, Adam's
-# two moments, best image, iterate average, the update and its temporaries.
-IMAGE_BUFFERS = 16
+# Image-sized float32 (H, W, 3) buffers in the optimizer's state, by family, measured with
+# XLA's memory analysis of the compiled step (256 and 512 px): Adam 5 (the image, two
+# moments, the best image, the iterate average), L-BFGS 28 (ten pairs of differences,
+# the gradient, the search's trial point...). Other optax optimizers are counted as Adam.
+STATE_IMAGES = {"adam": 5, "lbfgs": 28}
+# Image-sized buffers besides the state: the gradient, the update and temporaries (6),
+# and the copies a run keeps on the host (content, start, kept pixels, style, the content
+# in its own colours, the output's conversions: 8).
+OTHER_IMAGES = 6 + 8
+
+
+def image_buffers(optimizer: str = "adam") -> int:
+    """Image-sized buffers alive in a run of ``optimizer``: its state twice (the step's
+    input and output are separate buffers: XLA does not reuse the input's) and
+    :data:`OTHER_IMAGES`. 24 for Adam, 70 for L-BFGS: at 4096x3072 px 3.4 against 9.8 GiB,
+    which the first 4096 px L-BFGS run here (21.7 GiB at its peak, 13.1 GiB planned when
+    every optimizer was counted as Adam) showed the estimate must count."""
+    family = "lbfgs" if str(optimizer).startswith("lbfgs") else "adam"
+    return 2 * STATE_IMAGES[family] + OTHER_IMAGES
 
 
 def network_bytes(arch: str, height: int, width: int, taps) -> int:
@@ -58,12 +76,13 @@ def network_bytes(arch: str, height: int, width: int, taps) -> int:
 
 
 def estimate_bytes(arch: str, height: int, width: int, taps, batch: int = 1, *, content_taps=(),
-                   crop: tuple[int, int] | None = None, tiles: int = 1, backward: bool = True) -> int:
+                   crop: tuple[int, int] | None = None, tiles: int = 1, backward: bool = True,
+                   optimizer: str = "adam") -> int:
     """Rough peak memory of one step on a height x width picture: the network's pass
     (:func:`network_bytes`; on the ``crop`` (h, w) of ``tiles`` tiles when tiled), the
     image-sized buffers and the content targets (``content_taps``' features of the whole
     picture), per image of the batch, plus :data:`FIXED_BYTES` (and :data:`TILE_BYTES`
-    per tile). ``backward=False``: of one forward pass (a style image's Grams), its
+    per tile); the image-sized buffers depend on the ``optimizer`` (:func:`image_buffers`). ``backward=False``: of one forward pass (a style image's Grams), its
     activations and two copies of the image."""
     on = crop or (height, width)
     if not backward:
@@ -72,7 +91,7 @@ def estimate_bytes(arch: str, height: int, width: int, taps, batch: int = 1, *, 
     network = network_bytes(arch, *on, taps) + (TILE_BYTES * tiles if crop else 0)
     targets = sum(h * w * l.c_out * 4 for l, h, w in layer_sizes(arch, height, width, taps)
                   if l.name in content_taps)
-    per_image = network + IMAGE_BUFFERS * height * width * 3 * 4 + targets
+    per_image = network + image_buffers(optimizer) * height * width * 3 * 4 + targets
     return batch * per_image + FIXED_BYTES
 
 
@@ -124,8 +143,8 @@ class MemoryPlan:
 
 
 def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: int | str = "auto",
-                remat: bool = False, content_taps=()) -> MemoryPlan:
-    """The way one step at height x width fits ``budget`` bytes.
+                remat: bool = False, content_taps=(), optimizer: str = "adam") -> MemoryPlan:
+    """The way one step of ``optimizer`` at height x width fits ``budget`` bytes.
 
     ``tile``: ``"auto"`` = whole when the estimate fits, else the largest tiles that do
     (the fewest tiles: least halo recomputed); 0 = whole or an error; N = tiles of at most
@@ -135,7 +154,8 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
     ``remat`` is only reported (see :func:`network_bytes`).
     """
     def estimate(crop=None, tiles=1):
-        return estimate_bytes(arch, height, width, taps, content_taps=content_taps, crop=crop, tiles=tiles)
+        return estimate_bytes(arch, height, width, taps, content_taps=content_taps, crop=crop, tiles=tiles,
+                              optimizer=optimizer)
 
     whole = estimate()
     align, halo = alignment(arch, taps), receptive_radius(arch, taps)

@@ -160,7 +160,8 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     arch, taps = final.arch, final.objective.model.taps
     h, w = final.content.shape[:2]
     fixed = estimate_bytes(arch, h, w, taps, batch=0)
-    per_cell = estimate_bytes(arch, h, w, taps, batch=1, content_taps=config.content_layers) - fixed
+    per_cell = estimate_bytes(arch, h, w, taps, batch=1, content_taps=config.content_layers,
+                              optimizer=config.optimizer) - fixed
     # Accelerators each have their own memory; CPU "devices" share the host's RAM.
     memory = available_bytes() * (1 if devices[0].platform == "cpu" else len(devices))
     chunk = plan_chunks(n_cells, len(devices), per_cell, fixed, memory)

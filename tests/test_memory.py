@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import pytest
 
+from conftest import CONTENT, STYLE
+from nst_jax.config import StyleConfig
 from nst_jax.errors import NstError
-from nst_jax.memory import (BACKWARD_FACTOR, FIXED_BYTES, TILE_BYTES, MemoryPlan, estimate_bytes, network_bytes,
-                            plan_chunks, plan_memory)
+from nst_jax.inputs import prepare
+from nst_jax.memory import (BACKWARD_FACTOR, FIXED_BYTES, STATE_IMAGES, TILE_BYTES, MemoryPlan, estimate_bytes,
+                            network_bytes, plan_chunks, plan_memory)
+from nst_jax.step import init_state, make_optimizer
 from nst_jax.tiling import receptive_radius
 from nst_jax.vgg import activation_bytes
 
@@ -14,8 +20,22 @@ from nst_jax.vgg import activation_bytes
 def test_estimate_by_hand():
     # vgg16 to relu1_1 at 4x2 px: conv1_1 and relu1_1, each 4*2*64 floats of 4 bytes.
     assert activation_bytes("vgg16", 4, 2, ("relu1_1",)) == 2 * 4 * 2 * 64 * 4
-    per_image = BACKWARD_FACTOR["cpu"] * 2 * 4 * 2 * 64 * 4 + 16 * 4 * 2 * 3 * 4  # the tests run on CPU
+    network = int(BACKWARD_FACTOR["cpu"] * 2 * 4 * 2 * 64 * 4)  # the tests run on CPU
+    per_image = network + 24 * 4 * 2 * 3 * 4  # Adam: its 5 state images twice, 14 more
     assert estimate_bytes("vgg16", 4, 2, ("relu1_1",), batch=3) == 3 * per_image + FIXED_BYTES
+    lbfgs = network + 70 * 4 * 2 * 3 * 4  # L-BFGS: 28 state images twice, 14 more
+    assert estimate_bytes("vgg16", 4, 2, ("relu1_1",), optimizer="lbfgs-backtrack") == lbfgs + FIXED_BYTES
+
+
+@pytest.mark.parametrize("optimizer,family", [("adam", "adam"), ("lbfgs-backtrack", "lbfgs")])
+def test_the_estimate_counts_the_optimizers_state(optimizer, family, vgg16_weights):
+    """STATE_IMAGES is the size of the step's state in images (scalars aside): a change of
+    the state (another buffer, a longer L-BFGS history) must change the estimate too."""
+    run = prepare(CONTENT, STYLE, StyleConfig.tiny(optimizer=optimizer), vgg16_weights)
+    opt = make_optimizer(optimizer)
+    state = jax.eval_shape(lambda: init_state(run.objective, opt, run.problem, jnp.asarray(run.start)))
+    images = sum(leaf.size for leaf in jax.tree.leaves(state)) / run.start.size
+    assert round(images) == STATE_IMAGES[family], images
 
 
 def test_memory_estimate_refuses_what_cannot_fit():
@@ -31,10 +51,10 @@ def test_tiles_and_targets_by_hand():
     # conv2_1, relu2_1 (4x4x128)
     forward = (4 * 64 * 64 + 16 * 64 + 2 * 16 * 128) * 4
     factor = BACKWARD_FACTOR["cpu"]
-    assert network_bytes("vgg16", 8, 8, taps) == factor * forward
+    assert network_bytes("vgg16", 8, 8, taps) == int(factor * forward)
     tiled = estimate_bytes("vgg16", 64, 64, taps, crop=(8, 8), tiles=64)
     assert tiled == (estimate_bytes("vgg16", 64, 64, taps) - network_bytes("vgg16", 64, 64, taps)
-                     + factor * forward + 64 * TILE_BYTES)
+                     + int(factor * forward) + 64 * TILE_BYTES)
     # the content targets are the content taps' features of the whole picture
     assert (estimate_bytes("vgg16", 64, 64, taps, content_taps=("relu2_1",))
             == estimate_bytes("vgg16", 64, 64, taps) + 32 * 32 * 128 * 4)
