@@ -6,7 +6,8 @@
 
 Each measurement runs in a fresh process (``--one``), so peaks do not mix: VGG19 on
 He-initialised weights (speed and memory do not depend on the values), the sample images
-at the size, one Adam step (or the optimizer a mode names) compiled whole, then timed. Per run it records:
+at the size, one Adam step (or the optimizer a mode names) compiled whole, then timed.
+Per run it records:
 
 - ``runtime_mib``: resident memory after importing jax and nst_jax (the interpreter and
   XLA's libraries, which no estimate counts);
@@ -82,10 +83,10 @@ def measure_one(mode: str, size: int, arch: str, steps: int) -> dict:
     from nst_jax.step import init_state, make_optimizer, make_step
 
     runtime = rss_mib()
-    base, _, optimizer_name = mode.partition("/")  # e.g. tiled-512/lbfgs-backtrack (default adam)
+    base = mode.partition("/")[0]
     tile = int(base.split("-")[1]) if base.startswith("tiled") else "auto" if base == "auto" else 0
     config = StyleConfig(size=size, scales=(), remat=base == "remat", tile=tile, max_memory=None,
-                         optimizer=optimizer_name or "adam")
+                         optimizer=optimizer_of(mode))
     weights = he_weights(arch)
     content = load_image(ROOT / "nst_jax" / "samples" / "content.jpg", size)
     style = load_image(ROOT / "nst_jax" / "samples" / "style.jpg", size)
@@ -150,18 +151,30 @@ def machine() -> dict:
             "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
 
 
+def paper_taps(arch: str) -> tuple[str, ...]:
+    """The layers the default config reads, deepest last (what the estimate and tiles need)."""
+    sys.path.insert(0, str(ROOT))
+    from nst_jax.config import StyleConfig
+    from nst_jax.vgg import check_layers
+
+    config = StyleConfig()
+    return check_layers(arch, tuple(dict.fromkeys(config.content_layers + config.style_layers)))
+
+
+def optimizer_of(mode: str) -> str:
+    """The optimizer a mode names after a slash (tiled-512/lbfgs-backtrack), else Adam."""
+    return mode.partition("/")[2] or "adam"
+
+
 def work(height: int, width: int, tile: int, arch: str = "vgg19") -> float:
     """Network work of a step over the whole picture's: 1 whole; tiled, the crops' area over
     the picture's x 4/3 (pass 1 adds a forward to the forward and backward of pass 2)."""
     sys.path.insert(0, str(ROOT))
-    from nst_jax.config import StyleConfig
     from nst_jax.tiling import alignment, receptive_radius, tile_grid
-    from nst_jax.vgg import check_layers
 
     if not tile:
         return 1.0
-    config = StyleConfig()
-    taps = check_layers(arch, tuple(dict.fromkeys(config.content_layers + config.style_layers)))
+    taps = paper_taps(arch)
     grid = tile_grid(height, width, tile, receptive_radius(arch, taps), alignment(arch, taps))
     area = sum((t.crop_rows[1] - t.crop_rows[0]) * (t.crop_cols[1] - t.crop_cols[0]) for t in grid)
     return area / (height * width) * 4 / 3
@@ -174,10 +187,9 @@ def extrapolate(arch: str, budget_gib: float, runs: list[dict]) -> list[dict]:
     sys.path.insert(0, str(ROOT))
     from nst_jax.config import StyleConfig
     from nst_jax.memory import estimate_bytes, plan_memory
-    from nst_jax.vgg import check_layers
 
     config = StyleConfig()
-    taps = check_layers(arch, tuple(dict.fromkeys(config.content_layers + config.style_layers)))
+    taps = paper_taps(arch)
     plain = max((x for x in runs if x["mode"] == "plain"), key=lambda x: x["size"], default=None)
     rate = plain["step_s"] / (plain["height"] * plain["width"]) if plain else float("nan")
     rows = []
@@ -333,12 +345,9 @@ def estimate_mib(x: dict) -> float:
     sys.path.insert(0, str(ROOT))
     from nst_jax.config import StyleConfig
     from nst_jax.memory import plan_memory
-    from nst_jax.vgg import check_layers
 
-    config = StyleConfig()
-    taps = check_layers(x["arch"], tuple(dict.fromkeys(config.content_layers + config.style_layers)))
-    return plan_memory(x["arch"], x["height"], x["width"], taps, budget=2**50, tile=x["tile"],
-                       content_taps=config.content_layers).bytes / 2**20
+    return plan_memory(x["arch"], x["height"], x["width"], paper_taps(x["arch"]), budget=2**50, tile=x["tile"],
+                       content_taps=StyleConfig().content_layers, optimizer=optimizer_of(x["mode"])).bytes / 2**20
 
 
 if __name__ == "__main__":

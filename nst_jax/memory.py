@@ -33,9 +33,10 @@ HEADROOM = 0.9
 # pass, their gradients and XLA's temporaries. Measured on XLA:CPU (bench/highres.py,
 # VGG19, whole): what the step adds beyond the fixed part and the image buffers is 1.8x
 # the forward activations at 128-256 px, 1.5x at 512, 1.3x at 1024 and 1.2x at 2048 px;
-# 1.4 puts the estimate within 0.94-1.09x of every measured peak, where 2 overstated the
-# large sizes by half (and so tiled pictures that fit whole). Accelerators were not
-# measured this way: there the older, more cautious 4 stays.
+# 1.4 lies between those, where 2 overstated the large sizes by half (and so tiled
+# pictures that fit whole). With the image buffers below, the estimate is 0.90-1.27x of
+# every peak bench/highres.py measured, 128-4096 px (bench/results/highres-cpu-2c.md).
+# Accelerators were not measured this way: there the older, more cautious 4 stays.
 BACKWARD_FACTOR = {"cpu": 1.4}
 OTHER_BACKWARD_FACTOR = 4
 # Per tile of a tiled step: its share of the compiled program (the tiles are unrolled:
@@ -82,8 +83,9 @@ def estimate_bytes(arch: str, height: int, width: int, taps, batch: int = 1, *, 
     (:func:`network_bytes`; on the ``crop`` (h, w) of ``tiles`` tiles when tiled), the
     image-sized buffers and the content targets (``content_taps``' features of the whole
     picture), per image of the batch, plus :data:`FIXED_BYTES` (and :data:`TILE_BYTES`
-    per tile); the image-sized buffers depend on the ``optimizer`` (:func:`image_buffers`). ``backward=False``: of one forward pass (a style image's Grams), its
-    activations and two copies of the image."""
+    per tile); the image-sized buffers depend on the ``optimizer`` (:func:`image_buffers`).
+    ``backward=False``: of one forward pass (a style image's Grams), its activations and
+    two copies of the image."""
     on = crop or (height, width)
     if not backward:
         network = activation_bytes(arch, *on, taps) + (TILE_BYTES * tiles if crop else 0)
@@ -142,6 +144,14 @@ class MemoryPlan:
         return f"{self.width}x{self.height}, {self.arch}, {how}{remat}: ~{gib(self.bytes)} of {gib(self.budget)}"
 
 
+def tile_shapes(height: int, width: int, side: int, halo: int, align: int) -> tuple[int, tuple, tuple]:
+    """(tile count, largest interior (h, w), crop (h, w)) of tiles of ``side`` px with
+    ``halo`` px of context (tiling.spans: every crop has one shape)."""
+    rows, cols = spans(height, side, halo, align), spans(width, side, halo, align)
+    longest = lambda spans, i: max(b - a for a, b in (s[i] for s in spans))  # noqa: E731
+    return len(rows) * len(cols), (longest(rows, 0), longest(cols, 0)), (longest(rows, 1), longest(cols, 1))
+
+
 def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: int | str = "auto",
                 remat: bool = False, content_taps=(), optimizer: str = "adam") -> MemoryPlan:
     """The way one step of ``optimizer`` at height x width fits ``budget`` bytes.
@@ -163,7 +173,7 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
         sides = range(math.ceil(max(height, width) / align) * align, align - 1, -align)
     else:
         sides = (max(align, int(tile) // align * align),)
-        if tile and len(spans(height, sides[0], halo, align)) * len(spans(width, sides[0], halo, align)) == 1:
+        if tile and tile_shapes(height, width, sides[0], halo, align)[0] == 1:
             tile = 0  # one tile is the whole picture, without pass 1
     if tile == 0 or (tile == "auto" and whole <= budget):
         if whole > budget:
@@ -172,14 +182,12 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
         return MemoryPlan(height, width, arch, remat, None, 1, (height, width), whole, budget)
     least = (whole, "whole")  # the smallest estimate tried, and how
     for side in sides:
-        rows, cols = spans(height, side, halo, align), spans(width, side, halo, align)
-        if len(rows) * len(cols) == 1:
+        count, interior, crop = tile_shapes(height, width, side, halo, align)
+        if count == 1:
             continue
-        longest = lambda spans, i: max(b - a for a, b in (s[i] for s in spans))  # noqa: E731
-        need = estimate((longest(rows, 1), longest(cols, 1)), len(rows) * len(cols))
+        need = estimate(crop, count)
         if need <= budget:
-            return MemoryPlan(height, width, arch, remat, TilePlan(side, halo), len(rows) * len(cols),
-                              (longest(rows, 0), longest(cols, 0)), need, budget)
+            return MemoryPlan(height, width, arch, remat, TilePlan(side, halo), count, interior, need, budget)
         least = min(least, (need, f"in tiles of {side} px"), key=lambda x: x[0])
     raise NstError(f"{width}x{height} px needs at least about {gib(least[0])} for {arch} ({least[1]}) "
                    f"but only {gib(budget)} may be used: use a smaller size or allow more memory")
@@ -190,13 +198,10 @@ def check_forward(arch: str, height: int, width: int, taps, *, budget: int, tile
     """Raise one error with the estimate when a forward pass over a height x width image (a
     style image's Grams), whole or in ``tiles``, cannot fit ``budget`` bytes; ``what``
     names the image."""
-    crop, count = None, 1
+    count, crop = 1, None
     if tiles is not None:
-        align = alignment(arch, taps)
-        rows, cols = spans(height, tiles.tile, tiles.halo, align), spans(width, tiles.tile, tiles.halo, align)
-        if len(rows) * len(cols) > 1:  # every crop has the same shape
-            crop, count = (rows[0][1][1] - rows[0][1][0], cols[0][1][1] - cols[0][1][0]), len(rows) * len(cols)
-    need = estimate_bytes(arch, height, width, taps, crop=crop, tiles=count, backward=False)
+        count, _, crop = tile_shapes(height, width, tiles.tile, tiles.halo, alignment(arch, taps))
+    need = estimate_bytes(arch, height, width, taps, crop=crop if count > 1 else None, tiles=count, backward=False)
     if need > budget:
         raise NstError(f"{what}{width}x{height} px needs about {gib(need)} for {arch} but only {gib(budget)} "
                        "may be used: use a smaller size or style scale, or allow more memory")
