@@ -55,6 +55,8 @@ VARIANTS = {
     "scales-recoloured-avg": dict(steps=150, scales="ladder", init="recoloured", average=0.99),
     "scales-recoloured-backtrack": dict(steps=150, scales="ladder", init="recoloured", optimizer="lbfgs-backtrack"),
     "scales-recoloured-lr05": dict(steps=150, scales="ladder", init="recoloured", learning_rate=0.05),
+    "scales-recoloured-backtrack-relative": dict(steps=150, scales="ladder", init="recoloured",
+                                                 optimizer="lbfgs-backtrack", style_norm="relative"),
 }
 OLD_DEFAULT = StyleConfig(**ADAM_ON_SUMMED_LOSS, steps=300, log_every=10**6)
 OLD_PROBE = 10

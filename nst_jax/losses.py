@@ -86,7 +86,7 @@ def style_normalizer(shape: tuple[int, ...], norm: str = "paper", target_gram=No
     the target itself, so each layer's term is its relative Gram error: dimensionless, the
     same for weights trained in any pixel space (Caffe's 0-255 or torchvision's), and
     comparable across layers whose activations differ by orders of magnitude (a
-    departure from the paper; see config.py for why it is the default).
+    departure from the paper, offered as an option: bench/results/quality-study-cpu.md).
     """
     h, w, c = (float(s) for s in shape[-3:])
     if norm == "paper":
