@@ -164,6 +164,8 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
                               optimizer=config.optimizer) - fixed
     # Accelerators each have their own memory; CPU "devices" share the host's RAM.
     memory = available_bytes() * (1 if devices[0].platform == "cpu" else len(devices))
+    if jax.process_count() > 1:  # one plan for all: the least any process has
+        memory = int(_gather(np.array([memory], np.float32)).min())
     chunk = plan_chunks(n_cells, len(devices), per_cell, fixed, memory)
     if max_chunk:
         chunk = max(len(devices), min(chunk, max_chunk) // len(devices) * len(devices))
