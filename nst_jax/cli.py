@@ -523,12 +523,21 @@ def sweep(
         "--blend-grid", help="More rows: blends of the style images. Two styles: the second's share, "
                              "e.g. 0,0.25,0.5,0.75,1; any number: weight vectors 'a,b,c;d,e,f'.")] = None,
     max_chunk: Annotated[Optional[int], typer.Option("--max-chunk", help="At most this many cells at once.")] = None,
-    distributed: Annotated[bool, typer.Option(help="Call jax.distributed.initialize() (multi-host).")] = False,
+    distributed: Annotated[bool, typer.Option(
+        help="Run as one process of a multi-process (multi-host) sweep: start every process with the "
+             "same command (its own --process-id); the coordinator, process count and id come from the "
+             "options below or from a cluster JAX detects (SLURM, Open MPI, Kubernetes, Cloud TPU).")] = False,
+    coordinator: Annotated[Optional[str], typer.Option(
+        help="HOST:PORT where process 0 listens (implies --distributed).")] = None,
+    num_processes: Annotated[Optional[int], typer.Option(
+        "--num-processes", help="How many processes take part (implies --distributed).")] = None,
+    process_id: Annotated[Optional[int], typer.Option(
+        "--process-id", help="This process's number, 0 to N-1; 0 writes the results.")] = None,
     options: dict = None,
 ) -> None:
     """Stylize a whole grid of style weights x layer sets in one vmapped program."""
     from . import image
-    from .sweep import is_writer, sweep as run_sweep, write_sweep
+    from .sweep import is_writer, start_distributed, sweep as run_sweep, write_sweep
 
     try:
         betas = parse_numbers(style_weights, "--style-weight")
@@ -546,10 +555,8 @@ def sweep(
         image.check_directory(output)
         if max_chunk is not None and max_chunk < 1:
             raise NstError(f"--max-chunk must be a positive integer, not {max_chunk}")
-        if distributed:
-            import jax
-
-            jax.distributed.initialize()
+        if distributed or (coordinator, num_processes, process_id) != (None, None, None):
+            start_distributed(coordinator, num_processes, process_id)
         with progress_report(config.steps * len(config.sizes), "sweep") as update:
             result = run_sweep(content, styles if len(styles) > 1 else styles[0], config, betas, sets,
                                blends=blends, max_chunk=max_chunk,
@@ -565,7 +572,9 @@ def sweep(
             write_sweep(result, output, row_labels)
     except NstError as e:
         raise fail(explain(e, {**FLAGS, "style_layer_weights": "--layers" if layers.strip() else "--style-layers",
-                               "style_blend": "--blend" if blend_grid is None else "--blend-grid"})) from None
+                               "style_blend": "--blend" if blend_grid is None else "--blend-grid",
+                               "coordinator": "--coordinator", "num_processes": "--num-processes",
+                               "process_id": "--process-id"})) from None
     if result.stopped == "nan":
         raise fail(f"the loss became NaN/inf in every cell; saved the best images to {output}; "
                    f"{too_large_advice(config)}", EXIT_NAN)
@@ -583,8 +592,8 @@ def sweep(
                   f"start image): {too_large_advice(config)}", highlight=False)
     out.print(f"{len(cells)} cells ({result.shape[0]} x {result.shape[1]}) in {result.chunks} "
               f"chunk(s) on {result.devices} device(s), {result.seconds:.1f} s (compile "
-              f"{result.compile_seconds:.1f} s)\nwrote {output}/contact_sheet.png, cell_r*_c*.png, losses.json",
-              highlight=False)
+              f"{result.compile_seconds:.1f} s)" + (f"\nwrote {output}/contact_sheet.png, cell_r*_c*.png, losses.json"
+                                                     if is_writer() else ""), highlight=False)
 
 
 def parse_blend_grid(spec: str, n_styles: int) -> tuple[list[tuple[float, ...]], list[str]]:

@@ -99,7 +99,7 @@ def estimate_bytes(arch: str, height: int, width: int, taps, batch: int = 1, *, 
 
 def available_bytes() -> int:
     """Memory the run may use: the accelerator's limit, else the host's available RAM."""
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]  # this process's (a multi-host run's others are remote)
     if device.platform != "cpu":
         stats = device.memory_stats() or {}
         if "bytes_limit" in stats:

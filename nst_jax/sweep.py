@@ -8,9 +8,10 @@ Grams are shared by every cell. With several devices the batch axis is sharded o
 ``Mesh``; a grid that does not fit in memory runs in equal chunks that do, all through one
 compiled program.
 
-Multi-host: call ``jax.distributed.initialize()`` first (``nst-jax sweep --distributed``);
-``jax.devices()`` then lists every host's devices, the mesh spans them, and results are
-gathered to every process (only process 0 writes files).
+Multi-host: every process calls ``start_distributed()`` first (``nst-jax sweep
+--distributed``) and then the same ``sweep()``; ``jax.devices()`` then lists every
+process's devices, the mesh spans them, every process plans the same chunks, and results
+are gathered to every process (only process 0 writes files).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .colour import after_run
 from .config import StyleConfig
-from .errors import NstError
+from .errors import ConfigError, NstError
 from .inputs import as_list, normalised_blend, prepare, resolve_weights
 from .losses import LossWeights
 from .memory import available_bytes, estimate_bytes, plan_chunks
@@ -164,6 +165,8 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
                               optimizer=config.optimizer) - fixed
     # Accelerators each have their own memory; CPU "devices" share the host's RAM.
     memory = available_bytes() * (1 if devices[0].platform == "cpu" else len(devices))
+    if jax.process_count() > 1:  # one plan for all: the least any process has
+        memory = int(_gather(np.array([memory], np.float32)).min())
     chunk = plan_chunks(n_cells, len(devices), per_cell, fixed, memory)
     if max_chunk:
         chunk = max(len(devices), min(chunk, max_chunk) // len(devices) * len(devices))
@@ -321,6 +324,37 @@ def steps_label(config: StyleConfig) -> str:
     if len(config.sizes) == 1:
         return f"{config.steps} steps"
     return f"{config.steps} steps at each of {', '.join(map(str, config.sizes))} px"
+
+
+def start_distributed(coordinator: str | None = None, num_processes: int | None = None,
+                      process_id: int | None = None) -> None:
+    """Join a multi-process sweep: ``jax.distributed.initialize()`` with the coordinator's
+    ``HOST:PORT`` (process 0 listens there), the number of processes and this one's id
+    (0 to n - 1); what is left out JAX takes from a cluster it detects (SLURM, Open MPI,
+    Kubernetes, Cloud TPU; the coordinator also from ``JAX_COORDINATOR_ADDRESS``). Call it
+    before anything else uses JAX. On CPU the processes exchange data over TCP (JAX's
+    default CPU collectives, gloo). A bad value is a :class:`ConfigError` naming the
+    argument; a run that cannot start, an :class:`NstError`."""
+    if coordinator is not None:
+        host, _, port = coordinator.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError("coordinator", f"takes HOST:PORT (a port from 1 to 65535), not {coordinator!r}")
+    if num_processes is None and process_id is not None:
+        raise ConfigError("num_processes", "must be given with the process id")
+    if process_id is None and num_processes is not None:
+        raise ConfigError("process_id", "must be given with the number of processes")
+    if num_processes is not None and num_processes < 1:
+        raise ConfigError("num_processes", f"must be 1 or more, not {num_processes}")
+    if process_id is not None and not 0 <= process_id < num_processes:
+        raise ConfigError("process_id", f"must be from 0 to {num_processes - 1}, not {process_id}")
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                                   process_id=process_id)
+    except (ValueError, RuntimeError) as e:  # RuntimeError: also jax.errors.JaxRuntimeError
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        missing = isinstance(e, ValueError) and None in (coordinator, num_processes)
+        hint = " (no cluster detected: give the coordinator address, number of processes and process id)" * missing
+        raise NstError(f"cannot start the distributed run: {lines[0]}{hint}") from None
 
 
 def is_writer() -> bool:
