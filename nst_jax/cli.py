@@ -556,7 +556,8 @@ def sweep(
         if max_chunk is not None and max_chunk < 1:
             raise NstError(f"--max-chunk must be a positive integer, not {max_chunk}")
         if distributed or (coordinator, num_processes, process_id) != (None, None, None):
-            start_distributed(coordinator, num_processes, process_id)
+            start_distributed(coordinator, num_processes, process_id, notify=lambda m: err.print(
+                f"note: {m}", highlight=False))
         with progress_report(config.steps * len(config.sizes), "sweep") as update:
             result = run_sweep(content, styles if len(styles) > 1 else styles[0], config, betas, sets,
                                blends=blends, max_chunk=max_chunk,

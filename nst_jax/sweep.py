@@ -326,15 +326,21 @@ def steps_label(config: StyleConfig) -> str:
     return f"{config.steps} steps at each of {', '.join(map(str, config.sizes))} px"
 
 
+# How long a process of a multi-process sweep waits for the others to join (JAX's default):
+# on a cluster the processes may start minutes apart.
+JOIN_TIMEOUT_S = 300
+
+
 def start_distributed(coordinator: str | None = None, num_processes: int | None = None,
-                      process_id: int | None = None) -> None:
+                      process_id: int | None = None, notify=None) -> None:
     """Join a multi-process sweep: ``jax.distributed.initialize()`` with the coordinator's
     ``HOST:PORT`` (process 0 listens there), the number of processes and this one's id
     (0 to n - 1); what is left out JAX takes from a cluster it detects (SLURM, Open MPI,
     Kubernetes, Cloud TPU; the coordinator also from ``JAX_COORDINATOR_ADDRESS``). Call it
     before anything else uses JAX. On CPU the processes exchange data over TCP (JAX's
     default CPU collectives, gloo). A bad value is a :class:`ConfigError` naming the
-    argument; a run that cannot start, an :class:`NstError`."""
+    argument; a run that cannot start, an :class:`NstError`. ``notify(message)``, if given,
+    hears once that the wait for the other processes begins (up to JOIN_TIMEOUT_S)."""
     if coordinator is not None:
         host, _, port = coordinator.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -347,9 +353,12 @@ def start_distributed(coordinator: str | None = None, num_processes: int | None 
         raise ConfigError("num_processes", f"must be 1 or more, not {num_processes}")
     if process_id is not None and not 0 <= process_id < num_processes:
         raise ConfigError("process_id", f"must be from 0 to {num_processes - 1}, not {process_id}")
+    if notify:
+        notify(f"waiting for the other processes{f' at {coordinator}' if coordinator else ''} "
+               f"(up to {JOIN_TIMEOUT_S // 60} minutes)")
     try:
         jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                                   process_id=process_id)
+                                   process_id=process_id, initialization_timeout=JOIN_TIMEOUT_S)
     except (ValueError, RuntimeError) as e:  # RuntimeError: also jax.errors.JaxRuntimeError
         lines = str(e).strip().splitlines() or [type(e).__name__]
         missing = isinstance(e, ValueError) and None in (coordinator, num_processes)

@@ -148,6 +148,7 @@ def test_joining_after_jax_started_is_one_line(tmp_path):
     r = CliRunner().invoke(app, ["sweep", "a.jpg", "b.jpg", "-o", str(tmp_path / "out"), "--coordinator",
                                  f"localhost:{free_port()}", "--num-processes", "2", "--process-id", "0"])
     lines = r.output.strip().splitlines()
-    assert r.exit_code == 1 and len(lines) == 1, r.output
-    assert lines[0].startswith("error: cannot start the distributed run: jax.distributed.initialize() must be "
+    assert r.exit_code == 1 and len(lines) == 2 and lines[0].startswith("note: waiting for the other processes at "
+                                                                        "localhost:"), r.output
+    assert lines[1].startswith("error: cannot start the distributed run: jax.distributed.initialize() must be "
                                "called before")
