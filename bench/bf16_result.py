@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 
 import jax
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality  # noqa: E402
 from nst_jax.config import StyleConfig  # noqa: E402
-from nst_jax.image import save_image, to_uint8  # noqa: E402
+from nst_jax.image import save_image  # noqa: E402
 from nst_jax.inputs import prepare  # noqa: E402
 from nst_jax.run import stylize  # noqa: E402
 from nst_jax.weights import load_weights  # noqa: E402
@@ -61,8 +60,7 @@ def main() -> None:
     floor = None
     if args.floor:  # the same start, rounded to 8 bits once more
         config = StyleConfig(size=args.size)
-        start = to_uint8(prepare(content, style, config, weights).start)
-        path = save_image(start.astype(np.float32) / 255, out / f"{args.name}-start.png")
+        path = save_image(prepare(content, style, config, weights).start, out / f"{args.name}-start.png")  # 8 bits
         t0 = time.perf_counter()
         r = stylize(content, style, config.replace(init="image", init_image=str(path)), weights=weights)
         path.unlink()

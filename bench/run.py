@@ -396,14 +396,13 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
             continue
         t0, image, coarse_evals = time.perf_counter(), None, 0
         for scale in scale_ladder(size):
-            final = scale == size
+            last = scale == size
             impl = JaxImpl(w, cfg.replace(size=scale, optimizer=opt_name, learning_rate=lr,
-                                          steps=max_evals if final else ladder_steps), c, s)
-            if image is not None:
-                h, wd = impl.run.start.shape[:2]
-                start = np.clip(resize(np.clip(np.asarray(image), 0, 1), h, wd), 0, 1)
+                                          steps=max_evals if last else ladder_steps), c, s)
+            if image is not None:  # resize clips its result to [0, 1]
+                start = resize(np.clip(np.asarray(image), 0, 1), *impl.run.start.shape[:2])
                 impl.state = init_state(impl.run.objective, impl.opt, impl.run.problem, start)
-            if final:
+            if last:
                 reached, best = until_target(impl, max_evals)
             else:
                 while impl.i < ladder_steps:
