@@ -7,6 +7,9 @@ for several lowerings, side by side in one run, median of repeats after warm-up:
 - ``lax``: XLA's own convolution (what flax.linen.Conv runs);
 - ``shifts``: nine shifted (H W, C_in) x (C_in, C_out) matmuls, summed;
 - ``im2col``: one (H W, 9 C_in) x (9 C_in, C_out) matmul over gathered patches;
+- ``winograd``: nst_jax.conv's F(4x4, 3x3), kernel transforms computed beforehand (once
+  per run, as the library does); layers with fewer than conv.MIN_CHANNELS input channels
+  are not Winograd's (the library keeps them on lax) and show "-";
 - ``torch``: PyTorch's conv2d, channels_last (oneDNN on CPU), for reference.
 
     python bench/conv_lowering.py --size 256 --out bench/results/conv-lowering-cpu.md
@@ -26,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nst_jax.conv import kernel_transforms, uses_winograd, winograd_conv  # noqa: E402
 from nst_jax.vgg import layer_sizes  # noqa: E402
 
 
@@ -46,7 +50,12 @@ def conv_im2col(x, w):
     return jnp.einsum("nhwk,kd->nhwd", patches, w.reshape(-1, w.shape[-1]))
 
 
-LOWERINGS = {"lax": conv_lax, "shifts": conv_shifts, "im2col": conv_im2col}
+def conv_winograd(x, w, transforms=None):
+    t = transforms or kernel_transforms(w)
+    return winograd_conv(x, t["u"], t["ut"])
+
+
+LOWERINGS = {"lax": conv_lax, "shifts": conv_shifts, "im2col": conv_im2col, "winograd": conv_winograd}
 
 
 def timed(fn, repeats):
@@ -61,6 +70,11 @@ def timed(fn, repeats):
 
 
 def jax_case(conv, x, w):
+    if conv is conv_winograd:  # the transforms are the step's arguments, not computed in it
+        t = jax.jit(kernel_transforms)(w)
+        step = jax.jit(jax.value_and_grad(lambda x, t: jnp.sum(jax.nn.relu(conv_winograd(x, w, t)) * 1e-3)))
+        return lambda: jax.block_until_ready(step(x, t))
+
     def loss(x):
         return jnp.sum(jax.nn.relu(conv(x, w)) * 1e-3)
     step = jax.jit(jax.value_and_grad(loss))
@@ -100,6 +114,9 @@ def main() -> None:
         ref = jax.grad(lambda x: jnp.sum(jax.nn.relu(conv_lax(x, k))))(x)
         row = {"shape": (hh, ww, ci, co)}
         for name in names:
+            if name == "winograd" and not uses_winograd(ci):
+                row[name], row[f"{name}_err"] = float("inf"), 0.0
+                continue
             if name == "torch":
                 row[name] = timed(torch_case(x, k), args.repeats)
                 continue
@@ -107,16 +124,18 @@ def main() -> None:
             row[f"{name}_err"] = float(jnp.linalg.norm(g - ref) / jnp.linalg.norm(ref))
             row[name] = timed(jax_case(LOWERINGS[name], x, k), args.repeats)
         rows.append(row)
-        print(f"{hh:>4}x{ww:<4} {ci:>3}->{co:<3} " + "  ".join(f"{n} {row[n]:7.1f}" for n in names), flush=True)
+        print(f"{hh:>4}x{ww:<4} {ci:>3}->{co:<3} " + "  ".join(f"{n} {row[n]:7.2f}" for n in names), flush=True)
     lines = [f"# 3x3 conv + ReLU, forward and input gradient, ms (median of {args.repeats})", "",
              f"{jax.devices()[0].device_kind}; input {w}x{h}; jax {jax.__version__}.", "",
-             "| H x W | C_in -> C_out | " + " | ".join(names) + " | best | max rel. grad error |",
-             "|---|---|" + "---|" * len(names) + "---|---|"]
+             "| H x W | C_in -> C_out | H W C_in C_out / 2^20 | " + " | ".join(names)
+             + " | best | max rel. grad error |",
+             "|---|---|---|" + "---|" * len(names) + "---|---|"]
     for row in rows:
         hh, ww, ci, co = row["shape"]
         best = min(names, key=lambda n: row[n])
         err = max(row[f"{n}_err"] for n in LOWERINGS)
-        lines.append(f"| {hh}x{ww} | {ci} -> {co} | " + " | ".join(f"{row[n]:.1f}" for n in names)
+        lines.append(f"| {hh}x{ww} | {ci} -> {co} | {hh * ww * ci * co / 2**20:.0f} | "
+                     + " | ".join("-" if row[n] == float("inf") else f"{row[n]:.1f}" for n in names)
                      + f" | {best} | {err:.1e} |")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -117,6 +117,7 @@ def measure_one(mode: str, size: int, arch: str, steps: int) -> dict:
     estimate = plan.bytes / 2**20
     tile = plan.tiles.tile if plan.tiles else 0
     return {"mode": mode, "arch": arch, "size": size, "height": h, "width": w, "tile": tile,
+            "conv": run.objective.model.conv,
             "tiles": plan.count, "halo": plan.tiles.halo if plan.tiles else 0,
             "runtime_mib": runtime, "before_step_mib": before, "step_peak_mib": step_peak,
             "process_peak_mib": max(process_peak, step_peak), "estimate_mib": estimate,
@@ -186,17 +187,20 @@ def extrapolate(arch: str, budget_gib: float, runs: list[dict]) -> list[dict]:
     x :func:`work`."""
     sys.path.insert(0, str(ROOT))
     from nst_jax.config import StyleConfig
+    from nst_jax.conv import resolve
     from nst_jax.memory import estimate_bytes, plan_memory
 
     config = StyleConfig()
+    conv = resolve(config.conv, config.dtype)
     taps = paper_taps(arch)
     plain = max((x for x in runs if x["mode"] == "plain"), key=lambda x: x["size"], default=None)
     rate = plain["step_s"] / (plain["height"] * plain["width"]) if plain else float("nan")
     rows = []
     for size in (1024, 2048, 4096):
         h, w = size * 3 // 4, size
-        plan = plan_memory(arch, h, w, taps, budget=int(budget_gib * 2**30), content_taps=config.content_layers)
-        whole = estimate_bytes(arch, h, w, taps, content_taps=config.content_layers)
+        plan = plan_memory(arch, h, w, taps, budget=int(budget_gib * 2**30), content_taps=config.content_layers,
+                           conv=conv)
+        whole = estimate_bytes(arch, h, w, taps, content_taps=config.content_layers, conv=conv)
         factor = work(h, w, plan.tiles.tile if plan.tiles else 0, arch)
         rows.append({"size": f"{w}x{h}", "whole_gib": whole / 2**30, "plan": str(plan), "work": factor,
                      "step_s": rate * h * w * factor})
@@ -347,7 +351,8 @@ def estimate_mib(x: dict) -> float:
     from nst_jax.memory import plan_memory
 
     return plan_memory(x["arch"], x["height"], x["width"], paper_taps(x["arch"]), budget=2**50, tile=x["tile"],
-                       content_taps=StyleConfig().content_layers, optimizer=optimizer_of(x["mode"])).bytes / 2**20
+                       content_taps=StyleConfig().content_layers, optimizer=optimizer_of(x["mode"]),
+                       conv=x.get("conv", "lax")).bytes / 2**20  # runs recorded before Winograd: lax
 
 
 if __name__ == "__main__":

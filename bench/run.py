@@ -129,6 +129,7 @@ class JaxImpl:
 
     def __init__(self, weights, config, content, style, k: int = 1):
         self.run = prepare(content, style, config, weights)
+        self.conv = self.run.objective.model.conv
         self.opt = make_optimizer(config.optimizer, config.learning_rate)
         self.step = make_step(self.run.objective, self.opt)
         self.compiled, self.k = {}, k
@@ -192,8 +193,9 @@ def build(name: str, arch: str, size: int, config: StyleConfig, compile_torch=Fa
     config = config.replace(size=size)
     w = weights_for(arch)
     c, s = images(size)
-    if name == "jax":
-        return JaxImpl(w, config.replace(dtype="bfloat16" if bf16 else "float32"), c, s, k)
+    if name in ("jax", "jax-lax"):
+        return JaxImpl(w, config.replace(dtype="bfloat16" if bf16 else "float32",
+                                         **({"conv": "lax"} if name == "jax-lax" else {})), c, s, k)
     cls = TutorialNST if name == "torch-tutorial" else FastNST
     kwargs = {"compile": compile_torch, "bf16": bf16} if cls is FastNST else {}
     return TorchImpl(cls(w, config, c, s, device=TDEV, **kwargs), c, config.learning_rate or 0.02, k)
@@ -222,24 +224,51 @@ def check_parity(config, arch="vgg16", size=128) -> dict:
 
 def step_times(config, archs, sizes, repeats, compile_torch, k) -> list[dict]:
     """ms per Adam step; every implementation runs ``k`` steps per timed call (the JAX
-    driver's steps per call on this platform) and is synchronised once per call."""
+    driver's steps per call on this platform) and is synchronised once per call. The
+    implementations' timed calls are interleaved (a shared machine's load falls on all
+    alike). ``jax`` runs the platform's default convolutions (nst_jax.conv), ``jax-lax``
+    XLA's own, side by side. Peak memory: the resident high-water mark of building and
+    warming one implementation, above the process before it (on GPU: XLA's plan and
+    torch's allocator peak)."""
     rows = []
+    names = ("jax", "jax-lax", "torch-tutorial", "torch-fast")
     for arch in archs:
         for size in sizes:
-            for name in ("jax", "torch-tutorial", "torch-fast"):
+            impls, firsts, peaks = {}, {}, {}
+            for name in names:
+                before = rss_mib()
                 reset_peak()
                 impl = build(name, arch, size, config, compile_torch and name == "torch-fast", k)
-                first, times = timed(impl, repeats)
-                h, w = images(size)[0].shape[:2]
-                ms = 1e3 * statistics.median(times) / k
+                t0 = time.perf_counter()
+                sync(impl())
+                firsts[name] = time.perf_counter() - t0
+                sync(impl())  # one more warm-up
+                peaks[name] = (impl.plan_mib() if GPU and name.startswith("jax") else
+                               peak_mib("torch" if name.startswith("torch") else "jax") - (0 if GPU else before))
+                impls[name] = impl
+            times = {name: [] for name in names}
+            for _ in range(repeats):
+                for name, impl in impls.items():
+                    t0 = time.perf_counter()
+                    sync(impl())
+                    times[name].append(time.perf_counter() - t0)
+            h, w = images(size)[0].shape[:2]
+            for name in names:
+                ms = 1e3 * statistics.median(times[name]) / k
                 rows.append({"impl": name, "arch": arch, "size": size, "hw": [h, w], "ms_per_step": ms,
-                             "steps_per_call": k, "first_call_s": first,
-                             "gflops": 2 * forward_gflop(arch, h, w) / (ms / 1e3),
-                             "peak_mib": impl.plan_mib() if GPU and name == "jax" else
-                             peak_mib("jax" if name == "jax" else "torch")})
-                print(f"  {arch} {size:>4}px {name:<15} {ms:9.1f} ms/step  first {first:6.2f} s", flush=True)
-                del impl
+                             "steps_per_call": k, "first_call_s": firsts[name],
+                             "gflops": 2 * forward_gflop(arch, h, w) / (ms / 1e3), "peak_mib": peaks[name],
+                             "conv": getattr(impls[name], "conv", "torch")})
+                print(f"  {arch} {size:>4}px {name:<15} {ms:9.1f} ms/step  first {firsts[name]:6.2f} s", flush=True)
+            del impls
     return rows
+
+
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def steps_per_call_times(config, sizes, ks, repeats, arch="vgg16") -> list[dict]:

@@ -120,6 +120,12 @@ class DType(Choice):
     bfloat16 = "bfloat16"
 
 
+class Conv(Choice):
+    auto = "auto"
+    lax = "lax"
+    winograd = "winograd"
+
+
 class ContentNorm(Choice):
     sum = "sum"
     mean = "mean"
@@ -241,6 +247,11 @@ class StyleConfig:
     # Dtype of the network's convolutions and activations; Gram matrices, losses and the
     # image are float32 either way. "bfloat16" is for accelerators with bf16 units.
     dtype: str = DType.float32.value
+    # How the 3x3 convolutions are computed (conv.py): "lax" (XLA's own), "winograd"
+    # (F(4x4, 3x3): 36 matmuls, 4x fewer multiplies, float32 only), or "auto": winograd on
+    # CPU in float32, lax elsewhere. Same values up to float rounding; on the 2-core CPU
+    # the Adam step ran 1.4x faster (bench/results/conv-lowering-cpu.md).
+    conv: str = Conv.auto.value
     # Rematerialise each VGG block in the backward pass: only block outputs are kept, the
     # inside of one block is recomputed at a time (less memory, about one more forward).
     remat: bool = False
@@ -300,8 +311,10 @@ class StyleConfig:
                 raise ConfigError(names, "must name at least one layer")
         for name, kind in (("style_norm", StyleNorm), ("pooling", Pooling), ("init", Init),
                            ("dtype", DType), ("content_norm", ContentNorm), ("colour", Colour),
-                           ("colour_match", ColourMatch)):
+                           ("colour_match", ColourMatch), ("conv", Conv)):
             object.__setattr__(self, name, choice(kind, getattr(self, name), name))
+        if self.conv == Conv.winograd and self.dtype != DType.float32:
+            raise ConfigError("conv", "'winograd' computes in float32: use dtype float32 or conv 'lax'")
         if (self.init == Init.image) != (self.init_image is not None):
             raise ConfigError("init_image", "goes with init='image' (and that init needs a file)")
         for name, allowed in RANGES.items():
@@ -337,7 +350,7 @@ class StyleConfig:
         """The fields that define the objective and the optimizer's trajectory; a run can
         resume from a checkpoint only when all of these are equal (logging, steps per call
         and the memory plan may change; the steps too, for a single-scale run)."""
-        free = ({"log_every", "steps_per_call", "max_memory", "tile"}  # tiling changes rounding only
+        free = ({"log_every", "steps_per_call", "max_memory", "tile", "conv"}  # these change rounding only
                 | (set() if len(self.sizes) > 1 else {"steps"}))
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in free}
 

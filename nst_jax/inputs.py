@@ -19,6 +19,7 @@ import numpy as np
 
 from .colour import before_run, luminance, match_colour_histogram
 from .config import WEIGHT, Init, StyleConfig
+from .conv import resolve, with_transforms
 from .errors import NstError
 from .image import load_image, resize, scaled_shape
 from .losses import Targets, gram, guided_gram
@@ -26,7 +27,7 @@ from .masks import free_pixels, guidance
 from .memory import MemoryPlan, budget_bytes, check_forward, plan_memory
 from .objective import Objective, Problem, build_objective, loss_weights
 from .tiling import tiled_features, tiled_grams
-from .vgg import check_image_size, layer_sizes
+from .vgg import check_image_size, layer_sizes, layout
 from .weights import VGGWeights, load_weights
 
 
@@ -115,7 +116,8 @@ def memory_plans(config: StyleConfig, arch: str, taps, shape, budget: int | None
     ``config.max_memory`` and what is available now). Raises when the largest cannot fit."""
     budget = budget_bytes(config.max_memory) if budget is None else budget
     return tuple(plan_memory(arch, *scaled_shape(shape, size), taps, budget=budget, tile=config.tile,
-                             remat=config.remat, content_taps=config.content_layers, optimizer=config.optimizer)
+                             remat=config.remat, content_taps=config.content_layers, optimizer=config.optimizer,
+                             conv=resolve(config.conv, config.dtype))
                  for size in reversed(config.sizes))[::-1]
 
 
@@ -194,7 +196,7 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     style_side = max(1, round(config.size * config.style_scale))  # at the largest size
     for raw_style in raw_styles:
         check_forward(weights.arch, *scaled_shape(raw_style.shape[:2], style_side), taps, budget=budget,
-                      tiles=plans[-1].tiles, what="the style image at ")
+                      tiles=plans[-1].tiles, what="the style image at ", conv=objective.model.conv)
     style_imgs = [load_sized(s, size * config.style_scale, weights.arch, taps, "style", notes)
                   for s in raw_styles]
     content_img, style_imgs = before_run(colour_content, style_imgs, config.colour, config.colour_match)
@@ -202,6 +204,8 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
                                                 raw.shape[:2], (h, w), raw_styles, style_imgs, notes)
     start = np.clip(start_image(config, content_img, style_imgs[0]), 0.0, 1.0)  # reads init_image
     variables = jax.device_put(weights.variables())
+    if objective.model.conv == "winograd":  # the kernel transforms, once per run
+        variables = with_transforms(variables, layout(weights.arch))
     kept = content_img
     if objective.luminance:  # one channel, the objective shows it as grey RGB
         start, kept = luminance(start)[..., None], content_img[..., :1]

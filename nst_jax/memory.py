@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import jax
 
+from .conv import temp_bytes, transform_bytes
 from .errors import NstError
 from .tiling import TilePlan, alignment, receptive_radius, spans
 from .vgg import activation_bytes, layer_sizes
@@ -76,25 +77,36 @@ def network_bytes(arch: str, height: int, width: int, taps) -> int:
     return int(factor * activation_bytes(arch, height, width, taps))
 
 
+def winograd_bytes(arch: str, height: int, width: int, taps) -> tuple[int, int]:
+    """(the kernel transforms, the largest layer's temporaries) of Winograd convolutions
+    (conv.py) on a height x width picture: bytes the lax convolution does not need."""
+    convs = [(l, h, w) for l, h, w in layer_sizes(arch, height, width, taps) if l.kind == "conv"]
+    return (sum(transform_bytes(l.c_in, l.c_out) for l, _, _ in convs),
+            max(temp_bytes(h, w, l.c_in, l.c_out) for l, h, w in convs))
+
+
 def estimate_bytes(arch: str, height: int, width: int, taps, batch: int = 1, *, content_taps=(),
                    crop: tuple[int, int] | None = None, tiles: int = 1, backward: bool = True,
-                   optimizer: str = "adam") -> int:
+                   optimizer: str = "adam", conv: str = "lax") -> int:
     """Rough peak memory of one step on a height x width picture: the network's pass
     (:func:`network_bytes`; on the ``crop`` (h, w) of ``tiles`` tiles when tiled), the
     image-sized buffers and the content targets (``content_taps``' features of the whole
     picture), per image of the batch, plus :data:`FIXED_BYTES` (and :data:`TILE_BYTES`
     per tile); the image-sized buffers depend on the ``optimizer`` (:func:`image_buffers`).
+    ``conv="winograd"`` (a name conv.resolve gives) adds :func:`winograd_bytes`.
     ``backward=False``: of one forward pass (a style image's Grams), its activations and
     two copies of the image."""
     on = crop or (height, width)
+    kernels, temps = winograd_bytes(arch, *on, taps) if conv == "winograd" else (0, 0)
+    fixed = FIXED_BYTES + kernels
     if not backward:
-        network = activation_bytes(arch, *on, taps) + (TILE_BYTES * tiles if crop else 0)
-        return batch * (network + 2 * height * width * 3 * 4) + FIXED_BYTES
-    network = network_bytes(arch, *on, taps) + (TILE_BYTES * tiles if crop else 0)
+        network = activation_bytes(arch, *on, taps) + temps + (TILE_BYTES * tiles if crop else 0)
+        return batch * (network + 2 * height * width * 3 * 4) + fixed
+    network = network_bytes(arch, *on, taps) + temps + (TILE_BYTES * tiles if crop else 0)
     targets = sum(h * w * l.c_out * 4 for l, h, w in layer_sizes(arch, height, width, taps)
                   if l.name in content_taps)
     per_image = network + image_buffers(optimizer) * height * width * 3 * 4 + targets
-    return batch * per_image + FIXED_BYTES
+    return batch * per_image + fixed
 
 
 def available_bytes() -> int:
@@ -153,7 +165,7 @@ def tile_shapes(height: int, width: int, side: int, halo: int, align: int) -> tu
 
 
 def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: int | str = "auto",
-                remat: bool = False, content_taps=(), optimizer: str = "adam") -> MemoryPlan:
+                remat: bool = False, content_taps=(), optimizer: str = "adam", conv: str = "lax") -> MemoryPlan:
     """The way one step of ``optimizer`` at height x width fits ``budget`` bytes.
 
     ``tile``: ``"auto"`` = whole when the estimate fits, else the largest tiles that do
@@ -165,7 +177,7 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
     """
     def estimate(crop=None, tiles=1):
         return estimate_bytes(arch, height, width, taps, content_taps=content_taps, crop=crop, tiles=tiles,
-                              optimizer=optimizer)
+                              optimizer=optimizer, conv=conv)
 
     whole = estimate()
     align, halo = alignment(arch, taps), receptive_radius(arch, taps)
@@ -194,14 +206,15 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
 
 
 def check_forward(arch: str, height: int, width: int, taps, *, budget: int, tiles: TilePlan | None = None,
-                  what: str = "") -> None:
+                  what: str = "", conv: str = "lax") -> None:
     """Raise one error with the estimate when a forward pass over a height x width image (a
     style image's Grams), whole or in ``tiles``, cannot fit ``budget`` bytes; ``what``
     names the image."""
     count, crop = 1, None
     if tiles is not None:
         count, _, crop = tile_shapes(height, width, tiles.tile, tiles.halo, alignment(arch, taps))
-    need = estimate_bytes(arch, height, width, taps, crop=crop if count > 1 else None, tiles=count, backward=False)
+    need = estimate_bytes(arch, height, width, taps, crop=crop if count > 1 else None, tiles=count, backward=False,
+                          conv=conv)
     if need > budget:
         raise NstError(f"{what}{width}x{height} px needs about {gib(need)} for {arch} but only {gib(budget)} "
                        "may be used: use a smaller size or style scale, or allow more memory")

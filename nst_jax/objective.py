@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from .config import Colour, StyleConfig
+from .conv import resolve
 from .losses import LossTerms, LossWeights, Targets, loss_terms, total_loss
 from .tiling import TilePlan, tiled_objective
 from .vgg import VGG, check_layers
@@ -89,7 +90,7 @@ def build_objective(arch: str, pixel_space: str, config: StyleConfig, tiles: Til
     ``tiles``: evaluated tile by tile (see :class:`Objective`)."""
     taps = check_layers(arch, tuple(dict.fromkeys(config.content_layers + config.style_layers)))
     model = VGG(arch=arch, taps=taps, pooling=config.pooling, pixel_space=pixel_space, dtype=config.dtype,
-                remat=config.remat)
+                remat=config.remat, conv=resolve(config.conv, config.dtype))
     return Objective(model, config.content_layers, config.style_layers, config.style_norm,
                      config.content_norm, config.colour == Colour.luminance, tiles)
 

@@ -160,9 +160,10 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     final = runs[-1]
     arch, taps = final.arch, final.objective.model.taps
     h, w = final.content.shape[:2]
-    fixed = estimate_bytes(arch, h, w, taps, batch=0)
+    conv = final.objective.model.conv
+    fixed = estimate_bytes(arch, h, w, taps, batch=0, conv=conv)
     per_cell = estimate_bytes(arch, h, w, taps, batch=1, content_taps=config.content_layers,
-                              optimizer=config.optimizer) - fixed
+                              optimizer=config.optimizer, conv=conv) - fixed
     # Accelerators each have their own memory; CPU "devices" share the host's RAM.
     memory = available_bytes() * (1 if devices[0].platform == "cpu" else len(devices))
     if jax.process_count() > 1:  # one plan for all: the least any process has

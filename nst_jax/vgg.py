@@ -29,6 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from .conv import COLLECTION, has_transforms, kernel_transforms, uses_winograd, winograd_conv
 from .errors import ImageError, NstError
 
 # Convolutions per block, and the channel width of each block (Simonyan & Zisserman, table 1).
@@ -164,10 +165,15 @@ class ConvParams(nn.Module):
         return kernel, self.param("bias", nn.initializers.zeros_init(), (self.c_out,))
 
 
-def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
-    """3x3 convolution, stride 1, zero padding 1 ("SAME"), NHWC or HWC input, HWIO kernel."""
-    y = jax.lax.conv_general_dilated(x.reshape((-1,) + x.shape[-3:]), kernel.astype(x.dtype), (1, 1),
-                                     "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array, transforms: dict | None = None) -> jax.Array:
+    """3x3 convolution, stride 1, zero padding 1 ("SAME"), NHWC or HWC input, HWIO kernel;
+    by Winograd (conv.py) when given the kernel's ``transforms``, else XLA's own."""
+    x4 = x.reshape((-1,) + x.shape[-3:])
+    if transforms is not None:
+        y = winograd_conv(x4, transforms["u"], transforms["ut"])
+    else:
+        y = jax.lax.conv_general_dilated(x4, kernel.astype(x.dtype), (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
     return y.reshape(x.shape[:-1] + (kernel.shape[-1],)) + bias.astype(x.dtype)
 
 
@@ -183,7 +189,9 @@ def features(params: dict, x: jax.Array, layers: tuple[Layer, ...], taps, poolin
         out = {}
         for layer in group:
             if layer.kind == "conv":
-                x = conv3x3(x, *params[layer.name])
+                kernel, bias, *transforms = params[layer.name]
+                wino = transforms and uses_winograd(*x.shape[-3:], layer.c_out)
+                x = conv3x3(x, kernel, bias, transforms[0] if wino else None)
             elif layer.kind == "relu":
                 x = jax.nn.relu(x)
             else:
@@ -215,6 +223,9 @@ class VGG(nn.Module):
         ``"bfloat16"``); taps are returned in float32 either way, so Gram matrices and
         losses are always float32.
       remat: rematerialise each block in the backward pass (see :func:`features`).
+      conv: ``"lax"`` or ``"winograd"`` (conv.py; resolve ``"auto"`` with conv.resolve
+        first): the Winograd layers read their kernel transforms from the variables'
+        ``"winograd"`` collection (conv.with_transforms), else compute them in the call.
     """
 
     arch: str = "vgg19"
@@ -223,13 +234,21 @@ class VGG(nn.Module):
     pixel_space: str = "torchvision"
     dtype: str = "float32"
     remat: bool = False
+    conv: str = "lax"
 
     @nn.compact
     def __call__(self, image: jax.Array) -> dict[str, jax.Array]:
+        if self.conv not in ("lax", "winograd"):
+            raise ValueError(f"conv must be 'lax' or 'winograd' (conv.resolve turns 'auto' into one), not {self.conv!r}")
         taps = check_layers(self.arch, self.taps or layer_names(self.arch))
         check_image_size(image.shape[-3], image.shape[-2], self.arch, taps)
         layers = layout(self.arch)[: deepest(self.arch, taps).index + 1]
         params = {l.name: ConvParams(l.c_in, l.c_out, name=l.name)() for l in layers if l.kind == "conv"}
+        if self.conv == "winograd":
+            for l in layers:
+                if l.kind == "conv" and has_transforms(l.c_in):
+                    kept = self.get_variable(COLLECTION, l.name)
+                    params[l.name] += (kernel_transforms(params[l.name][0]) if kept is None else kept,)
         x = normalize(image, self.pixel_space).astype(jnp.dtype(self.dtype))
         return features(params, x, layers, frozenset(taps), self.pooling, self.remat)
 

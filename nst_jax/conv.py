@@ -1,0 +1,176 @@
+"""How the network's 3x3 convolutions are computed: XLA's own, or Winograd F(4x4, 3x3).
+
+A style-transfer step needs each convolution's forward pass and its gradient with respect
+to the input only: the kernels are frozen. On XLA:CPU the library convolution runs
+1.2-1.4x slower than PyTorch's oneDNN kernels at VGG's shapes (bench/README.md), while its
+batched matmul runs close to the machine's ceiling. Winograd's minimal filtering
+algorithm F(m x m, 3 x 3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural
+Networks", CVPR 2016) turns a convolution into (m+2)^2 independent matmuls over tiles:
+
+    Y = A^T [ (G g G^T) . (B^T d B) ] A      per (m+2) x (m+2) input tile d, m x m output
+
+with m = 4 here: 36 matmuls doing 4x fewer multiplies than the direct convolution. The
+kernel transforms G g G^T are computed once per run (:func:`with_transforms`), not per
+step. The input gradient of a convolution is the convolution of the output gradient with
+the kernel flipped and its channels swapped, so the backward pass (a ``custom_vjp``) is
+the same algorithm with that kernel's transform: no input is kept for it.
+
+The transforms are written as slices and adds along one axis at a time (separable), so
+XLA fuses them into a few loops and the compiled program stays small (about 2x the
+compile time of the library convolution; one 2-D pass per tile entry compiled 10x slower,
+and the same transforms as einsums with the 6 x 6 matrices ran slower than XLA's own
+convolution).
+
+Exactness: the same sums, reassociated; the difference from ``lax.conv`` is float
+rounding, ~1e-6 relative per layer (tests/test_conv.py checks every VGG layer shape).
+Measured choices (bench/results/conv-lowering-cpu.md, 2-core AVX2 CPU): F(4x4) against
+F(2x2): equal on the deep layers and faster on the wide ones (its input transform writes
+2.25x the input, F(2x2)'s 4x); conv1_1 (3 input channels) stays on XLA's convolution,
+where a 3-channel matmul has nothing to gain, and so do small layers (MIN_WORK).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+M = 4  # output tile side of F(4x4, 3x3)
+A = M + 2  # input tile side
+# Interpolation points 0, 1, -1, 2, -2 and infinity (Lavin & Gray, section 4.2).
+BT = np.array([[4, 0, -5, 0, 1, 0],
+               [0, -4, -4, 1, 1, 0],
+               [0, 4, -4, -1, 1, 0],
+               [0, -2, -1, 2, 1, 0],
+               [0, 2, -1, -2, 1, 0],
+               [0, 4, 0, -5, 0, 1]], np.float64)
+G = np.array([[1 / 4, 0, 0],
+              [-1 / 6, -1 / 6, -1 / 6],
+              [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6],
+              [1 / 24, -1 / 12, 1 / 6],
+              [0, 0, 1]], np.float64)
+AT = np.array([[1, 1, 1, 1, 1, 0],
+               [0, 1, -1, 2, -2, 0],
+               [0, 1, 1, 4, 4, 0],
+               [0, 1, -1, 8, -8, 1]], np.float64)
+# Which layers run as Winograd (bench/results/conv-lowering-cpu.md, forward + input
+# gradient of every VGG layer shape at 64-512 px): from H W C_in C_out = 2^24 up it won
+# at every shape measured; at 6-12 Mi it won some and lost some; below that it lost (a
+# 6x8 px layer has 4 tiles, and the transforms' overhead dominates). conv1_1 (RGB input)
+# is a 3-deep matmul: nothing to gain. So images up to ~64 px, the tests' sizes, run
+# entirely on lax (and compile as fast as before: Winograd's program compiles ~3x slower).
+MIN_CHANNELS = 64
+MIN_WORK = 2**24
+# The collection of the model's variables that holds the kernel transforms.
+COLLECTION = "winograd"
+
+
+def resolve(conv: str, dtype: str = "float32", platform: str | None = None) -> str:
+    """The lowering a run uses (config.conv, checked there): ``"auto"`` is Winograd on CPU
+    in float32 (faster there, bench/results/conv-lowering-cpu.md) and XLA's own elsewhere
+    (GPUs call cuDNN, which picks its own algorithms; bfloat16's 8-bit mantissa is too
+    coarse for the transforms' constants)."""
+    if conv != "auto":
+        return conv
+    platform = platform or jax.default_backend()
+    return "winograd" if platform == "cpu" and dtype == "float32" else "lax"
+
+
+def has_transforms(c_in: int) -> bool:
+    """Whether a layer with ``c_in`` input channels may run as Winograd (at some size)."""
+    return c_in >= MIN_CHANNELS
+
+
+def uses_winograd(height: int, width: int, c_in: int, c_out: int) -> bool:
+    """Whether a conv layer on a height x width input runs as Winograd (see MIN_WORK)."""
+    return has_transforms(c_in) and height * width * c_in * c_out >= MIN_WORK
+
+
+def kernel_transforms(kernel: jax.Array) -> dict[str, jax.Array]:
+    """``{"u": G g G^T, "ut": the same of the flipped, channel-swapped kernel}`` of an HWIO
+    3x3 kernel, each (36, C_in, C_out) / (36, C_out, C_in), in float32."""
+    g = jnp.asarray(G, jnp.float32)
+    kernel = jnp.asarray(kernel, jnp.float32)
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    u = lambda k: jnp.einsum("ai,ijco,bj->abco", g, k, g).reshape(A * A, *k.shape[2:])  # noqa: E731
+    return {"u": u(kernel), "ut": u(flipped)}
+
+
+def transform_bytes(c_in: int, c_out: int) -> int:
+    """Bytes of one layer's two kernel transforms: 8x its float32 kernel."""
+    return 2 * A * A * c_in * c_out * 4 if has_transforms(c_in) else 0
+
+
+def temp_bytes(height: int, width: int, c_in: int, c_out: int) -> int:
+    """Bytes of the temporaries of one Winograd convolution on a height x width input: the
+    input tiles after the column and after the row transform (1.5x and 2.25x the input),
+    the 36 matmuls' output (2.25x the output)."""
+    return int((1.5 + 2.25) * height * width * c_in * 4 + 2.25 * height * width * c_out * 4) \
+        if uses_winograd(height, width, c_in, c_out) else 0
+
+
+def with_transforms(variables: dict, layers) -> dict:
+    """``variables`` plus the kernel transforms of every conv of ``layers`` that may run as
+    Winograd, under :data:`COLLECTION`: computed once, then passed to every step."""
+    params = variables["params"]
+    transforms = jax.jit(kernel_transforms)
+    return {**variables, COLLECTION: {l.name: transforms(params[l.name]["kernel"])
+                                      for l in layers if l.kind == "conv" and has_transforms(l.c_in)}}
+
+
+def _windows(x: jax.Array, axis: int, count: int) -> jax.Array:
+    """(..., L, ...) -> (..., count, A, ...): ``count`` windows of A along ``axis`` with
+    stride M (L >= M (count + 1)): M-blocks, each with the next block's first two rows."""
+    shape = x.shape
+
+    def blocks(start):
+        part = jax.lax.slice_in_dim(x, start, start + M * count, axis=axis)
+        return part.reshape(shape[:axis] + (count, M) + shape[axis + 1:])
+    return jnp.concatenate([blocks(0), jax.lax.slice_in_dim(blocks(M), 0, A - M, axis=axis + 1)], axis=axis + 1)
+
+
+def _apply(mat: np.ndarray, x: jax.Array, axis: int) -> jax.Array:
+    """sum_j mat[i, j] x[..., j (at axis), ...] for each row i, stacked on a new first axis;
+    slices and adds that skip the zeros (XLA fuses them; a dot this small would not pay)."""
+    parts = [jax.lax.index_in_dim(x, j, axis, keepdims=False) for j in range(x.shape[axis])]
+    rows = []
+    for row in mat:
+        terms = [p if c == 1 else -p if c == -1 else p * np.float32(c) for c, p in zip(row, parts) if c]
+        total = terms[0]
+        for t in terms[1:]:
+            total = total + t
+        rows.append(total)
+    return jnp.stack(rows)
+
+
+def _winograd(x: jax.Array, u: jax.Array) -> jax.Array:
+    """SAME 3x3 convolution of NHWC ``x`` with the transformed kernel ``u`` (36, C_in, C_out)."""
+    n, h, w, c = x.shape
+    th, tw = -(-h // M), -(-w // M)  # tiles down and across
+    padded = jnp.pad(x, ((0, 0), (1, M * (th + 1) - h - 1), (1, M * (tw + 1) - w - 1), (0, 0)))
+    v = _apply(BT, _windows(padded, 2, tw), 3)  # (col, n, rows, tw, c)
+    v = _apply(BT, _windows(v, 2, th), 3)  # (row, col, n, th, tw, c)
+    m = jnp.einsum("btc,bco->bto", v.reshape(A * A, n * th * tw, c), u).reshape(A, A, n, th, tw, -1)
+    y = _apply(AT, _apply(AT, m, 0), 1)  # (j, i, n, th, tw, out): j across, i down the tile
+    y = jnp.transpose(y, (2, 3, 1, 4, 0, 5)).reshape(n, M * th, M * tw, -1)
+    return y[:, :h, :w]
+
+
+@jax.custom_vjp
+def winograd_conv(x: jax.Array, u: jax.Array, ut: jax.Array) -> jax.Array:
+    """The SAME 3x3 convolution (no bias) of NHWC float32 ``x`` by the kernel whose
+    transforms are ``u`` and ``ut`` (:func:`kernel_transforms`). Differentiable in ``x``;
+    the transforms are constants (their cotangent is zero: use lax to train a kernel)."""
+    return _winograd(x, u)
+
+
+def _forward(x, u, ut):
+    return _winograd(x, u), ut
+
+
+def _backward(ut, g):
+    return _winograd(g, ut), None, None
+
+
+winograd_conv.defvjp(_forward, _backward)
