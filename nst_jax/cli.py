@@ -27,7 +27,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from rich.text import Text
 from typer.core import TyperGroup
 
-from .config import (WEIGHT, Colour, ColourMatch, ContentNorm, DType, Init, OptimizerName, Pooling, StyleConfig,
+from .config import (WEIGHT, Colour, ColourMatch, ContentNorm, Conv, DType, Init, OptimizerName, Pooling, StyleConfig,
                      StyleNorm)
 from .errors import ConfigError, NstError
 
@@ -134,7 +134,7 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "style_norm": "--style-norm", "pooling": "--pooling", "init": "--init", "init_image": "--init-image",
          "init_noise": "--init-noise", "seed": "--seed", "style_scale": "--style-scale",
          "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
-         "style_blend": "--blend", "dtype": "--dtype", "content_norm": "--content-norm",
+         "style_blend": "--blend", "dtype": "--dtype", "conv": "--conv", "content_norm": "--content-norm",
          "scales": "--scales", "average": "--average", "remat": "--remat", "colour": "--colour",
          "colour_match": "--colour-match", "masks": "--mask", "style_masks": "--style-mask",
          "mask_erode": "--mask-erode", "keep_unmasked": "--keep-unmasked", "max_memory": "--max-memory",
@@ -205,6 +205,9 @@ CONFIG_OPTIONS = {
                                               "every N steps.")], D.log_every),
     "dtype": (Annotated[DType, typer.Option(help="Network compute dtype (losses stay float32); "
                                             "bfloat16 is for GPUs/TPUs.")], DType(D.dtype)),
+    "conv": (Annotated[Conv, typer.Option(help="How convolutions run: auto (winograd on CPU in float32, "
+                                          "else lax), lax (XLA's own) or winograd (fewer multiplies).")],
+             Conv(D.conv)),
     "remat": (Annotated[bool, typer.Option("--remat/--no-remat", help="Recompute each VGG block in the "
                                            "backward pass: less memory, about one more forward.")], D.remat),
     "max_memory": (Annotated[Optional[float], typer.Option(
@@ -275,7 +278,7 @@ def parse_tile(spec: str) -> int | str:
 
 def build_config(*, style_weight: float, size, steps, optimizer, lr, content_weight, ratio, tv_weight,
                  content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
-                 style_scale, blend, weights, log_every, steps_per_call, dtype, content_norm, scales,
+                 style_scale, blend, weights, log_every, steps_per_call, dtype, conv, content_norm, scales,
                  average, remat, colour, colour_match, mask, style_mask, mask_erode,
                  keep_unmasked, max_memory, tile) -> StyleConfig:
     """The shared options -> the one frozen config (its errors: see :func:`explain`)."""
@@ -297,7 +300,7 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
         tv_weight=tv_weight, style_norm=str(style_norm), pooling=str(pooling),
         optimizer=str(optimizer), learning_rate=lr, steps=steps, init=str(init),
         init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
-        seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype),
+        seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype), conv=str(conv),
         content_norm=str(content_norm), scales=parse_scales(scales, size), average=average,
         remat=remat, colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
         style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked,

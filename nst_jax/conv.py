@@ -97,9 +97,10 @@ def kernel_transforms(kernel: jax.Array) -> dict[str, jax.Array]:
     return {"u": u(kernel), "ut": u(flipped)}
 
 
-def transform_bytes(c_in: int, c_out: int) -> int:
-    """Bytes of one layer's two kernel transforms: 8x its float32 kernel."""
-    return 2 * A * A * c_in * c_out * 4 if has_transforms(c_in) else 0
+def transform_bytes(height: int, width: int, c_in: int, c_out: int) -> int:
+    """Bytes of one layer's two kernel transforms (8x its float32 kernel) where it runs as
+    Winograd on a height x width input."""
+    return 2 * A * A * c_in * c_out * 4 if uses_winograd(height, width, c_in, c_out) else 0
 
 
 def temp_bytes(height: int, width: int, c_in: int, c_out: int) -> int:
@@ -110,13 +111,16 @@ def temp_bytes(height: int, width: int, c_in: int, c_out: int) -> int:
         if uses_winograd(height, width, c_in, c_out) else 0
 
 
-def with_transforms(variables: dict, layers) -> dict:
-    """``variables`` plus the kernel transforms of every conv of ``layers`` that may run as
-    Winograd, under :data:`COLLECTION`: computed once, then passed to every step."""
+def with_transforms(variables: dict, sizes) -> dict:
+    """``variables`` plus, under :data:`COLLECTION`, the kernel transforms of every conv of
+    ``sizes`` (vgg.layer_sizes: (layer, height, width) at the run's size) that runs as
+    Winograd there: computed once, then passed to every step. A smaller image (a tile, a
+    style image) runs a subset of these layers as Winograd; one the set lacks computes its
+    transforms in the call."""
     params = variables["params"]
     transforms = jax.jit(kernel_transforms)
-    return {**variables, COLLECTION: {l.name: transforms(params[l.name]["kernel"])
-                                      for l in layers if l.kind == "conv" and has_transforms(l.c_in)}}
+    return {**variables, COLLECTION: {l.name: transforms(params[l.name]["kernel"]) for l, h, w in sizes
+                                      if l.kind == "conv" and uses_winograd(h, w, l.c_in, l.c_out)}}
 
 
 def _windows(x: jax.Array, axis: int, count: int) -> jax.Array:

@@ -27,7 +27,7 @@ from .masks import free_pixels, guidance
 from .memory import MemoryPlan, budget_bytes, check_forward, plan_memory
 from .objective import Objective, Problem, build_objective, loss_weights
 from .tiling import tiled_features, tiled_grams
-from .vgg import check_image_size, layer_sizes, layout
+from .vgg import check_image_size, layer_sizes
 from .weights import VGGWeights, load_weights
 
 
@@ -205,7 +205,7 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     start = np.clip(start_image(config, content_img, style_imgs[0]), 0.0, 1.0)  # reads init_image
     variables = jax.device_put(weights.variables())
     if objective.model.conv == "winograd":  # the kernel transforms, once per run
-        variables = with_transforms(variables, layout(weights.arch))
+        variables = with_transforms(variables, layer_sizes(weights.arch, h, w, taps))
     kept = content_img
     if objective.luminance:  # one channel, the objective shows it as grey RGB
         start, kept = luminance(start)[..., None], content_img[..., :1]

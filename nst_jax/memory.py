@@ -81,7 +81,7 @@ def winograd_bytes(arch: str, height: int, width: int, taps) -> tuple[int, int]:
     """(the kernel transforms, the largest layer's temporaries) of Winograd convolutions
     (conv.py) on a height x width picture: bytes the lax convolution does not need."""
     convs = [(l, h, w) for l, h, w in layer_sizes(arch, height, width, taps) if l.kind == "conv"]
-    return (sum(transform_bytes(l.c_in, l.c_out) for l, _, _ in convs),
+    return (sum(transform_bytes(h, w, l.c_in, l.c_out) for l, h, w in convs),
             max(temp_bytes(h, w, l.c_in, l.c_out) for l, h, w in convs))
 
 

@@ -54,7 +54,11 @@ def test_tile_grid_covers_the_picture_once():
 
 
 def variant(name: str, tmp_path) -> tuple[StyleConfig, list]:
-    base = StyleConfig.tiny(size=80, tv_weight=3.0, **SHALLOW)
+    """Configs on XLA's convolutions: tiling is exact whatever computes the convolutions,
+    but at 80-96 px the whole picture would run some layers as Winograd where the smaller
+    tiles do not, and two lowerings' rounding differs by ~2e-4 in the gradient on this
+    random network (max-pool near-ties take another branch), which is not tiling's error."""
+    base = StyleConfig.tiny(size=80, tv_weight=3.0, conv="lax", **SHALLOW)
     if name == "paper norms":
         return base, [STYLE]
     if name == "content mean":
@@ -74,7 +78,7 @@ def variant(name: str, tmp_path) -> tuple[StyleConfig, list]:
         return base.replace(colour="luminance"), [STYLE]
     if name == "paper layers":  # VGG16 to relu5_1: R = 58 px, 16 px grid
         return StyleConfig.tiny(size=96, content_layers=("relu4_2",), style_layers=StyleConfig().style_layers,
-                                style_layer_weights=StyleConfig().style_layer_weights), [STYLE]
+                                style_layer_weights=StyleConfig().style_layer_weights, conv="lax"), [STYLE]
     raise KeyError(name)
 
 
@@ -159,7 +163,7 @@ def test_coarse_to_fine_tiles_only_the_scales_that_need_it(vgg16_weights, monkey
     # At these sizes a tile's share of the compiled program (memory.TILE_BYTES) outweighs
     # what tiling saves; without it, the planner's choices are those of large pictures.
     monkeypatch.setattr(memory, "TILE_BYTES", 0)
-    config = StyleConfig.tiny(size=96, scales=(48, 96), steps=2, **SHALLOW)
+    config = StyleConfig.tiny(size=96, scales=(48, 96), steps=2, conv="lax", **SHALLOW)  # see variant()
     taps = prepare(CONTENT, STYLE, config, vgg16_weights).objective.model.taps
     # a budget between the whole steps at 48 and at 96 px
     small, large = (p.bytes for p in memory_plans(config, "vgg16", taps, CONTENT.shape[:2], 2**40))
