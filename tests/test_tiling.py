@@ -61,12 +61,10 @@ def variant(name: str, tmp_path) -> tuple[StyleConfig, list]:
     base = StyleConfig.tiny(size=80, tv_weight=3.0, conv="lax", **SHALLOW)
     if name == "paper norms":
         return base, [STYLE]
-    if name == "content mean":
-        return base.replace(content_norm="mean", content_weight=1e4), [STYLE]
-    if name in ("style mean", "style relative"):
-        return base.replace(style_norm=name.split()[1]), [STYLE]
-    if name == "two styles":
-        return base.replace(style_blend=(3.0, 1.0)), [STYLE, OTHER_STYLE]
+    if name == "content mean, style mean":
+        return base.replace(content_norm="mean", content_weight=1e4, style_norm="mean"), [STYLE]
+    if name == "two styles, style relative":
+        return base.replace(style_blend=(3.0, 1.0), style_norm="relative"), [STYLE, OTHER_STYLE]
     if name == "masks":
         left = np.zeros((32, 28, 3), np.float32)
         left[:, :12] = 1.0
@@ -96,7 +94,7 @@ def relative(a, b) -> float:
     return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
 
 
-@pytest.mark.parametrize("name", ["paper norms", "content mean", "style mean", "style relative", "two styles",
+@pytest.mark.parametrize("name", ["paper norms", "content mean, style mean", "two styles, style relative",
                                   "masks", "luminance", "paper layers"])
 def test_the_tiled_gradient_is_the_plain_gradient(name, tmp_path, vgg16_weights):
     config, styles = variant(name, tmp_path)
