@@ -8,8 +8,8 @@ for several lowerings, side by side in one run, median of repeats after warm-up:
 - ``shifts``: nine shifted (H W, C_in) x (C_in, C_out) matmuls, summed;
 - ``im2col``: one (H W, 9 C_in) x (9 C_in, C_out) matmul over gathered patches;
 - ``winograd``: nst_jax.conv's F(4x4, 3x3), kernel transforms computed beforehand (once
-  per run, as the library does); layers with fewer than conv.MIN_CHANNELS input channels
-  are not Winograd's (the library keeps them on lax) and show "-";
+  per run, as the library does); the RGB first layer shows "-"; the column "library" says which of lax and winograd nst_jax runs the layer
+  with at this size (conv.uses_winograd);
 - ``torch``: PyTorch's conv2d, channels_last (oneDNN on CPU), for reference.
 
     python bench/conv_lowering.py --size 256 --out bench/results/conv-lowering-cpu.md
@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nst_jax.conv import kernel_transforms, uses_winograd, winograd_conv  # noqa: E402
+from nst_jax.conv import has_transforms, kernel_transforms, uses_winograd, winograd_conv  # noqa: E402
 from nst_jax.vgg import layer_sizes  # noqa: E402
 
 
@@ -114,7 +114,7 @@ def main() -> None:
         ref = jax.grad(lambda x: jnp.sum(jax.nn.relu(conv_lax(x, k))))(x)
         row = {"shape": (hh, ww, ci, co)}
         for name in names:
-            if name == "winograd" and not uses_winograd(ci):
+            if name == "winograd" and ci == 3:
                 row[name], row[f"{name}_err"] = float("inf"), 0.0
                 continue
             if name == "torch":
@@ -128,15 +128,15 @@ def main() -> None:
     lines = [f"# 3x3 conv + ReLU, forward and input gradient, ms (median of {args.repeats})", "",
              f"{jax.devices()[0].device_kind}; input {w}x{h}; jax {jax.__version__}.", "",
              "| H x W | C_in -> C_out | H W C_in C_out / 2^20 | " + " | ".join(names)
-             + " | best | max rel. grad error |",
-             "|---|---|---|" + "---|" * len(names) + "---|---|"]
+             + " | best | library | max rel. grad error |",
+             "|---|---|---|" + "---|" * len(names) + "---|---|---|"]
     for row in rows:
         hh, ww, ci, co = row["shape"]
         best = min(names, key=lambda n: row[n])
         err = max(row[f"{n}_err"] for n in LOWERINGS)
         lines.append(f"| {hh}x{ww} | {ci} -> {co} | {hh * ww * ci * co / 2**20:.0f} | "
                      + " | ".join("-" if row[n] == float("inf") else f"{row[n]:.1f}" for n in names)
-                     + f" | {best} | {err:.1e} |")
+                     + f" | {best} | {'winograd' if uses_winograd(hh, ww, ci, co) else 'lax'} | {err:.1e} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -23,10 +23,11 @@ convolution).
 
 Exactness: the same sums, reassociated; the difference from ``lax.conv`` is float
 rounding, ~1e-6 relative per layer (tests/test_conv.py checks every VGG layer shape).
-Measured choices (bench/results/conv-lowering-cpu.md, 2-core AVX2 CPU): F(4x4) against
+Measured choices (bench/README.md and bench/results/conv-lowering-cpu.md, 2-core AVX2
+CPU): F(4x4) against
 F(2x2): equal on the deep layers and faster on the wide ones (its input transform writes
-2.25x the input, F(2x2)'s 4x); conv1_1 (3 input channels) stays on XLA's convolution,
-where a 3-channel matmul has nothing to gain, and so do small layers (MIN_WORK).
+2.25x the input, F(2x2)'s 4x); the first block and small layers stay on XLA's
+convolution (MIN_OUT_CHANNELS, MIN_WORK).
 """
 
 from __future__ import annotations
@@ -56,11 +57,14 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, -1, 8, -8, 1]], np.float64)
 # Which layers run as Winograd (bench/results/conv-lowering-cpu.md, forward + input
 # gradient of every VGG layer shape at 64-512 px): from H W C_in C_out = 2^24 up it won
-# at every shape measured; at 6-12 Mi it won some and lost some; below that it lost (a
-# 6x8 px layer has 4 tiles, and the transforms' overhead dominates). conv1_1 (RGB input)
-# is a 3-deep matmul: nothing to gain. So images up to ~64 px, the tests' sizes, run
-# entirely on lax (and compile as fast as before: Winograd's program compiles ~3x slower).
-MIN_CHANNELS = 64
+# at every shape measured but the first block's; at 6-12 Mi it won some and lost some;
+# below that it lost (a 6x8 px layer has 4 tiles, and the transforms' overhead
+# dominates). The first block (64 output channels at full resolution) stays on lax:
+# conv1_1 is a 3-deep matmul, and conv1_2 measured no faster as Winograd in the whole
+# step (VGG16 at 512 px, interleaved: 1365 ms against 1364-1400 without), while its
+# temporaries would be the network's largest. So images up to ~64 px, the unit tests'
+# sizes, run entirely on lax (and compile as fast as before: Winograd compiles ~3x slower).
+MIN_OUT_CHANNELS = 128
 MIN_WORK = 2**24
 # The collection of the model's variables that holds the kernel transforms.
 COLLECTION = "winograd"
@@ -77,14 +81,14 @@ def resolve(conv: str, dtype: str = "float32", platform: str | None = None) -> s
     return "winograd" if platform == "cpu" and dtype == "float32" else "lax"
 
 
-def has_transforms(c_in: int) -> bool:
-    """Whether a layer with ``c_in`` input channels may run as Winograd (at some size)."""
-    return c_in >= MIN_CHANNELS
+def has_transforms(c_out: int) -> bool:
+    """Whether a layer with ``c_out`` output channels may run as Winograd (at some size)."""
+    return c_out >= MIN_OUT_CHANNELS
 
 
 def uses_winograd(height: int, width: int, c_in: int, c_out: int) -> bool:
     """Whether a conv layer on a height x width input runs as Winograd (see MIN_WORK)."""
-    return has_transforms(c_in) and height * width * c_in * c_out >= MIN_WORK
+    return has_transforms(c_out) and height * width * c_in * c_out >= MIN_WORK
 
 
 def kernel_transforms(kernel: jax.Array) -> dict[str, jax.Array]:

@@ -246,7 +246,7 @@ class VGG(nn.Module):
         params = {l.name: ConvParams(l.c_in, l.c_out, name=l.name)() for l in layers if l.kind == "conv"}
         if self.conv == "winograd":
             for l in layers:
-                if l.kind == "conv" and has_transforms(l.c_in):
+                if l.kind == "conv" and has_transforms(l.c_out):
                     kept = self.get_variable(COLLECTION, l.name)
                     params[l.name] += (kernel_transforms(params[l.name][0]) if kept is None else kept,)
         x = normalize(image, self.pixel_space).astype(jnp.dtype(self.dtype))
