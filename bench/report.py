@@ -19,19 +19,22 @@ def write_report(r: dict, out: Path, name: str) -> None:
              f"Loss parity before timing: max relative difference {r['parity']['max_rel_diff']:.1e}.", ""]
     lines += [f"Note: {note}" for note in r.get("notes", [])] + ([""] if r.get("notes") else [])
     if "steps" in r:
-        # Runs with a `jax-lax` row interleave the implementations in one process, where a
+        # Runs with a second JAX row (the other convolution lowering: jax-lax on a CPU,
+        # jax-winograd on a GPU) interleave the implementations in one process, where a
         # per-implementation peak cannot be read: they show compile time instead.
-        lax = any(x["impl"] == "jax-lax" for x in r["steps"])
+        alt = next((x["impl"] for x in r["steps"] if x["impl"].startswith("jax-")), None)
+        lax = alt is not None
+        other = alt[4:] if lax else ""
         lines += ["## Adam step (forward + backward + update), median ms", "",
-                  "| arch | px | jax | " + ("jax, lax convs | " if lax else "") + "torch tutorial | torch fast | "
+                  "| arch | px | jax | " + (f"jax, {other} convs | " if lax else "") + "torch tutorial | torch fast | "
                   "jax / tutorial | jax / fast | jax GFLOP/s (% of matmul) | "
-                  + ("first call s, jax / lax convs |" if lax else "peak MiB jax / tut / fast |"),
+                  + (f"first call s, jax / {other} convs |" if lax else "peak MiB jax / tut / fast |"),
                   "|---|---|---|---|---|---|---|---|---|" + ("---|" if lax else "")]
         by = {(x["arch"], x["size"], x["impl"]): x for x in r["steps"]}
         for arch, size in dict.fromkeys((x["arch"], x["size"]) for x in r["steps"]):
             j, t, f = (by[(arch, size, k)] for k in ("jax", "torch-tutorial", "torch-fast"))
             pct = 100 * j["gflops"] / max(r["ceiling"]["jax_gflops"], r["ceiling"]["torch_gflops"])
-            plain = by.get((arch, size, "jax-lax"))
+            plain = by.get((arch, size, alt))
             last = (f"{j['first_call_s']:.1f} / {plain['first_call_s']:.1f}" if lax else
                     f"{j['peak_mib']:.0f} / {t['peak_mib']:.0f} / {f['peak_mib']:.0f}")
             lines.append(f"| {arch} | {size} | {ms(j['ms_per_step'])} | "
@@ -43,8 +46,9 @@ def write_report(r: dict, out: Path, name: str) -> None:
         lines += ["", f"Ratios below 1 mean JAX is faster. Every implementation ran {r.get('steps_per_call', 1)} "
                   "step(s) per timed call (nst-jax's steps per compiled call on this platform), "
                   "synchronised once per call" + (", the implementations' calls interleaved" if lax else "") + ". "
-                  + (f"`jax` ran the platform's default convolutions ({conv}); `jax, lax convs` XLA's own "
-                     "(nst_jax/conv.py). GFLOP/s count the direct convolution's work (Winograd does less, "
+                  + (f"`jax` ran the platform's default convolutions ({conv}); `jax, {other} convs` "
+                     + ("XLA's own" if other == "lax" else "Winograd F(4x4, 3x3)") + " (nst_jax/conv.py). "
+                     "GFLOP/s count the direct convolution's work (Winograd does less, "
                      "so above 100% of the matmul ceiling is possible). First call: compile and one step. "
                      if lax else "First-call (compile) seconds are in the JSON.")
                   , ""]
@@ -141,9 +145,12 @@ def _plots(r: dict, out: Path, name: str) -> None:
         plt.close(fig)
     if "sweep" in r:
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        b = [x["batch"] for x in r["sweep"]]
-        ax.plot(b, [x["cell_steps_per_s_vmapped"] for x in r["sweep"]], "o-", label="vmapped sweep")
-        ax.plot(b, [x["cell_steps_per_s_sequential"] for x in r["sweep"]], "s--", label="sequential stylize")
+        for size in dict.fromkeys(x["size"] for x in r["sweep"]):
+            rows = [x for x in r["sweep"] if x["size"] == size]
+            b = [x["batch"] for x in rows]
+            line, = ax.plot(b, [x["cell_steps_per_s_vmapped"] for x in rows], "o-", label=f"vmapped sweep, {size} px")
+            ax.plot(b, [x["cell_steps_per_s_sequential"] for x in rows], "s--", color=line.get_color(),
+                    label=f"sequential runs, {size} px")
         ax.set_xlabel("cells")
         ax.set_ylabel("cell-steps per second")
         ax.set_xscale("log", base=2)

@@ -193,9 +193,9 @@ def build(name: str, arch: str, size: int, config: StyleConfig, compile_torch=Fa
     config = config.replace(size=size)
     w = weights_for(arch)
     c, s = images(size)
-    if name in ("jax", "jax-lax"):
-        return JaxImpl(w, config.replace(dtype="bfloat16" if bf16 else "float32",
-                                         **({"conv": "lax"} if name == "jax-lax" else {})), c, s, k)
+    if name.startswith("jax"):  # "jax": the platform's default convolutions; "jax-lax", "jax-winograd"
+        conv = name.partition("-")[2] or config.conv
+        return JaxImpl(w, config.replace(dtype="bfloat16" if bf16 else "float32", conv=conv), c, s, k)
     cls = TutorialNST if name == "torch-tutorial" else FastNST
     kwargs = {"compile": compile_torch, "bf16": bf16} if cls is FastNST else {}
     return TorchImpl(cls(w, config, c, s, device=TDEV, **kwargs), c, config.learning_rate or 0.02, k)
@@ -226,12 +226,13 @@ def step_times(config, archs, sizes, repeats, compile_torch, k) -> list[dict]:
     """ms per Adam step; every implementation runs ``k`` steps per timed call (the JAX
     driver's steps per call on this platform) and is synchronised once per call. The
     implementations' timed calls are interleaved (a shared machine's load falls on all
-    alike). ``jax`` runs the platform's default convolutions (nst_jax.conv), ``jax-lax``
-    XLA's own, side by side. Peak memory: the resident high-water mark of building and
+    alike). ``jax`` runs the platform's default convolutions (nst_jax.conv) and the next
+    row the other lowering, side by side: XLA's own on a CPU (where Winograd is the
+    default), Winograd on a GPU (where cuDNN is). Peak memory: the resident high-water mark of building and
     warming one implementation, above the process before it (on GPU: XLA's plan and
     torch's allocator peak)."""
     rows = []
-    names = ("jax", "jax-lax", "torch-tutorial", "torch-fast")
+    names = ("jax", "jax-winograd" if GPU else "jax-lax", "torch-tutorial", "torch-fast")
     for arch in archs:
         for size in sizes:
             impls, firsts, peaks = {}, {}, {}
@@ -449,7 +450,7 @@ def sweep_scaling(size, batches, k) -> list[dict]:
     """Cell-steps per second of one vmapped sweep of B cells against one run at a time."""
     c, s = images(size)
     w = weights_for("vgg16")
-    steps = max(6, 2 * k)
+    steps = max(6, 4 * k)  # several calls: a GPU's cells take milliseconds
     cfg = BENCH.replace(size=size, steps=steps, steps_per_call=k)
     rows = []
     single = JaxImpl(w, cfg, c, s, k)
@@ -509,6 +510,7 @@ def main() -> None:
     p.add_argument("--target-ladder-steps", type=int, default=0,
                    help="also coarse-to-fine: this many steps at each smaller scale (0: not)")
     p.add_argument("--sweep-batches", default="1,2,4,8")
+    p.add_argument("--sweep-sizes", default=None, help="sizes of the sweep comparison (default: --target-size)")
     p.add_argument("--steps-per-call", default="1,4", help="steps per call to compare (VGG16, --sizes)")
     p.add_argument("--bf16", action="store_true", help="also time bfloat16 against float32")
     p.add_argument("--compile-torch", action="store_true", help="torch.compile the fast reference")
@@ -552,7 +554,9 @@ def main() -> None:
         results["bf16"] = bf16_times(config, args.archs.split(","), sizes, args.repeats, k)
         save()
     if "sweep" not in skip:
-        results["sweep"] = sweep_scaling(args.target_size, [int(b) for b in args.sweep_batches.split(",")], k)
+        batches = [int(b) for b in args.sweep_batches.split(",")]
+        results["sweep"] = [row for size in (args.sweep_sizes or str(args.target_size)).split(",")
+                            for row in sweep_scaling(int(size), batches, k)]
         save()
     if "lbfgs" not in skip:
         results["lbfgs"] = lbfgs_rates(args.target_size)
