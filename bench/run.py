@@ -424,11 +424,19 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
         print(f"  jax-{opt_name}: {out[f'jax-{opt_name}']}", flush=True)
         if not ladder_steps:
             continue
+        # The target objective sums its content loss, which grows with the pixel count while
+        # the style loss does not: at a coarse scale the same weights would ask for more
+        # style than the target does, and start the full size far from its optimum. The
+        # coarse scales therefore weigh content per element (content_norm "mean") times the
+        # full size's element count: the target's own balance, at every scale.
+        coarse = dict(content_norm="mean", content_layer_weights=tuple(
+            w_l * t.size for w_l, t in zip(cfg.content_layer_weights, impl.run.problem.targets.content)))
         t0, image, coarse_evals = time.perf_counter(), None, 0
         for scale in scale_ladder(size):
             last = scale == size
             impl = JaxImpl(w, cfg.replace(size=scale, optimizer=opt_name, learning_rate=lr,
-                                          steps=max_evals if last else ladder_steps), c, s)
+                                          steps=max_evals if last else ladder_steps, **({} if last else coarse)),
+                           c, s)
             if image is not None:  # resize clips its result to [0, 1]
                 start = resize(np.clip(np.asarray(image), 0, 1), *impl.run.start.shape[:2])
                 impl.state = init_state(impl.run.objective, impl.opt, impl.run.problem, start)
