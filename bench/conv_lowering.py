@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nst_jax.conv import has_transforms, kernel_transforms, uses_winograd, winograd_conv  # noqa: E402
+from nst_jax.conv import kernel_transforms, uses_winograd, winograd_conv  # noqa: E402
 from nst_jax.vgg import layer_sizes  # noqa: E402
 
 

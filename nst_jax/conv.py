@@ -81,14 +81,10 @@ def resolve(conv: str, dtype: str = "float32", platform: str | None = None) -> s
     return "winograd" if platform == "cpu" and dtype == "float32" else "lax"
 
 
-def has_transforms(c_out: int) -> bool:
-    """Whether a layer with ``c_out`` output channels may run as Winograd (at some size)."""
-    return c_out >= MIN_OUT_CHANNELS
-
-
 def uses_winograd(height: int, width: int, c_in: int, c_out: int) -> bool:
-    """Whether a conv layer on a height x width input runs as Winograd (see MIN_WORK)."""
-    return has_transforms(c_out) and height * width * c_in * c_out >= MIN_WORK
+    """Whether a conv layer on a height x width input runs as Winograd (MIN_OUT_CHANNELS,
+    MIN_WORK): the one decision, made by vgg.VGG at the traced size and by the memory plan."""
+    return c_out >= MIN_OUT_CHANNELS and height * width * c_in * c_out >= MIN_WORK
 
 
 def kernel_transforms(kernel: jax.Array) -> dict[str, jax.Array]:

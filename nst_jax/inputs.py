@@ -204,8 +204,10 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
                                                 raw.shape[:2], (h, w), raw_styles, style_imgs, notes)
     start = np.clip(start_image(config, content_img, style_imgs[0]), 0.0, 1.0)  # reads init_image
     variables = jax.device_put(weights.variables())
-    if objective.model.conv == "winograd":  # the kernel transforms, once per run
-        variables = with_transforms(variables, layer_sizes(weights.arch, h, w, taps))
+    if objective.model.conv == "winograd":  # the kernel transforms, once per run, of the layers
+        # that run as Winograd on what a step's network pass sees (the picture or a tile's
+        # crop), as the memory plan counts them
+        variables = with_transforms(variables, layer_sizes(weights.arch, *plan.crop, taps))
     kept = content_img
     if objective.luminance:  # one channel, the objective shows it as grey RGB
         start, kept = luminance(start)[..., None], content_img[..., :1]

@@ -148,6 +148,7 @@ class MemoryPlan:
     tile_shape: tuple[int, int]  # (h, w) of the largest interior
     bytes: int  # the estimated peak of one step
     budget: int
+    crop: tuple[int, int]  # (h, w) one pass of the network runs on: the picture, or a tile's crop
 
     def __str__(self) -> str:
         how = "whole" if self.tiles is None else (
@@ -191,7 +192,7 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
         if whole > budget:
             raise NstError(f"{width}x{height} px needs about {gib(whole)} for {arch} but only {gib(budget)} "
                            "may be used: tile the picture, use a smaller size or allow more memory")
-        return MemoryPlan(height, width, arch, remat, None, 1, (height, width), whole, budget)
+        return MemoryPlan(height, width, arch, remat, None, 1, (height, width), whole, budget, (height, width))
     least = (whole, "whole")  # the smallest estimate tried, and how
     for side in sides:
         count, interior, crop = tile_shapes(height, width, side, halo, align)
@@ -199,7 +200,7 @@ def plan_memory(arch: str, height: int, width: int, taps, *, budget: int, tile: 
             continue
         need = estimate(crop, count)
         if need <= budget:
-            return MemoryPlan(height, width, arch, remat, TilePlan(side, halo), count, interior, need, budget)
+            return MemoryPlan(height, width, arch, remat, TilePlan(side, halo), count, interior, need, budget, crop)
         least = min(least, (need, f"in tiles of {side} px"), key=lambda x: x[0])
     raise NstError(f"{width}x{height} px needs at least about {gib(least[0])} for {arch} ({least[1]}) "
                    f"but only {gib(budget)} may be used: use a smaller size or allow more memory")

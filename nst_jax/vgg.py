@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .conv import COLLECTION, has_transforms, kernel_transforms, uses_winograd, winograd_conv
+from .conv import COLLECTION, kernel_transforms, uses_winograd, winograd_conv
 from .errors import ImageError, NstError
 
 # Convolutions per block, and the channel width of each block (Simonyan & Zisserman, table 1).
@@ -181,6 +181,9 @@ def features(params: dict, x: jax.Array, layers: tuple[Layer, ...], taps, poolin
              remat: bool = False) -> dict[str, jax.Array]:
     """Run ``layers`` on the normalised image ``x``; return the ``taps`` in float32.
 
+    ``params``: per conv layer ``(kernel, bias)``, or ``(kernel, bias, transforms)`` for a
+    layer to run as Winograd (see :class:`VGG`, which decides).
+
     ``remat``: wrap each block (its convs, ReLUs and pool) in ``jax.checkpoint``, so the
     backward pass keeps only block outputs and recomputes the inside of one block at a
     time: less memory for about one more forward pass.
@@ -188,10 +191,8 @@ def features(params: dict, x: jax.Array, layers: tuple[Layer, ...], taps, poolin
     def block(x, group):
         out = {}
         for layer in group:
-            if layer.kind == "conv":
-                kernel, bias, *transforms = params[layer.name]
-                wino = transforms and uses_winograd(*x.shape[-3:], layer.c_out)
-                x = conv3x3(x, kernel, bias, transforms[0] if wino else None)
+            if layer.kind == "conv":  # (kernel, bias) or, for a Winograd layer, (kernel, bias, transforms)
+                x = conv3x3(x, *params[layer.name])
             elif layer.kind == "relu":
                 x = jax.nn.relu(x)
             else:
@@ -244,9 +245,9 @@ class VGG(nn.Module):
         check_image_size(image.shape[-3], image.shape[-2], self.arch, taps)
         layers = layout(self.arch)[: deepest(self.arch, taps).index + 1]
         params = {l.name: ConvParams(l.c_in, l.c_out, name=l.name)() for l in layers if l.kind == "conv"}
-        if self.conv == "winograd":
-            for l in layers:
-                if l.kind == "conv" and has_transforms(l.c_out):
+        if self.conv == "winograd":  # which layers run as Winograd: decided here, at this image's size
+            for l, h, w in layer_sizes(self.arch, image.shape[-3], image.shape[-2], taps):
+                if l.kind == "conv" and uses_winograd(h, w, l.c_in, l.c_out):
                     kept = self.get_variable(COLLECTION, l.name)
                     params[l.name] += (kernel_transforms(params[l.name][0]) if kept is None else kept,)
         x = normalize(image, self.pixel_space).astype(jnp.dtype(self.dtype))

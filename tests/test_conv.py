@@ -108,6 +108,21 @@ def test_the_objective_matches_lax_and_keeps_the_transforms(vgg16_weights):
     assert rel(g1, g0) < 1e-4
 
 
+def test_a_tiled_run_prepares_the_transforms_its_crops_use(vgg16_weights):
+    """Tiles run the network on crops, where fewer layers have the work for Winograd than
+    on the whole picture: the run keeps the transforms of the crops' layers, those the
+    memory plan counted."""
+    rng = np.random.default_rng(4)
+    content = rng.uniform(size=(96, 128, 3)).astype(np.float32)
+    config = StyleConfig.tiny(size=128, conv="winograd", tile=32, style_layers=("relu1_1", "relu3_1"),
+                              content_layers=("relu3_2",))
+    run = prepare(content, content, config, vgg16_weights)
+    assert run.plans[-1].count == 12 and run.plans[-1].crop == (64, 64)
+    # by hand at 64x64: conv2_2 32*32*128*128 = 2^24 and conv3_2 16*16*256*256 = 2^24 reach
+    # MIN_WORK; conv2_1 and conv3_1 (2^23) do, only on the whole 96x128 picture
+    assert sorted(run.problem.variables["winograd"]) == ["conv2_2", "conv3_2"]
+
+
 def test_without_prepared_transforms_the_model_computes_them(vgg16_params):
     variables = VGGWeights("vgg16", "torchvision", vgg16_params).variables()
     x = jnp.asarray(np.random.default_rng(3).uniform(size=(96, 128, 3)), jnp.float32)
