@@ -357,7 +357,9 @@ class StyleConfig:
     @classmethod
     def tiny(cls, **changes) -> "StyleConfig":
         """A configuration small enough for unit tests on a CPU, on
-        :data:`ADAM_ON_SUMMED_LOSS` (tests of the defaults themselves use ``StyleConfig``)."""
+        :data:`ADAM_ON_SUMMED_LOSS` (tests of the defaults themselves use ``StyleConfig``).
+        XLA's own convolutions: a unit test is mostly its compile, and the CPU mode's im2col
+        layers compile 2-3 s slower at 32 px (tests/test_conv.py covers that mode)."""
         base = dict(ADAM_ON_SUMMED_LOSS, size=32, steps=4, log_every=1, style_layers=("relu1_1", "relu2_1"),
-                    style_layer_weights=(0.5, 0.5), content_layers=("relu2_1",))
+                    style_layer_weights=(0.5, 0.5), content_layers=("relu2_1",), conv="lax")
         return cls(**{**base, **changes})

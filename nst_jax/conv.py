@@ -66,6 +66,16 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
 # sizes, run entirely on lax (and compile as fast as before: Winograd compiles ~3x slower).
 MIN_OUT_CHANNELS = 128
 MIN_WORK = 2**24
+# Small layers (under 12 px on a side) are one matmul over the nine shifted copies of the
+# input (im2col). XLA:CPU's convolution there pays per step for transposing and reversing
+# the kernel for the input gradient (10 ms for a 512 -> 512 kernel), and on an input
+# narrower than the kernel (conv5_1 of a picture whose short side is under 48 px) it
+# swaps the operands and pays it twice: 130 of a 185 ms VGG19 step at 64x42 px. im2col
+# was the fastest JAX lowering at the small shapes of the 64 px table, equal to Winograd
+# at 12x16 (bench/results/conv-lowering-cpu-64.md, conv-lowering-cpu.md). Whole Adam
+# step against im2col only below 3 px, interleaved (bench/results/cpu-small-layers-2c.md):
+# VGG19 0.48x, 0.73x, 0.92x, 1.01x at 64, 96, 128, 192 px; VGG16 0.65x, 0.71x, 0.87x, 1.00x.
+MIN_SIDE = 12
 # The collection of the model's variables that holds the kernel transforms.
 COLLECTION = "winograd"
 
@@ -82,9 +92,10 @@ def resolve(conv: str, dtype: str = "float32", platform: str | None = None) -> s
 
 
 def uses_winograd(height: int, width: int, c_in: int, c_out: int) -> bool:
-    """Whether a conv layer on a height x width input runs as Winograd (MIN_OUT_CHANNELS,
-    MIN_WORK): the one decision, made by vgg.VGG at the traced size and by the memory plan."""
-    return c_out >= MIN_OUT_CHANNELS and height * width * c_in * c_out >= MIN_WORK
+    """Whether a conv layer on a height x width input has the work for Winograd
+    (MIN_OUT_CHANNELS, MIN_WORK) and is no narrower than MIN_SIDE; see :func:`lowering`."""
+    return (c_out >= MIN_OUT_CHANNELS and height * width * c_in * c_out >= MIN_WORK
+            and min(height, width) >= MIN_SIDE)
 
 
 def kernel_transforms(kernel: jax.Array) -> dict[str, jax.Array]:
@@ -95,6 +106,29 @@ def kernel_transforms(kernel: jax.Array) -> dict[str, jax.Array]:
     flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
     u = lambda k: jnp.einsum("ai,ijco,bj->abco", g, k, g).reshape(A * A, *k.shape[2:])  # noqa: E731
     return {"u": u(kernel), "ut": u(flipped)}
+
+
+def lowering(height: int, width: int, c_in: int, c_out: int, conv: str) -> str:
+    """How a conv layer on a height x width input is computed in mode ``conv`` (a name
+    :func:`resolve` gives): ``"lax"`` runs XLA's own everywhere; ``"winograd"`` (the CPU
+    default) runs Winograd where :func:`uses_winograd`, im2col on inputs narrower than
+    :data:`MIN_SIDE`, XLA's own elsewhere. The one decision, made by vgg.VGG at the traced
+    size and by the memory plan."""
+    if conv == "lax":
+        return "lax"
+    if min(height, width) < MIN_SIDE:
+        return "im2col"
+    return "winograd" if uses_winograd(height, width, c_in, c_out) else "lax"
+
+
+def im2col_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """3x3 "SAME" convolution of NHWC ``x`` with an HWIO ``kernel`` as one matmul: the
+    nine shifted copies of the zero-padded input side by side, times the kernel as a
+    (9 C_in, C_out) matrix (rows in (dy, dx, c) order, as HWIO stores them)."""
+    _, h, w, c = x.shape
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = jnp.concatenate([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], axis=-1)
+    return patches @ kernel.reshape(9 * c, kernel.shape[-1]).astype(x.dtype)
 
 
 def transform_bytes(height: int, width: int, c_in: int, c_out: int) -> int:

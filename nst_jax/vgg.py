@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from .conv import COLLECTION, kernel_transforms, uses_winograd, winograd_conv
+from .conv import COLLECTION, im2col_conv, kernel_transforms, lowering, winograd_conv
 from .errors import ImageError, NstError
 
 # Convolutions per block, and the channel width of each block (Simonyan & Zisserman, table 1).
@@ -165,12 +165,16 @@ class ConvParams(nn.Module):
         return kernel, self.param("bias", nn.initializers.zeros_init(), (self.c_out,))
 
 
-def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array, transforms: dict | None = None) -> jax.Array:
-    """3x3 convolution, stride 1, zero padding 1 ("SAME"), NHWC or HWC input, HWIO kernel;
-    by Winograd (conv.py) when given the kernel's ``transforms``, else XLA's own."""
+def conv3x3(x: jax.Array, kernel: jax.Array, bias: jax.Array, how: str = "lax",
+            transforms: dict | None = None) -> jax.Array:
+    """3x3 convolution, stride 1, zero padding 1 ("SAME"), NHWC or HWC input, HWIO kernel,
+    computed ``how`` (conv.lowering): ``"winograd"`` with the kernel's ``transforms``,
+    ``"im2col"``, or ``"lax"``, XLA's own."""
     x4 = x.reshape((-1,) + x.shape[-3:])
-    if transforms is not None:
+    if how == "winograd":
         y = winograd_conv(x4, transforms["u"], transforms["ut"])
+    elif how == "im2col":
+        y = im2col_conv(x4, kernel)
     else:
         y = jax.lax.conv_general_dilated(x4, kernel.astype(x.dtype), (1, 1), "SAME",
                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -181,8 +185,8 @@ def features(params: dict, x: jax.Array, layers: tuple[Layer, ...], taps, poolin
              remat: bool = False) -> dict[str, jax.Array]:
     """Run ``layers`` on the normalised image ``x``; return the ``taps`` in float32.
 
-    ``params``: per conv layer ``(kernel, bias)``, or ``(kernel, bias, transforms)`` for a
-    layer to run as Winograd (see :class:`VGG`, which decides).
+    ``params``: per conv layer ``(kernel, bias, how, transforms)``: how it is computed
+    (conv.lowering; :class:`VGG` decides) and, for Winograd, the kernel's transforms.
 
     ``remat``: wrap each block (its convs, ReLUs and pool) in ``jax.checkpoint``, so the
     backward pass keeps only block outputs and recomputes the inside of one block at a
@@ -191,7 +195,7 @@ def features(params: dict, x: jax.Array, layers: tuple[Layer, ...], taps, poolin
     def block(x, group):
         out = {}
         for layer in group:
-            if layer.kind == "conv":  # (kernel, bias) or, for a Winograd layer, (kernel, bias, transforms)
+            if layer.kind == "conv":  # (kernel, bias, how, transforms or None)
                 x = conv3x3(x, *params[layer.name])
             elif layer.kind == "relu":
                 x = jax.nn.relu(x)
@@ -244,12 +248,15 @@ class VGG(nn.Module):
         taps = check_layers(self.arch, self.taps or layer_names(self.arch))
         check_image_size(image.shape[-3], image.shape[-2], self.arch, taps)
         layers = layout(self.arch)[: deepest(self.arch, taps).index + 1]
-        params = {l.name: ConvParams(l.c_in, l.c_out, name=l.name)() for l in layers if l.kind == "conv"}
-        if self.conv == "winograd":  # which layers run as Winograd: decided here, at this image's size
-            for l, h, w in layer_sizes(self.arch, image.shape[-3], image.shape[-2], taps):
-                if l.kind == "conv" and uses_winograd(h, w, l.c_in, l.c_out):
+        params = {}
+        for l, h, w in layer_sizes(self.arch, image.shape[-3], image.shape[-2], taps):
+            if l.kind == "conv":  # how each layer is computed: decided here, at this image's size
+                kernel, bias = ConvParams(l.c_in, l.c_out, name=l.name)()
+                how, transforms = lowering(h, w, l.c_in, l.c_out, self.conv), None
+                if how == "winograd":
                     kept = self.get_variable(COLLECTION, l.name)
-                    params[l.name] += (kernel_transforms(params[l.name][0]) if kept is None else kept,)
+                    transforms = kernel_transforms(kernel) if kept is None else kept
+                params[l.name] = (kernel, bias, how, transforms)
         x = normalize(image, self.pixel_space).astype(jnp.dtype(self.dtype))
         return features(params, x, layers, frozenset(taps), self.pooling, self.remat)
 

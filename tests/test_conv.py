@@ -1,5 +1,5 @@
-"""Winograd F(4x4, 3x3) convolutions (conv.py): equal to lax.conv, forward and input
-gradient, at every VGG layer shape; where they run; what the run's objective gets."""
+"""Winograd F(4x4, 3x3) and im2col convolutions (conv.py): equal to lax.conv, forward and
+input gradient, at every VGG layer shape; where they run; what the run's objective gets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from nst_jax.config import StyleConfig
-from nst_jax.conv import AT, BT, G, MIN_WORK, kernel_transforms, resolve, uses_winograd, winograd_conv
+from nst_jax.conv import (AT, BT, G, MIN_WORK, im2col_conv, kernel_transforms, lowering, resolve, uses_winograd,
+                          winograd_conv)
 from nst_jax.errors import ConfigError
 from nst_jax.inputs import prepare
 from nst_jax.memory import estimate_bytes, winograd_bytes
@@ -54,6 +55,42 @@ def test_equals_lax_forward_and_input_gradient_at_every_vgg_layer_shape(c_in, c_
     assert rel(dx, dx_ref) < 1e-4
 
 
+@pytest.mark.parametrize("h,w,c_in,c_out", [(2, 4, 512, 512), (1, 1, 256, 512), (1, 5, 64, 128), (3, 2, 3, 64),
+                                           (5, 7, 128, 256)])
+def test_im2col_equals_lax_forward_and_input_gradient(h, w, c_in, c_out):
+    """Narrow inputs, 1-3 px a side, where every tap but the centre reads the zero border."""
+    rng = np.random.default_rng(h * w + c_in)
+    x = jnp.asarray(rng.standard_normal((2, h, w, c_in)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((3, 3, c_in, c_out)) / np.sqrt(9 * c_in), jnp.float32)
+    cot = jnp.asarray(rng.standard_normal((2, h, w, c_out)), jnp.float32)
+    y, vjp = jax.vjp(lambda x: im2col_conv(x, kernel), x)
+    y_ref, vjp_ref = jax.vjp(lambda x: lax_conv(x, kernel), x)
+    assert rel(y, y_ref) < 1e-5
+    assert rel(vjp(cot)[0], vjp_ref(cot)[0]) < 1e-5
+    if h * w > 1:  # and it can fail: the kernel read in another order is another convolution
+        assert rel(im2col_conv(x, jnp.swapaxes(kernel, 0, 1)), y_ref) > 0.1
+
+
+def test_small_layers_run_as_im2col_in_the_cpu_mode_only():
+    assert lowering(2, 4, 512, 512, "winograd") == "im2col"  # conv5_1 of a 64x42 picture
+    assert lowering(2, 4096, 512, 512, "winograd") == "im2col" and not uses_winograd(2, 4096, 512, 512)
+    assert lowering(11, 16, 512, 512, "winograd") == "im2col"  # conv4_x of a 128x85 picture
+    assert lowering(12, 16, 512, 512, "winograd") == "winograd"  # conv5_1 at 256 px
+    assert lowering(48, 64, 64, 128, "winograd") == "winograd"
+    assert lowering(48, 64, 64, 64, "winograd") == "lax"  # the first block
+    assert lowering(2, 4, 512, 512, "lax") == "lax"  # --conv lax: XLA's own everywhere
+    variables = VGGWeights("vgg19", "torchvision", {
+        f"{n}.{k}": (np.random.default_rng(0).standard_normal((3, 3, i, o)) / np.sqrt(9 * i)).astype(np.float32)
+        if k == "kernel" else np.zeros(o, np.float32)
+        for n, (i, o) in conv_shapes("vgg19").items() for k in ("kernel", "bias")}).variables()
+    x = jnp.asarray(np.random.default_rng(5).uniform(size=(42, 64, 3)), jnp.float32)
+    outs = {conv: jax.jit(jax.value_and_grad(lambda x, conv=conv: jnp.sum(
+        VGG(arch="vgg19", taps=("relu5_1",), conv=conv).apply(variables, x)["relu5_1"] ** 2)))(x)
+        for conv in ("winograd", "lax")}
+    (v0, g0), (v1, g1) = outs["lax"], outs["winograd"]
+    assert abs(float(v1 - v0)) / float(v0) < 1e-4 and rel(g1, g0) < 1e-4
+
+
 def test_a_wrong_transform_is_caught():
     """The equality above can fail: the transforms of another kernel differ by O(1)."""
     rng = np.random.default_rng(1)
@@ -67,7 +104,8 @@ def test_which_layers_run_as_winograd():
     assert not uses_winograd(1024, 1024, 3, 64) and not uses_winograd(1024, 1024, 64, 64)  # the first block
     assert uses_winograd(48, 64, 64, 128)  # conv2_1 at 128 px
     assert not uses_winograd(24, 32, 64, 128)  # conv2_1 at 64 px: below MIN_WORK
-    assert uses_winograd(4, 64, 256, 256) and 4 * 64 * 256 * 256 == MIN_WORK
+    assert uses_winograd(16, 16, 256, 256) and 16 * 16 * 256 * 256 == MIN_WORK
+    assert not uses_winograd(11, 4096, 512, 512)  # under MIN_SIDE: im2col
     at_64 = [l for l, h, w in layer_sizes("vgg19", 48, 64, ("relu5_1",))
              if l.kind == "conv" and uses_winograd(h, w, l.c_in, l.c_out)]
     assert at_64 == []  # the unit tests' sizes compile as fast as lax
