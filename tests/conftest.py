@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-import jax
-import numpy as np
-import pytest
+import atexit
+import os
+import shutil
+import tempfile
 
-from nst_jax.vgg import conv_shapes
-from nst_jax.weights import VGGWeights
+# One compilation cache for the session and the processes it starts: tests build the same
+# programs again in fresh closures (every CLI run, every resume), and a unit test is
+# mostly its compiles. A cache hit is the same executable, so nothing a test checks changes.
+_CACHE = tempfile.mkdtemp(prefix="nst-jax-tests-cache-")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from nst_jax.vgg import conv_shapes  # noqa: E402
+from nst_jax.weights import VGGWeights  # noqa: E402
 
 # Tiny random content and style images of different shapes (content 32x28, style 24x32).
 _RNG = np.random.default_rng(1234)  # not 0: init="noise" draws from default_rng(seed=0)
