@@ -206,7 +206,8 @@ CONFIG_OPTIONS = {
     "dtype": (Annotated[DType, typer.Option(help="Network compute dtype (losses stay float32); "
                                             "bfloat16 is for GPUs/TPUs.")], DType(D.dtype)),
     "conv": (Annotated[Conv, typer.Option(help="How convolutions run: auto (winograd on CPU in float32, "
-                                          "else lax), lax (XLA's own) or winograd (fewer multiplies).")],
+                                          "else lax), lax (XLA's own) or winograd (fewer multiplies; "
+                                          "layers under 12 px as one matmul).")],
              Conv(D.conv)),
     "remat": (Annotated[bool, typer.Option("--remat/--no-remat", help="Recompute each VGG block in the "
                                            "backward pass: less memory, about one more forward.")], D.remat),

@@ -248,9 +248,11 @@ class StyleConfig:
     # image are float32 either way. "bfloat16" is for accelerators with bf16 units.
     dtype: str = DType.float32.value
     # How the 3x3 convolutions are computed (conv.py): "lax" (XLA's own), "winograd"
-    # (F(4x4, 3x3): 36 matmuls, 4x fewer multiplies, float32 only), or "auto": winograd on
-    # CPU in float32, lax elsewhere. Same values up to float rounding; on the 2-core CPU
-    # the Adam step ran 1.4x faster (bench/results/conv-lowering-cpu.md).
+    # (F(4x4, 3x3): 36 matmuls, 4x fewer multiplies, float32 only, on the layers with the
+    # work for it; layers under 12 px as one im2col matmul; the rest XLA's own), or "auto":
+    # winograd on CPU in float32, lax elsewhere. Same values up to float rounding; on the
+    # 2-core CPU the Adam step ran 1.5-1.8x faster than with lax at 256-512 px
+    # (bench/results/cpu-winograd-2c.md) and 3.2-3.4x at 64 px (cpu-small-layers-2c.md).
     conv: str = Conv.auto.value
     # Rematerialise each VGG block in the backward pass: only block outputs are kept, the
     # inside of one block is recomputed at a time (less memory, about one more forward).
