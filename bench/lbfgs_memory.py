@@ -2,7 +2,12 @@
 
 Evaluations and seconds of lbfgs-backtrack to the tutorial L-BFGS's lowest loss at 512 px
 (8.151e5, bench/results/cpu-target-512*.md), for several L-BFGS history sizes."""
-import sys, time, functools; sys.path.insert(0, "bench")
+import functools
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import optax
 import run as R
 TARGET = 815147.375
