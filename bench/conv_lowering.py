@@ -8,8 +8,8 @@ for several lowerings, side by side in one run, median of repeats after warm-up:
 - ``shifts``: nine shifted (H W, C_in) x (C_in, C_out) matmuls, summed;
 - ``im2col``: one (H W, 9 C_in) x (9 C_in, C_out) matmul over gathered patches;
 - ``winograd``: nst_jax.conv's F(4x4, 3x3), kernel transforms computed beforehand (once
-  per run, as the library does); the RGB first layer shows "-"; the column "library" says which of lax and winograd nst_jax runs the layer
-  with at this size (conv.uses_winograd);
+  per run, as the library does); the RGB first layer shows "-"; the column "library"
+  says how nst_jax computes the layer at this size in its CPU mode (conv.lowering);
 - ``torch``: PyTorch's conv2d, channels_last (oneDNN on CPU), for reference.
 
     python bench/conv_lowering.py --size 256 --out bench/results/conv-lowering-cpu.md
@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nst_jax.conv import kernel_transforms, uses_winograd, winograd_conv  # noqa: E402
+from nst_jax.conv import kernel_transforms, lowering, winograd_conv  # noqa: E402
 from nst_jax.vgg import layer_sizes  # noqa: E402
 
 
@@ -136,7 +136,7 @@ def main() -> None:
         err = max(row[f"{n}_err"] for n in LOWERINGS)
         lines.append(f"| {hh}x{ww} | {ci} -> {co} | {hh * ww * ci * co / 2**20:.0f} | "
                      + " | ".join("-" if row[n] == float("inf") else f"{row[n]:.1f}" for n in names)
-                     + f" | {best} | {'winograd' if uses_winograd(hh, ww, ci, co) else 'lax'} | {err:.1e} |")
+                     + f" | {best} | {lowering(hh, ww, ci, co, 'winograd')} | {err:.1e} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -23,34 +23,33 @@ def write_report(r: dict, out: Path, name: str) -> None:
         # jax-winograd on a GPU) interleave the implementations in one process, where a
         # per-implementation peak cannot be read: they show compile time instead.
         alt = next((x["impl"] for x in r["steps"] if x["impl"].startswith("jax-")), None)
-        lax = alt is not None
-        other = alt[4:] if lax else ""
+        other = alt[4:] if alt else ""
         lines += ["## Adam step (forward + backward + update), median ms", "",
-                  "| arch | px | jax | " + (f"jax, {other} convs | " if lax else "") + "torch tutorial | torch fast | "
+                  "| arch | px | jax | " + (f"jax, {other} convs | " if alt else "") + "torch tutorial | torch fast | "
                   "jax / tutorial | jax / fast | jax GFLOP/s (% of matmul) | "
-                  + (f"first call s, jax / {other} convs |" if lax else "peak MiB jax / tut / fast |"),
-                  "|---|---|---|---|---|---|---|---|---|" + ("---|" if lax else "")]
+                  + (f"first call s, jax / {other} convs |" if alt else "peak MiB jax / tut / fast |"),
+                  "|---|---|---|---|---|---|---|---|---|" + ("---|" if alt else "")]
         by = {(x["arch"], x["size"], x["impl"]): x for x in r["steps"]}
         for arch, size in dict.fromkeys((x["arch"], x["size"]) for x in r["steps"]):
             j, t, f = (by[(arch, size, k)] for k in ("jax", "torch-tutorial", "torch-fast"))
             pct = 100 * j["gflops"] / max(r["ceiling"]["jax_gflops"], r["ceiling"]["torch_gflops"])
             plain = by.get((arch, size, alt))
-            last = (f"{j['first_call_s']:.1f} / {plain['first_call_s']:.1f}" if lax else
+            last = (f"{j['first_call_s']:.1f} / {plain['first_call_s']:.1f}" if alt else
                     f"{j['peak_mib']:.0f} / {t['peak_mib']:.0f} / {f['peak_mib']:.0f}")
             lines.append(f"| {arch} | {size} | {ms(j['ms_per_step'])} | "
-                         + (f"{ms(plain['ms_per_step'])} | " if lax else "")
+                         + (f"{ms(plain['ms_per_step'])} | " if alt else "")
                          + f"{ms(t['ms_per_step'])} | {ms(f['ms_per_step'])} | "
                          f"{j['ms_per_step'] / t['ms_per_step']:.2f} | {j['ms_per_step'] / f['ms_per_step']:.2f} | "
                          f"{j['gflops']:.0f} ({pct:.0f}%) | {last} |")
         conv = next((x.get("conv") for x in r["steps"] if x["impl"] == "jax"), None)
         lines += ["", f"Ratios below 1 mean JAX is faster. Every implementation ran {r.get('steps_per_call', 1)} "
                   "step(s) per timed call (nst-jax's steps per compiled call on this platform), "
-                  "synchronised once per call" + (", the implementations' calls interleaved" if lax else "") + ". "
+                  "synchronised once per call" + (", the implementations' calls interleaved" if alt else "") + ". "
                   + (f"`jax` ran the platform's default convolutions ({conv}); `jax, {other} convs` "
                      + ("XLA's own" if other == "lax" else "Winograd F(4x4, 3x3)") + " (nst_jax/conv.py). "
                      "GFLOP/s count the direct convolution's work (Winograd does less, "
                      "so above 100% of the matmul ceiling is possible). First call: compile and one step. "
-                     if lax else "First-call (compile) seconds are in the JSON.")
+                     if alt else "First-call (compile) seconds are in the JSON.")
                   , ""]
     if "calls" in r:
         lines += ["## Steps per compiled call (nst-jax, VGG16), ms per step", "",

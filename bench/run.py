@@ -228,8 +228,8 @@ def step_times(config, archs, sizes, repeats, compile_torch, k) -> list[dict]:
     implementations' timed calls are interleaved (a shared machine's load falls on all
     alike). ``jax`` runs the platform's default convolutions (nst_jax.conv) and the next
     row the other lowering, side by side: XLA's own on a CPU (where Winograd is the
-    default), Winograd on a GPU (where cuDNN is). Peak memory: the resident high-water mark of building and
-    warming one implementation, above the process before it (on GPU: XLA's plan and
+    default), Winograd on a GPU (where cuDNN is). Peak memory: the resident high-water
+    mark of building and warming one implementation, above the process before it (on GPU: XLA's plan and
     torch's allocator peak)."""
     rows = []
     names = ("jax", "jax-winograd" if GPU else "jax-lax", "torch-tutorial", "torch-fast")

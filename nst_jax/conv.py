@@ -26,8 +26,9 @@ rounding, ~1e-6 relative per layer (tests/test_conv.py checks every VGG layer sh
 Measured choices (bench/README.md and bench/results/conv-lowering-cpu.md, 2-core AVX2
 CPU): F(4x4) against
 F(2x2): equal on the deep layers and faster on the wide ones (its input transform writes
-2.25x the input, F(2x2)'s 4x); the first block and small layers stay on XLA's
-convolution (MIN_OUT_CHANNELS, MIN_WORK).
+2.25x the input, F(2x2)'s 4x); the first block and layers with little work stay on
+XLA's convolution (MIN_OUT_CHANNELS, MIN_WORK), and layers under 12 px on a side are one
+im2col matmul (MIN_SIDE); :func:`lowering` decides.
 """
 
 from __future__ import annotations
@@ -62,18 +63,19 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
 # dominates). The first block (64 output channels at full resolution) stays on lax:
 # conv1_1 is a 3-deep matmul, and conv1_2 measured no faster as Winograd in the whole
 # step (VGG16 at 512 px, interleaved: 1365 ms against 1364-1400 without), while its
-# temporaries would be the network's largest. So images up to ~64 px, the unit tests'
-# sizes, run entirely on lax (and compile as fast as before: Winograd compiles ~3x slower).
+# temporaries would be the network's largest. So images up to ~64 px have no Winograd
+# layer (Winograd compiles ~3x slower than lax).
 MIN_OUT_CHANNELS = 128
 MIN_WORK = 2**24
 # Small layers (under 12 px on a side) are one matmul over the nine shifted copies of the
 # input (im2col). XLA:CPU's convolution there pays per step for transposing and reversing
 # the kernel for the input gradient (10 ms for a 512 -> 512 kernel), and on an input
 # narrower than the kernel (conv5_1 of a picture whose short side is under 48 px) it
-# swaps the operands and pays it twice: 130 of a 185 ms VGG19 step at 64x42 px. im2col
-# was the fastest JAX lowering at the small shapes of the 64 px table, equal to Winograd
-# at 12x16 (bench/results/conv-lowering-cpu-64.md, conv-lowering-cpu.md). Whole Adam
-# step against im2col only below 3 px, interleaved (bench/results/cpu-small-layers-2c.md):
+# swaps the operands and pays it twice: 130 of a 185 ms VGG19 step at 64x42 px. Per layer
+# (bench/results/conv-lowering-cpu-64.md, two runs) im2col and lax trade places from run
+# to run at these few-ms shapes, and at 12x16 im2col equals Winograd (conv-lowering-cpu.md);
+# the whole step decides. Whole Adam step against im2col only below 3 px, interleaved
+# (bench/results/cpu-small-layers-2c.md):
 # VGG19 0.48x, 0.73x, 0.92x, 1.01x at 64, 96, 128, 192 px; VGG16 0.65x, 0.71x, 0.87x, 1.00x.
 MIN_SIDE = 12
 # The collection of the model's variables that holds the kernel transforms.
@@ -112,8 +114,9 @@ def lowering(height: int, width: int, c_in: int, c_out: int, conv: str) -> str:
     """How a conv layer on a height x width input is computed in mode ``conv`` (a name
     :func:`resolve` gives): ``"lax"`` runs XLA's own everywhere; ``"winograd"`` (the CPU
     default) runs Winograd where :func:`uses_winograd`, im2col on inputs narrower than
-    :data:`MIN_SIDE`, XLA's own elsewhere. The one decision, made by vgg.VGG at the traced
-    size and by the memory plan."""
+    :data:`MIN_SIDE`, XLA's own elsewhere. vgg.VGG decides with it at the traced size; the
+    memory plan and :func:`with_transforms` count the Winograd layers by
+    :func:`uses_winograd`, the same test."""
     if conv == "lax":
         return "lax"
     if min(height, width) < MIN_SIDE:
