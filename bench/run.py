@@ -130,6 +130,7 @@ class JaxImpl:
     def __init__(self, weights, config, content, style, k: int = 1):
         self.run = prepare(content, style, config, weights)
         self.conv = self.run.objective.model.conv
+        self.gram = self.run.objective.gram_precision
         self.opt = make_optimizer(config.optimizer, config.learning_rate)
         self.step = make_step(self.run.objective, self.opt)
         self.compiled, self.k = {}, k
@@ -193,9 +194,11 @@ def build(name: str, arch: str, size: int, config: StyleConfig, compile_torch=Fa
     config = config.replace(size=size)
     w = weights_for(arch)
     c, s = images(size)
-    if name.startswith("jax"):  # "jax": the platform's default convolutions; "jax-lax", "jax-winograd"
-        conv = name.partition("-")[2] or config.conv
-        return JaxImpl(w, config.replace(dtype="bfloat16" if bf16 else "float32", conv=conv), c, s, k)
+    if name.startswith("jax"):  # "jax": the platform's defaults; "jax-lax", "jax-winograd": that
+        variant = name.partition("-")[2]  # lowering; "jax-gram-float32": Grams at XLA's HIGHEST
+        changes = ({"gram_precision": variant.partition("-")[2]} if variant.startswith("gram-")
+                   else {"conv": variant or config.conv})
+        return JaxImpl(w, config.replace(dtype="bfloat16" if bf16 else "float32", **changes), c, s, k)
     cls = TutorialNST if name == "torch-tutorial" else FastNST
     kwargs = {"compile": compile_torch, "bf16": bf16} if cls is FastNST else {}
     return TorchImpl(cls(w, config, c, s, device=TDEV, **kwargs), c, config.learning_rate or 0.02, k)
@@ -222,44 +225,77 @@ def check_parity(config, arch="vgg16", size=128) -> dict:
     return {"values": values, "max_rel_diff": max(rel.values())}
 
 
+def gram_accuracy(positions=(262144, 16384), channels=(64, 512)) -> dict:
+    """Relative error of a style term sum (G - T)^2 with the Grams computed at each Gram
+    precision this platform offers, against float64 (numpy): relu1_1 and relu4_1 shapes at
+    512 px, features and target from two ReLU'd random fields."""
+    from nst_jax.losses import GRAM_PRECISIONS, gram, gram_precision
+
+    usable = ["float32"] + (["tf32x3"] if gram_precision() == "tf32x3" else [])
+    rng = np.random.default_rng(1)
+    out = {}
+    for n, c in zip(positions, channels):
+        f, t = (np.maximum(rng.standard_normal((n, c), np.float32), 0) for _ in range(2))
+        g64, t64 = (x.astype(np.float64).T @ x.astype(np.float64) for x in (f, t))
+        exact = np.sum((g64 - t64) ** 2)
+        for p in usable:
+            try:
+                g = np.asarray(jax.jit(gram, static_argnums=1)(jnp.asarray(f), p), np.float64)
+            except Exception as e:  # noqa: BLE001 (an XLA without this algorithm: say so, go on)
+                out[f"{p} {n}x{c}"] = {"error": str(e).splitlines()[0][:200]}
+                continue
+            out[f"{p} {n}x{c}"] = {"gram": float(np.linalg.norm(g - g64) / np.linalg.norm(g64)),
+                                   "style_term": float(abs(np.sum((g - t64) ** 2) - exact) / exact)}
+    assert set(GRAM_PRECISIONS) >= set(usable)
+    return out
+
+
 def step_times(config, archs, sizes, repeats, compile_torch, k) -> list[dict]:
     """ms per Adam step; every implementation runs ``k`` steps per timed call (the JAX
     driver's steps per call on this platform) and is synchronised once per call. The
     implementations' timed calls are interleaved (a shared machine's load falls on all
-    alike). ``jax`` runs the platform's default convolutions (nst_jax.conv) and the next
-    row the other lowering, side by side: XLA's own on a CPU (where Winograd is the
-    default), Winograd on a GPU (where cuDNN is). Peak memory: the resident high-water
+    alike). ``jax`` runs the platform's defaults and the next row the one default that
+    differs there, side by side: XLA's own convolutions on a CPU (where Winograd is the
+    default; nst_jax.conv), float32 Grams on a GPU (where three TF32 passes are;
+    nst_jax.losses.gram_precision). Peak memory: the resident high-water
     mark of building and warming one implementation, above the process before it (on GPU: XLA's plan and
     torch's allocator peak)."""
     rows = []
-    names = ("jax", "jax-winograd" if GPU else "jax-lax", "torch-tutorial", "torch-fast")
+    names = ("jax", "jax-gram-float32" if GPU else "jax-lax", "torch-tutorial", "torch-fast")
     for arch in archs:
         for size in sizes:
             impls, firsts, peaks = {}, {}, {}
             for name in names:
                 before = rss_mib()
                 reset_peak()
-                impl = build(name, arch, size, config, compile_torch and name == "torch-fast", k)
                 t0 = time.perf_counter()
-                sync(impl())
+                try:
+                    impl = build(name, arch, size, config, compile_torch and name == "torch-fast", k)
+                    sync(impl())
+                except Exception as e:  # noqa: BLE001 (the comparison row only: an XLA without it)
+                    if name != names[1]:
+                        raise
+                    print(f"  {name} failed, left out: {str(e).splitlines()[0][:200]}", flush=True)
+                    continue
                 firsts[name] = time.perf_counter() - t0
                 sync(impl())  # one more warm-up
                 peaks[name] = (impl.plan_mib() if GPU and name.startswith("jax") else
                                peak_mib("torch" if name.startswith("torch") else "jax") - (0 if GPU else before))
                 impls[name] = impl
-            times = {name: [] for name in names}
+            times = {name: [] for name in impls}
             for _ in range(repeats):
                 for name, impl in impls.items():
                     t0 = time.perf_counter()
                     sync(impl())
                     times[name].append(time.perf_counter() - t0)
             h, w = images(size)[0].shape[:2]
-            for name in names:
+            for name in impls:
                 ms = 1e3 * statistics.median(times[name]) / k
                 rows.append({"impl": name, "arch": arch, "size": size, "hw": [h, w], "ms_per_step": ms,
                              "steps_per_call": k, "first_call_s": firsts[name],
                              "gflops": 2 * forward_gflop(arch, h, w) / (ms / 1e3), "peak_mib": peaks[name],
-                             "conv": getattr(impls[name], "conv", "torch")})
+                             "conv": getattr(impls[name], "conv", "torch"),
+                             "gram": getattr(impls[name], "gram", "torch")})
                 print(f"  {arch} {size:>4}px {name:<15} {ms:9.1f} ms/step  first {firsts[name]:6.2f} s", flush=True)
             del impls
     return rows
@@ -454,12 +490,14 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
     return out
 
 
-def sweep_scaling(size, batches, k) -> list[dict]:
+def sweep_scaling(config, size, batches, k) -> list[dict]:
     """Cell-steps per second of one vmapped sweep of B cells against one run at a time."""
     c, s = images(size)
     w = weights_for("vgg16")
-    steps = max(6, 4 * k)  # several calls: a GPU's cells take milliseconds
-    cfg = BENCH.replace(size=size, steps=steps, steps_per_call=k)
+    # Several calls: a GPU's cells take milliseconds, and the time after compiling includes
+    # the first call's fixed costs, which 40 calls make small beside the steps.
+    steps = 40 * k if GPU else max(6, 4 * k)
+    cfg = config.replace(size=size, steps=steps, steps_per_call=k)
     rows = []
     single = JaxImpl(w, cfg, c, s, k)
     _, t_single = timed(single, max(3, steps // k))
@@ -539,6 +577,8 @@ def main() -> None:
     t_start = time.perf_counter()
     results = {"machine": info, "ceiling": ceiling(), "steps_per_call": k}
     print(f"machine: {info}\nceiling: {results['ceiling']}\nsteps per call: {k}", flush=True)
+    results["gram_accuracy"] = gram_accuracy()
+    print(f"gram accuracy: {results['gram_accuracy']}", flush=True)
     results["parity"] = check_parity(config)
     print(f"parity: {results['parity']}", flush=True)
 
@@ -563,9 +603,10 @@ def main() -> None:
         save()
     if "sweep" not in skip:
         batches = [int(b) for b in args.sweep_batches.split(",")]
-        results["sweep"] = [row for size in (args.sweep_sizes or str(args.target_size)).split(",")
-                            for row in sweep_scaling(int(size), batches, k)]
-        save()
+        results["sweep"] = []
+        for size in (args.sweep_sizes or str(args.target_size)).split(","):
+            results["sweep"] += sweep_scaling(config, int(size), batches, k)
+            save()
     if "lbfgs" not in skip:
         results["lbfgs"] = lbfgs_rates(args.target_size)
         print(f"lbfgs: {results['lbfgs']}", flush=True)

@@ -27,8 +27,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from rich.text import Text
 from typer.core import TyperGroup
 
-from .config import (WEIGHT, Colour, ColourMatch, ContentNorm, Conv, DType, Init, OptimizerName, Pooling, StyleConfig,
-                     StyleNorm)
+from .config import (WEIGHT, Colour, ColourMatch, ContentNorm, Conv, DType, GramPrecision, Init, OptimizerName,
+                     Pooling, StyleConfig, StyleNorm)
 from .errors import ConfigError, NstError
 
 EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS, EXIT_INTERRUPTED = 1, 3, 4, 130
@@ -134,9 +134,9 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "style_norm": "--style-norm", "pooling": "--pooling", "init": "--init", "init_image": "--init-image",
          "init_noise": "--init-noise", "seed": "--seed", "style_scale": "--style-scale",
          "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
-         "style_blend": "--blend", "dtype": "--dtype", "conv": "--conv", "content_norm": "--content-norm",
-         "scales": "--scales", "average": "--average", "remat": "--remat", "colour": "--colour",
-         "colour_match": "--colour-match", "masks": "--mask", "style_masks": "--style-mask",
+         "style_blend": "--blend", "dtype": "--dtype", "conv": "--conv", "gram_precision": "--gram-precision",
+         "content_norm": "--content-norm", "scales": "--scales", "average": "--average", "remat": "--remat",
+         "colour": "--colour", "colour_match": "--colour-match", "masks": "--mask", "style_masks": "--style-mask",
          "mask_erode": "--mask-erode", "keep_unmasked": "--keep-unmasked", "max_memory": "--max-memory",
          "tile": "--tile"}
 
@@ -209,6 +209,9 @@ CONFIG_OPTIONS = {
                                           "else lax), lax (XLA's own) or winograd (fewer multiplies; "
                                           "layers under 12 px as one matmul).")],
              Conv(D.conv)),
+    "gram_precision": (Annotated[GramPrecision, typer.Option(
+        help="The Gram matrices' matmul: auto (tf32x3 on GPUs with TF32, else float32), float32, or "
+             "tf32x3 (three TF32 passes, about float32's accuracy; GPUs only).")], GramPrecision(D.gram_precision)),
     "remat": (Annotated[bool, typer.Option("--remat/--no-remat", help="Recompute each VGG block in the "
                                            "backward pass: less memory, about one more forward.")], D.remat),
     "max_memory": (Annotated[Optional[float], typer.Option(
@@ -279,8 +282,8 @@ def parse_tile(spec: str) -> int | str:
 
 def build_config(*, style_weight: float, size, steps, optimizer, lr, content_weight, ratio, tv_weight,
                  content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
-                 style_scale, blend, weights, log_every, steps_per_call, dtype, conv, content_norm, scales,
-                 average, remat, colour, colour_match, mask, style_mask, mask_erode,
+                 style_scale, blend, weights, log_every, steps_per_call, dtype, conv, gram_precision,
+                 content_norm, scales, average, remat, colour, colour_match, mask, style_mask, mask_erode,
                  keep_unmasked, max_memory, tile) -> StyleConfig:
     """The shared options -> the one frozen config (its errors: see :func:`explain`)."""
     if ratio is not None and content_weight is not None:
@@ -302,7 +305,8 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
         optimizer=str(optimizer), learning_rate=lr, steps=steps, init=str(init),
         init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
         seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype), conv=str(conv),
-        content_norm=str(content_norm), scales=parse_scales(scales, size), average=average,
+        gram_precision=str(gram_precision), content_norm=str(content_norm), scales=parse_scales(scales, size),
+        average=average,
         remat=remat, colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
         style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked,
         max_memory=max_memory, tile=parse_tile(tile))

@@ -126,6 +126,12 @@ class Conv(Choice):
     winograd = "winograd"
 
 
+class GramPrecision(Choice):
+    auto = "auto"
+    float32 = "float32"
+    tf32x3 = "tf32x3"
+
+
 class ContentNorm(Choice):
     sum = "sum"
     mean = "mean"
@@ -254,6 +260,12 @@ class StyleConfig:
     # 2-core CPU the Adam step ran 1.5-1.8x faster than with lax at 256-512 px
     # (bench/results/cpu-winograd-2c.md) and 3.2-3.4x at 64 px (cpu-small-layers-2c.md).
     conv: str = Conv.auto.value
+    # The Gram matrices' matmul in the step (losses.gram_precision): "float32" (XLA's
+    # HIGHEST), "tf32x3" (three TF32 tensor-core passes, about float32's accuracy; GPUs
+    # only) or "auto": tf32x3 on GPUs with TF32, float32 elsewhere (measured on an H200:
+    # as accurate, never slower beyond noise; see losses.gram_precision). Never one TF32 or
+    # bf16 pass: style losses are differences of large Grams. Target Grams are float32.
+    gram_precision: str = GramPrecision.auto.value
     # Rematerialise each VGG block in the backward pass: only block outputs are kept, the
     # inside of one block is recomputed at a time (less memory, about one more forward).
     remat: bool = False
@@ -313,7 +325,8 @@ class StyleConfig:
                 raise ConfigError(names, "must name at least one layer")
         for name, kind in (("style_norm", StyleNorm), ("pooling", Pooling), ("init", Init),
                            ("dtype", DType), ("content_norm", ContentNorm), ("colour", Colour),
-                           ("colour_match", ColourMatch), ("conv", Conv)):
+                           ("colour_match", ColourMatch), ("conv", Conv),
+                           ("gram_precision", GramPrecision)):
             object.__setattr__(self, name, choice(kind, getattr(self, name), name))
         if self.conv == Conv.winograd and self.dtype != DType.float32:
             raise ConfigError("conv", "'winograd' computes in float32: use dtype float32 or conv 'lax'")
@@ -352,7 +365,7 @@ class StyleConfig:
         """The fields that define the objective and the optimizer's trajectory; a run can
         resume from a checkpoint only when all of these are equal (logging, steps per call
         and the memory plan may change; the steps too, for a single-scale run)."""
-        free = ({"log_every", "steps_per_call", "max_memory", "tile", "conv"}  # these change rounding only
+        free = ({"log_every", "steps_per_call", "max_memory", "tile", "conv", "gram_precision"}  # these change rounding only
                 | (set() if len(self.sizes) > 1 else {"steps"}))
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in free}
 

@@ -31,10 +31,14 @@ Normalisation constants are Python floats: ``(2 * H * W * C) ** 2`` overflows in
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
+
+from .errors import ConfigError
 
 
 class LossWeights(NamedTuple):
@@ -58,15 +62,78 @@ class LossTerms(NamedTuple):
     tv: jax.Array
 
 
-def gram(features: jax.ArrayLike) -> jax.Array:
+# How a Gram's matmul is done (config.gram_precision, resolved by :func:`gram_precision`):
+# "float32", XLA's HIGHEST (what the paper's formulas mean); "tf32x3", three TF32
+# tensor-core passes whose sum carries about float32's accuracy (hi*hi + hi*lo + lo*hi),
+# on GPUs only.
+GRAM_PRECISIONS = {"float32": jax.lax.Precision.HIGHEST,
+                   "tf32x3": jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3}
+
+
+def gram_precision(name: str = "auto", device: jax.Device | None = None) -> str:
+    """The Gram matmul a run uses on ``device`` (default: the first): ``"auto"`` is
+    ``"tf32x3"`` on GPUs with TF32 tensor cores (compute capability 8.0 and up) and
+    ``"float32"`` elsewhere; an explicit ``"tf32x3"`` elsewhere is a ConfigError (XLA:CPU
+    has no TF32).
+
+    Why tf32x3 on those GPUs: as accurate as float32 (a style term's relative error
+    6e-7 against 4e-7, bench/results/gpu-nvidia-h200.md), and on an H200 never slower
+    beyond noise: a VGG19 step at 1024 px took 6.67 ms against 7.1 while the Grams'
+    gradient was autodiff's two products (gpu-nvidia-h200-autodiff-gram.md), and 6.19
+    against 6.19 since it is one (:func:`weighted_gram`); 512 px: 2.37 against 2.46, then
+    2.24 against 2.20.
+    """
+    device = device or jax.devices()[0]
+    capability = getattr(device, "compute_capability", None)
+    try:
+        tf32 = device.platform == "gpu" and capability is not None and float(capability) >= 8.0
+    except ValueError:
+        tf32 = False
+    if name == "auto":
+        return "tf32x3" if tf32 else "float32"
+    if name == "tf32x3" and not tf32:
+        where = device.device_kind if device.platform == "gpu" else f"a {device.platform}"
+        raise ConfigError("gram_precision", f"'tf32x3' needs a GPU with TF32 tensor cores, not {where}: "
+                          "use 'float32' or 'auto'")
+    return name
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2,))
+def weighted_gram(flat: jax.Array, weight: jax.Array | None, precision: str = "float32") -> jax.Array:
+    """F^T (w F) for features F (N, C) and a weight per position w (N, 1), or F^T F for
+    ``weight`` None; returns (C, C).
+
+    Its derivative is written out: the tangent S + S^T with S = F^T (w dF) (and F^T (dw F)
+    where w varies), which JAX transposes to one product F (C + C^T) for the gradient,
+    where differentiating the product itself gives two, F C^T and F C. A third of the
+    Grams' work in a step: bench/results/gpu-*.md.
+    """
+    return jnp.matmul(flat.T, flat if weight is None else flat * weight, precision=GRAM_PRECISIONS[precision])
+
+
+@partial(weighted_gram.defjvp, symbolic_zeros=True)
+def _weighted_gram_jvp(precision, primals, tangents):
+    flat, weight = primals
+    d_flat, d_weight = tangents
+    product = partial(jnp.matmul, precision=GRAM_PRECISIONS[precision])
+    out = weighted_gram(flat, weight, precision)
+    tangent = jnp.zeros_like(out)
+    if not isinstance(d_flat, SymbolicZero):
+        half = product(flat.T, d_flat if weight is None else d_flat * weight)
+        tangent = half + half.T
+    if weight is not None and not isinstance(d_weight, SymbolicZero):
+        tangent = tangent + product(flat.T, flat * d_weight)
+    return out, tangent
+
+
+def gram(features: jax.ArrayLike, precision: str = "float32") -> jax.Array:
     """G_kk' = sum_ij a_ijk a_ijk' for features of shape (H, W, C); returns (C, C).
 
-    Computed at HIGHEST precision: style losses are differences of large Grams, and
-    the TF32/bf16 passes some accelerators use by default lose them.
+    ``precision``: one of :data:`GRAM_PRECISIONS`, never a single TF32 or bf16 pass: style
+    losses are differences of large Grams, and those passes lose them.
     """
     features = jnp.asarray(features)
-    flat = features.reshape(-1, features.shape[-1])
-    return jnp.matmul(flat.T, flat, precision=jax.lax.Precision.HIGHEST)
+    return weighted_gram(features.reshape(-1, features.shape[-1]), None, precision)
 
 
 def content_loss(target: jax.ArrayLike, features: jax.ArrayLike, norm: str = "sum") -> jax.Array:
@@ -109,11 +176,11 @@ def style_gram_loss(target_gram: jax.ArrayLike, gram_matrix: jax.ArrayLike, shap
 
 
 def style_layer_loss(target_gram: jax.ArrayLike, features: jax.ArrayLike,
-                     norm: str = "paper") -> jax.Array:
+                     norm: str = "paper", precision: str = "float32") -> jax.Array:
     """J_style^l = sum (G_S - G_G)^2 / (4 N^2 M^2) (Gatys et al. eq. 4), or another
     :func:`style_normalizer`."""
     features = jnp.asarray(features)
-    return style_gram_loss(target_gram, gram(features), features.shape, norm)
+    return style_gram_loss(target_gram, gram(features, precision), features.shape, norm)
 
 
 def blended_gram(grams: jax.ArrayLike, blend: jax.ArrayLike) -> jax.Array:
@@ -122,7 +189,7 @@ def blended_gram(grams: jax.ArrayLike, blend: jax.ArrayLike) -> jax.Array:
                          precision=jax.lax.Precision.HIGHEST)
 
 
-def guided_gram(features: jax.ArrayLike, guide: jax.ArrayLike) -> jax.Array:
+def guided_gram(features: jax.ArrayLike, guide: jax.ArrayLike, precision: str = "float32") -> jax.Array:
     """G_kk' = sum_ij t_ij a_ijk a_ijk' for features (H, W, C) and a guidance channel t (H, W);
     returns (C, C). With t = 1 everywhere this is :func:`gram`, bit for bit (the same
     product, of the same numbers).
@@ -133,12 +200,12 @@ def guided_gram(features: jax.ArrayLike, guide: jax.ArrayLike) -> jax.Array:
     """
     features = jnp.asarray(features)
     flat = features.reshape(-1, features.shape[-1])
-    weighted = flat * jnp.asarray(guide, flat.dtype).reshape(-1, 1)
-    return jnp.matmul(flat.T, weighted, precision=jax.lax.Precision.HIGHEST)
+    return weighted_gram(flat, jnp.asarray(guide, flat.dtype).reshape(-1, 1), precision)
 
 
 def guided_style_layer_loss(target_grams: jax.ArrayLike, features: jax.ArrayLike, guides: jax.ArrayLike,
-                            region_weights: jax.ArrayLike, norm: str = "paper") -> jax.Array:
+                            region_weights: jax.ArrayLike, norm: str = "paper",
+                            precision: str = "float32") -> jax.Array:
     """J_style^l = sum_r w_r sum (G_r(x) - T_r)^2 / (4 N^2 M^2), G_r(x) = guided_gram(F, t_r).
 
     ``target_grams`` (R, C, C) are each region's target T_r, ``guides`` (R, H, W) the
@@ -148,7 +215,7 @@ def guided_style_layer_loss(target_grams: jax.ArrayLike, features: jax.ArrayLike
     :func:`gram` computes (a batched product may round differently).
     """
     features = jnp.asarray(features)
-    grams = [guided_gram(features, guides[r]) for r in range(len(target_grams))]
+    grams = [guided_gram(features, guides[r], precision) for r in range(len(target_grams))]
     return guided_style_gram_loss(target_grams, grams, features.shape, region_weights, norm)
 
 
@@ -192,11 +259,12 @@ class Targets(NamedTuple):
 
 
 def style_layer_term(targets: Targets, i: int, features: jax.Array, weights: LossWeights,
-                     norm: str = "paper") -> jax.Array:
+                     norm: str = "paper", precision: str = "float32") -> jax.Array:
     """J_style^l of style tap ``i``: against the blended Gram, or region by region with masks."""
     if targets.guides is None:
-        return style_layer_loss(blended_gram(targets.style[i], weights.blend), features, norm)
-    return guided_style_layer_loss(targets.style[i], features, targets.guides[i], weights.blend, norm)
+        return style_layer_loss(blended_gram(targets.style[i], weights.blend), features, norm, precision)
+    return guided_style_layer_loss(targets.style[i], features, targets.guides[i], weights.blend, norm,
+                                   precision)
 
 
 def style_gram_term(targets: Targets, i: int, grams: jax.Array, shape: tuple[int, ...],
@@ -210,15 +278,16 @@ def style_gram_term(targets: Targets, i: int, grams: jax.Array, shape: tuple[int
 
 def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Targets,
                layers: tuple[tuple[str, ...], tuple[str, ...]], weights: LossWeights,
-               norm: str = "paper", content_norm: str = "sum") -> LossTerms:
+               norm: str = "paper", content_norm: str = "sum", precision: str = "float32") -> LossTerms:
     """J_content, J_style and J_tv of one image, each summed with its per-layer weights.
 
-    ``layers`` = (content layer names, style layer names), in the order of ``targets``.
+    ``layers`` = (content layer names, style layer names), in the order of ``targets``;
+    ``precision``: the Grams' matmul (:data:`GRAM_PRECISIONS`).
     """
     content_layers, style_layers = layers
     content = sum(weights.content_layers[i] * content_loss(targets.content[i], features[name], content_norm)
                   for i, name in enumerate(content_layers))
-    style = sum(weights.style_layers[i] * style_layer_term(targets, i, features[name], weights, norm)
+    style = sum(weights.style_layers[i] * style_layer_term(targets, i, features[name], weights, norm, precision)
                 for i, name in enumerate(style_layers))
     return LossTerms(jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32),
                      tv_loss(image))

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from .config import Colour, StyleConfig
 from .conv import resolve
-from .losses import LossTerms, LossWeights, Targets, loss_terms, total_loss
+from .losses import LossTerms, LossWeights, Targets, gram_precision, loss_terms, total_loss
 from .tiling import TilePlan, tiled_objective
 from .vgg import VGG, check_layers
 
@@ -54,6 +54,8 @@ class Objective:
     content_norm: str = "sum"
     luminance: bool = False
     tiles: TilePlan | None = None
+    # The Grams' matmul in the step (losses.GRAM_PRECISIONS; config.gram_precision).
+    gram_precision: str = "float32"
 
     def picture(self, problem: Problem, image: jax.Array) -> jax.Array:
         """The RGB picture an iterate stands for, what the losses see.
@@ -78,7 +80,7 @@ class Objective:
         image = self.picture(problem, image)
         features = self.model.apply(problem.variables, image)
         terms = loss_terms(features, image, problem.targets, (self.content_layers, self.style_layers),
-                           problem.weights, self.style_norm, self.content_norm)
+                           problem.weights, self.style_norm, self.content_norm, self.gram_precision)
         return total_loss(terms, problem.weights), terms
 
     def value(self, problem: Problem, image: jax.Array) -> jax.Array:
@@ -92,7 +94,8 @@ def build_objective(arch: str, pixel_space: str, config: StyleConfig, tiles: Til
     model = VGG(arch=arch, taps=taps, pooling=config.pooling, pixel_space=pixel_space, dtype=config.dtype,
                 remat=config.remat, conv=resolve(config.conv, config.dtype))
     return Objective(model, config.content_layers, config.style_layers, config.style_norm,
-                     config.content_norm, config.colour == Colour.luminance, tiles)
+                     config.content_norm, config.colour == Colour.luminance, tiles,
+                     gram_precision(config.gram_precision))
 
 
 def loss_weights(config: StyleConfig, blend: tuple[float, ...] = (1.0,)) -> LossWeights:

@@ -191,11 +191,11 @@ def tile_stats(objective, problem, crop: jax.Array, tile: Tile, previous=None) -
     style = []
     for i, n in enumerate(objective.style_layers):
         if targets.guides is None:
-            style.append(gram(feats[n]))
+            style.append(gram(feats[n], objective.gram_precision))
         else:
             rows, cols = positions(tile, pools[n], False)
             guides = targets.guides[i][:, rows, cols]
-            style.append(jnp.stack([guided_gram(feats[n], g) for g in guides]))
+            style.append(jnp.stack([guided_gram(feats[n], g, objective.gram_precision) for g in guides]))
     return Stats(content, tuple(style))
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -251,6 +252,15 @@ def test_bad_input_is_one_clear_line(tmp_path, case, vgg16_weights, monkeypatch)
     args, message = bad_inputs(tmp_path)[case]
     r = invoke("stylize", *args, "--steps", 1) if case != "negative steps" else invoke("stylize", *args)
     assert message in one_line_error(r)
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.skipif(jax.devices()[0].platform == "gpu", reason="a GPU may have TF32")
+def test_tf32x3_grams_without_a_gpu_is_one_clear_line(tmp_path, vgg16_weights, monkeypatch):
+    monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
+    r = invoke("stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg", "-o", tmp_path / "o.png",
+               "--size", 32, "--steps", 1, "--gram-precision", "tf32x3")
+    assert "--gram-precision 'tf32x3' needs a GPU with TF32 tensor cores" in one_line_error(r)
     assert not (tmp_path / "o.png").exists()
 
 

@@ -3,13 +3,18 @@ numerical gradients; every function is also run under jax.jit."""
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from nst_jax.losses import (LossWeights, Targets, blended_gram, content_loss, gram, guided_gram,
+from types import SimpleNamespace
+
+from nst_jax.errors import ConfigError
+from nst_jax.losses import (LossWeights, Targets, blended_gram, content_loss, gram, gram_precision, guided_gram,
                             guided_style_layer_loss, loss_terms, style_layer_loss, style_normalizer,
                             total_loss, tv_loss)
 
@@ -22,6 +27,45 @@ A = np.array([[[1.0, 2.0]], [[3.0, 4.0]]], np.float32)
 def test_gram_by_hand():
     # G = [[1*1 + 3*3, 1*2 + 3*4], [2*1 + 4*3, 2*2 + 4*4]]
     np.testing.assert_allclose(jax.jit(gram)(A), [[10.0, 14.0], [14.0, 20.0]])
+
+
+def test_gram_precision_is_tf32x3_only_where_tensor_cores_have_tf32():
+    gpu = lambda capability: SimpleNamespace(platform="gpu", compute_capability=capability,  # noqa: E731
+                                             device_kind="Some GPU")
+    cpu = SimpleNamespace(platform="cpu", device_kind="cpu")
+    assert [gram_precision("auto", d) for d in (gpu("9.0"), gpu("8.0"), gpu("7.5"), cpu)] == [
+        "tf32x3", "tf32x3", "float32", "float32"]
+    assert gram_precision("float32", gpu("9.0")) == "float32"
+    assert gram_precision("tf32x3", gpu("8.6")) == "tf32x3"
+    with pytest.raises(ConfigError, match="'tf32x3' needs a GPU with TF32 tensor cores, not a cpu"):
+        gram_precision("tf32x3", cpu)
+    with pytest.raises(ConfigError, match="not Some GPU"):
+        gram_precision("tf32x3", gpu("7.0"))
+    # This machine's own device: what a run here resolves "auto" to, and float32 on CPUs.
+    if jax.devices()[0].platform == "cpu":
+        assert gram_precision() == "float32"
+
+
+def test_gram_derivatives_match_the_plain_products_and_the_gradient_is_one_product():
+    rng = np.random.default_rng(3)
+    f = rng.standard_normal((6, 5, 4)).astype(np.float32)
+    t = rng.standard_normal((4, 4)).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, (6, 5)).astype(np.float32)
+    hi = jax.lax.Precision.HIGHEST
+    plain = lambda x, g: jnp.matmul(x.reshape(-1, 4).T, x.reshape(-1, 4) * g.reshape(-1, 1), precision=hi)  # noqa: E731
+    loss = lambda gram_fn: lambda x, g: jnp.sum(jnp.square(gram_fn(x, g) - t) * t)  # noqa: E731 (C not symmetric)
+    for argnum in (0, 1):  # features, and the guide
+        np.testing.assert_allclose(jax.grad(loss(guided_gram), argnum)(f, w),
+                                   jax.grad(loss(plain), argnum)(f, w), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(jax.grad(loss(lambda x, g: gram(x)))(f, w),
+                               jax.grad(loss(lambda x, g: plain(x, jnp.ones_like(g))))(f, w), rtol=1e-5, atol=1e-4)
+    tangent = rng.standard_normal(f.shape).astype(np.float32)  # forward mode too
+    np.testing.assert_allclose(jax.jvp(gram, (f,), (tangent,))[1],
+                               jax.jvp(lambda x: plain(x, jnp.ones((6, 5))), (f,), (tangent,))[1], rtol=1e-5, atol=1e-4)
+    # The step's gradient of a Gram is one matmul besides the forward one (autodiff makes two).
+    for fn in (lambda x: loss(lambda y, g: gram(y))(x, w), lambda x: loss(guided_gram)(x, w)):
+        hlo = jax.jit(jax.grad(fn)).lower(f).compile().as_text()
+        assert len(re.findall(r" dot\(", hlo)) == 2
 
 
 def test_content_loss_by_hand():
