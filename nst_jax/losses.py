@@ -77,11 +77,11 @@ def gram_precision(name: str = "auto", device: jax.Device | None = None) -> str:
     has no TF32).
 
     Why tf32x3 on those GPUs: as accurate as float32 (a style term's relative error
-    6e-7 against 4e-7, bench/results/gpu-nvidia-h200.md), and on an H200 never slower
-    beyond noise: a VGG19 step at 1024 px took 6.67 ms against 7.1 while the Grams'
-    gradient was autodiff's two products (gpu-nvidia-h200-autodiff-gram.md), and 6.19
-    against 6.19 since it is one (:func:`weighted_gram`); 512 px: 2.37 against 2.46, then
-    2.24 against 2.20.
+    6e-7 against 4e-7, bench/results/gpu-nvidia-h200.md), and on an H200 at most 2%
+    slower, up to 6% faster: a VGG19 step at 1024 px took 6.67 ms against 7.10 while the
+    Grams' gradient was autodiff's two products (gpu-nvidia-h200-autodiff-gram.md), and
+    6.19 against 6.19 since it is one (:func:`weighted_gram`); at 512 px 2.37 against
+    2.46, then 2.24 against 2.20.
     """
     device = device or jax.devices()[0]
     capability = getattr(device, "compute_capability", None)
