@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check in one call of under 10 minutes, with no network: the benchmark suite
-# (bench/run.py: nst-jax against PyTorch at 512 and 1024 px, the other convolution
-# lowering, vmapped sweeps; optionally steps per call and bfloat16), high resolution
+# (bench/run.py: nst-jax against PyTorch at 512 and 1024 px, nst-jax with float32 Grams
+# beside its default tf32x3, vmapped sweeps; optionally steps per call and bfloat16), high resolution
 # (bench/highres.py: one step at 4096 and 8192 px, tiled as the memory plan chooses,
 # with the device's peak memory), where a step's device time goes
 # (bench/profile_step.py), then the quality study (bench/quality_study.py at 512 px).

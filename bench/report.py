@@ -19,7 +19,7 @@ def write_report(r: dict, out: Path, name: str) -> None:
              f"Loss parity before timing: max relative difference {r['parity']['max_rel_diff']:.1e}.", ""]
     if "gram_accuracy" in r:
         lines += ["Gram precision: relative error against float64 of the Gram and of a style term "
-                  "sum (G - T)^2 (random ReLU features, relu1_1 and relu4_1 shapes at 512 px):", "",
+                  "sum (G - T)^2 (random ReLU features, relu1_1's shape at 512 px and relu4_1's at 1024 px):", "",
                   "| precision, positions x channels | Gram | style term |", "|---|---|---|"]
         lines += [f"| {k} | " + (f"{v['gram']:.1e} | {v['style_term']:.1e} |" if "error" not in v
                                  else f"failed: {v['error']} | |") for k, v in r["gram_accuracy"].items()]
@@ -30,7 +30,8 @@ def write_report(r: dict, out: Path, name: str) -> None:
         # jax-winograd or jax-gram-float32 on a GPU) interleave the implementations in one
         # process, where a per-implementation peak cannot be read: they show compile time.
         alt = next((x["impl"] for x in r["steps"] if x["impl"].startswith("jax-")), None)
-        other = (f"{alt[9:]} Grams" if alt.startswith("jax-gram-") else f"{alt[4:]} convs") if alt else ""
+        other = ((f"{alt.removeprefix('jax-gram-')} Grams" if alt.startswith("jax-gram-")
+                  else f"{alt.removeprefix('jax-')} convs") if alt else "")
         lines += ["## Adam step (forward + backward + update), median ms", "",
                   "| arch | px | jax | " + (f"jax, {other} | " if alt else "") + "torch tutorial | torch fast | "
                   "jax / tutorial | jax / fast | jax GFLOP/s (% of matmul) | "
@@ -51,8 +52,7 @@ def write_report(r: dict, out: Path, name: str) -> None:
         conv = next((x.get("conv") for x in r["steps"] if x["impl"] == "jax"), None)
         gram = next((x.get("gram", "float32") for x in r["steps"] if x["impl"] == "jax"), None)
         what = {"lax": "XLA's own convolutions", "winograd": "Winograd F(4x4, 3x3) convolutions",
-                "float32 Grams": "Grams at float32 (XLA's HIGHEST)",
-                "tf32x3 Grams": "Grams as three TF32 tensor-core passes"}
+                "float32 Grams": "Grams at float32 (XLA's HIGHEST)"}
         lines += ["", f"Ratios below 1 mean JAX is faster. Every implementation ran {r.get('steps_per_call', 1)} "
                   "step(s) per timed call (nst-jax's steps per compiled call on this platform), "
                   "synchronised once per call" + (", the implementations' calls interleaved" if alt else "") + ". "

@@ -91,6 +91,8 @@ def gram_precision(name: str = "auto", device: jax.Device | None = None) -> str:
         tf32 = False
     if name == "auto":
         return "tf32x3" if tf32 else "float32"
+    if name not in GRAM_PRECISIONS:
+        raise ConfigError("gram_precision", f"must be 'auto', 'float32' or 'tf32x3', not {name!r}")
     if name == "tf32x3" and not tf32:
         where = device.device_kind if device.platform == "gpu" else f"a {device.platform}"
         raise ConfigError("gram_precision", f"'tf32x3' needs a GPU with TF32 tensor cores, not {where}: "
@@ -108,21 +110,24 @@ def weighted_gram(flat: jax.Array, weight: jax.Array | None, precision: str = "f
     where differentiating the product itself gives two, F C^T and F C. A third of the
     Grams' work in a step: bench/results/gpu-*.md.
     """
-    return jnp.matmul(flat.T, flat if weight is None else flat * weight, precision=GRAM_PRECISIONS[precision])
+    return _product(flat.T, flat if weight is None else flat * weight, precision)
+
+
+def _product(a: jax.Array, b: jax.Array, precision: str) -> jax.Array:
+    return jnp.matmul(a, b, precision=GRAM_PRECISIONS[precision])
 
 
 @partial(weighted_gram.defjvp, symbolic_zeros=True)
 def _weighted_gram_jvp(precision, primals, tangents):
     flat, weight = primals
     d_flat, d_weight = tangents
-    product = partial(jnp.matmul, precision=GRAM_PRECISIONS[precision])
     out = weighted_gram(flat, weight, precision)
     tangent = jnp.zeros_like(out)
     if not isinstance(d_flat, SymbolicZero):
-        half = product(flat.T, d_flat if weight is None else d_flat * weight)
+        half = _product(flat.T, d_flat if weight is None else d_flat * weight, precision)
         tangent = half + half.T
     if weight is not None and not isinstance(d_weight, SymbolicZero):
-        tangent = tangent + product(flat.T, flat * d_weight)
+        tangent = tangent + _product(flat.T, flat * d_weight, precision)
     return out, tangent
 
 
