@@ -283,7 +283,8 @@ class StyleConfig:
     tile: int | str = "auto"
     # Optimizer steps at each scale (an L-BFGS step may evaluate the loss several times).
     # 100 at each of the default 5 scales up to 512 px costs about 1.9x100 full-size steps'
-    # work, less than the 300 full-size Adam steps this project used to default to.
+    # work, less than the 300 full-size Adam steps this project used to default to; in wall
+    # time, with five compiles, 0.91-1.04x of those on the 2-core CPU (quality-cpu.md).
     steps: int = 100
     # Coarse-to-fine: the longest sides to optimise at, smallest first, ending at `size`;
     # "auto" = from 128 px up in sqrt(2) steps (schedule.scale_ladder), () = `size` only.
