@@ -258,8 +258,8 @@ def step_times(config, archs, sizes, repeats, compile_torch, k) -> list[dict]:
     alike). ``jax`` runs the platform's defaults and the next row the one default that
     differs there, side by side: XLA's own convolutions on a CPU (where Winograd is the
     default; nst_jax.conv), float32 Grams on a GPU (where three TF32 passes are;
-    nst_jax.losses.gram_precision). Peak memory: the resident high-water
-    mark of building and warming one implementation, above the process before it (on GPU: XLA's plan and
+    nst_jax.losses.gram_precision). Peak memory: the resident high-water mark of building
+    and warming one implementation, above the process before it (on GPU: XLA's plan and
     torch's allocator peak)."""
     rows = []
     names = ("jax", "jax-gram-float32" if GPU else "jax-lax", "torch-tutorial", "torch-fast")

@@ -263,8 +263,9 @@ class StyleConfig:
     # The Gram matrices' matmul in the step (losses.gram_precision): "float32" (XLA's
     # HIGHEST), "tf32x3" (three TF32 tensor-core passes, about float32's accuracy; GPUs
     # only) or "auto": tf32x3 on GPUs with TF32, float32 elsewhere (measured on an H200:
-    # as accurate, at most 2% slower, up to 6% faster; see losses.gram_precision). Never one TF32 or
-    # bf16 pass: style losses are differences of large Grams. Target Grams are float32.
+    # as accurate, at most 2% slower, up to 6% faster; see losses.gram_precision). Never
+    # one TF32 or bf16 pass: style losses are differences of large Grams. Target Grams are
+    # float32.
     gram_precision: str = GramPrecision.auto.value
     # Rematerialise each VGG block in the backward pass: only block outputs are kept, the
     # inside of one block is recomputed at a time (less memory, about one more forward).
