@@ -114,8 +114,11 @@ def write_report(r: dict, out: Path, name: str) -> None:
             evals = f"{v['coarse_evals']} + {v['evals']}" if "coarse_evals" in v else v["evals"]
             lines.append(f"| {k} | {secs} | {v['steps'] or '-'} | {evals} | {v['best_loss']:.4g} |")
         if t.get("ladder_steps"):
+            detail = next((v.get("detail", 0.0) for k, v in t.items() if k.endswith("-c2f")), 0.0)
             lines.append(f"\n*-c2f: coarse-to-fine, {t['ladder_steps']} steps at each smaller size of the sqrt(2) "
-                         "ladder from 128 px, then steps at full size until the target; steps and the second "
+                         "ladder from 128 px, then steps at full size until the target, each scale starting "
+                         f"from the last one's image upsampled plus {detail:g} x the start image's band it could "
+                         "not hold (schedule.next_start); steps and the second "
                          "count of evaluations are at full size; its seconds include preparing and compiling "
                          "every scale (the single-scale rows exclude their one compile).")
         lines.append("")

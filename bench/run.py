@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nst_jax.config import ADAM_ON_SUMMED_LOSS, StyleConfig  # noqa: E402
-from nst_jax.image import load_image, resize  # noqa: E402
+from nst_jax.image import load_image  # noqa: E402
 from nst_jax.inputs import prepare  # noqa: E402
 from nst_jax.run import default_steps_per_call, drive  # noqa: E402
-from nst_jax.schedule import scale_ladder  # noqa: E402
+from nst_jax.schedule import next_start, scale_ladder  # noqa: E402
 from nst_jax.step import init_state, make_optimizer, make_step  # noqa: E402
 from nst_jax.sweep import sweep  # noqa: E402
 from nst_jax.vgg import conv_shapes, forward_flops  # noqa: E402
@@ -462,14 +462,16 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
         # full size's element count: the target's own balance, at every scale.
         coarse = dict(content_norm="mean", content_layer_weights=tuple(
             w_l * t.size for w_l, t in zip(cfg.content_layer_weights, impl.run.problem.targets.content)))
-        t0, image, coarse_evals = time.perf_counter(), None, 0
+        # Each scale starts as a run's does (schedule.next_start): the last scale's image
+        # upsampled, plus the start image's band it could not hold (cfg.detail of it).
+        t0, previous, coarse_evals = time.perf_counter(), None, 0
         for scale in scale_ladder(size):
             last = scale == size
             impl = JaxImpl(w, cfg.replace(size=scale, optimizer=opt_name, learning_rate=lr,
                                           steps=max_evals if last else ladder_steps, **({} if last else coarse)),
                            c, s)
-            if image is not None:  # resize clips its result to [0, 1]
-                start = resize(np.clip(np.asarray(image), 0, 1), *impl.run.start.shape[:2])
+            if previous is not None:
+                start = next_start(previous, impl.run.start, cfg.detail)
                 impl.state = init_state(impl.run.objective, impl.opt, impl.run.problem, start)
             if last:
                 reached, best = until_target(impl, max_evals)
@@ -477,9 +479,10 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
                 while impl.i < ladder_steps:
                     impl()
                 coarse_evals += impl.evals
-                image = impl.state.image
+                previous = impl.state
         out[f"jax-{opt_name}-c2f"] = {"seconds": time.perf_counter() - t0 if reached else None,
                                       "steps": reached, "evals": impl.evals, "coarse_evals": coarse_evals,
+                                      "detail": cfg.detail,
                                       "max_evals": max_evals, "best_loss": best}
         print(f"  jax-{opt_name}-c2f: {out[f'jax-{opt_name}-c2f']}", flush=True)
     return out

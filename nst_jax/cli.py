@@ -135,7 +135,7 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "init_noise": "--init-noise", "seed": "--seed", "style_scale": "--style-scale",
          "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
          "style_blend": "--blend", "dtype": "--dtype", "conv": "--conv", "gram_precision": "--gram-precision",
-         "content_norm": "--content-norm", "scales": "--scales", "average": "--average", "remat": "--remat",
+         "content_norm": "--content-norm", "scales": "--scales", "detail": "--detail", "average": "--average", "remat": "--remat",
          "colour": "--colour", "colour_match": "--colour-match", "masks": "--mask", "style_masks": "--style-mask",
          "mask_erode": "--mask-erode", "keep_unmasked": "--keep-unmasked", "max_memory": "--max-memory",
          "tile": "--tile"}
@@ -169,6 +169,8 @@ CONFIG_OPTIONS = {
     "scales": (Annotated[str, typer.Option(help="Coarse to fine: 'auto' (from 128 px in sqrt(2) steps), "
                                            "'none', or sizes like 256,512 (--steps at each).")],
                D.scales if isinstance(D.scales, str) else ",".join(map(str, D.scales)) or "none"),
+    "detail": (Annotated[float, typer.Option(help="Coarse to fine: how much of the photo's fine detail "
+                                             "each scale gets back on upsampling, 0 to 1.")], D.detail),
     "average": (Annotated[float, typer.Option(help="Iterate averaging: EMA decay, e.g. 0.99 (0 = off).")],
                 D.average),
     "pooling": (Annotated[Pooling, typer.Option(help="max (as trained) or avg (the paper's advice).")],
@@ -283,7 +285,7 @@ def parse_tile(spec: str) -> int | str:
 def build_config(*, style_weight: float, size, steps, optimizer, lr, content_weight, ratio, tv_weight,
                  content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
                  style_scale, blend, weights, log_every, steps_per_call, dtype, conv, gram_precision,
-                 content_norm, scales, average, remat, colour, colour_match, mask, style_mask, mask_erode,
+                 content_norm, scales, detail, average, remat, colour, colour_match, mask, style_mask, mask_erode,
                  keep_unmasked, max_memory, tile) -> StyleConfig:
     """The shared options -> the one frozen config (its errors: see :func:`explain`)."""
     if ratio is not None and content_weight is not None:
@@ -306,7 +308,7 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
         init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
         seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype), conv=str(conv),
         gram_precision=str(gram_precision), content_norm=str(content_norm), scales=parse_scales(scales, size),
-        average=average,
+        detail=detail, average=average,
         remat=remat, colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
         style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked,
         max_memory=max_memory, tile=parse_tile(tile))

@@ -73,6 +73,7 @@ RANGES = {
     "steps": Range(0, MAX_COUNT, integer=True),
     "average": Range(0.0, 1.0, open_high=True),
     "init_noise": Range(0.0, 1.0),
+    "detail": Range(0.0, 1.0),
     "seed": Range(0, 2**63 - 1, integer=True),
     "log_every": Range(1, MAX_COUNT, integer=True),
     "steps_per_call": Range(1, MAX_COUNT, integer=True),
@@ -184,13 +185,15 @@ class StyleConfig:
     style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] = (0.2,) * 5
     # alpha and beta of J = alpha * J_content + beta * J_style (+ tv_weight * J_tv).
-    # Departure: alpha/beta = 1e-2 with the per-element content loss (content_norm "mean")
+    # Departure: alpha/beta = 1e-3 with the per-element content loss (content_norm "mean")
     # on torchvision-space weights and [0, 1] pixels; the paper's 1e-3..5e-4 were for the
     # summed content loss on Caffe weights and 0-255 pixels, so the numbers do not compare.
-    # beta = 100 from bench/results/quality-study-cpu.md: 30 leaves the Scream's style
-    # distance above jcjohnson's at 512 px, 300 moves content further for no style gain.
+    # beta = 1000 goes with detail = 1 (below), which keeps the photo's edges across the
+    # scales and so asks for more style: the Scream at 512 px scored content / style 0.637 /
+    # 0.533 at beta 100, 0.668 / 0.480 at 300, 0.691 / 0.434 at 1000 (jcjohnson's: 0.717 /
+    # 0.448). Without detail, 100 was best (bench/results/quality-study-cpu.md).
     content_weight: float = 1.0
-    style_weight: float = 100.0
+    style_weight: float = 1000.0
     # Weights of several style images, normalised to sum 1 (empty = equal weights).
     style_blend: tuple[float, ...] = ()
     # Colour control (Gatys et al. 2017, sec. 5; the formulas are in colour.py). "original":
@@ -293,6 +296,14 @@ class StyleConfig:
     # with it, so texture scale stays relative to the output. Departure: the paper
     # optimises at one size; see README "Quality" for the table behind "auto".
     scales: tuple[int, ...] | str = "auto"
+    # Coarse-to-fine: how much of the start image's fine band each scale gets back when the
+    # previous result is upsampled (schedule.next_start): 0 = the upsampled result alone,
+    # 1 = plus the whole band the previous size could not hold. Departure (the paper has one
+    # scale): 1, since upsampling alone blurs the photo's edges and the fine scale then
+    # rebuilds them as the style's texture. With it the Scream at 512 px went from content
+    # 0.738 / style 0.441 (beta 100, without) to 0.691 / 0.434 (beta 1000, with); see
+    # style_weight and README "Quality".
+    detail: float = 1.0
     # Iterate averaging: decay of an exponential moving average of the iterates (0 = off);
     # the bias-corrected average is the output and the next scale's start.
     average: float = 0.0

@@ -328,7 +328,7 @@ def _start_scale(content, style, config, weights, optimizer, init, state, done, 
     elif state is None:
         state = init(run.objective, optimizer, run.problem, run.start)
     elif moved:
-        fresh = init(run.objective, optimizer, run.problem, next_start(state, *run.content.shape[:2]))
+        fresh = init(run.objective, optimizer, run.problem, next_start(state, run.start, config.detail))
         state = carry_state(state, fresh, optimizer)
     return state, done, parts, run
 

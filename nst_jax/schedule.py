@@ -39,10 +39,25 @@ def resample(x: jax.Array, height: int, width: int) -> jax.Array:
     return jnp.where(jnp.all(x >= 0), jnp.maximum(out, 0.0), out)
 
 
-def next_start(state: StepState, height: int, width: int) -> jax.Array:
+def next_start(state: StepState, start: jax.Array, detail: float = 0.0) -> jax.Array:
     """The next scale's first iterate: this scale's output (the iterate average when
-    averaging is on, else the last iterate), upsampled and projected into [0, 1]."""
-    return box(resample(averaged(state), height, width))
+    averaging is on, else the last iterate) upsampled to the size of ``start`` (the next
+    scale's own start image), plus ``detail`` times the band of ``start`` that this scale
+    was too small to hold (``start`` minus itself resampled down to this scale and back),
+    projected into [0, 1].
+
+    Upsampling alone leaves the next scale a blur of the photo's edges, which its steps
+    spend their time sharpening again; the band puts them back, so the layout the coarse
+    scales found is kept and only the fine scale's texture is left to optimise. The band
+    has zero mean per channel (``resample`` keeps means), so it adds no colour cast; a
+    coarse result that never moved from its start comes back as the full-size start."""
+    height, width = start.shape[-3:-1]
+    coarse = averaged(state)
+    out = resample(coarse, height, width)
+    if detail:
+        start = jnp.asarray(start, out.dtype)
+        out = out + detail * (start - resample(resample(start, *coarse.shape[-3:-1]), height, width))
+    return box(out)
 
 
 def carry_state(state: StepState, fresh: StepState, optimizer: Optimizer) -> StepState:

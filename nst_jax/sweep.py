@@ -206,7 +206,7 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
                     start = jnp.broadcast_to(jnp.asarray(run.start), (chunk,) + run.start.shape)
                     state = inits[index](problem, start)
                 elif current != index:
-                    fresh = inits[index](problem, next_start(state, *run.content.shape[:2]))
+                    fresh = inits[index](problem, next_start(state, run.start, config.detail))
                     state = carry_state(state, fresh, optimizer)
             except KeyboardInterrupt:  # between two scales: the last scale's state is the result
                 if state is None:

@@ -75,7 +75,7 @@ def test_carrying_adam_to_the_next_scale_resamples_its_moments(vgg16_weights):
     for _ in range(3):
         state, _ = jax.jit(make_step(small.objective, opt))(state, small.problem, False)
     h, w = big.content.shape[:2]
-    start = next_start(state, h, w)
+    start = next_start(state, big.start, detail=0.5)
     carried = carry_state(state, init_state(big.objective, opt, big.problem, start), opt)
     mu, nu = carried.opt_state[0].mu, carried.opt_state[0].nu
     assert mu.shape == nu.shape == (h, w, 3) and int(carried.opt_state[0].count) == 3
@@ -83,6 +83,27 @@ def test_carrying_adam_to_the_next_scale_resamples_its_moments(vgg16_weights):
     np.testing.assert_allclose(nu.mean(axis=(0, 1)), state.opt_state[0].nu.mean(axis=(0, 1)), rtol=1e-5)
     assert int(carried.evals) == int(state.evals) and np.isinf(float(carried.best_loss))
     assert float(start.min()) >= 0 and float(start.max()) <= 1
+
+
+def test_the_next_start_gets_the_band_the_coarse_scale_could_not_hold(vgg16_weights):
+    """next = up(coarse) + detail (start - up(down(start))): a coarse result that never left
+    its start comes back as the full-size start; the band adds no colour (zero mean per
+    channel); detail 0 is the plain upsample."""
+    rng = np.random.default_rng(5)
+    start = jnp.asarray(0.25 + 0.5 * rng.uniform(size=(20, 14, 3)), jnp.float32)  # no clipping below
+    run = prepare(CONTENT, STYLE, StyleConfig.tiny(size=10), vgg16_weights)
+    opt = make_optimizer("adam")
+    still = init_state(run.objective, opt, run.problem, resample(start, 10, 7))
+    np.testing.assert_allclose(next_start(still, start, 1.0), start, atol=1e-6)
+    moved = init_state(run.objective, opt, run.problem, jnp.asarray(0.25 + 0.5 * rng.uniform(size=(10, 7, 3)),
+                                                                    jnp.float32))
+    plain = next_start(moved, start, 0.0)
+    np.testing.assert_array_equal(plain, resample(moved.image, 20, 14))
+    half = next_start(moved, start, 0.5)
+    band = start - resample(resample(start, 10, 7), 20, 14)
+    np.testing.assert_allclose(half, plain + 0.5 * band, atol=1e-6)
+    np.testing.assert_allclose(half.mean(axis=(0, 1)), plain.mean(axis=(0, 1)), atol=1e-6)
+    assert float(jnp.abs(band).max()) > 0.05  # the band is not trivially zero
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
