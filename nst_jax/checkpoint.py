@@ -49,6 +49,11 @@ def save_checkpoint(path: str | Path, state: StepState, step: int, history: dict
     return path
 
 
+# Config fields added since this checkpoint version was first written, each with the value
+# that reproduces what a checkpoint without it ran (a missing field reads as that value).
+ADDED_FIELDS = {"detail": 0.0}
+
+
 def load_checkpoint(path: str | Path, template: StepState, config: StyleConfig, digest: str,
                     terms: tuple[str, ...] = ()) -> tuple[StepState, int, dict[str, np.ndarray]]:
     """(state, completed steps, history) from ``path``, checked against this run.
@@ -61,7 +66,7 @@ def load_checkpoint(path: str | Path, template: StepState, config: StyleConfig, 
     arrays, meta = _read(Path(path))
     if meta.get("digest") != digest:
         raise NstError(f"{path} was made for other content/style images or other weights")
-    saved = meta.get("config", {})
+    saved = {**ADDED_FIELDS, **meta.get("config", {})}
     ours = {k: v for k, v in _json_config(config).items() if k in config.objective_fields()}
     changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
     if changed:

@@ -135,7 +135,8 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "init_noise": "--init-noise", "seed": "--seed", "style_scale": "--style-scale",
          "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
          "style_blend": "--blend", "dtype": "--dtype", "conv": "--conv", "gram_precision": "--gram-precision",
-         "content_norm": "--content-norm", "scales": "--scales", "detail": "--detail", "average": "--average", "remat": "--remat",
+         "content_norm": "--content-norm", "scales": "--scales", "detail": "--detail", "average": "--average",
+         "remat": "--remat",
          "colour": "--colour", "colour_match": "--colour-match", "masks": "--mask", "style_masks": "--style-mask",
          "mask_erode": "--mask-erode", "keep_unmasked": "--keep-unmasked", "max_memory": "--max-memory",
          "tile": "--tile"}
@@ -169,8 +170,9 @@ CONFIG_OPTIONS = {
     "scales": (Annotated[str, typer.Option(help="Coarse to fine: 'auto' (from 128 px in sqrt(2) steps), "
                                            "'none', or sizes like 256,512 (--steps at each).")],
                D.scales if isinstance(D.scales, str) else ",".join(map(str, D.scales)) or "none"),
-    "detail": (Annotated[float, typer.Option(help="Coarse to fine: how much of the photo's fine detail "
-                                             "each scale gets back on upsampling, 0 to 1.")], D.detail),
+    "detail": (Annotated[float, typer.Option(help="Coarse to fine: how much of the start image's fine "
+                                             "detail each scale gets back on upsampling, 0 to 1 (0 for "
+                                             "--init noise).")], D.detail),
     "average": (Annotated[float, typer.Option(help="Iterate averaging: EMA decay, e.g. 0.99 (0 = off).")],
                 D.average),
     "pooling": (Annotated[Pooling, typer.Option(help="max (as trained) or avg (the paper's advice).")],

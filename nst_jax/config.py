@@ -189,9 +189,10 @@ class StyleConfig:
     # on torchvision-space weights and [0, 1] pixels; the paper's 1e-3..5e-4 were for the
     # summed content loss on Caffe weights and 0-255 pixels, so the numbers do not compare.
     # beta = 1000 goes with detail = 1 (below), which keeps the photo's edges across the
-    # scales and so asks for more style: the Scream at 512 px scored content / style 0.637 /
-    # 0.533 at beta 100, 0.668 / 0.480 at 300, 0.691 / 0.434 at 1000 (jcjohnson's: 0.717 /
-    # 0.448). Without detail, 100 was best (bench/results/quality-study-cpu.md).
+    # scales and so asks for more style: with it the Scream (the pair with no style to
+    # spare) at 512 px scored content / style 0.637 / 0.533 at beta 100, 0.668 / 0.480 at
+    # 300, 0.691 / 0.434 at 1000 (one sweep; jcjohnson's: 0.717 / 0.448). Without detail,
+    # 100 was best (bench/results/quality-study-cpu.md, first and fourth rounds).
     content_weight: float = 1.0
     style_weight: float = 1000.0
     # Weights of several style images, normalised to sum 1 (empty = equal weights).
@@ -288,21 +289,25 @@ class StyleConfig:
     # Optimizer steps at each scale (an L-BFGS step may evaluate the loss several times).
     # 100 at each of the default 5 scales up to 512 px costs about 1.9x100 full-size steps'
     # work, less than the 300 full-size Adam steps this project used to default to; in wall
-    # time, with five compiles, 0.91-1.04x of those on the 2-core CPU (quality-cpu.md).
+    # time, with five compiles, 0.94-0.95x of those on the 2-core CPU (quality-cpu.md).
     steps: int = 100
     # Coarse-to-fine: the longest sides to optimise at, smallest first, ending at `size`;
     # "auto" = from 128 px up in sqrt(2) steps (schedule.scale_ladder), () = `size` only.
-    # Each scale starts from the previous result, upsampled; the style image is resized
-    # with it, so texture scale stays relative to the output. Departure: the paper
+    # Each scale starts from the previous result, upsampled (with `detail` of the start
+    # image's finer band); the style image is resized with it, so texture scale stays
+    # relative to the output. Departure: the paper
     # optimises at one size; see README "Quality" for the table behind "auto".
     scales: tuple[int, ...] | str = "auto"
     # Coarse-to-fine: how much of the start image's fine band each scale gets back when the
     # previous result is upsampled (schedule.next_start): 0 = the upsampled result alone,
-    # 1 = plus the whole band the previous size could not hold. Departure (the paper has one
-    # scale): 1, since upsampling alone blurs the photo's edges and the fine scale then
-    # rebuilds them as the style's texture. With it the Scream at 512 px went from content
-    # 0.738 / style 0.441 (beta 100, without) to 0.691 / 0.434 (beta 1000, with); see
-    # style_weight and README "Quality".
+    # 1 = plus the whole band the previous size could not hold. The band is the start
+    # image's (init): the photo's edges for "recoloured" and "content", but fresh noise
+    # again at every scale for "noise" (use 0 there). Departure (the paper has one scale):
+    # 1, since upsampling alone blurs the photo's edges and the fine scale then rebuilds
+    # them as the style's texture. With it and beta 1000 the default run at 512 px moved
+    # the shipwreck's content distance from 0.641 to 0.543 and the Scream's from 0.738 to
+    # 0.685, style 0.391 -> 0.424 and 0.441 -> 0.446 (all three pairs now pass; see
+    # style_weight and README "Quality"). Free to change on resume in a one-scale run.
     detail: float = 1.0
     # Iterate averaging: decay of an exponential moving average of the iterates (0 = off);
     # the bias-corrected average is the output and the next scale's start.
@@ -379,7 +384,7 @@ class StyleConfig:
         resume from a checkpoint only when all of these are equal (logging, steps per call
         and the memory plan may change; the steps too, for a single-scale run)."""
         free = ({"log_every", "steps_per_call", "max_memory", "tile", "conv", "gram_precision"}  # these change rounding only
-                | (set() if len(self.sizes) > 1 else {"steps"}))
+                | (set() if len(self.sizes) > 1 else {"steps", "detail"}))
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in free}
 
     @classmethod

@@ -1,8 +1,9 @@
 """Coarse-to-fine: the ladder of sizes, and carrying a run from one size to the next.
 
-A multi-scale run optimises at a small size, upsamples the result and continues at the
-next size with the same step (crowsonkb's style-transfer-pytorch does this by default;
-Gatys et al.'s high-resolution notebook uses two scales). Most steps then happen where
+A multi-scale run optimises at a small size, upsamples the result (putting back the
+start image's fine band, :func:`next_start`) and continues at the next size with the
+same step (crowsonkb's style-transfer-pytorch goes coarse to fine by default; Gatys et
+al.'s high-resolution notebook uses two scales). Most steps then happen where
 pixels are cheap, and the coarse scales lay out the large structures of the style that
 the network's receptive field cannot see at full size. Adam's moment buffers are
 resampled to the new size, so the optimizer keeps its per-pixel step sizes; L-BFGS's

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +154,28 @@ def test_a_checkpoint_for_another_run_is_refused_and_kept(tmp_path, vgg16_weight
         stylize(CONTENT, STYLE, config, weights=vgg16_weights, resume=damaged)
     with pytest.raises(NstError, match="no such checkpoint"):
         stylize(CONTENT, STYLE, config, weights=vgg16_weights, resume=tmp_path / "none.ckpt")
+
+
+def test_a_checkpoint_from_before_a_field_existed_reads_as_its_old_behaviour(tmp_path, vgg16_weights):
+    """Saved without ``detail`` (checkpoints made before the field): resumes as detail 0,
+    which is what such a run did, and is refused with another detail, naming it."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    config = StyleConfig.tiny(scales=(16, 32), steps=2, detail=0.0)
+    ckpt = tmp_path / "old.ckpt"
+    stylize(CONTENT, STYLE, config, weights=vgg16_weights, checkpoint=ckpt, checkpoint_every=1,
+            callback=lambda p: p.step == 3)
+    with safe_open(str(ckpt), framework="numpy") as f:
+        meta = dict(f.metadata())
+    saved = json.loads(meta["config"])
+    del saved["detail"]
+    save_file(load_file(str(ckpt)), str(ckpt), metadata={**meta, "config": json.dumps(saved)})
+    whole = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
+    rest = stylize(CONTENT, STYLE, config, weights=vgg16_weights, resume=ckpt)
+    np.testing.assert_array_equal(rest.output, whole.output)
+    with pytest.raises(NstError, match="different detail"):
+        stylize(CONTENT, STYLE, config.replace(detail=1.0), weights=vgg16_weights, resume=ckpt)
 
 
 def test_upscaling_a_small_content_image_is_noted(vgg16_weights):

@@ -130,13 +130,31 @@ def test_multi_scale_resume_across_a_scale_boundary(tmp_path, vgg16_weights):
     np.testing.assert_array_equal(rest.output, whole.output)
 
 
-def test_a_multi_scale_sweep_matches_its_stylize(vgg16_weights):
-    config = StyleConfig.tiny(scales=(16, 32), steps=2, average=0.5)
+@pytest.mark.parametrize("detail", [0.0, 1.0])
+def test_a_multi_scale_sweep_matches_its_stylize(detail, vgg16_weights):
+    config = StyleConfig.tiny(scales=(16, 32), steps=2, average=0.5, detail=detail)
     grid = sweep(CONTENT, STYLE, config, [1e2, 1e4], weights=vgg16_weights)
     for b, beta in enumerate([1e2, 1e4]):
         one = stylize(CONTENT, STYLE, config.replace(style_weight=beta), weights=vgg16_weights)
         np.testing.assert_allclose(grid.outputs[b], one.output, atol=1e-5)
         np.testing.assert_allclose(grid.history[:, b], [r.total for r in one.history], rtol=1e-5)
+
+
+def test_a_run_starts_each_scale_with_the_configs_detail(vgg16_weights):
+    """The second scale's first loss is the objective at next_start(first scale's end,
+    its start image, config.detail): the driver passes the config's detail through."""
+    config = StyleConfig.tiny(scales=(16, 32), steps=2, init="content")
+    first = stylize(CONTENT, STYLE, config.replace(size=16, scales=()), weights=vgg16_weights)
+    small, big = (prepare(CONTENT, STYLE, config, vgg16_weights, size=size) for size in (16, 32))
+    opt = make_optimizer(config.optimizer)
+    end = init_state(small.objective, opt, small.problem, jnp.asarray(first.image))
+    losses = {}
+    for detail in (0.0, 1.0):
+        run = stylize(CONTENT, STYLE, config.replace(detail=detail), weights=vgg16_weights)
+        want = big.objective.value(big.problem, next_start(end, big.start, detail))
+        assert run.history[2].total == pytest.approx(float(want), rel=1e-5)
+        losses[detail] = run.history[2].total
+    assert losses[0.0] != pytest.approx(losses[1.0], rel=1e-3)
 
 
 def test_mean_content_norm_is_size_invariant(vgg16_weights):
