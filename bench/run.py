@@ -417,8 +417,8 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
     ``ladder_steps`` > 0: also each optimizer coarse-to-fine, ``ladder_steps`` steps at each
     size of the sqrt(2) ladder below `size` (schedule.scale_ladder), each scale starting
     as a run's does (schedule.next_start, with the config's detail), then steps at `size`
-    until the target; its seconds
-    count everything after the torch run: preparing and compiling each scale as well."""
+    until the target; its seconds count everything after the torch run: preparing and
+    compiling each scale as well."""
     c, s = images(size)
     w = weights_for(arch)
     cfg = BENCH.replace(size=size, optimizer="lbfgs")

@@ -295,8 +295,8 @@ class StyleConfig:
     # "auto" = from 128 px up in sqrt(2) steps (schedule.scale_ladder), () = `size` only.
     # Each scale starts from the previous result, upsampled (with `detail` of the start
     # image's finer band); the style image is resized with it, so texture scale stays
-    # relative to the output. Departure: the paper
-    # optimises at one size; see README "Quality" for the table behind "auto".
+    # relative to the output. Departure: the paper optimises at one size; see README
+    # "Quality" for the table behind "auto".
     scales: tuple[int, ...] | str = "auto"
     # Coarse-to-fine: how much of the start image's fine band each scale gets back when the
     # previous result is upsampled (schedule.next_start): 0 = the upsampled result alone,
@@ -382,9 +382,10 @@ class StyleConfig:
     def objective_fields(self) -> dict:
         """The fields that define the objective and the optimizer's trajectory; a run can
         resume from a checkpoint only when all of these are equal (logging, steps per call
-        and the memory plan may change; the steps too, for a single-scale run)."""
-        free = ({"log_every", "steps_per_call", "max_memory", "tile", "conv", "gram_precision"}  # these change rounding only
-                | (set() if len(self.sizes) > 1 else {"steps", "detail"}))
+        and the memory plan may change; the steps and the detail too, for a single-scale
+        run)."""
+        rounding_only = {"log_every", "steps_per_call", "max_memory", "tile", "conv", "gram_precision"}
+        free = rounding_only | (set() if len(self.sizes) > 1 else {"steps", "detail"})
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in free}
 
     @classmethod
