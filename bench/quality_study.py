@@ -66,6 +66,8 @@ VARIANTS = {
     "defaults-tv3e-3": dict(steps=100, scales="ladder", tv_weight=3e-3),
     # The fourth round: each scale starts with the start image's fine band put back
     "detail": dict(steps=100, scales="ladder", detail=1.0),
+    # The fifth: and L-BFGS's directions low-passed (precondition.py)
+    "precondition": dict(steps=100, scales="ladder", detail=1.0, precondition=0.1),
 }
 OLD_DEFAULT = StyleConfig(**ADAM_ON_SUMMED_LOSS, steps=300, log_every=10**6)
 OLD_PROBE = 10
@@ -77,8 +79,10 @@ def variant_config(name: str, size: int, steps_factor: float = 1.0) -> StyleConf
     changes["steps"] = max(1, round(changes["steps"] * steps_factor))
     if changes.get("scales") == "ladder":
         changes["scales"] = scale_ladder(size)
-    # detail 0 unless a variant sets it: every round before the fourth ran without the band
-    return StyleConfig(size=size, content_norm="mean", log_every=10**6, **{"detail": 0.0, **changes})
+    # detail and precondition 0 unless a variant sets them: the rounds before the fourth ran
+    # without the band, those before the fifth with plain L-BFGS
+    return StyleConfig(size=size, content_norm="mean", log_every=10**6,
+                       **{"detail": 0.0, "precondition": 0.0, **changes})
 
 
 def main() -> None:

@@ -131,7 +131,7 @@ class JaxImpl:
         self.run = prepare(content, style, config, weights)
         self.conv = self.run.objective.model.conv
         self.gram = self.run.objective.gram_precision
-        self.opt = make_optimizer(config.optimizer, config.learning_rate)
+        self.opt = make_optimizer(config.optimizer, config.learning_rate, config.precondition)
         self.step = make_step(self.run.objective, self.opt)
         self.compiled, self.k = {}, k
         self.reset()
@@ -411,8 +411,11 @@ def lbfgs_rates(size, arch="vgg16", evals=40) -> dict:
 
 
 def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS, "adam"),
-                   ladder_steps=0) -> dict:
+                   ladder_steps=0, corners=(BENCH.precondition,)) -> dict:
     """Target: the lowest loss the tutorial-style torch L-BFGS reaches in `budget_evals` evaluations.
+
+    ``corners``: each L-BFGS optimizer runs with each of these config.precondition values
+    (rows "jax-NAME f0=CORNER" when there are several).
 
     ``ladder_steps`` > 0: also each optimizer coarse-to-fine, ``ladder_steps`` steps at each
     size of the sqrt(2) ladder below `size` (schedule.scale_ladder), each scale starting
@@ -444,16 +447,19 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
         return reached, best
 
     # JAX gets twice the evaluations (four times for Adam) to get there.
-    for opt_name in optimizers:
+    runs = [(o, f) for o in optimizers for f in (corners if o.startswith("lbfgs") else corners[:1])]
+    for opt_name, corner in runs:
         lr, max_evals = (0.02, 4 * budget_evals) if opt_name == "adam" else (None, 2 * budget_evals)
+        name = opt_name + (f" f0={corner:g}" if len(corners) > 1 and opt_name.startswith("lbfgs") else "")
+        cfg = cfg.replace(precondition=corner)
         impl = JaxImpl(w, cfg.replace(optimizer=opt_name, learning_rate=lr, steps=max_evals), c, s)
         sync(impl())  # compile
         impl.reset()
         t0 = time.perf_counter()
         reached, best = until_target(impl, max_evals)
-        out[f"jax-{opt_name}"] = {"seconds": time.perf_counter() - t0 if reached else None,
-                                  "steps": reached, "evals": impl.evals, "max_evals": max_evals, "best_loss": best}
-        print(f"  jax-{opt_name}: {out[f'jax-{opt_name}']}", flush=True)
+        out[f"jax-{name}"] = {"seconds": time.perf_counter() - t0 if reached else None, "precondition": corner,
+                              "steps": reached, "evals": impl.evals, "max_evals": max_evals, "best_loss": best}
+        print(f"  jax-{name}: {out[f'jax-{name}']}", flush=True)
         if not ladder_steps:
             continue
         # The target objective sums its content loss, which grows with the pixel count while
@@ -481,11 +487,11 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
                     impl()
                 coarse_evals += impl.evals
                 previous = impl.state
-        out[f"jax-{opt_name}-c2f"] = {"seconds": time.perf_counter() - t0 if reached else None,
-                                      "steps": reached, "evals": impl.evals, "coarse_evals": coarse_evals,
-                                      "detail": cfg.detail,
-                                      "max_evals": max_evals, "best_loss": best}
-        print(f"  jax-{opt_name}-c2f: {out[f'jax-{opt_name}-c2f']}", flush=True)
+        out[f"jax-{name}-c2f"] = {"seconds": time.perf_counter() - t0 if reached else None,
+                                  "steps": reached, "evals": impl.evals, "coarse_evals": coarse_evals,
+                                  "detail": cfg.detail, "precondition": corner,
+                                  "max_evals": max_evals, "best_loss": best}
+        print(f"  jax-{name}-c2f: {out[f'jax-{name}-c2f']}", flush=True)
     return out
 
 
@@ -552,6 +558,8 @@ def main() -> None:
     p.add_argument("--target-evals", type=int, default=300)
     p.add_argument("--target-optimizers", default=",".join((*JAX_LBFGS, "adam")),
                    help="JAX optimizers timed to the target")
+    p.add_argument("--target-preconditions", default=f"{BENCH.precondition:g}",
+                   help="L-BFGS corner frequencies timed to the target (config.precondition; 0: none)")
     p.add_argument("--target-ladder-steps", type=int, default=0,
                    help="also coarse-to-fine: this many steps at each smaller scale (0: not)")
     p.add_argument("--sweep-batches", default="1,2,4,8")
@@ -613,7 +621,8 @@ def main() -> None:
     if "target" not in skip:
         results["target"] = time_to_target(args.target_size, budget_evals=args.target_evals,
                                            optimizers=args.target_optimizers.split(","),
-                                           ladder_steps=args.target_ladder_steps)
+                                           ladder_steps=args.target_ladder_steps,
+                                           corners=tuple(map(float, args.target_preconditions.split(","))))
         print(f"target: {results['target']}", flush=True)
         save()
     print(f"wrote {Path(args.out) / name}.json/.md", flush=True)

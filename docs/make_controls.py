@@ -19,7 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
-SETTINGS = "--size 192 --content-norm mean --style-weight 100 --scales auto --detail 0 --steps 100 --average 0.99"
+SETTINGS = ("--size 192 --content-norm mean --style-weight 100 --scales auto --detail 0 --precondition 0 "
+            "--steps 100 --average 0.99")
 
 
 def draw_sky(content: Path, path: Path) -> None:

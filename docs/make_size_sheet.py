@@ -21,7 +21,8 @@ DOCS = Path(__file__).resolve().parent
 SIZES = (128, 256, 512)
 BETAS = "10,100,1000"
 STEPS = 30  # per scale of the default ladder; enough for the balance to show, cheap on a CPU
-# The sheet was made before each scale got the photo's detail back (config.detail); 0 remakes it.
+# The sheet was made before each scale got the photo's detail back (config.detail) and before
+# L-BFGS's low-pass curvature (config.precondition); 0 for both remakes it.
 SHOWN = 256  # display width of every cell
 
 
@@ -34,7 +35,8 @@ def main(content: str, style: str, work: str = "sizes-work") -> None:
         out = Path(work) / str(size)
         if not (out / "contact_sheet.png").exists():
             cmd = ["nst-jax", "sweep", content, style, "-o", str(out), "--size", str(size),
-                   "--style-weight", BETAS, "--steps", str(STEPS), "--detail", "0"]
+                   "--style-weight", BETAS, "--steps", str(STEPS), "--detail", "0",
+                   "--precondition", "0"]
             print(" ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
         for col in range(len(BETAS.split(","))):

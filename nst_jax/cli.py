@@ -136,7 +136,7 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
          "style_blend": "--blend", "dtype": "--dtype", "conv": "--conv", "gram_precision": "--gram-precision",
          "content_norm": "--content-norm", "scales": "--scales", "detail": "--detail", "average": "--average",
-         "remat": "--remat",
+         "precondition": "--precondition", "remat": "--remat",
          "colour": "--colour", "colour_match": "--colour-match", "masks": "--mask", "style_masks": "--style-mask",
          "mask_erode": "--mask-erode", "keep_unmasked": "--keep-unmasked", "max_memory": "--max-memory",
          "tile": "--tile"}
@@ -152,6 +152,9 @@ CONFIG_OPTIONS = {
         OptimizerName(D.optimizer)),
     "lr": (Annotated[Optional[float], typer.Option(
         "--lr", help="Learning rate in [0,1] pixel units (adam: 0.02; L-BFGS: none needed).")], None),
+    "precondition": (Annotated[float, typer.Option(
+        help="L-BFGS: low-pass its directions above this frequency in cycles per pixel, so coarse "
+             "structure moves as fast as texture (0 = plain L-BFGS; others ignore it).")], D.precondition),
     "content_weight": (Annotated[Optional[float], typer.Option(
         "--content-weight", help=f"alpha (default {D.content_weight:g}).")], None),
     "ratio": (Annotated[Optional[float], typer.Option(
@@ -287,8 +290,8 @@ def parse_tile(spec: str) -> int | str:
 def build_config(*, style_weight: float, size, steps, optimizer, lr, content_weight, ratio, tv_weight,
                  content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
                  style_scale, blend, weights, log_every, steps_per_call, dtype, conv, gram_precision,
-                 content_norm, scales, detail, average, remat, colour, colour_match, mask, style_mask, mask_erode,
-                 keep_unmasked, max_memory, tile) -> StyleConfig:
+                 content_norm, scales, detail, precondition, average, remat, colour, colour_match, mask,
+                 style_mask, mask_erode, keep_unmasked, max_memory, tile) -> StyleConfig:
     """The shared options -> the one frozen config (its errors: see :func:`explain`)."""
     if ratio is not None and content_weight is not None:
         raise NstError("give --content-weight or --ratio, not both")
@@ -310,7 +313,7 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
         init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
         seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype), conv=str(conv),
         gram_precision=str(gram_precision), content_norm=str(content_norm), scales=parse_scales(scales, size),
-        detail=detail, average=average,
+        detail=detail, precondition=precondition, average=average,
         remat=remat, colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
         style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked,
         max_memory=max_memory, tile=parse_tile(tile))

@@ -74,6 +74,7 @@ RANGES = {
     "average": Range(0.0, 1.0, open_high=True),
     "init_noise": Range(0.0, 1.0),
     "detail": Range(0.0, 1.0),
+    "precondition": Range(0.0, 1.0),
     "seed": Range(0, 2**63 - 1, integer=True),
     "log_every": Range(1, MAX_COUNT, integer=True),
     "steps_per_call": Range(1, MAX_COUNT, integer=True),
@@ -254,6 +255,12 @@ class StyleConfig:
     # Learning rate in [0, 1] pixel units; None = the optimizer's own default
     # (adam: 0.02; L-BFGS: step sizes from its line search, or 1 without one).
     learning_rate: float | None = None
+    # L-BFGS's initial curvature (precondition.py): its directions low-passed above this
+    # corner frequency in cycles per pixel (0 to 0.71 on an image), so the picture's coarse
+    # structure moves as fast as its texture; 0 = plain L-BFGS. First-order optimizers
+    # ignore it. 0.1: fewest evaluations to the PyTorch tutorial's loss at 512 px among the
+    # corners measured (bench/results/cpu-precondition-512.md: 106 against 177 unfiltered).
+    precondition: float = 0.1
     # Dtype of the network's convolutions and activations; Gram matrices, losses and the
     # image are float32 either way. "bfloat16" is for accelerators with bf16 units.
     dtype: str = DType.float32.value

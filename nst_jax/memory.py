@@ -53,16 +53,22 @@ STATE_IMAGES = {"adam": 5, "lbfgs": 28}
 # and the copies a run keeps on the host (content, start, kept pixels, style, the content
 # in its own colours, the output's conversions: 8).
 OTHER_IMAGES = 6 + 8
+# L-BFGS's low-pass filter (precondition.py): its spectra and filtered copies added 1 (512
+# px) to 6 (256 px) images to the step's temporaries in XLA's memory analysis; counted
+# for every L-BFGS run, the filter being the default.
+FILTER_IMAGES = 6
 
 
 def image_buffers(optimizer: str = "adam") -> int:
     """Image-sized buffers alive in a run of ``optimizer``: its state twice (the step's
-    input and output are separate buffers: XLA does not reuse the input's) and
-    :data:`OTHER_IMAGES`. 24 for Adam, 70 for L-BFGS: at 4096x3072 px 3.4 against 9.8 GiB,
-    which the first 4096 px L-BFGS run here (21.7 GiB at its peak, 13.1 GiB planned when
-    every optimizer was counted as Adam) showed the estimate must count."""
-    family = "lbfgs" if str(optimizer).startswith("lbfgs") else "adam"
-    return 2 * STATE_IMAGES[family] + OTHER_IMAGES
+    input and output are separate buffers: XLA does not reuse the input's),
+    :data:`OTHER_IMAGES` and, for L-BFGS, :data:`FILTER_IMAGES`. 24 for Adam, 76 for
+    L-BFGS: at 4096x3072 px 3.4 against 10.7 GiB; the first 4096 px L-BFGS run here (21.7
+    GiB at its peak, 13.1 GiB planned when every optimizer was counted as Adam) showed the
+    estimate must count them."""
+    if str(optimizer).startswith("lbfgs"):
+        return 2 * STATE_IMAGES["lbfgs"] + OTHER_IMAGES + FILTER_IMAGES
+    return 2 * STATE_IMAGES["adam"] + OTHER_IMAGES
 
 
 def network_bytes(arch: str, height: int, width: int, taps) -> int:

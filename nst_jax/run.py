@@ -256,7 +256,7 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     """
     budget = budget_bytes(config.max_memory)
     weights = resolve_weights(config, weights)
-    optimizer = make_optimizer(config.optimizer, config.learning_rate)
+    optimizer = make_optimizer(config.optimizer, config.learning_rate, config.precondition)
     init = jax.jit(init_state, static_argnums=(0, 1))
     k = config.steps_per_call or default_steps_per_call()
     state, done, history, current = None, 0, {}, None

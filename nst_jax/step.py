@@ -29,6 +29,7 @@ from .errors import NstError
 from .linesearch import stepwise_armijo, unrolled_armijo
 from .losses import LossTerms
 from .objective import Objective, Problem
+from .precondition import preconditioned
 
 # Learning rates in [0, 1] pixel units where the optimizer has none of its own.
 # Adam: 0.02 moves a pixel at most ~0.02 per step, enough to leave the content start
@@ -57,19 +58,31 @@ def unconstrained(image: jax.Array) -> jax.Array:
     return image
 
 
-def make_optimizer(name: str, learning_rate: float | None = None) -> Optimizer:
+def lbfgs(learning_rate: float | None, linesearch=None,
+          precondition: float = 0.0) -> optax.GradientTransformationExtraArgs:
+    """``optax.lbfgs``'s chain (its direction, the step scale, the line search), the
+    direction preconditioned with the low-pass initial curvature of precondition.py
+    (corner frequency ``precondition``; 0: optax.lbfgs itself)."""
+    scaling = optax.scale(-1.0) if learning_rate is None else optax.scale_by_learning_rate(learning_rate)
+    return optax.chain(preconditioned(optax.scale_by_lbfgs(), precondition), scaling,
+                       optax.identity() if linesearch is None else linesearch)
+
+
+def make_optimizer(name: str, learning_rate: float | None = None, precondition: float = 0.0) -> Optimizer:
     """An optimizer by name: ``"adam"``, ``"lbfgs"``, ``"lbfgs-fixed"``, ``"lbfgs-backtrack"``,
     ``"lbfgs-armijo"`` or any optax factory taking a ``learning_rate`` (which must then be
-    given)."""
+    given). ``precondition``: the L-BFGS optimizers' corner frequency (config.precondition;
+    0: plain L-BFGS); the others ignore it."""
     key = str(name).lower().replace("-", "_")
     if key == "lbfgs":
-        return Optimizer("lbfgs", optax.lbfgs(learning_rate=learning_rate), True, unconstrained)
+        return Optimizer("lbfgs", lbfgs(learning_rate, optax.scale_by_zoom_linesearch(
+            max_linesearch_steps=20, initial_guess_strategy="one"), precondition), True, unconstrained)
     if key == "lbfgs_fixed":
         # L-BFGS directions with a unit step and no line search (torch.optim.LBFGS's
         # default, as the PyTorch tutorial runs it): one evaluation per step, all at the
         # top level of the jitted step (see bench/README.md for why that matters on CPU).
         lr = 1.0 if learning_rate is None else learning_rate
-        return Optimizer("lbfgs-fixed", optax.lbfgs(learning_rate=lr, linesearch=None), False, box)
+        return Optimizer("lbfgs-fixed", lbfgs(lr, None, precondition), False, box)
     if key in ("lbfgs_backtrack", "lbfgs_armijo"):
         # L-BFGS directions with a projected Armijo search that evaluates only at the top
         # level of the step (see linesearch.py): "backtrack" judges each step's own
@@ -78,7 +91,7 @@ def make_optimizer(name: str, learning_rate: float | None = None) -> Optimizer:
         lr = 1.0 if learning_rate is None else learning_rate
         search = (stepwise_armijo(projection=box) if key == "lbfgs_backtrack"
                   else unrolled_armijo(ARMIJO_STEPS, projection=box))
-        return Optimizer(key.replace("_", "-"), optax.lbfgs(learning_rate=lr, linesearch=search), False, box)
+        return Optimizer(key.replace("_", "-"), lbfgs(lr, search, precondition), False, box)
     with warnings.catch_warnings():  # optax warns on access to a name it moved (dpsgd...)
         warnings.simplefilter("ignore", DeprecationWarning)
         factory = getattr(optax, key, None) if key.isidentifier() else None

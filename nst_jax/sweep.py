@@ -152,7 +152,7 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     weights = resolve_weights(config, weights)
     runs = [prepare(content, style, config.replace(style_blend=blends[0]), weights, size=size)
             for size in config.sizes]
-    optimizer = make_optimizer(config.optimizer, config.learning_rate)
+    optimizer = make_optimizer(config.optimizer, config.learning_rate, config.precondition)
     grid = grid_weights(config, style_weights, layer_weight_sets, blends)
     n_cells = len(style_weights) * len(layer_weight_sets) * len(blends)
 

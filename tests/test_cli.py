@@ -64,7 +64,8 @@ def test_options_map_to_the_config(tmp_path, captured):
                "--style-layers", "relu1_1,relu2_1", "--style-norm", "mean", "--pooling", "avg",
                "--init-image", init, "--init-noise", 0.3, "--seed", 9, "--style-scale", 0.5,
                "--weights", "embedded", "--log-every", 2, "--steps-per-call", 3, "--blend", "3,7",
-               "--scales", "32,64", "--detail", 0.5, "--average", 0.9, "--content-norm", "sum", "--dtype", "bfloat16")
+               "--scales", "32,64", "--detail", 0.5, "--precondition", 0.2, "--average", 0.9,
+               "--content-norm", "sum", "--dtype", "bfloat16")
     assert r.exit_code == 0, r.output
     assert captured["config"] == StyleConfig(
         size=128, steps=7, optimizer="lbfgs", learning_rate=None, style_weight=1e5, content_weight=100.0,
@@ -72,7 +73,7 @@ def test_options_map_to_the_config(tmp_path, captured):
         style_layers=("relu1_1", "relu2_1"), style_layer_weights=(0.5, 0.5), style_norm="mean",
         pooling="avg", init="image", init_image=str(init), init_noise=0.3, seed=9, style_scale=0.5,
         weights="embedded", log_every=2, steps_per_call=3, style_blend=(3.0, 7.0), scales=(32, 64, 128),
-        detail=0.5, average=0.9, content_norm="sum", dtype="bfloat16")
+        detail=0.5, precondition=0.2, average=0.9, content_norm="sum", dtype="bfloat16")
     assert len(captured["style"]) == 2 and out.exists() and "wrote" in r.output
 
 

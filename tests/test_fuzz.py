@@ -126,12 +126,12 @@ def in_domain(config: StyleConfig) -> None:
     """The promises of an accepted config: numbers finite and in range, so that a run
     either changes the image or says why (README, "Errors")."""
     floats = [config.style_scale, config.content_weight, config.style_weight, config.tv_weight,
-              config.init_noise, config.average, config.detail, *config.content_layer_weights,
+              config.init_noise, config.average, config.detail, config.precondition, *config.content_layer_weights,
               *config.style_layer_weights, *config.style_blend]
     assert all(math.isfinite(v) for v in floats), config
     assert config.learning_rate is None or 0 <= config.learning_rate < math.inf, config
     assert min(config.content_weight, config.style_weight, config.tv_weight) >= 0, config
-    assert 0 <= config.detail <= 1, config
+    assert 0 <= config.detail <= 1 and 0 <= config.precondition <= 1, config
     assert min(config.content_layer_weights + config.style_layer_weights + config.style_blend,
                default=0) >= 0, config
     assert config.seed >= 0 and config.size >= 1 and config.steps >= 0 and config.style_scale > 0, config
@@ -144,7 +144,7 @@ def consume(config: StyleConfig, n_styles: int = 1) -> None:
     nothing may fail but with an NstError, and nothing may warn."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        make_optimizer(config.optimizer, config.learning_rate)
+        make_optimizer(config.optimizer, config.learning_rate, config.precondition)
         loss_weights(config, normalised_blend(config.style_blend, n_styles))
         if config.init not in ("image",):
             start_image(config, np.zeros((4, 4, 3), np.float32), np.ones((4, 4, 3), np.float32))
@@ -159,7 +159,7 @@ CONFIG_NUMBERS = st.one_of(st.integers(-2**70, 2**70), st.integers(-2, 66),
                            st.sampled_from([0, 1, -1, 0.0, -0.0, 1e40, 3.5e38, 1e-320, math.nan, math.inf]))
 NUMERIC_FIELDS = ["size", "steps", "seed", "log_every", "steps_per_call", "mask_erode", "learning_rate",
                   "content_weight", "style_weight", "tv_weight", "average", "init_noise", "style_scale",
-                  "max_memory", "tile", "detail"]
+                  "max_memory", "tile", "detail", "precondition"]
 
 
 # Optimizer names: ours, optax factories taking a learning rate (dpsgd needs more), others.

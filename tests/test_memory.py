@@ -23,7 +23,7 @@ def test_estimate_by_hand():
     network = int(BACKWARD_FACTOR["cpu"] * 2 * 4 * 2 * 64 * 4)  # the tests run on CPU
     per_image = network + 24 * 4 * 2 * 3 * 4  # Adam: its 5 state images twice, 14 more
     assert estimate_bytes("vgg16", 4, 2, ("relu1_1",), batch=3) == 3 * per_image + FIXED_BYTES
-    lbfgs = network + 70 * 4 * 2 * 3 * 4  # L-BFGS: 28 state images twice, 14 more
+    lbfgs = network + 76 * 4 * 2 * 3 * 4  # L-BFGS: 28 state images twice, 14 more, 6 for the filter
     assert estimate_bytes("vgg16", 4, 2, ("relu1_1",), optimizer="lbfgs-backtrack") == lbfgs + FIXED_BYTES
 
 

@@ -156,26 +156,28 @@ def test_a_checkpoint_for_another_run_is_refused_and_kept(tmp_path, vgg16_weight
         stylize(CONTENT, STYLE, config, weights=vgg16_weights, resume=tmp_path / "none.ckpt")
 
 
-def test_a_checkpoint_from_before_a_field_existed_reads_as_its_old_behaviour(tmp_path, vgg16_weights):
-    """Saved without ``detail`` (checkpoints made before the field): resumes as detail 0,
-    which is what such a run did, and is refused with another detail, naming it."""
+@pytest.mark.parametrize("field, other", [("detail", 1.0), ("precondition", 0.1)])
+def test_a_checkpoint_from_before_a_field_existed_reads_as_its_old_behaviour(field, other, tmp_path,
+                                                                               vgg16_weights):
+    """Saved without ``field`` (checkpoints made before it existed): resumes as 0, which is
+    what such a run did, and is refused with another value, naming the field."""
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
-    config = StyleConfig.tiny(scales=(16, 32), steps=2, detail=0.0)
+    config = StyleConfig.tiny(scales=(16, 32), steps=2, optimizer="lbfgs-backtrack", **{field: 0.0})
     ckpt = tmp_path / "old.ckpt"
     stylize(CONTENT, STYLE, config, weights=vgg16_weights, checkpoint=ckpt, checkpoint_every=1,
             callback=lambda p: p.step == 3)
     with safe_open(str(ckpt), framework="numpy") as f:
         meta = dict(f.metadata())
     saved = json.loads(meta["config"])
-    del saved["detail"]
+    del saved[field]
     save_file(load_file(str(ckpt)), str(ckpt), metadata={**meta, "config": json.dumps(saved)})
     whole = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
     rest = stylize(CONTENT, STYLE, config, weights=vgg16_weights, resume=ckpt)
     np.testing.assert_array_equal(rest.output, whole.output)
-    with pytest.raises(NstError, match="different detail"):
-        stylize(CONTENT, STYLE, config.replace(detail=1.0), weights=vgg16_weights, resume=ckpt)
+    with pytest.raises(NstError, match=f"different {field}"):
+        stylize(CONTENT, STYLE, config.replace(**{field: other}), weights=vgg16_weights, resume=ckpt)
 
 
 def test_upscaling_a_small_content_image_is_noted(vgg16_weights):

@@ -1,0 +1,71 @@
+r"""A low-pass initial curvature for L-BFGS: coarse structure moves as fast as fine texture.
+
+L-BFGS builds each direction from an initial inverse Hessian :math:`H_0 = \gamma I` and
+the few curvature pairs it remembers: with :math:`\gamma I` every spatial frequency of the
+image starts out stepped alike. The style loss's gradient is dominated by pixel-scale
+frequencies (the shallow layers' Grams), so the image's coarse structure, which a
+painterly result has to change, moves slowly and ten remembered pairs do not correct it.
+Here :math:`H_0 = \gamma S^2`, with :math:`S` the radial low-pass filter
+
+.. math::
+
+  \hat{S}(f) = \frac{1}{1 + |f| / f_0},
+
+:math:`|f|` in cycles per pixel (0 to 0.71) and :math:`f_0` the corner frequency
+(``corner``): a direction's frequencies above :math:`f_0` are damped in proportion to
+:math:`1/|f|`. This is L-BFGS run on :math:`z = S^{-1} x` (gradient :math:`S g`, since
+:math:`S` is symmetric), mapped back with :math:`d_x = S d_z`: the memory stores the pairs
+:math:`(S^{-1} s, S y)`, so the curvature condition and the line search's sufficient
+decrease (:math:`g^\top d` is the same in both coordinates) are unchanged, and the line
+search and the box projection stay in pixel space.
+
+:math:`S` is applied with real FFTs over the image's two spatial axes (a circulant filter:
+symmetric and positive definite, exactly invertible). Measured at 512 px (VGG16, the
+benchmark's objective, bench/results/cpu-precondition-512.md): L-BFGS with the Armijo
+search reached the PyTorch tutorial's loss in 106 evaluations with :math:`f_0 = 0.1`
+against 177 without, at the same cost per evaluation.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+
+def gains(height: int, width: int, corner: float) -> np.ndarray:
+    """:math:`\\hat{S}` on the real FFT's grid of an (height, width) image, shaped
+    (height, width // 2 + 1, 1) to scale every channel alike."""
+    radius = np.hypot(np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :])
+    return (1.0 / (1.0 + radius / corner))[..., None].astype(np.float32)
+
+
+def lowpass(image: jax.Array, corner: float, inverse: bool = False) -> jax.Array:
+    """:math:`S x` (or :math:`S^{-1} x`) for an (..., H, W, C) array."""
+    height, width = image.shape[-3:-1]
+    g = gains(height, width, corner)
+    spectrum = jnp.fft.rfft2(image, axes=(-3, -2))
+    spectrum = spectrum / g if inverse else spectrum * g
+    return jnp.fft.irfft2(spectrum, s=(height, width), axes=(-3, -2)).astype(image.dtype)
+
+
+def preconditioned(inner: optax.GradientTransformation, corner: float) -> optax.GradientTransformationExtraArgs:
+    """``inner`` (``optax.scale_by_lbfgs``) run on :math:`z = S^{-1} x`: it sees the
+    gradient :math:`S g` at :math:`S^{-1} x`, and its direction :math:`d_z` comes back as
+    :math:`S d_z`. ``corner`` <= 0: ``inner`` unchanged."""
+    if corner <= 0:
+        return optax.with_extra_args_support(inner)
+    apply = lambda tree, inverse=False: jax.tree.map(lambda x: lowpass(x, corner, inverse), tree)  # noqa: E731
+
+    def init_fn(params):
+        return inner.init(apply(params, inverse=True))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        del extra_args
+        if params is None:
+            raise ValueError("preconditioned L-BFGS needs params, the current point")
+        direction, state = inner.update(apply(updates), state, apply(params, inverse=True))
+        return apply(direction), state
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
