@@ -60,6 +60,9 @@ class Range:
 
 
 WEIGHT = Range(0.0, MAX_WEIGHT)
+# The smallest corner frequency of config.precondition but 0: its filter's inverse scales
+# the finest frequencies up by ~700, well within float32's 7 digits.
+MIN_CORNER = 1e-3
 TILE = Range(0, MAX_SIDE, integer=True)  # or "auto"
 # Every number field's range (layer weights and blend weights: each one a WEIGHT).
 RANGES = {
@@ -363,6 +366,9 @@ class StyleConfig:
         for name in ("content_layer_weights", "style_layer_weights", "style_blend"):
             for value in getattr(self, name):
                 check_number(name, value, WEIGHT)
+        if 0 < self.precondition < MIN_CORNER:  # S^-1 amplifies by up to 1 + 0.71 / corner
+            raise ConfigError("precondition", f"must be 0 (plain L-BFGS) or from {MIN_CORNER:g} to 1, "
+                                              f"not {self.precondition!r}")
         if self.tile != "auto" and self.tile not in TILE:
             raise ConfigError("tile", f"must be 'auto' or {TILE} (0: never tile), not {self.tile!r}")
         if isinstance(self.scales, str):

@@ -34,17 +34,19 @@ import numpy as np
 import optax
 
 
-def gains(height: int, width: int, corner: float) -> np.ndarray:
+def gains(height: int, width: int, corner: float, xp=np):
     """:math:`\\hat{S}` on the real FFT's grid of an (height, width) image, shaped
-    (height, width // 2 + 1, 1) to scale every channel alike."""
-    radius = np.hypot(np.fft.fftfreq(height)[:, None], np.fft.rfftfreq(width)[None, :])
-    return (1.0 / (1.0 + radius / corner))[..., None].astype(np.float32)
+    (height, width // 2 + 1, 1) to scale every channel alike; ``xp``: numpy, or jax.numpy
+    to compute them inside a compiled program (a large image's gains would otherwise be
+    constants in its code)."""
+    radius = xp.hypot(xp.fft.fftfreq(height)[:, None], xp.fft.rfftfreq(width)[None, :])
+    return (1.0 / (1.0 + radius / corner))[..., None].astype(xp.float32)
 
 
 def lowpass(image: jax.Array, corner: float, inverse: bool = False) -> jax.Array:
     """:math:`S x` (or :math:`S^{-1} x`) for an (..., H, W, C) array."""
     height, width = image.shape[-3:-1]
-    g = gains(height, width, corner)
+    g = gains(height, width, corner, jnp)
     spectrum = jnp.fft.rfft2(image, axes=(-3, -2))
     spectrum = spectrum / g if inverse else spectrum * g
     return jnp.fft.irfft2(spectrum, s=(height, width), axes=(-3, -2)).astype(image.dtype)
