@@ -5,8 +5,11 @@ Evaluations and seconds of lbfgs-backtrack to the tutorial L-BFGS's lowest loss 
 frequencies of config.precondition (precondition.py; 0: plain L-BFGS). Prints one
 markdown row per pair, one run after the other:
 
-    python bench/lbfgs_memory.py --memory 10,40,100 --corners 0       # cpu-lbfgs-memory-512.md
+    python bench/lbfgs_memory.py --memory 10,40,100 --corners 0       # cpu-lbfgs-memory-512.md's rows
     python bench/lbfgs_memory.py --memory 10 --corners 0,0.05,0.1,0.2  # cpu-precondition-512.md
+
+(cpu-lbfgs-memory-512.md came from an earlier version of this script: the same runs,
+printed without the f0 column.)
 """
 import argparse
 import functools

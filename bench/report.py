@@ -114,8 +114,8 @@ def write_report(r: dict, out: Path, name: str) -> None:
             evals = f"{v['coarse_evals']} + {v['evals']}" if "coarse_evals" in v else v["evals"]
             lines.append(f"| {k} | {secs} | {v['steps'] or '-'} | {evals} | {v['best_loss']:.4g} |")
         if any(" f0=" in k for k in t):
-            lines.append("\nf0: config.precondition, the corner frequency (cycles per pixel) above which "
-                         "L-BFGS's directions are low-passed (precondition.py); f0=0: plain L-BFGS.")
+            lines.append("\nf0: config.precondition, the corner frequency (cycles per pixel) of the low-pass "
+                         "initial curvature of L-BFGS (precondition.py); rows without f0: plain L-BFGS.")
         if t.get("ladder_steps"):
             detail = next((v.get("detail", 0.0) for k, v in t.items() if k.endswith("-c2f")), 0.0)
             lines.append(f"\n*-c2f: coarse-to-fine, {t['ladder_steps']} steps at each smaller size of the sqrt(2) "

@@ -415,7 +415,7 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
     """Target: the lowest loss the tutorial-style torch L-BFGS reaches in `budget_evals` evaluations.
 
     ``corners``: each L-BFGS optimizer runs with each of these config.precondition values
-    (rows "jax-NAME f0=CORNER" when there are several).
+    (rows "jax-NAME f0=CORNER"; "jax-NAME" for 0, plain L-BFGS).
 
     ``ladder_steps`` > 0: also each optimizer coarse-to-fine, ``ladder_steps`` steps at each
     size of the sqrt(2) ladder below `size` (schedule.scale_ladder), each scale starting
@@ -450,8 +450,10 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
     runs = [(o, f) for o in optimizers for f in (corners if o.startswith("lbfgs") else corners[:1])]
     for opt_name, corner in runs:
         lr, max_evals = (0.02, 4 * budget_evals) if opt_name == "adam" else (None, 2 * budget_evals)
-        name = opt_name + (f" f0={corner:g}" if len(corners) > 1 and opt_name.startswith("lbfgs") else "")
-        cfg = cfg.replace(precondition=corner)
+        # L-BFGS rows name a corner but 0 (rows of earlier runs without one were plain L-BFGS)
+        name = opt_name + (f" f0={corner:g}" if corner and opt_name.startswith("lbfgs") else "")
+        corner = corner if opt_name.startswith("lbfgs") else None  # the others ignore it
+        cfg = cfg.replace(precondition=corner or 0.0)
         impl = JaxImpl(w, cfg.replace(optimizer=opt_name, learning_rate=lr, steps=max_evals), c, s)
         sync(impl())  # compile
         impl.reset()

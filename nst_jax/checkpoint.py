@@ -70,7 +70,8 @@ def load_checkpoint(path: str | Path, template: StepState, config: StyleConfig, 
     ours = {k: v for k, v in _json_config(config).items() if k in config.objective_fields()}
     changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
     if changed:
-        raise NstError(f"{path} was made with a different {', '.join(changed)}; "
+        was = ", ".join(f"{k} ({saved.get(k)!r} there, {ours[k]!r} here)" for k in changed)
+        raise NstError(f"{path} was made with a different {was}; "
                        f"a run resumes only with the same objective and optimizer")
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     restored = []

@@ -396,9 +396,10 @@ class StyleConfig:
         """The fields that define the objective and the optimizer's trajectory; a run can
         resume from a checkpoint only when all of these are equal (logging, steps per call
         and the memory plan may change; the steps and the detail too, for a single-scale
-        run)."""
+        run; the precondition for optimizers other than L-BFGS, which ignore it)."""
         rounding_only = {"log_every", "steps_per_call", "max_memory", "tile", "conv", "gram_precision"}
-        free = rounding_only | (set() if len(self.sizes) > 1 else {"steps", "detail"})
+        free = (rounding_only | (set() if len(self.sizes) > 1 else {"steps", "detail"})
+                | (set() if self.optimizer.startswith("lbfgs") else {"precondition"}))
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in free}
 
     @classmethod

@@ -23,6 +23,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings, strategies as st
@@ -38,6 +39,7 @@ from nst_jax.errors import ConfigError, NstError, WeightsError
 from nst_jax.image import load_image, save_image
 from nst_jax.inputs import normalised_blend, start_image
 from nst_jax.objective import loss_weights
+from nst_jax.precondition import lowpass
 from nst_jax.step import make_optimizer
 from nst_jax.weights import VGGWeights, read_checkpoint, save
 
@@ -131,7 +133,8 @@ def in_domain(config: StyleConfig) -> None:
     assert all(math.isfinite(v) for v in floats), config
     assert config.learning_rate is None or 0 <= config.learning_rate < math.inf, config
     assert min(config.content_weight, config.style_weight, config.tv_weight) >= 0, config
-    assert 0 <= config.detail <= 1 and 0 <= config.precondition <= 1, config
+    assert 0 <= config.detail <= 1, config
+    assert config.precondition == 0 or 1e-3 <= config.precondition <= 1, config
     assert min(config.content_layer_weights + config.style_layer_weights + config.style_blend,
                default=0) >= 0, config
     assert config.seed >= 0 and config.size >= 1 and config.steps >= 0 and config.style_scale > 0, config
@@ -145,6 +148,8 @@ def consume(config: StyleConfig, n_styles: int = 1) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         make_optimizer(config.optimizer, config.learning_rate, config.precondition)
+        if config.precondition:  # the filter and its inverse stay finite
+            assert np.isfinite(lowpass(jnp.ones((4, 4, 3)), config.precondition, inverse=True)).all()
         loss_weights(config, normalised_blend(config.style_blend, n_styles))
         if config.init not in ("image",):
             start_image(config, np.zeros((4, 4, 3), np.float32), np.ones((4, 4, 3), np.float32))

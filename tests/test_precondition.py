@@ -90,21 +90,30 @@ def test_the_low_pass_helps_where_fine_frequencies_are_stiff():
     assert final[0.05] < final[0.0] / 10, final
 
 
+def layout(tree):
+    """What a checkpoint checks of a state: key paths, shapes and dtypes."""
+    return [(jax.tree_util.keystr(k), np.shape(v), jnp.asarray(v).dtype)
+            for k, v in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
 @pytest.mark.parametrize("name", ["lbfgs", "lbfgs-fixed", "lbfgs-backtrack", "lbfgs-armijo"])
 def test_every_lbfgs_takes_the_corner_and_keeps_its_state_layout(name):
-    """The preconditioned chain holds the same state as the plain one (checkpoints of
-    either kind load into the other's template) and changes the first direction."""
+    """The filtered chain's state has the plain one's key paths, shapes and dtypes (so a
+    run's checkpoint template is the same either way), and the corner changes the first
+    direction."""
     x = jnp.asarray(np.random.default_rng(4).random((8, 8, 3)), jnp.float32)
     plain, low = make_optimizer(name, precondition=0.0), make_optimizer(name, precondition=0.1)
-    assert (jax.tree.structure(plain.tx.init(x)) == jax.tree.structure(low.tx.init(x)))
+    assert layout(plain.tx.init(x)) == layout(low.tx.init(x))
     value, grad = jax.value_and_grad(quadratic)(x)
     steps = [o.tx.update(grad, o.tx.init(x), x, value=value, grad=grad, value_fn=quadratic)[0]
              for o in (plain, low)]
     assert not np.allclose(steps[0], steps[1])
 
 
-def test_first_order_optimizers_ignore_the_corner():
-    x = jnp.ones((4, 4, 3))
-    g = jnp.arange(48.0).reshape(4, 4, 3)
-    a, b = (make_optimizer("adam", precondition=p).tx for p in (0.0, 0.1))
-    np.testing.assert_array_equal(a.update(g, a.init(x), x)[0], b.update(g, b.init(x), x)[0])
+def test_lbfgs_without_a_corner_is_optax_lbfgs_with_its_zoom_search():
+    """make_optimizer("lbfgs", precondition=0) rebuilds optax.lbfgs() (its memory, scaling
+    and zoom line search defaults): the same state layout and the same iterates."""
+    x0 = jnp.asarray(np.random.default_rng(5).random((8, 6, 3)), jnp.float32)
+    ours = make_optimizer("lbfgs", precondition=0.0).tx
+    assert layout(ours.init(x0)) == layout(optax.lbfgs().init(x0))
+    np.testing.assert_array_equal(run(ours, quadratic, x0, 4)[0], run(optax.lbfgs(), quadratic, x0, 4)[0])
