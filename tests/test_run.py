@@ -180,6 +180,13 @@ def test_a_checkpoint_from_before_a_field_existed_reads_as_its_old_behaviour(fie
         stylize(CONTENT, STYLE, config.replace(**{field: other}), weights=vgg16_weights, resume=ckpt)
 
 
+def test_the_precondition_binds_a_resume_only_for_lbfgs():
+    """Only L-BFGS reads config.precondition: an Adam checkpoint resumes under any corner,
+    an L-BFGS one only under its own."""
+    assert "precondition" not in StyleConfig.tiny(optimizer="adam").objective_fields()
+    assert "precondition" in StyleConfig.tiny(optimizer="lbfgs-backtrack").objective_fields()
+
+
 def test_upscaling_a_small_content_image_is_noted(vgg16_weights):
     result = stylize(CONTENT[:10, :10], STYLE, StyleConfig.tiny(steps=0), weights=vgg16_weights)
     assert any("content image is 10x10 px, upscaled to 32x32" in n for n in result.notes)
