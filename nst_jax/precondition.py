@@ -27,7 +27,9 @@ work; the pictures in bench/results/quality-cpu.png show no seam). The three fil
 per step are ~0.16 GFLOP at 512 px against the network forward's 113 GFLOP. Measured at
 512 px (VGG16, the benchmark's objective, bench/results/cpu-precondition-512.md): L-BFGS
 with the Armijo search reached the PyTorch tutorial's loss in 107 evaluations with
-:math:`f_0 = 0.1` against 177 without.
+:math:`f_0 = 0.1` against 177 without. The gain grows with the image, which holds more
+fine frequencies: ~25% fewer evaluations to the same loss at 256 px, little at 128 px,
+and at 32 px (the unit tests' random weights) six steps got less far than without.
 """
 
 from __future__ import annotations

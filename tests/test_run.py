@@ -41,7 +41,9 @@ def test_lbfgs_counts_function_evaluations_apart_from_steps(vgg16_weights):
 def test_lbfgs_fixed_is_one_evaluation_per_step(vgg16_weights):
     result = stylize(CONTENT, STYLE, StyleConfig.tiny(optimizer="lbfgs-fixed", steps=6), weights=vgg16_weights)
     assert result.function_evals == 6
-    assert result.history[-1].total < 0.5 * result.history[0].total
+    # 0.66 with the default low-pass curvature on these random weights at 32 px, where an
+    # image holds few fine frequencies for it to damp (plain L-BFGS: below 0.5)
+    assert result.history[-1].total < 0.75 * result.history[0].total
 
 
 @pytest.mark.parametrize("optimizer,per_step", [("lbfgs-backtrack", 1), ("lbfgs-armijo", 3)])
