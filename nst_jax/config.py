@@ -195,7 +195,8 @@ class StyleConfig:
     # beta = 1000 goes with detail = 1 (below), which keeps the photo's edges across the
     # scales and so asks for more style: with it the Scream (the pair with no style to
     # spare) at 512 px scored content / style 0.637 / 0.533 at beta 100, 0.668 / 0.480 at
-    # 300, 0.691 / 0.434 at 1000 (one sweep; jcjohnson's: 0.717 / 0.448). Without detail,
+    # 300, 0.691 / 0.434 at 1000 (one sweep, plain L-BFGS; jcjohnson's: 0.717 / 0.448); with
+    # the low-pass curvature 1000 gave 0.719 / 0.410 (quality-cpu.md). Without detail,
     # 100 was best (bench/results/quality-study-cpu.md, first and fourth rounds).
     content_weight: float = 1.0
     style_weight: float = 1000.0
@@ -299,7 +300,8 @@ class StyleConfig:
     # Optimizer steps at each scale (an L-BFGS step may evaluate the loss several times).
     # 100 at each of the default 5 scales up to 512 px costs about 1.9x100 full-size steps'
     # work, less than the 300 full-size Adam steps this project used to default to; in wall
-    # time, with five compiles, 0.94-0.95x of those on the 2-core CPU (quality-cpu.md).
+    # time, with five compiles, 0.78-0.87x of those on the 2-core CPU (quality-cpu.md;
+    # 0.94-0.95x before L-BFGS's low-pass curvature).
     steps: int = 100
     # Coarse-to-fine: the longest sides to optimise at, smallest first, ending at `size`;
     # "auto" = from 128 px up in sqrt(2) steps (schedule.scale_ladder), () = `size` only.
@@ -314,10 +316,11 @@ class StyleConfig:
     # image's (init): the photo's edges for "recoloured" and "content", but fresh noise
     # again at every scale for "noise" (use 0 there). Departure (the paper has one scale):
     # 1, since upsampling alone blurs the photo's edges and the fine scale then rebuilds
-    # them as the style's texture. With it and beta 1000 the default run at 512 px moved
-    # the shipwreck's content distance from 0.641 to 0.543 and the Scream's from 0.738 to
-    # 0.685, style 0.391 -> 0.424 and 0.441 -> 0.446 (all three pairs now pass; see
-    # style_weight and README "Quality"). Free to change on resume in a one-scale run.
+    # them as the style's texture. With it and beta 1000 the default run at 512 px (then
+    # with plain L-BFGS) moved the shipwreck's content distance from 0.641 to 0.543 and
+    # the Scream's from 0.738 to 0.685, style 0.391 -> 0.424 and 0.441 -> 0.446 (all three
+    # pairs then passed; see style_weight and README "Quality"). Free to change on resume
+    # in a one-scale run.
     detail: float = 1.0
     # Iterate averaging: decay of an exponential moving average of the iterates (0 = off);
     # the bias-corrected average is the output and the next scale's start.
