@@ -450,9 +450,9 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
     runs = [(o, f) for o in optimizers for f in (corners if o.startswith("lbfgs") else corners[:1])]
     for opt_name, corner in runs:
         lr, max_evals = (0.02, 4 * budget_evals) if opt_name == "adam" else (None, 2 * budget_evals)
-        # L-BFGS rows name a corner but 0 (rows of earlier runs without one were plain L-BFGS)
-        name = opt_name + (f" f0={corner:g}" if corner and opt_name.startswith("lbfgs") else "")
         corner = corner if opt_name.startswith("lbfgs") else None  # the others ignore it
+        # L-BFGS rows name a corner but 0 (rows of earlier runs without one were plain L-BFGS)
+        name = opt_name + (f" f0={corner:g}" if corner else "")
         cfg = cfg.replace(precondition=corner or 0.0)
         impl = JaxImpl(w, cfg.replace(optimizer=opt_name, learning_rate=lr, steps=max_evals), c, s)
         sync(impl())  # compile

@@ -263,7 +263,7 @@ class StyleConfig:
     # corner frequency in cycles per pixel (0 to 0.71 on an image), so the picture's coarse
     # structure moves as fast as its texture; 0 = plain L-BFGS. First-order optimizers
     # ignore it. 0.1: fewest evaluations to the PyTorch tutorial's loss at 512 px among the
-    # corners measured (bench/results/cpu-precondition-512.md: 106 against 177 unfiltered).
+    # corners measured (bench/results/cpu-precondition-512.md: 107 against 177 unfiltered).
     precondition: float = 0.1
     # Dtype of the network's convolutions and activations; Gram matrices, losses and the
     # image are float32 either way. "bfloat16" is for accelerators with bf16 units.

@@ -66,9 +66,8 @@ def image_buffers(optimizer: str = "adam") -> int:
     L-BFGS: at 4096x3072 px 3.4 against 10.7 GiB; the first 4096 px L-BFGS run here (21.7
     GiB at its peak, 13.1 GiB planned when every optimizer was counted as Adam) showed the
     estimate must count them."""
-    if str(optimizer).startswith("lbfgs"):
-        return 2 * STATE_IMAGES["lbfgs"] + OTHER_IMAGES + FILTER_IMAGES
-    return 2 * STATE_IMAGES["adam"] + OTHER_IMAGES
+    family = "lbfgs" if str(optimizer).startswith("lbfgs") else "adam"
+    return 2 * STATE_IMAGES[family] + OTHER_IMAGES + (FILTER_IMAGES if family == "lbfgs" else 0)
 
 
 def network_bytes(arch: str, height: int, width: int, taps) -> int:
