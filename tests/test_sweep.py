@@ -25,11 +25,12 @@ BETAS = [1e2, 1e4]
 SETS = [(1.0, 0.0), (0.5, 0.5)]
 
 
-# Losses agree to 1e-5 for every optimizer. Images: Adam's agree to 1e-5; the zoom line
-# search's accept/reject decisions turn float rounding of batched vs single convolutions
-# (1e-7) into iterates that differ by up to 6e-4 in a few pixels after 4 steps.
+# Losses agree to 1e-5 for every optimizer. Images: Adam's agree to 1e-5; L-BFGS's two-loop
+# recursion and its line searches' accept/reject decisions turn float rounding of batched vs
+# single convolutions (1e-7) into iterates that differ in a few pixels after 4 steps: up to
+# 6e-4 with the zoom search, 1.5e-4 with backtracking on an AVX-512 CPU (below 1e-5 on AVX2).
 @pytest.mark.parametrize("optimizer,k,tol", [("adam", 1, 1e-5), ("lbfgs", 1, 1e-3), ("adam", 2, 1e-5),
-                                             ("lbfgs-backtrack", 1, 1e-5), ("lbfgs-armijo", 2, 1e-5)])
+                                             ("lbfgs-backtrack", 1, 1e-3), ("lbfgs-armijo", 2, 1e-3)])
 def test_each_cell_equals_its_own_stylize(optimizer, k, tol, vgg16_weights):
     config = StyleConfig.tiny(optimizer=optimizer, steps=4, init="noisy-content", steps_per_call=k)
     result = sweep(CONTENT, STYLE, config, BETAS, SETS, weights=vgg16_weights)
