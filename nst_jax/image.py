@@ -1,8 +1,10 @@
-"""Image files <-> float32 RGB arrays of shape (H, W, 3) in [0, 1].
+"""Image files <-> float32 sRGB arrays of shape (H, W, 3) in [0, 1].
 
 Reading accepts whatever Pillow opens and converts it: grayscale, palette, RGBA (composited
-on white), CMYK, 16-bit; EXIF orientation is applied. Writing is atomic: the file appears
-complete under its name or not at all.
+on white), CMYK, 16-bit (colour PNG and TIFF through pypng and tifffile, which keep the bits
+Pillow reads at 8); EXIF orientation is applied, and colours described by an embedded ICC
+profile are converted to sRGB (icc.py). Writing is atomic: the file appears complete under
+its name or not at all.
 """
 
 from __future__ import annotations
@@ -12,19 +14,28 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+import png
+import tifffile
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from .atomic import atomic_path, created
 from .errors import ImageError
+from .icc import to_srgb
+
+
+def read_image(source) -> tuple[np.ndarray, str | None]:
+    """``source`` (path or array) as float32 sRGB in [0, 1], (H, W, 3); and a one-line note
+    for the user when its colour profile asked for a conversion or could not be used
+    (``"photo.jpg: converted from Display P3 to sRGB"``), else None."""
+    if isinstance(source, np.ndarray):
+        return _check_array(source), None
+    return _read_file(Path(source))
 
 
 def load_image(source, size: int | None = None) -> np.ndarray:
-    """Read ``source`` (path or array) as float32 RGB in [0, 1], resized so its longest
-    side is ``size`` (None keeps it as it is)."""
-    if isinstance(source, np.ndarray):
-        image = _check_array(source)
-    else:
-        image = _read_file(Path(source))
+    """Read ``source`` (path or array) as float32 sRGB in [0, 1] (see :func:`read_image`),
+    resized so its longest side is ``size`` (None keeps it as it is)."""
+    image = read_image(source)[0]
     return resize_longest(image, size) if size else image
 
 
@@ -54,6 +65,11 @@ def resize(image: np.ndarray, height: int, width: int, method: str = "lanczos") 
 def to_uint8(image) -> np.ndarray:
     """[0, 1] floats to uint8 RGB (rounded, clipped)."""
     return (np.clip(np.asarray(image, np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def to_uint16(image) -> np.ndarray:
+    """[0, 1] floats to uint16 RGB (rounded, clipped)."""
+    return (np.clip(np.asarray(image, np.float64), 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
 
 
 # Formats that keep an RGB picture as it is (no palette, no vector wrapper).
@@ -107,7 +123,7 @@ def save_image(image, path: str | Path) -> Path:
     return path
 
 
-def _read_file(path: Path) -> np.ndarray:
+def _read_file(path: Path) -> tuple[np.ndarray, str | None]:
     if not path.exists():
         raise ImageError(f"no such file: {path}")
     if path.is_dir():
@@ -120,27 +136,77 @@ def _read_file(path: Path) -> np.ndarray:
             # image is resized anyway, and the memory check sees the run's sizes.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return _to_rgb_float(img)
+                pixels, mode = _sixteen_bit(img, path) or _pixels(img)
+                orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+                icc = img.info.get("icc_profile")
     except UnidentifiedImageError:
         raise ImageError(f"{path} is not an image Pillow can read") from None
     except Image.DecompressionBombError as e:
         raise ImageError(f"{path} is too large to open safely ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise ImageError(f"{path} is damaged or truncated ({e})") from None
+    image, note = to_srgb(pixels, mode, icc, path.name)
+    return np.ascontiguousarray(upright(image, orientation), np.float32), note
 
 
-def _to_rgb_float(img: Image.Image) -> np.ndarray:
+def _pixels(img: Image.Image) -> tuple[np.ndarray, str]:
+    """The pixels as float (H, W, C) in [0, 1], any transparency composited on white, and
+    their mode: "L" (C = 1), "RGB" or "CMYK"."""
+    img.load()
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale
-        gray = np.asarray(img, np.float32) / (65535.0 if img.mode != "I" or
+        grey = np.asarray(img, np.float32) / (65535.0 if img.mode != "I" or
                                                np.asarray(img).max() > 255 else 255.0)
-        return np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=-1)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(white, rgba)
-    return np.asarray(img.convert("RGB"), np.float32) / 255.0
+        return np.clip(grey, 0, 1)[..., None], "L"
+    if img.mode == "CMYK":
+        return np.asarray(img, np.float32) / 255.0, "CMYK"
+    mode = "L" if img.mode in ("1", "L", "LA", "La", "F") else "RGB"
+    alpha = img.has_transparency_data
+    values = np.asarray(img.convert(mode + "A" if alpha else mode), np.float32) / 255.0
+    return on_white(values if values.ndim == 3 else values[..., None], alpha), mode
+
+
+def _sixteen_bit(img: Image.Image, path: Path) -> tuple[np.ndarray, str] | None:
+    """A 16-bit colour PNG or TIFF with all its bits (Pillow reads those at 8), as
+    :func:`_pixels` returns pixels; None for other files, and for one that pypng or
+    tifffile cannot decode (a TIFF compression tifffile lacks a codec for): Pillow reads it."""
+    try:
+        if img.format == "PNG" and img.tile and img.tile[0][3] in ("RGB;16B", "RGBA;16B", "LA;16B"):  # raw mode
+            with open(path, "rb") as f:
+                width, height, rows, info = png.Reader(file=f).asDirect()
+                values = np.vstack([np.asarray(row, np.float32) for row in rows]) / (2 ** info["bitdepth"] - 1)
+            pixels = on_white(values.reshape(height, width, info["planes"]), info["alpha"])
+            return pixels, "L" if info["greyscale"] else "RGB"
+        if img.format == "TIFF" and img.mode in ("RGB", "RGBA") and set(img.tag_v2.get(258, ())) == {16}:
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages[0]
+                values = page.asarray()
+                if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+                    values = np.moveaxis(values, 0, -1)
+            channels = 4 if img.mode == "RGBA" else 3
+            return on_white(values[..., :channels].astype(np.float32) / 65535.0, channels == 4), "RGB"
+    except Exception:  # whatever these two cannot decode, Pillow reads (at 8 bits) or reports
+        return None
+    return None
+
+
+def on_white(values: np.ndarray, alpha: bool) -> np.ndarray:
+    """(H, W, C) with, when ``alpha``, the last channel an opacity: composited on white."""
+    if not alpha:
+        return values
+    colour, opacity = values[..., :-1], values[..., -1:]
+    return colour * opacity + (1.0 - opacity)
+
+
+# EXIF orientation -> the turn that makes the stored pixels upright (as Pillow's
+# ImageOps.exif_transpose, for arrays of any bit depth).
+UPRIGHT = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: a[::-1, ::-1].swapaxes(0, 1), 8: lambda a: np.rot90(a, 1)}
+
+
+def upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` turned as EXIF ``orientation`` (1-8) says; other values leave it as it is."""
+    return UPRIGHT.get(orientation, lambda a: a)(image)
 
 
 def _check_array(array: np.ndarray) -> np.ndarray:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import png
 import pytest
-from PIL import Image
+import tifffile
+from PIL import Image, ImageOps
 
 from nst_jax.errors import ImageError
-from nst_jax.image import check_writable, load_image, resize_longest, save_image, scaled_shape
+from nst_jax.image import check_writable, load_image, resize_longest, save_image, scaled_shape, to_uint16
 
 RGB = (np.arange(4 * 6 * 3).reshape(4, 6, 3) * 3 % 256).astype(np.uint8)
 
@@ -104,3 +106,42 @@ def test_check_writable(tmp_path):
     with pytest.raises(ImageError, match="cannot write"):
         check_writable("/proc/o.png")  # a directory nobody, root included, can create files in
     assert check_writable(tmp_path / "o.png") == tmp_path / "o.png"
+
+
+# ---------------------------------------------------------------- 16 bits and EXIF orientation on reading
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_as_pillow_turns_it(tmp_path, orientation):
+    img = Image.fromarray(RGB)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    img.save(tmp_path / "o.png", exif=exif)
+    with Image.open(tmp_path / "o.png") as saved:
+        want = np.asarray(ImageOps.exif_transpose(saved), np.float32) / 255
+    np.testing.assert_array_equal(load_image(tmp_path / "o.png"), want)
+    deep = tmp_path / "o.tif"  # a 16-bit TIFF, which Pillow cannot turn at 16 bits
+    tifffile.imwrite(deep, to_uint16(RGB / 255.0), photometric="rgb", extratags=[(274, "H", 1, orientation, True)])
+    np.testing.assert_allclose(load_image(deep), want, atol=1e-6)
+
+
+def test_sixteen_bit_alpha_and_planar_layouts(tmp_path):
+    rng = np.random.default_rng(4)
+    rgba = rng.integers(0, 65536, (5, 6, 4), dtype=np.uint16)
+    png.from_array(rgba.reshape(5, -1), "RGBA;16").save(tmp_path / "a.png")
+    colour, alpha = rgba[..., :3] / 65535.0, rgba[..., 3:] / 65535.0
+    np.testing.assert_allclose(load_image(tmp_path / "a.png"), colour * alpha + 1 - alpha, atol=1e-6)
+    rgb = rgba[..., :3]
+    tifffile.imwrite(tmp_path / "p.tif", np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate")
+    np.testing.assert_allclose(load_image(tmp_path / "p.tif"), rgb / 65535.0, atol=1e-6)
+
+
+def test_a_tiff_tifffile_cannot_decode_is_read_by_pillow(tmp_path, monkeypatch):
+    path = tmp_path / "o.tif"
+    tifffile.imwrite(path, to_uint16(RGB / 255.0), photometric="rgb")
+
+    def no_codec(*args, **kwargs):
+        raise ValueError("<COMPRESSION.LZW: 5> requires the 'imagecodecs' package")
+
+    monkeypatch.setattr(tifffile, "TiffFile", no_codec)
+    np.testing.assert_allclose(load_image(path), RGB / 255.0, atol=1e-6)  # 8 bits from Pillow, still the picture
