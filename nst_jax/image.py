@@ -3,14 +3,16 @@
 Reading accepts whatever Pillow opens and converts it: grayscale, palette, RGBA (composited
 on white), CMYK, 16-bit (colour PNG and TIFF through pypng and tifffile, which keep the bits
 Pillow reads at 8); EXIF orientation is applied, and colours described by an embedded ICC
-profile are converted to sRGB (icc.py). Writing is atomic: the file appears complete under
-its name or not at all.
+profile are converted to sRGB (icc.py). Writing embeds an sRGB profile, 8 or 16 bits per
+channel, and is atomic: the file appears complete under its name or not at all.
 """
 
 from __future__ import annotations
 
+import io
 import tempfile
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +21,8 @@ import tifffile
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from .atomic import atomic_path, created
-from .errors import ImageError
-from .icc import to_srgb
+from .errors import ConfigError, ImageError
+from .icc import srgb_profile, to_srgb
 
 
 def read_image(source) -> tuple[np.ndarray, str | None]:
@@ -74,6 +76,10 @@ def to_uint16(image) -> np.ndarray:
 
 # Formats that keep an RGB picture as it is (no palette, no vector wrapper).
 OUTPUT_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+SIXTEEN_BIT_EXTENSIONS = (".png", ".tif", ".tiff")  # those also written with 16 bits per channel
+# JPEG at quality 95 with the colours at full resolution (4:4:4, no chroma subsampling): a
+# stylized picture's colour texture is as fine as its brightness's.
+SAVE_OPTIONS = {"JPEG": {"quality": 95, "subsampling": 0}}
 
 
 def writable_extensions() -> list[str]:
@@ -82,16 +88,33 @@ def writable_extensions() -> list[str]:
     return [ext for ext in OUTPUT_EXTENSIONS if registered.get(ext) in Image.SAVE]
 
 
-def check_writable(path: str | Path) -> Path:
-    """Fail early, before any compute, if ``path`` cannot be written as an image. A
-    missing directory is fine (it is created when the image is saved) as long as the
-    nearest existing one above it is writable."""
+def output_bit_depth(path: str | Path, bit_depth: int | None = None) -> int:
+    """The bits per channel ``path`` is written with: ``bit_depth`` (8 or 16), by default
+    16 for TIFF (a format for editing, where the extra precision is kept) and 8 for the
+    others. Raises :class:`ConfigError` for a depth the format cannot hold."""
+    suffix = Path(path).suffix.lower()
+    if bit_depth is None:
+        return 16 if suffix in (".tif", ".tiff") else 8
+    if bit_depth not in (8, 16):
+        raise ConfigError("bit_depth", f"must be 8 or 16, not {bit_depth}")
+    if bit_depth == 16 and suffix not in SIXTEEN_BIT_EXTENSIONS:
+        raise ConfigError("bit_depth", f"16 cannot be written to {path}: {suffix or 'it'} holds 8 bits per "
+                                       f"channel (16 bits: {', '.join(SIXTEEN_BIT_EXTENSIONS)})")
+    return bit_depth
+
+
+def check_writable(path: str | Path, bit_depth: int | None = None) -> Path:
+    """Fail early, before any compute, if ``path`` cannot be written as an image (with
+    ``bit_depth`` bits per channel, see :func:`output_bit_depth`). A missing directory is
+    fine (it is created when the image is saved) as long as the nearest existing one
+    above it is writable."""
     path = Path(path)
     if path.is_dir():
         raise ImageError(f"cannot write {path}: it is a directory")
     if path.suffix.lower() not in writable_extensions():
         raise ImageError(f"cannot write {path}: unknown image extension {path.suffix!r} "
                          f"(use {', '.join(writable_extensions())})")
+    output_bit_depth(path, bit_depth)
     check_directory(path.parent)
     return path
 
@@ -110,17 +133,38 @@ def check_directory(directory: str | Path) -> None:
         raise ImageError(f"cannot write into {directory}: {e.strerror or e} in {existing}") from None
 
 
-def save_image(image, path: str | Path) -> Path:
-    """Write atomically (a temp file in the same directory, then a rename), creating the
+def save_image(image, path: str | Path, bit_depth: int | None = None) -> Path:
+    """Write ``image`` (H, W, 3) in [0, 1] as sRGB with ``bit_depth`` bits per channel
+    (see :func:`output_bit_depth`) and an sRGB ICC profile embedded (BMP has no place for
+    one), atomically (a temp file in the same directory, then a rename), creating the
     directory if it is missing."""
-    path = check_writable(path)
+    path = check_writable(path, bit_depth)
     fmt = Image.registered_extensions()[path.suffix.lower()]
     try:
         with created(path.parent), atomic_path(path) as tmp:
-            Image.fromarray(to_uint8(image), mode="RGB").save(tmp, format=fmt)
+            if output_bit_depth(path, bit_depth) == 16:
+                _write_16_bit(to_uint16(image), tmp, fmt)
+            else:
+                Image.fromarray(to_uint8(image), mode="RGB").save(tmp, format=fmt, icc_profile=srgb_profile(),
+                                                                  **SAVE_OPTIONS.get(fmt, {}))
     except OSError as e:
         raise ImageError(f"cannot write {path}: {e.strerror or e}") from None
     return path
+
+
+def _write_16_bit(pixels: np.ndarray, path: str, fmt: str) -> None:
+    """uint16 RGB, which Pillow writes for grey pictures only: PNG by pypng, with the sRGB
+    profile as an iCCP chunk after the header; TIFF by tifffile, Deflate-compressed."""
+    height, width = pixels.shape[:2]
+    if fmt == "PNG":
+        encoded = io.BytesIO()
+        png.Writer(width, height, greyscale=False, bitdepth=16).write(encoded, pixels.reshape(height, -1))
+        header, *rest = png.Reader(bytes=encoded.getvalue()).chunks()
+        with open(path, "wb") as f:
+            png.write_chunks(f, [header, (b"iCCP", b"sRGB\0\0" + zlib.compress(srgb_profile())), *rest])
+    else:
+        tifffile.imwrite(path, pixels, photometric="rgb", compression="zlib", iccprofile=srgb_profile(),
+                         metadata=None)
 
 
 def _read_file(path: Path) -> tuple[np.ndarray, str | None]:
