@@ -50,8 +50,8 @@ def to_srgb(pixels: np.ndarray, mode: str, icc: bytes | None, name: str) -> tupl
     try:
         transform = ImageCms.buildTransform(profile, ImageCms.createProfile("sRGB"), mode, "RGB", INTENT)
     except ImageCms.PyCMSError:
-        return plain_rgb(pixels, mode), (f"{name}: its colour profile{f' ({label})' if label else ''} does not "
-                                      f"fit its {SPACES[mode]} pixels; its colours are used as they are")
+        return plain_rgb(pixels, mode), (f"{name}: its colour profile{f' ({label})' if label else ''} cannot be "
+                                      f"applied to its {SPACES[mode]} pixels; its colours are used as they are")
     if mode != "CMYK" and _is_identity(transform, mode):
         return plain_rgb(pixels, mode), None
     image = ImageCms.applyTransform(Image.fromarray(_to_uint8(pixels, mode), mode), transform)

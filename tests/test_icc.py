@@ -125,7 +125,7 @@ def test_an_srgb_profile_changes_nothing(tmp_path, profile):
 
 
 @pytest.mark.parametrize("profile,what", [(b"not a profile", "is damaged"), (P3[:200], "is damaged"),
-                                          (P3[:len(P3) // 2], "does not fit its RGB pixels")])
+                                          (P3[:len(P3) // 2], "cannot be applied to its RGB pixels")])
 def test_a_damaged_profile_leaves_the_pixels_and_says_so(tmp_path, profile, what):
     path = tmp_path / "bad.png"
     Image.fromarray(PIXELS).save(path, icc_profile=profile)
@@ -138,8 +138,8 @@ def test_a_profile_of_another_kind_of_pixels(tmp_path):
     path = tmp_path / "grey.png"
     Image.fromarray(PIXELS[..., 0]).save(path, icc_profile=P3)  # an RGB profile on grey pixels
     image, note = read_image(path)
-    assert note == ("grey.png: its colour profile (Display P3) does not fit its grey pixels; its colours are "
-                    "used as they are")
+    assert note == ("grey.png: its colour profile (Display P3) cannot be applied to its grey pixels; its "
+                    "colours are used as they are")
     np.testing.assert_array_equal(image, np.repeat(PIXELS[..., :1], 3, axis=-1) / np.float32(255))
 
 
