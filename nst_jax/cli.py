@@ -139,7 +139,7 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "precondition": "--precondition", "remat": "--remat",
          "colour": "--colour", "colour_match": "--colour-match", "masks": "--mask", "style_masks": "--style-mask",
          "mask_erode": "--mask-erode", "keep_unmasked": "--keep-unmasked", "max_memory": "--max-memory",
-         "tile": "--tile"}
+         "tile": "--tile", "bit_depth": "--bit-depth"}
 
 # The options stylize and sweep share, by parameter name: (annotation, default).
 CONFIG_OPTIONS = {
@@ -229,6 +229,11 @@ CONFIG_OPTIONS = {
     "steps_per_call": (Annotated[Optional[int], typer.Option(
         "--steps-per-call", help="Steps per compiled call (default: 1 on CPU, 10 on GPU).")], None),
 }
+
+# Not a config option (it changes only how results are written), shared by stylize and sweep.
+BitDepth = Annotated[Optional[int], typer.Option(
+    "--bit-depth", help="Bits per channel of the images written: 8, or 16 for .png and .tif (default: 16 "
+                        "for .tif, 8 otherwise).")]
 
 
 def parse_layers(spec: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
@@ -410,6 +415,7 @@ def stylize(
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run saved in this checkpoint.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write the output even over one of the run's "
                                         "input files.")] = False,
+    bit_depth: BitDepth = None,
     options: dict = None,
 ) -> None:
     """Stylize CONTENT in the style of STYLE(S) and write the result to -o."""
@@ -421,7 +427,7 @@ def stylize(
             raise NstError("--save-every and --checkpoint-every take 0 (off) or a positive number")
         jobs = content_jobs(content, output)
         for _, out_path in jobs:
-            image.check_writable(out_path)
+            image.check_writable(out_path, bit_depth)
         if len(jobs) > 1 and (resume or checkpoint):
             raise NstError("--resume and --checkpoint take one content image, not a folder")
         ckpt = checkpoint or (output.with_suffix(".ckpt") if checkpoint_every or resume else None)
@@ -438,7 +444,8 @@ def stylize(
         raise fail(explain(e)) from None
     for content_path, out_path in jobs:
         stylize_one(content_path, styles, out_path, config, save_every, save_best, ckpt,
-                    checkpoint_every, resume, label=content_path.name if len(jobs) > 1 else "stylizing")
+                    checkpoint_every, resume, label=content_path.name if len(jobs) > 1 else "stylizing",
+                    bit_depth=bit_depth)
 
 
 def same_file(a: Optional[Path], b: Optional[Path]) -> bool:
@@ -464,7 +471,7 @@ def content_jobs(content: Path, output: Path) -> list[tuple[Path, Path]]:
 
 def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleConfig, save_every: int,
                 save_best: bool, checkpoint: Optional[Path], checkpoint_every: int,
-                resume: Optional[Path], label: str) -> None:
+                resume: Optional[Path], label: str, bit_depth: Optional[int] = None) -> None:
     from . import image, run
     from .colour import as_rgb
 
@@ -476,7 +483,8 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
                 first.append(first[0] if first else p.step - 1)
                 update(p.step, float(p.loss), first[0])
                 if save_every and p.step % save_every == 0:
-                    image.save_image(as_rgb(p.state.image), output.with_stem(f"{output.stem}_{p.step:04d}"))
+                    image.save_image(as_rgb(p.state.image), output.with_stem(f"{output.stem}_{p.step:04d}"),
+                                     bit_depth)
 
             result = run.stylize(content, styles if len(styles) > 1 else styles[0], config,
                                  callback=on_progress, resume=resume, checkpoint=checkpoint,
@@ -487,7 +495,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
             raise fail(f"no step lowered the loss ({result.history[0].total:.4g} at the start): "
                        f"{too_large_advice(config)}; {output} was not written", EXIT_NO_PROGRESS)
         picture = result.output if save_best or result.stopped != "done" else result.finish(result.image)
-        image.save_image(picture, output)
+        image.save_image(picture, output, bit_depth)
     except NstError as e:
         raise fail(explain(e)) from None
     if result.stopped == "nan":
@@ -548,6 +556,7 @@ def sweep(
         "--num-processes", help="How many processes take part (implies --distributed).")] = None,
     process_id: Annotated[Optional[int], typer.Option(
         "--process-id", help="This process's number, 0 to N-1; 0 writes the results.")] = None,
+    bit_depth: BitDepth = None,
     options: dict = None,
 ) -> None:
     """Stylize a whole grid of style weights x layer sets in one vmapped program."""
@@ -568,6 +577,7 @@ def sweep(
         if output.exists() and not output.is_dir():
             raise NstError(f"{output} exists and is not a directory")
         image.check_directory(output)
+        image.output_bit_depth(output / "cell.png", bit_depth)
         if max_chunk is not None and max_chunk < 1:
             raise NstError(f"--max-chunk must be a positive integer, not {max_chunk}")
         if distributed or (coordinator, num_processes, process_id) != (None, None, None):
@@ -585,7 +595,7 @@ def sweep(
             raise fail(f"no step lowered the loss in any cell: {too_large_advice(config)}; {output} was not "
                        "written", EXIT_NO_PROGRESS)
         if is_writer():
-            write_sweep(result, output, row_labels)
+            write_sweep(result, output, row_labels, bit_depth)
     except NstError as e:
         raise fail(explain(e, {**FLAGS, "style_layer_weights": "--layers" if layers.strip() else "--style-layers",
                                "style_blend": "--blend" if blend_grid is None else "--blend-grid",

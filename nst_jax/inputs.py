@@ -21,7 +21,7 @@ from .colour import before_run, luminance, match_colour_histogram
 from .config import WEIGHT, Init, StyleConfig
 from .conv import resolve, with_transforms
 from .errors import NstError
-from .image import load_image, resize, scaled_shape
+from .image import load_image, read_image, resize, scaled_shape
 from .losses import Targets, gram, guided_gram
 from .masks import free_pixels, guidance
 from .memory import MemoryPlan, budget_bytes, check_forward, plan_memory
@@ -50,6 +50,14 @@ class Prepared:
 def as_list(styles) -> list:
     """One style (path or array) or a list of them, as a list."""
     return list(styles) if isinstance(styles, (list, tuple)) else [styles]
+
+
+def read_noting(source, notes: list[str]) -> np.ndarray:
+    """Read ``source`` (image.read_image), adding its note, if any, to ``notes`` once."""
+    image, note = read_image(source)
+    if note and note not in notes:
+        notes.append(note)
+    return image
 
 
 def load_sized(source, longest: int, arch: str, taps, what: str, notes: list[str]) -> np.ndarray:
@@ -181,7 +189,7 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     size = size or config.size
     taps = build_objective(weights.arch, weights.pixel_space, config).model.taps
     notes = []
-    raw = load_image(content)
+    raw = read_noting(content, notes)
     h, w = scaled_shape(raw.shape[:2], size)
     check_image_size(h, w, weights.arch, taps)
     budget = budget_bytes(config.max_memory) if budget is None else budget
@@ -192,7 +200,7 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     colour_content = load_sized(raw, size, weights.arch, taps, "content", notes)
     styles = as_list(styles)
     blend = normalised_blend(config.style_blend, len(styles))
-    raw_styles = [load_image(s) for s in styles]
+    raw_styles = [read_noting(s, notes) for s in styles]
     style_side = max(1, round(config.size * config.style_scale))  # at the largest size
     for raw_style in raw_styles:
         check_forward(weights.arch, *scaled_shape(raw_style.shape[:2], style_side), taps, budget=budget,

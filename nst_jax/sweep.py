@@ -271,11 +271,12 @@ def _collect(outcomes, runs, config, grid_axes, n_chunks, n_devices, compiles, s
                        scale_span(config, scale_of(config, done))[0], run.colour_content)
 
 
-def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str]) -> list[Path]:
-    """Write every cell (``cell_r{row}_c{col}.png``), a labelled contact sheet and
-    ``losses.json`` (config and per-cell numbers; NaN and infinity as null) into
-    ``out_dir``, each file atomically; if any write fails, none of them is left (nor the
-    directory, when this made it)."""
+def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str],
+                bit_depth: int | None = None) -> list[Path]:
+    """Write every cell (``cell_r{row}_c{col}.png``, ``bit_depth`` bits per channel, 8 by
+    default), a labelled contact sheet (8 bits) and ``losses.json`` (config and per-cell
+    numbers; NaN and infinity as null) into ``out_dir``, each file atomically; if any
+    write fails, none of them is left (nor the directory, when this made it)."""
     from .atomic import atomic_path, created
     from .image import contact_sheet, save_image
 
@@ -285,7 +286,8 @@ def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str])
             try:
                 for cell in result.cells():
                     b = cell["row"] * result.shape[1] + cell["col"]
-                    written.append(save_image(result.outputs[b], out_dir / f"cell_r{cell['row']}_c{cell['col']}.png"))
+                    written.append(save_image(result.outputs[b], out_dir / f"cell_r{cell['row']}_c{cell['col']}.png",
+                                              bit_depth))
                 cols = [f"beta {b:g}" for b in result.style_weights]
                 sheet = contact_sheet(result.outputs, row_labels, cols,
                                       title=f"rows: style layers{' x blend' if len(result.blends) > 1 else ''}; "

@@ -10,8 +10,10 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
+import icc_profiles
 import nst_jax
 from nst_jax import inputs, run
 from nst_jax.cli import app, parse_layers
@@ -172,6 +174,42 @@ def test_a_folder_of_content_images(tmp_path, captured):
     assert captured["calls"] == ["a.png", "b.jpg"]
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["a.png", "b.png"]
     assert "results" in one_line_error(invoke("stylize", photos, "s.jpg", "-o", tmp_path / "x.png"))
+
+
+def test_bit_depth_reaches_the_files(tmp_path, captured):
+    for name, args in [("o.png", ["--bit-depth", 16]), ("o.tif", []), ("o8.tif", ["--bit-depth", 8])]:
+        assert invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / name, *args).exit_code == 0
+    with Image.open(tmp_path / "o.png") as png16, Image.open(tmp_path / "o.tif") as tif, \
+            Image.open(tmp_path / "o8.tif") as tif8:
+        assert png16.tile[0][3] == "RGB;16B"  # the PNG's raw mode: 16 bits per channel
+        assert tif.tag_v2[258] == (16, 16, 16) and tif8.tag_v2[258] == (8, 8, 8)  # BitsPerSample
+
+
+def test_a_bit_depth_the_output_cannot_hold_is_one_line_before_any_work(tmp_path, monkeypatch):
+    started = []
+    monkeypatch.setattr(run, "stylize", lambda *args, **kw: started.append(args))
+    out = tmp_path / "o.jpg"
+    line = one_line_error(invoke("stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg", "-o", out,
+                                 "--bit-depth", 16))
+    assert line == (f"error: --bit-depth 16 cannot be written to {out}: .jpg holds 8 bits per channel "
+                    "(16 bits: .png, .tif, .tiff)")
+    assert "--bit-depth must be 8 or 16, not 12" in one_line_error(
+        invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--bit-depth", 12))
+    assert "--bit-depth must be 8 or 16, not 12" in one_line_error(
+        invoke("sweep", "a.jpg", "b.jpg", "-o", tmp_path / "grid", "--bit-depth", 12))
+    assert not started and list(tmp_path.iterdir()) == []
+
+
+def test_a_colour_profile_note_reaches_the_user(tmp_path, vgg16_weights, monkeypatch):
+    monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
+    content = tmp_path / "content.png"
+    p3 = icc_profiles.rgb_profile("Display P3", icc_profiles.P3_PRIMARIES, icc_profiles.SRGB_CURVE)
+    with Image.open(SAMPLES / "content.jpg") as img:
+        img.resize((48, 32)).save(content, icc_profile=p3)
+    r = invoke("stylize", content, SAMPLES / "style.jpg", "-o", tmp_path / "o.png", "--size", 32, "--steps", 3,
+               "--scales", "none")
+    assert r.exit_code == 0, r.output
+    assert r.output.count("note: content.png: converted from Display P3 to sRGB\n") == 1, r.output
 
 
 def test_checkpoint_options_reach_the_library(tmp_path, captured):

@@ -109,7 +109,8 @@ FLOAT_OPTIONS = ["--lr", "--content-weight", "--tv-weight", "--style-weight", "-
                  "--style-scale", "--max-memory"]
 LIST_OPTIONS = {"--content-layers": LAYER_SPEC, "--style-layers": LAYER_SPEC, "--blend": LIST_TEXT,
                 "--scales": LIST_TEXT}
-STYLIZE_ONLY = {"--ratio": NUMBER_TEXT, "--save-every": NUMBER_TEXT, "--checkpoint-every": NUMBER_TEXT}
+STYLIZE_ONLY = {"--ratio": NUMBER_TEXT, "--save-every": NUMBER_TEXT, "--checkpoint-every": NUMBER_TEXT,
+                "--bit-depth": NUMBER_TEXT}
 
 
 def option_values(options: dict) -> st.SearchStrategy:
@@ -258,7 +259,8 @@ def fake_sweep(content, style, config, style_weights=None, layer_weight_sets=Non
 
 SWEEP_ONLY = {"--style-weight": LIST_TEXT, "--layers": st.one_of(
     st.lists(LAYER_SPEC, max_size=3).map(";".join), st.sampled_from(["", "paper", ";;;", ";", " ; "])),
-    "--max-chunk": NUMBER_TEXT, "--blend-grid": st.one_of(LIST_TEXT, st.lists(LIST_TEXT, max_size=3).map(";".join))}
+    "--max-chunk": NUMBER_TEXT, "--blend-grid": st.one_of(LIST_TEXT, st.lists(LIST_TEXT, max_size=3).map(";".join)),
+    "--bit-depth": NUMBER_TEXT}
 
 
 @fuzz(60)

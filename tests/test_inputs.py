@@ -5,7 +5,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
+import icc_profiles
 from conftest import CONTENT, STYLE
 from nst_jax.config import StyleConfig
 from nst_jax.errors import NstError
@@ -60,3 +62,11 @@ def test_digest_changes_with_every_input(vgg16_weights, vgg19_params):
     params = dict(vgg16_weights.params, **{"conv1_1.bias": vgg16_weights.params["conv1_1.bias"] + 1})
     other = VGGWeights("vgg16", "torchvision", params)
     assert prepare(CONTENT, STYLE, StyleConfig.tiny(), other).digest != base
+
+
+def test_a_colour_profile_note_once_per_file(tmp_path, vgg16_weights):
+    path = tmp_path / "p3.png"
+    p3 = icc_profiles.rgb_profile("Display P3", icc_profiles.P3_PRIMARIES, icc_profiles.SRGB_CURVE)
+    Image.fromarray((CONTENT * 255).astype(np.uint8)).save(path, icc_profile=p3)
+    run = prepare(path, [path, STYLE], StyleConfig.tiny(), vgg16_weights)  # the content is a style too
+    assert run.notes == ["p3.png: converted from Display P3 to sRGB"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 import nst_jax
@@ -19,8 +20,9 @@ from nst_jax import inputs
 from nst_jax.cli import app, parse_blend_grid, parse_layer_sets
 from nst_jax.config import StyleConfig
 from nst_jax.errors import NstError
+from nst_jax.image import load_image
 from nst_jax.run import stylize
-from nst_jax.sweep import paper_layer_sets, sweep
+from nst_jax.sweep import SweepResult, paper_layer_sets, sweep, write_sweep
 BETAS = [1e2, 1e4]
 SETS = [(1.0, 0.0), (0.5, 0.5)]
 
@@ -137,6 +139,20 @@ def test_sweep_command_writes_cells_sheet_and_json(tmp_path, vgg16_weights, monk
                                       "-o", str(tmp_path / "failed")])
     assert failed.exit_code == 1 and "no such file" in failed.output
     assert not (tmp_path / "failed").exists()  # a failed sweep leaves no empty folder
+
+
+def test_cells_can_be_written_with_sixteen_bits(tmp_path):
+    cells = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
+    result = SweepResult(cells, cells, np.ones(2), np.array([[2.0, 2.0], [1.0, 1.0]]),
+                         {k: np.zeros(2) for k in ("content", "style", "tv")}, [1e2, 1e4], [(1.0,)], [()],
+                         1, 1, 1, 0.1, 0.05, StyleConfig.tiny(style_layers=("relu1_1",), style_layer_weights=(1.0,)))
+    write_sweep(result, tmp_path, ["relu1_1"], 16)
+    for c in range(2):
+        with Image.open(tmp_path / f"cell_r0_c{c}.png") as cell:
+            assert cell.tile[0][3] == "RGB;16B"  # the PNG's raw mode: 16 bits per channel
+        assert np.abs(load_image(tmp_path / f"cell_r0_c{c}.png") - cells[c]).max() <= 1 / 65535
+    with Image.open(tmp_path / "contact_sheet.png") as sheet:
+        assert sheet.tile[0][3] == "RGB"
 
 
 def test_sweep_command_puts_blends_on_the_rows(tmp_path, vgg16_weights, monkeypatch):
