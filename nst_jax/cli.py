@@ -120,8 +120,25 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def main_options(version: Annotated[bool, typer.Option("--version", callback=version_callback,
-                                                       is_eager=True, help="Print the version.")] = False):
+                                                       is_eager=True, help="Print the version.")] = False,
+                 no_cache: Annotated[bool, typer.Option(
+                     "--no-cache", help="Compile every program afresh instead of reusing the persistent "
+                     "compilation cache (also NST_JAX_NO_CACHE=1; the folder: NST_JAX_CACHE_DIR, default "
+                     "~/.cache/nst-jax/xla).")] = False):
     """Neural style transfer (Gatys, Ecker & Bethge) in JAX."""
+    CACHE["off"] = no_cache
+
+
+CACHE = {"off": False}
+
+
+def use_cache() -> None:
+    """Compiled programs from the persistent cache (cache.py) unless turned off; before
+    the first compile of a command that runs."""
+    from .cache import cache_off, enable_cache
+
+    if not (CACHE["off"] or cache_off()):
+        enable_cache(notify=lambda message: err.print(f"note: {message}", highlight=False))
 
 
 # ---------------------------------------------------------------- options -> config
@@ -442,6 +459,7 @@ def stylize(
                                "output, or --force)")
     except NstError as e:
         raise fail(explain(e)) from None
+    use_cache()
     for content_path, out_path in jobs:
         stylize_one(content_path, styles, out_path, config, save_every, save_best, ckpt,
                     checkpoint_every, resume, label=content_path.name if len(jobs) > 1 else "stylizing",
@@ -583,6 +601,7 @@ def sweep(
         if distributed or (coordinator, num_processes, process_id) != (None, None, None):
             start_distributed(coordinator, num_processes, process_id, notify=lambda m: err.print(
                 f"note: {m}", highlight=False))
+        use_cache()
         with progress_report(config.steps * len(config.sizes), "sweep") as update:
             result = run_sweep(content, styles if len(styles) > 1 else styles[0], config, betas, sets,
                                blends=blends, max_chunk=max_chunk,

@@ -13,6 +13,7 @@ import tempfile
 _CACHE = tempfile.mkdtemp(prefix="nst-jax-tests-cache-")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+os.environ.setdefault("NST_JAX_CACHE_DIR", _CACHE)  # the CLI's own cache (nst_jax/cache.py): the same one
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 

@@ -1,0 +1,97 @@
+"""The persistent compilation cache: a second run loads what the first compiled; a cache
+that cannot be used costs a compile and one note, never the run."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nst_jax.cache import cache_dir, cache_off
+from nst_jax.image import save_image
+
+
+def images(tmp_path: Path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(3)
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    save_image(rng.uniform(size=(40, 36, 3)), content)
+    save_image(rng.uniform(size=(36, 40, 3)), style)
+    return content, style
+
+
+def run(tmp_path: Path, cache, *extra, env=None) -> subprocess.CompletedProcess:
+    content, style = images(tmp_path)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "NST_JAX"))}
+    environ.update({"NST_JAX_CACHE_DIR": str(cache), **(env or {})})
+    command = [sys.executable, "-m", "nst_jax.cli", *extra, "stylize", str(content), str(style),
+               "-o", str(tmp_path / "out.png"), "--size", "40", "--steps", "2", "--scales", "none",
+               "--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_1"]
+    return subprocess.run(command, env=environ, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+
+def entries(folder: Path) -> set[str]:
+    return {p.name for p in folder.glob("*-cache")}
+
+
+def compile_seconds(stdout: str) -> float:
+    return float(re.search(r"compile ([0-9.]+) s", stdout).group(1))
+
+
+def test_a_second_run_loads_every_program_from_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    first = run(tmp_path, cache)
+    assert first.returncode == 0, first.stderr
+    written = entries(cache)
+    assert written  # the step, the targets' forward passes, the init
+    second = run(tmp_path, cache)
+    assert second.returncode == 0, second.stderr
+    assert entries(cache) == written  # every program was found: nothing new compiled
+    assert "note" not in second.stderr
+    assert compile_seconds(second.stdout) < compile_seconds(first.stdout)
+
+
+def test_a_corrupt_cache_costs_a_compile_and_one_note(tmp_path):
+    cache = tmp_path / "cache"
+    assert run(tmp_path, cache).returncode == 0
+    for entry in cache.glob("*-cache"):
+        entry.write_bytes(b"not a compiled program")
+    again = run(tmp_path, cache)
+    assert again.returncode == 0, again.stderr
+    notes = [line for line in again.stderr.splitlines() if "compilation cache" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: compilation cache: an entry in")
+    assert "Traceback" not in again.stderr and "Warning" not in again.stderr
+    assert (tmp_path / "out.png").is_file()
+
+
+def test_an_unwritable_cache_folder_is_one_note(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, so nothing can be created below it")
+    result = run(tmp_path, blocker / "cache")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("note: compilation cache off: cannot write") == 1
+    assert (tmp_path / "out.png").is_file()
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_the_cache_can_be_turned_off(tmp_path, how):
+    cache = tmp_path / "cache"
+    result = run(tmp_path, cache, *(["--no-cache"] if how == "flag" else []),
+                 env={"NST_JAX_NO_CACHE": "1"} if how == "environment" else None)
+    assert result.returncode == 0, result.stderr
+    assert not cache.exists()
+
+
+def test_where_the_cache_lives(monkeypatch, tmp_path):
+    monkeypatch.delenv("NST_JAX_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cache_dir() == tmp_path / "nst-jax" / "xla"
+    monkeypatch.setenv("NST_JAX_CACHE_DIR", str(tmp_path / "here"))
+    assert cache_dir() == tmp_path / "here"
+    for value, off in [("", False), ("0", False), ("no", False), ("1", True), ("yes", True)]:
+        monkeypatch.setenv("NST_JAX_NO_CACHE", value)
+        assert cache_off() is off
