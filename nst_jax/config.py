@@ -78,6 +78,7 @@ RANGES = {
     "init_noise": Range(0.0, 1.0),
     "detail": Range(0.0, 1.0),
     "precondition": Range(0.0, 1.0),
+    "per_channel": Range(0.0, 1e6),
     "seed": Range(0, 2**63 - 1, integer=True),
     "log_every": Range(1, MAX_COUNT, integer=True),
     "steps_per_call": Range(1, MAX_COUNT, integer=True),
@@ -140,6 +141,7 @@ class GramPrecision(Choice):
 class ContentNorm(Choice):
     sum = "sum"
     mean = "mean"
+    relative = "relative"
 
 
 class StyleNorm(Choice):
@@ -245,6 +247,9 @@ class StyleConfig:
     # coarse-to-fine run (tests/test_schedule.py: an image and its 2x upsample give
     # content losses within 8%).
     content_norm: str = ContentNorm.mean.value
+    # Positions per channel a style layer's Gram must average over to keep its whole weight
+    # lambda_l; below, its weight shrinks in proportion (losses.gram_share). 0 = the paper.
+    per_channel: float = 0.0
     # Pooling in the network: "max" (as trained) or "avg" (the paper's recommendation).
     pooling: str = Pooling.max.value
     # "adam", "lbfgs" (zoom line search), "lbfgs-fixed" (unit step, no line search),

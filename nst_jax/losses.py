@@ -141,12 +141,35 @@ def gram(features: jax.ArrayLike, precision: str = "float32") -> jax.Array:
     return weighted_gram(features.reshape(-1, features.shape[-1]), None, precision)
 
 
+def content_normalizer(target: jax.ArrayLike, norm: str = "sum"):
+    """What divides 1/2 sum (a_C - a_G)^2 for the content target ``target`` (a_C):
+    ``"sum"``: 1 (eq. 1); ``"mean"``: its element count N M; ``"relative"``: 1/2 sum a_C^2,
+    so the term is the squared relative error |a_G - a_C|^2 / |a_C|^2."""
+    if norm == "sum":
+        return 1.0
+    if norm == "mean":
+        return float(jnp.size(target))
+    if norm == "relative":
+        return 0.5 * jnp.sum(jnp.square(jnp.asarray(target)))
+    raise ValueError(f"unknown content normalisation {norm!r}")
+
+
 def content_loss(target: jax.ArrayLike, features: jax.ArrayLike, norm: str = "sum") -> jax.Array:
-    """J_content = 1/2 sum (a_C - a_G)^2 (Gatys et al. eq. 1); ``norm="mean"``: divided by
-    the number of elements N M."""
+    """J_content = 1/2 sum (a_C - a_G)^2 (Gatys et al. eq. 1) / :func:`content_normalizer`."""
     features = jnp.asarray(features)
-    total = 0.5 * jnp.sum(jnp.square(features - jnp.asarray(target)))
-    return total / float(features.size) if norm == "mean" else total
+    return 0.5 * jnp.sum(jnp.square(features - jnp.asarray(target))) / content_normalizer(target, norm)
+
+
+def gram_share(shape: tuple[int, ...], per_channel: float = 0.0) -> float:
+    """The share of its weight a style layer of ``shape`` = (H, W, C) keeps:
+    min(1, H W / (per_channel C)); 1 when ``per_channel`` is 0 (the paper).
+
+    A Gram over M positions of N channels has rank at most M: with few positions per
+    channel it stops being a statistic of the texture and pins down the painting's feature
+    vectors themselves, so matching it paints the painting's objects (faces, figures) into
+    the picture. Deep layers of a small picture are where that happens."""
+    h, w, c = (float(s) for s in shape[-3:])
+    return 1.0 if per_channel <= 0 else min(1.0, h * w / (per_channel * c))
 
 
 def style_normalizer(shape: tuple[int, ...], norm: str = "paper", target_gram=None):
@@ -283,16 +306,19 @@ def style_gram_term(targets: Targets, i: int, grams: jax.Array, shape: tuple[int
 
 def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Targets,
                layers: tuple[tuple[str, ...], tuple[str, ...]], weights: LossWeights,
-               norm: str = "paper", content_norm: str = "sum", precision: str = "float32") -> LossTerms:
+               norm: str = "paper", content_norm: str = "sum", precision: str = "float32",
+               per_channel: float = 0.0) -> LossTerms:
     """J_content, J_style and J_tv of one image, each summed with its per-layer weights.
 
     ``layers`` = (content layer names, style layer names), in the order of ``targets``;
-    ``precision``: the Grams' matmul (:data:`GRAM_PRECISIONS`).
+    ``precision``: the Grams' matmul (:data:`GRAM_PRECISIONS`); ``per_channel``: see
+    :func:`gram_share`.
     """
     content_layers, style_layers = layers
     content = sum(weights.content_layers[i] * content_loss(targets.content[i], features[name], content_norm)
                   for i, name in enumerate(content_layers))
-    style = sum(weights.style_layers[i] * style_layer_term(targets, i, features[name], weights, norm, precision)
+    style = sum(weights.style_layers[i] * gram_share(features[name].shape, per_channel)
+                * style_layer_term(targets, i, features[name], weights, norm, precision)
                 for i, name in enumerate(style_layers))
     return LossTerms(jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32),
                      tv_loss(image))

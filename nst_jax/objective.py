@@ -56,6 +56,8 @@ class Objective:
     tiles: TilePlan | None = None
     # The Grams' matmul in the step (losses.GRAM_PRECISIONS; config.gram_precision).
     gram_precision: str = "float32"
+    # Positions per channel a style layer needs for its whole weight (losses.gram_share).
+    per_channel: float = 0.0
 
     def picture(self, problem: Problem, image: jax.Array) -> jax.Array:
         """The RGB picture an iterate stands for, what the losses see.
@@ -80,7 +82,8 @@ class Objective:
         image = self.picture(problem, image)
         features = self.model.apply(problem.variables, image)
         terms = loss_terms(features, image, problem.targets, (self.content_layers, self.style_layers),
-                           problem.weights, self.style_norm, self.content_norm, self.gram_precision)
+                           problem.weights, self.style_norm, self.content_norm, self.gram_precision,
+                           self.per_channel)
         return total_loss(terms, problem.weights), terms
 
     def value(self, problem: Problem, image: jax.Array) -> jax.Array:
@@ -95,7 +98,7 @@ def build_objective(arch: str, pixel_space: str, config: StyleConfig, tiles: Til
                 remat=config.remat, conv=resolve(config.conv, config.dtype))
     return Objective(model, config.content_layers, config.style_layers, config.style_norm,
                      config.content_norm, config.colour == Colour.luminance, tiles,
-                     gram_precision(config.gram_precision))
+                     gram_precision(config.gram_precision), config.per_channel)
 
 
 def loss_weights(config: StyleConfig, blend: tuple[float, ...] = (1.0,)) -> LossWeights:

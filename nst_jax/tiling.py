@@ -48,7 +48,8 @@ import jax.numpy as jnp
 from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from .errors import NstError
-from .losses import LossTerms, content_loss, gram, guided_gram, style_gram_term, total_loss, tv_loss
+from .losses import (LossTerms, content_loss, content_normalizer, gram, gram_share, guided_gram, style_gram_term,
+                     total_loss, tv_loss)
 from .vgg import deepest, layer_sizes, layout
 
 
@@ -205,11 +206,12 @@ def stats_loss(objective, problem, stats: Stats, height: int, width: int):
     shapes = {l.name: (h, w, l.c_out) for l, h, w in layer_sizes(objective.model.arch, height, width,
                                                                     objective.model.taps)}
     weights = problem.weights
-    per_element = lambda n: 1.0 / math.prod(shapes[n]) if objective.content_norm == "mean" else 1.0  # noqa: E731
-    content = sum(weights.content_layers[i] * (stats.content[i] * per_element(n))
+    targets = problem.targets
+    content = sum(weights.content_layers[i] * stats.content[i] / content_normalizer(targets.content[i],
+                                                                                    objective.content_norm)
                   for i, n in enumerate(objective.content_layers))
-    style = sum(weights.style_layers[i] * style_gram_term(problem.targets, i, stats.style[i], shapes[n],
-                                                          weights, objective.style_norm)
+    style = sum(weights.style_layers[i] * gram_share(shapes[n], objective.per_channel)
+                * style_gram_term(targets, i, stats.style[i], shapes[n], weights, objective.style_norm)
                 for i, n in enumerate(objective.style_layers))
     content, style = jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32)
     return weights.content * content + weights.style * style, (content, style)

@@ -12,8 +12,8 @@ import pytest
 from jax.test_util import check_grads
 
 from nst_jax.errors import ConfigError
-from nst_jax.losses import (LossWeights, Targets, blended_gram, content_loss, gram, gram_precision, guided_gram,
-                            guided_style_layer_loss, loss_terms, style_layer_loss, style_normalizer,
+from nst_jax.losses import (LossWeights, Targets, blended_gram, content_loss, gram, gram_precision, gram_share,
+                            guided_gram, guided_style_layer_loss, loss_terms, style_layer_loss, style_normalizer,
                             total_loss, tv_loss)
 
 pytestmark = pytest.mark.usefixtures("strict_promotion")
@@ -68,6 +68,29 @@ def test_gram_derivatives_match_the_plain_products_and_the_gradient_is_one_produ
 def test_content_loss_by_hand():
     b = A + np.array([[[1.0, 0.0]], [[0.0, -2.0]]], np.float32)
     assert float(jax.jit(content_loss)(A, b)) == pytest.approx(0.5 * (1 + 4))
+
+
+def test_relative_content_loss_by_hand():
+    # A = [[1,2]],[[3,4]]: sum a_C^2 = 30; the difference below: 1 + 4 = 5 -> 5 / 30.
+    b = A + np.array([[[1.0, 0.0]], [[0.0, -2.0]]], np.float32)
+    assert float(jax.jit(content_loss, static_argnums=2)(A, b, "relative")) == pytest.approx(5.0 / 30.0)
+    assert float(content_loss(A, b, "mean")) == pytest.approx(0.5 * 5.0 / 4)
+    assert float(content_loss(2 * A, 2 * b, "relative")) == pytest.approx(5.0 / 30.0)  # scale-free
+
+
+def test_gram_share_by_hand():
+    # 8 x 6 positions of 512 channels, 4 positions per channel asked: 48 / 2048.
+    assert gram_share((8, 6, 512), 4.0) == pytest.approx(48 / 2048)
+    assert gram_share((64, 48, 512), 4.0) == 1.0  # 3072 >= 2048
+    assert gram_share((8, 6, 512), 0.0) == 1.0  # off: the paper's weights
+    # it scales the layer's term in the total: two layers, the second at a quarter
+    feats = {"a": jnp.asarray(A), "b": jnp.asarray(A)}
+    targets = Targets(content=(jnp.asarray(A),), style=(jnp.zeros((1, 2, 2)), jnp.zeros((1, 2, 2))))
+    w = LossWeights(*(jnp.asarray(v, jnp.float32) for v in (1.0, 1.0, 0.0, [1.0], [1.0, 1.0], [1.0])))
+    full = loss_terms(feats, jnp.zeros((2, 1, 3)), targets, (("a",), ("a", "b")), w).style
+    shared = loss_terms(feats, jnp.zeros((2, 1, 3)), targets, (("a",), ("a", "b")), w, per_channel=4.0).style
+    # each layer: M = 2 positions, N = 2 channels: share 2 / 8 = 0.25
+    assert float(shared) == pytest.approx(0.25 * float(full))
 
 
 def test_style_layer_loss_by_hand():

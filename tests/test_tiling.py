@@ -63,6 +63,8 @@ def variant(name: str, tmp_path) -> tuple[StyleConfig, list]:
         return base, [STYLE]
     if name == "content mean, style mean":
         return base.replace(content_norm="mean", content_weight=1e4, style_norm="mean"), [STYLE]
+    if name == "relative norms, gram share":
+        return base.replace(content_norm="relative", style_norm="relative", per_channel=4.0), [STYLE]
     if name == "two styles, style relative":
         return base.replace(style_blend=(3.0, 1.0), style_norm="relative"), [STYLE, OTHER_STYLE]
     if name == "masks":
@@ -94,8 +96,8 @@ def relative(a, b) -> float:
     return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
 
 
-@pytest.mark.parametrize("name", ["paper norms", "content mean, style mean", "two styles, style relative",
-                                  "masks", "luminance", "paper layers"])
+@pytest.mark.parametrize("name", ["paper norms", "content mean, style mean", "relative norms, gram share",
+                                  "two styles, style relative", "masks", "luminance", "paper layers"])
 def test_the_tiled_gradient_is_the_plain_gradient(name, tmp_path, vgg16_weights):
     config, styles = variant(name, tmp_path)
     run = prepare(CONTENT, styles, config.replace(tile=0), vgg16_weights)
