@@ -133,7 +133,7 @@ class JaxImpl:
         self.gram = self.run.objective.gram_precision
         self.opt = make_optimizer(config.optimizer, config.learning_rate, config.precondition)
         self.step = make_step(self.run.objective, self.opt)
-        self.compiled, self.k = {}, k
+        self.compiled, self.k, self.compile_seconds = {}, k, 0.0
         self.reset()
 
     def reset(self):
@@ -161,6 +161,7 @@ class JaxImpl:
     def __call__(self):
         out = drive(self.step, self.state, self.run.problem, steps=self.i + self.k, start=self.i,
                     steps_per_call=self.k, log_every=10**9, compiled=self.compiled)
+        self.compile_seconds += out.compile_seconds
         self.state, self.i = out.state, out.steps
         self.last_loss = float(out.trace.arrays["loss"][-1])
         return self.state.image
@@ -367,6 +368,71 @@ def torch_lbfgs(ref, content):
     return run_until, count
 
 
+def torch_trace(ref, content, method: str, max_evals: int, target: float | None = None,
+                max_seconds: float = float("inf")) -> list[tuple[int, float, float]]:
+    """(evaluation, seconds since the start, loss there) of every evaluation of a PyTorch
+    anchor, until ``max_evals``, ``max_seconds`` or the first loss at or below ``target``.
+
+    - ``"tutorial"``: torch.optim.LBFGS as the PyTorch tutorial drives it (lr 1, no line
+      search, the image clamped inside the closure);
+    - ``"strong-wolfe"``: torch.optim.LBFGS(line_search_fn="strong_wolfe"), what a careful
+      user runs, clamped after each call of ``step`` (not inside the line search);
+    - ``"adam"``: Adam, lr 0.02, clamped after each step (crowsonkb's optimizer)."""
+    x = ref.to_tensor(content).clone().requires_grad_(True)
+    trace, t0 = [], time.perf_counter()
+
+    class Reached(Exception):
+        pass
+
+    def evaluate(clamp: bool):
+        if clamp:
+            with torch.no_grad():
+                x.clamp_(0, 1)
+        loss = ref.loss(x)
+        value = float(loss.detach())  # the sync: the evaluation is done
+        trace.append((len(trace) + 1, time.perf_counter() - t0, value))
+        return loss, value
+
+    def done() -> bool:
+        last = trace[-1]
+        return last[0] >= max_evals or last[1] >= max_seconds or (target is not None and last[2] <= target)
+
+    if method == "adam":
+        opt = torch.optim.Adam([x], lr=0.02)
+        while not trace or not done():
+            opt.zero_grad(set_to_none=True)
+            loss, _ = evaluate(False)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                x.clamp_(0, 1)
+        return trace
+    opt = torch.optim.LBFGS([x], line_search_fn="strong_wolfe" if method == "strong-wolfe" else None)
+
+    def closure():
+        opt.zero_grad()
+        loss, _ = evaluate(method == "tutorial")
+        loss.backward()
+        if done():
+            raise Reached  # stop inside the call: later evaluations are not needed
+        return loss
+
+    try:
+        while True:
+            opt.step(closure)
+            if method == "strong-wolfe":
+                with torch.no_grad():
+                    x.clamp_(0, 1)
+    except Reached:
+        pass
+    return trace
+
+
+def first_reach(trace, target: float) -> tuple[int, float] | tuple[None, None]:
+    """(evaluation, seconds) of the first entry at or below ``target``, else (None, None)."""
+    return next(((e, s) for e, s, loss in trace if loss <= target), (None, None))
+
+
 JAX_LBFGS = ("lbfgs", "lbfgs-fixed", "lbfgs-backtrack", "lbfgs-armijo")
 
 
@@ -412,87 +478,86 @@ def lbfgs_rates(size, arch="vgg16", evals=40) -> dict:
 
 def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS, "adam"),
                    ladder_steps=0, corners=(BENCH.precondition,)) -> dict:
-    """Target: the lowest loss the tutorial-style torch L-BFGS reaches in `budget_evals` evaluations.
+    """Time to one target loss, each implementation measured at the moment it first gets
+    there (every evaluation traced, nothing interpolated), from the same start (the content).
 
-    ``corners``: each L-BFGS optimizer runs with each of these config.precondition values
-    (rows "jax-NAME f0=CORNER"; "jax-NAME" for 0, plain L-BFGS).
+    Target: the lowest loss the tutorial's L-BFGS reaches in ``budget_evals`` evaluations.
+    PyTorch anchors (:func:`torch_trace`): the tutorial's L-BFGS, L-BFGS with a strong
+    Wolfe line search, Adam; each stops when it reaches the target (Adam also after three
+    times the tutorial's seconds). JAX rows count from before ``prepare`` to the end of
+    the call whose loss reached the target: preparing and compiling included, the
+    compile also shown apart. ``corners``: each L-BFGS optimizer runs with each of these
+    config.precondition values (rows "jax-NAME f0=CORNER"; "jax-NAME" for 0).
 
     ``ladder_steps`` > 0: also each optimizer coarse-to-fine, ``ladder_steps`` steps at each
-    size of the sqrt(2) ladder below `size` (schedule.scale_ladder), each scale starting
-    as a run's does (schedule.next_start, with the config's detail), then steps at `size`
-    until the target; its seconds count everything after the torch run: preparing and
-    compiling each scale as well."""
+    size of the sqrt(2) ladder below ``size``, each scale starting as a run's does
+    (schedule.next_start, with the config's detail), then steps at ``size`` until the target."""
     c, s = images(size)
     w = weights_for(arch)
     cfg = BENCH.replace(size=size, optimizer="lbfgs")
-    run_until, count = torch_lbfgs(TutorialNST(w, cfg, c, s, device=TDEV), c)
-    t0 = time.perf_counter()
-    final = run_until(budget_evals)
-    # Without a line search torch's loss can rise again (at 512 px it went from 1.0e6 at 120
-    # evaluations back to 2.2e6 at 300): the target is the lowest loss it reached.
-    target = min([final] + [loss for _, loss in run_until.trace])
-    out = {"size": size, "target_loss": target, "torch_final_loss": final, "ladder_steps": ladder_steps,
-           "torch-tutorial-lbfgs": {"seconds": time.perf_counter() - t0, "evals": count[0],
-                                    "trace": run_until.trace}}
-    print(f"  target {target:.4g}: torch tutorial {out['torch-tutorial-lbfgs']['seconds']:.1f} s", flush=True)
+    tutorial = torch_trace(TutorialNST(w, cfg, c, s, device=TDEV), c, "tutorial", budget_evals)
+    # Without a line search torch's loss can rise again: the target is the lowest it reached.
+    target = min(loss for _, _, loss in tutorial)
+    out = {"size": size, "target_loss": target, "budget_evals": budget_evals, "ladder_steps": ladder_steps}
+    for method in ("tutorial", "strong-wolfe", "adam"):
+        trace = tutorial if method == "tutorial" else torch_trace(
+            TutorialNST(w, cfg, c, s, device=TDEV), c, method, 4 * budget_evals, target,
+            max_seconds=3 * tutorial[-1][1])
+        evals, seconds = first_reach(trace, target)
+        out[f"torch-{method}"] = {"seconds": seconds, "evals": evals, "evals_run": trace[-1][0],
+                                  "seconds_run": trace[-1][1], "best_loss": min(l for _, _, l in trace),
+                                  "trace": [t[1:] for t in trace]}
+        print(f"  torch-{method}: {seconds} s, {evals} evaluations (target {target:.4g})", flush=True)
 
-    def until_target(impl, max_evals):
-        reached, best = None, float("inf")
+    def until_target(impl, max_evals, t0):
+        best = float("inf")
         while impl.evals < max_evals:
-            impl()  # last_loss: the loss of the iterate this step started from (unclipped for L-BFGS)
+            impl()  # last_loss: the loss at the iterate this step started from (its evaluation)
             best = min(best, impl.last_loss)
             if best <= target:
-                reached = impl.i
-                break
-        return reached, best
+                return impl.i, time.perf_counter() - t0, best
+        return None, None, best
 
     # JAX gets twice the evaluations (four times for Adam) to get there.
     runs = [(o, f) for o in optimizers for f in (corners if o.startswith("lbfgs") else corners[:1])]
     for opt_name, corner in runs:
         lr, max_evals = (0.02, 4 * budget_evals) if opt_name == "adam" else (None, 2 * budget_evals)
         corner = corner if opt_name.startswith("lbfgs") else None  # the others ignore it
-        # L-BFGS rows name a corner but 0 (rows of earlier runs without one were plain L-BFGS)
         name = opt_name + (f" f0={corner:g}" if corner else "")
-        cfg = cfg.replace(precondition=corner or 0.0)
-        impl = JaxImpl(w, cfg.replace(optimizer=opt_name, learning_rate=lr, steps=max_evals), c, s)
-        sync(impl())  # compile
-        impl.reset()
+        run_cfg = cfg.replace(precondition=corner or 0.0, optimizer=opt_name, learning_rate=lr, steps=max_evals)
         t0 = time.perf_counter()
-        reached, best = until_target(impl, max_evals)
-        out[f"jax-{name}"] = {"seconds": time.perf_counter() - t0 if reached else None, "precondition": corner,
-                              "steps": reached, "evals": impl.evals, "max_evals": max_evals, "best_loss": best}
+        impl = JaxImpl(w, run_cfg, c, s)
+        reached, seconds, best = until_target(impl, max_evals, t0)
+        out[f"jax-{name}"] = {"seconds": seconds, "compile_seconds": impl.compile_seconds,
+                              "precondition": corner, "steps": reached, "evals": impl.evals,
+                              "max_evals": max_evals, "best_loss": best}
         print(f"  jax-{name}: {out[f'jax-{name}']}", flush=True)
         if not ladder_steps:
             continue
         # The target objective sums its content loss, which grows with the pixel count while
-        # the style loss does not: at a coarse scale the same weights would ask for more
-        # style than the target does, and start the full size far from its optimum. The
-        # coarse scales therefore weigh content per element (content_norm "mean") times the
-        # full size's element count: the target's own balance, at every scale.
+        # the style loss does not: the coarse scales weigh content per element (content_norm
+        # "mean") times the full size's element count, the target's own balance at every scale.
         coarse = dict(content_norm="mean", content_layer_weights=tuple(
             w_l * t.size for w_l, t in zip(cfg.content_layer_weights, impl.run.problem.targets.content)))
-        # Each scale starts as a run's does (schedule.next_start): the last scale's image
-        # upsampled, plus the start image's band it could not hold (cfg.detail of it).
-        t0, previous, coarse_evals = time.perf_counter(), None, 0
+        t0, previous, coarse_evals, compile_seconds = time.perf_counter(), None, 0, 0.0
         for scale in scale_ladder(size):
             last = scale == size
-            impl = JaxImpl(w, cfg.replace(size=scale, optimizer=opt_name, learning_rate=lr,
-                                          steps=max_evals if last else ladder_steps, **({} if last else coarse)),
-                           c, s)
+            impl = JaxImpl(w, run_cfg.replace(size=scale, steps=max_evals if last else ladder_steps,
+                                              **({} if last else coarse)), c, s)
             if previous is not None:
                 start = next_start(previous, impl.run.start, cfg.detail)
                 impl.state = init_state(impl.run.objective, impl.opt, impl.run.problem, start)
             if last:
-                reached, best = until_target(impl, max_evals)
+                reached, seconds, best = until_target(impl, max_evals, t0)
             else:
                 while impl.i < ladder_steps:
                     impl()
                 coarse_evals += impl.evals
                 previous = impl.state
-        out[f"jax-{name}-c2f"] = {"seconds": time.perf_counter() - t0 if reached else None,
-                                  "steps": reached, "evals": impl.evals, "coarse_evals": coarse_evals,
-                                  "detail": cfg.detail, "precondition": corner,
-                                  "max_evals": max_evals, "best_loss": best}
+            compile_seconds += impl.compile_seconds
+        out[f"jax-{name}-c2f"] = {"seconds": seconds, "compile_seconds": compile_seconds, "steps": reached,
+                                  "evals": impl.evals, "coarse_evals": coarse_evals, "detail": cfg.detail,
+                                  "precondition": corner, "max_evals": max_evals, "best_loss": best}
         print(f"  jax-{name}-c2f: {out[f'jax-{name}-c2f']}", flush=True)
     return out
 
