@@ -27,8 +27,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
 from rich.text import Text
 from typer.core import TyperGroup
 
-from .config import (WEIGHT, Colour, ColourMatch, ContentNorm, Conv, DType, GramPrecision, Init, OptimizerName,
-                     Pooling, StyleConfig, StyleNorm)
+from .config import (WEIGHT, Balance, Colour, ColourMatch, ContentNorm, Conv, DType, GramPrecision, Init,
+                     OptimizerName, Pooling, StyleConfig, StyleNorm)
 from .errors import ConfigError, NstError
 
 EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS, EXIT_INTERRUPTED = 1, 3, 4, 130
@@ -153,7 +153,8 @@ FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "lear
          "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
          "style_blend": "--blend", "dtype": "--dtype", "conv": "--conv", "gram_precision": "--gram-precision",
          "content_norm": "--content-norm", "scales": "--scales", "detail": "--detail", "average": "--average",
-         "precondition": "--precondition", "remat": "--remat",
+         "precondition": "--precondition", "remat": "--remat", "balance": "--balance",
+         "per_channel": "--per-channel",
          "colour": "--colour", "colour_match": "--colour-match", "masks": "--mask", "style_masks": "--style-mask",
          "mask_erode": "--mask-erode", "keep_unmasked": "--keep-unmasked", "max_memory": "--max-memory",
          "tile": "--tile", "bit_depth": "--bit-depth"}
@@ -183,10 +184,19 @@ CONFIG_OPTIONS = {
     "style_layers": (Annotated[str, typer.Option("--style-layers", help="NAME[:W],... or 'paper' "
                                                  "(relu1_1..relu5_1, 0.2 each).")], "paper"),
     "style_norm": (Annotated[StyleNorm, typer.Option("--style-norm", help="paper: 1/(4 N^2 M^2); "
-                                                     "mean: the PyTorch tutorial's.")], StyleNorm(D.style_norm)),
+                                                     "mean: the PyTorch tutorial's; relative: over |G_S|^2.")], StyleNorm(D.style_norm)),
     "content_norm": (Annotated[ContentNorm, typer.Option(
-        "--content-norm", help="sum: the paper's 1/2 sum (grows with size); mean: per element, so "
-                               "weights mean the same at every size.")], ContentNorm(D.content_norm)),
+        "--content-norm", help="sum: the paper's 1/2 sum (grows with size); mean: per element; relative: "
+                               "over 1/2 sum P^2, the same at every size and for every photo.")],
+        ContentNorm(D.content_norm)),
+    "balance": (Annotated[Balance, typer.Option(
+        help="gap: beta weighs the style term as a fraction of the photo's own distance from the painting "
+             "(1 at the photo), the same trade for every pair and size; fixed: the style term as it is "
+             "(the paper).")], Balance(D.balance)),
+    "per_channel": (Annotated[float, typer.Option(
+        "--per-channel", help="A style layer keeps its whole weight when its Gram averages this many "
+                              "positions per channel, less below (deep layers of small pictures, which "
+                              "otherwise copy the painting's objects); 0 = the paper.")], D.per_channel),
     "scales": (Annotated[str, typer.Option(help="Coarse to fine: 'auto' (from 128 px in sqrt(2) steps), "
                                            "'none', or sizes like 256,512 (--steps at each).")],
                D.scales if isinstance(D.scales, str) else ",".join(map(str, D.scales)) or "none"),
@@ -313,7 +323,7 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
                  content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
                  style_scale, blend, weights, log_every, steps_per_call, dtype, conv, gram_precision,
                  content_norm, scales, detail, precondition, average, remat, colour, colour_match, mask,
-                 style_mask, mask_erode, keep_unmasked, max_memory, tile) -> StyleConfig:
+                 style_mask, mask_erode, keep_unmasked, max_memory, tile, balance, per_channel) -> StyleConfig:
     """The shared options -> the one frozen config (its errors: see :func:`explain`)."""
     if ratio is not None and content_weight is not None:
         raise NstError("give --content-weight or --ratio, not both")
@@ -338,7 +348,7 @@ def build_config(*, style_weight: float, size, steps, optimizer, lr, content_wei
         detail=detail, precondition=precondition, average=average,
         remat=remat, colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
         style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked,
-        max_memory=max_memory, tile=parse_tile(tile))
+        max_memory=max_memory, tile=parse_tile(tile), balance=str(balance), per_channel=per_channel)
 
 
 def with_config_options(exclude: tuple[str, ...] = (), **defaults):

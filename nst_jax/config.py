@@ -24,7 +24,8 @@ PAPER_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 # this project's defaults before the quality study (README, "Quality"). The unit tests
 # (StyleConfig.tiny), the PyTorch references in bench/ and the quality study's "old default"
 # are written against it, so a change of defaults changes none of them.
-ADAM_ON_SUMMED_LOSS = dict(optimizer="adam", init="content", content_norm="sum", style_weight=1e6, scales=())
+ADAM_ON_SUMMED_LOSS = dict(optimizer="adam", init="content", content_norm="sum", style_weight=1e6, scales=(),
+                           balance="fixed", per_channel=0.0)
 
 
 # The largest float32 (the dtype of the losses): no weight may be larger.
@@ -144,6 +145,11 @@ class ContentNorm(Choice):
     relative = "relative"
 
 
+class Balance(Choice):
+    gap = "gap"  # J_style as a fraction of the photo's own (losses.gap_fraction)
+    fixed = "fixed"  # J_style as it is: beta alone sets the balance (the paper)
+
+
 class StyleNorm(Choice):
     paper = "paper"
     mean = "mean"
@@ -245,8 +251,13 @@ class StyleConfig:
     # count N M, so the same alpha/beta means the same balance at every size. Departure:
     # "mean" is the default, so the weights need no retuning per size or per scale of a
     # coarse-to-fine run (tests/test_schedule.py: an image and its 2x upsample give
-    # content losses within 8%).
+    # content losses within 8%); "relative" = over 1/2 sum P^2, the squared
+    # relative error, the same for every photo too.
     content_norm: str = ContentNorm.mean.value
+    # How beta is measured: "gap" = against the style term's value at the photo (so J_style
+    # reads 1 there and 0 at the painting's statistics, for every pair and size), "fixed" =
+    # J_style as it is (the paper's; the balance then shifts with each pair's magnitudes).
+    balance: str = Balance.fixed.value
     # Positions per channel a style layer's Gram must average over to keep its whole weight
     # lambda_l; below, its weight shrinks in proportion (losses.gram_share). 0 = the paper.
     per_channel: float = 0.0
@@ -361,7 +372,7 @@ class StyleConfig:
                 raise ConfigError(names, "must name at least one layer")
         for name, kind in (("style_norm", StyleNorm), ("pooling", Pooling), ("init", Init),
                            ("dtype", DType), ("content_norm", ContentNorm), ("colour", Colour),
-                           ("colour_match", ColourMatch), ("conv", Conv),
+                           ("colour_match", ColourMatch), ("conv", Conv), ("balance", Balance),
                            ("gram_precision", GramPrecision)):
             object.__setattr__(self, name, choice(kind, getattr(self, name), name))
         if self.conv == Conv.winograd and self.dtype != DType.float32:

@@ -18,11 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from .colour import before_run, luminance, match_colour_histogram
-from .config import WEIGHT, Init, StyleConfig
+from .config import WEIGHT, Balance, Init, StyleConfig
 from .conv import resolve, with_transforms
 from .errors import NstError
 from .image import load_image, read_image, resize, scaled_shape
-from .losses import Targets, gram, guided_gram
+from .losses import Targets, gram, guided_gram, style_gram_loss
 from .masks import free_pixels, guidance
 from .memory import MemoryPlan, budget_bytes, check_forward, plan_memory
 from .objective import Objective, Problem, build_objective, loss_weights
@@ -116,6 +116,41 @@ def content_features(objective: Objective, variables, content: np.ndarray) -> tu
         feats = jax.jit(tiled_features, static_argnums=(0, 3, 4))(objective.model, variables, content,
                                                                  objective.tiles, layers)
     return tuple(feats[n] for n in layers)
+
+
+def style_gaps(objective: Objective, variables, content: np.ndarray, style_grams: tuple,
+               guides: tuple | None = None) -> jax.Array:
+    """(n_style_layers, K): J_style^l (without lambda_l) of the ``content`` picture against
+    each style image's target Gram in ``style_grams`` (with masks: each region's, its guided
+    Gram against that region's target), computed as the objective computes J_style^l (tile
+    by tile for a tiled objective). losses.gap_fraction measures J_style in these."""
+    model, layers = objective.model, objective.style_layers
+    shapes = {l.name: (h, w, l.c_out) for l, h, w in layer_sizes(model.arch, *content.shape[:2], layers)}
+    n_targets = style_grams[0].shape[0]
+    if objective.tiles is None:
+        feats = jax.jit(model.apply)(variables, content)
+    rows = []
+    for k in range(n_targets):
+        own = None if guides is None else [g[k] for g in guides]
+        if objective.tiles is None:
+            grams = {n: gram(feats[n]) if own is None else guided_gram(feats[n], own[i]) for i, n in enumerate(layers)}
+        else:
+            grams = jax.jit(tiled_grams, static_argnums=(0, 3, 4))(model, variables, content, objective.tiles,
+                                                                  layers, own)
+        rows.append([style_gram_loss(style_grams[i][k], grams[n], shapes[n], objective.style_norm)
+                     for i, n in enumerate(layers)])
+    return jnp.asarray(rows, jnp.float32).T
+
+
+def describe_balance(config: StyleConfig, gaps: jax.Array, blend, shape, arch: str) -> str:
+    """One line: beta against the style gap, and what that is on J_style itself."""
+    from .losses import gram_share
+
+    sizes = {l.name: (h, w, l.c_out) for l, h, w in layer_sizes(arch, *shape, config.style_layers)}
+    shares = [gram_share(sizes[n], config.per_channel) for n in config.style_layers]
+    gap = float(np.dot(np.asarray(config.style_layer_weights) * shares, np.asarray(gaps) @ np.asarray(blend)))
+    return (f"balance: beta {config.style_weight:g} on the style gap (J_style of the photo, {gap:.3g} at "
+            f"{max(shape)} px): {config.style_weight / gap:.3g} on J_style itself")
 
 
 def memory_plans(config: StyleConfig, arch: str, taps, shape, budget: int | None = None) -> tuple[MemoryPlan, ...]:
@@ -219,10 +254,14 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     kept = content_img
     if objective.luminance:  # one channel, the objective shows it as grey RGB
         start, kept = luminance(start)[..., None], content_img[..., :1]
-    targets = Targets(content_features(objective, variables, content_img),
-                      style_targets(objective, variables, style_imgs, (h, w), style_guides),
-                      None if guides is None else tuple(jnp.asarray(g) for g in guides),
-                      None if free is None else (jnp.asarray(free), jnp.asarray(kept)))
+    style_grams = style_targets(objective, variables, style_imgs, (h, w), style_guides)
+    output_guides = None if guides is None else tuple(jnp.asarray(g) for g in guides)
+    gaps = (style_gaps(objective, variables, content_img, style_grams, output_guides)
+            if config.balance == Balance.gap else None)
+    targets = Targets(content_features(objective, variables, content_img), style_grams, output_guides,
+                      None if free is None else (jnp.asarray(free), jnp.asarray(kept)), gaps)
+    if gaps is not None and size == config.size:
+        notes.append(describe_balance(config, gaps, blend, (h, w), weights.arch))
     problem = Problem(variables, targets, loss_weights(config, blend))
     spatial = list(guides or ()) + [g for own in style_guides if own for g in own]
     return Prepared(objective, problem, content_img, style_imgs, start,

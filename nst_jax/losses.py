@@ -284,6 +284,10 @@ class Targets(NamedTuple):
     # (free (H, W, 1), content (H, W, C)): with masks, pixels outside every mask keep the
     # content's values (see Objective.picture). None: every pixel is optimised.
     keep: tuple[jax.Array, jax.Array] | None = None
+    # (n_style, K): J_style^l of the content image against each style image's target (each
+    # region's, with masks), the style gap J_style is measured in (:func:`gap_fraction`).
+    # None: J_style as it is (the paper's).
+    gaps: jax.Array | None = None
 
 
 def style_layer_term(targets: Targets, i: int, features: jax.Array, weights: LossWeights,
@@ -304,6 +308,25 @@ def style_gram_term(targets: Targets, i: int, grams: jax.Array, shape: tuple[int
     return guided_style_gram_loss(targets.style[i], grams, shape, weights.blend, norm)
 
 
+def gap_fraction(style: jax.Array, targets: Targets, weights: LossWeights, shares) -> jax.Array:
+    """``style`` (sum_l lambda_l s_l J_style^l, s_l the layers' :func:`gram_share`) as a
+    fraction of the same sum for the content image, the style gap:
+
+        J_style / sum_l lambda_l s_l sum_k w_k gap_lk
+
+    1 where the picture is as far from the painting's statistics as the photo is, 0 where
+    it matches them. With one style the denominator is J_style(content) exactly; with
+    several it is the blend of each one's gap (an upper bound of the blended target's gap,
+    linear in the traced weights so a sweep can batch them). ``targets.gaps`` None: ``style``
+    as it is."""
+    if targets.gaps is None:
+        return style
+    per_layer = targets.gaps @ weights.blend
+    gap = jnp.dot(weights.style_layers * jnp.asarray(shares, jnp.float32), per_layer,
+                  precision=jax.lax.Precision.HIGHEST)
+    return style / jnp.maximum(gap, jnp.finfo(jnp.float32).tiny)
+
+
 def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Targets,
                layers: tuple[tuple[str, ...], tuple[str, ...]], weights: LossWeights,
                norm: str = "paper", content_norm: str = "sum", precision: str = "float32",
@@ -317,9 +340,11 @@ def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Target
     content_layers, style_layers = layers
     content = sum(weights.content_layers[i] * content_loss(targets.content[i], features[name], content_norm)
                   for i, name in enumerate(content_layers))
-    style = sum(weights.style_layers[i] * gram_share(features[name].shape, per_channel)
-                * style_layer_term(targets, i, features[name], weights, norm, precision)
+    shares = [gram_share(features[name].shape, per_channel) for name in style_layers]
+    style = sum(weights.style_layers[i] * shares[i] * style_layer_term(targets, i, features[name], weights, norm,
+                                                                        precision)
                 for i, name in enumerate(style_layers))
+    style = gap_fraction(style, targets, weights, shares)
     return LossTerms(jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32),
                      tv_loss(image))
 

@@ -48,8 +48,8 @@ import jax.numpy as jnp
 from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from .errors import NstError
-from .losses import (LossTerms, content_loss, content_normalizer, gram, gram_share, guided_gram, style_gram_term,
-                     total_loss, tv_loss)
+from .losses import (LossTerms, content_loss, content_normalizer, gap_fraction, gram, gram_share, guided_gram,
+                     style_gram_term, total_loss, tv_loss)
 from .vgg import deepest, layer_sizes, layout
 
 
@@ -210,9 +210,11 @@ def stats_loss(objective, problem, stats: Stats, height: int, width: int):
     content = sum(weights.content_layers[i] * stats.content[i] / content_normalizer(targets.content[i],
                                                                                     objective.content_norm)
                   for i, n in enumerate(objective.content_layers))
-    style = sum(weights.style_layers[i] * gram_share(shapes[n], objective.per_channel)
+    shares = [gram_share(shapes[n], objective.per_channel) for n in objective.style_layers]
+    style = sum(weights.style_layers[i] * shares[i]
                 * style_gram_term(targets, i, stats.style[i], shapes[n], weights, objective.style_norm)
                 for i, n in enumerate(objective.style_layers))
+    style = gap_fraction(style, targets, weights, shares)
     content, style = jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32)
     return weights.content * content + weights.style * style, (content, style)
 

@@ -158,15 +158,16 @@ def test_a_checkpoint_for_another_run_is_refused_and_kept(tmp_path, vgg16_weight
         stylize(CONTENT, STYLE, config, weights=vgg16_weights, resume=tmp_path / "none.ckpt")
 
 
-@pytest.mark.parametrize("field, other", [("detail", 1.0), ("precondition", 0.1)])
-def test_a_checkpoint_from_before_a_field_existed_reads_as_its_old_behaviour(field, other, tmp_path,
+@pytest.mark.parametrize("field, old, other", [("detail", 0.0, 1.0), ("precondition", 0.0, 0.1),
+                                               ("per_channel", 0.0, 4.0), ("balance", "fixed", "gap")])
+def test_a_checkpoint_from_before_a_field_existed_reads_as_its_old_behaviour(field, old, other, tmp_path,
                                                                                vgg16_weights):
-    """Saved without ``field`` (checkpoints made before it existed): resumes as 0, which is
-    what such a run did, and is refused with another value, naming the field."""
+    """Saved without ``field`` (checkpoints made before it existed): resumes as ``old``,
+    which is what such a run did, and is refused with another value, naming the field."""
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
-    config = StyleConfig.tiny(scales=(16, 32), steps=2, optimizer="lbfgs-backtrack", **{field: 0.0})
+    config = StyleConfig.tiny(scales=(16, 32), steps=2, optimizer="lbfgs-backtrack", **{field: old})
     ckpt = tmp_path / "old.ckpt"
     stylize(CONTENT, STYLE, config, weights=vgg16_weights, checkpoint=ckpt, checkpoint_every=1,
             callback=lambda p: p.step == 3)

@@ -1,0 +1,192 @@
+"""Do the defaults hold beyond the pairs they were chosen on? The robustness study.
+
+Runs ``stylize`` with the defaults (or a named variant) on photo x painting pairs at
+several sizes, scores every result with the AlexNet judge of ``bench/quality.py`` (a
+network the optimisation never sees), and writes a table and one contact sheet per size.
+Where a published result exists for a pair (jcjohnson/neural-style's for the three
+tubingen pairs, anishathalye/neural-style's for the couch), it is resized to each size and
+scored the same way; ours passes when both its distances are at most the reference's.
+
+    python bench/robustness.py --sizes 256,512 --out bench/results/robustness
+    python bench/robustness.py --sizes 1024 --pairs tubingen_starry,garden_scream,couch_balloon
+    python bench/robustness.py --variant paper --sizes 256      # the paper's loss, beta 1000
+
+Every result is appended to ``rows.jsonl`` as it is scored; a second run skips what is
+already there, so an interrupted study continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import quality  # noqa: E402
+from nst_jax.config import StyleConfig  # noqa: E402
+from nst_jax.image import load_image, resize_longest, save_image  # noqa: E402
+from nst_jax.run import stylize  # noqa: E402
+from nst_jax.weights import load_weights  # noqa: E402
+
+# (name, content, style, published result or None), paths under <shared>/images and
+# <shared>/reference. Every dev-set photo and style appears at least once.
+PAIRS = [
+    ("tubingen_starry", "tubingen.jpg", "starry_night.jpg", "reference/tubingen_starry.png"),
+    ("tubingen_scream", "tubingen.jpg", "the_scream.jpg", "reference/tubingen_scream.png"),
+    ("tubingen_shipwreck", "tubingen.jpg", "shipwreck.jpg", "reference/tubingen_shipwreck.png"),
+    ("couch_starry", "devset/couch.jpg", "devset/starry_night_anishathalye.jpg",
+     "images/devset/ref_couch_starry_anishathalye.jpg"),
+    ("garden_scream", "devset/garden.jpg", "the_scream.jpg", None),
+    ("stata_venice", "devset/stata.jpg", "devset/venice_house.jpg", None),
+    ("skyline_wheat", "devset/skyline_night.jpg", "devset/wheat_field_cypresses.jpg", None),
+    ("garden_rhone", "devset/garden.jpg", "devset/starry_night_rhone.jpg", None),
+    ("couch_balloon", "devset/couch.jpg", "devset/balloon.jpg", None),
+    ("stata_pencil", "devset/stata.jpg", "devset/pencil_sketch.jpg", None),
+    ("skyline_oil", "devset/skyline_night.jpg", "devset/oil_strokes.jpg", None),
+    ("tubingen_smoke", "tubingen.jpg", "devset/smoke.jpg", None),
+    ("couch_venice", "devset/couch.jpg", "devset/venice_house.jpg", None),
+]
+# Named sets of config changes; "defaults" changes nothing.
+VARIANTS = {
+    "defaults": {},
+    # the loss of the defaults before the study: the paper's style term, beta 1000
+    "paper": dict(content_norm="mean", style_norm="paper", style_weight=1000.0),
+}
+
+
+def parse_set(items: list[str]) -> dict:
+    """``key=value`` pairs (values read as JSON when they parse, else as strings)."""
+    changes = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value
+    return changes
+
+
+def reference_scores(root: Path, pairs, sizes) -> dict:
+    """{(pair, size): scores} of each published result resized to each size."""
+    scores = {}
+    for name, content, style, ref in pairs:
+        if ref is None:
+            continue
+        for size in sizes:
+            image = resize_longest(load_image(root / ref), size)
+            scores[name, size] = quality.score(image, root / "images" / content, root / "images" / style)
+    return scores
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default="256,512")
+    p.add_argument("--pairs", default=",".join(x[0] for x in PAIRS))
+    p.add_argument("--variant", default="defaults", choices=sorted(VARIANTS))
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="more config changes")
+    p.add_argument("--name", default=None, help="the rows' name (default: the variant's)")
+    p.add_argument("--weights", default="embedded")
+    p.add_argument("--shared", default=None, help="folder with images/ and reference/ (default ../shared)")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "robustness"))
+    args = p.parse_args()
+    chosen = args.pairs.split(",")
+    pairs = [x for x in PAIRS if x[0] in chosen]
+    if len(pairs) != len(chosen):
+        sys.exit(f"--pairs takes {[x[0] for x in PAIRS]}")
+    sizes = [int(s) for s in args.sizes.split(",")]
+    changes = {**VARIANTS[args.variant], **parse_set(args.set)}
+    name = args.name or args.variant
+    root = quality.locate_shared(args.shared)
+    out = Path(args.out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    log = out / "rows.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    done = {(r["name"], r["size"], r["pair"]) for r in rows}
+    weights = load_weights(args.weights)
+    machine = f"{platform.processor() or platform.machine()}, {cpu_name()}"
+    for size in sizes:
+        for pair, content, style, _ in pairs:
+            if (name, size, pair) in done:
+                continue
+            config = StyleConfig(size=size).replace(**changes)
+            t0 = time.perf_counter()
+            result = stylize(root / "images" / content, root / "images" / style, config, weights=weights)
+            seconds = time.perf_counter() - t0
+            save_image(result.output, out / "images" / f"{name}-{size}-{pair}.png")
+            scores = quality.score(result.output, root / "images" / content, root / "images" / style)
+            row = {"name": name, "size": size, "pair": pair, "changes": changes, "seconds": round(seconds, 1),
+                   "compile_seconds": round(result.compile_seconds, 1), "notes": result.notes,
+                   "machine": machine, **scores}
+            with log.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            rows.append(row)
+            print(f"{name} {size} {pair}: content {scores['content']:.3f} style {scores['style']:.3f} "
+                  f"({seconds:.0f} s)", flush=True)
+    refs = reference_scores(root, pairs, sizes)
+    write_table(rows, refs, pairs, out / "robustness.md")
+    for size in sizes:
+        write_sheet(rows, refs, pairs, size, root, out)
+    print(f"wrote {out}", flush=True)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def verdict(ours: dict, ref: dict | None) -> str:
+    if ref is None:
+        return ""
+    return "pass" if ours["style"] <= ref["style"] and ours["content"] <= ref["content"] else "fail"
+
+
+def write_table(rows: list[dict], refs: dict, pairs, path: Path) -> None:
+    """One line per (name, size, pair): ours, the reference where there is one, the verdict."""
+    lines = ["# Robustness study", "",
+             "Content / style distance (AlexNet judge, bench/quality.py; lower is better). Reference: "
+             "jcjohnson/neural-style's published result (tubingen pairs) or anishathalye/neural-style's "
+             "(couch_starry), resized to the size; pass = both distances at most the reference's.", "",
+             "| name | size | pair | ours content | ours style | ref content | ref style | verdict | seconds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    order = {x[0]: i for i, x in enumerate(pairs)}
+    for r in sorted((r for r in rows if r["pair"] in order),
+                    key=lambda r: (r["name"], r["size"], order[r["pair"]])):
+        ref = refs.get((r["pair"], r["size"]))
+        lines.append(f"| {r['name']} | {r['size']} | {r['pair']} | {r['content']:.3f} | {r['style']:.3f} | "
+                     + (f"{ref['content']:.3f} | {ref['style']:.3f} | " if ref else "- | - | ")
+                     + f"{verdict(r, ref)} | {r['seconds']:.0f} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_sheet(rows: list[dict], refs: dict, pairs, size: int, root: Path, out: Path) -> None:
+    """Per pair: content | style | reference | each name's result, with their scores."""
+    names = list(dict.fromkeys(r["name"] for r in rows if r["size"] == size))
+    figure_rows = []
+    for pair, content, style, ref in pairs:
+        cells = [(load_image(root / "images" / content), "photo"), (load_image(root / "images" / style), "painting")]
+        if ref is not None:
+            s = refs[pair, size]
+            cells.append((load_image(root / ref), f"reference c {s['content']:.3f} s {s['style']:.3f}"))
+        for name in names:
+            hit = [r for r in rows if r["name"] == name and r["size"] == size and r["pair"] == pair]
+            image = out / "images" / f"{name}-{size}-{pair}.png"
+            if hit and image.exists():
+                cells.append((load_image(image), f"{name} c {hit[-1]['content']:.3f} s {hit[-1]['style']:.3f}"))
+        figure_rows.append((pair, cells))
+    save_image(quality.figure(figure_rows, cell=240), out / f"robustness-{size}.png")
+
+
+if __name__ == "__main__":
+    main()
