@@ -201,8 +201,7 @@ class StyleConfig:
     style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] = (0.2,) * 5
     # alpha and beta of J = alpha J_content + beta J_style (+ tv_weight J_tv); alpha/beta = 1e-3.
-    # Set for content_norm "mean", [0, 1] pixels and detail 1; the paper's ratios (summed loss, Caffe
-    # 0-255 pixels) do not compare: docs/defaults.md#style_weight.
+    # Tuned with content_norm "mean", [0, 1] pixels and detail 1, unlike the paper's: docs/defaults.md#style_weight.
     content_weight: float = 1.0
     style_weight: float = 1000.0
     # Weights of several style images, normalised to sum 1 (empty = equal).
@@ -233,12 +232,10 @@ class StyleConfig:
     # The paper's: the other two did worse in the quality study (docs/defaults.md#style_norm).
     style_norm: str = StyleNorm.paper.value
     # Content-loss normaliser: "sum" (the paper's 1/2 sum (F - P)^2), "mean" (over N M), "relative" (over 1/2 sum P^2).
-    # "mean": the sum grows with the pixel count, so one beta would not fit every size and scale:
-    # docs/defaults.md#content_norm.
+    # "mean": the sum grows with the pixel count, so no one beta fits every size: docs/defaults.md#content_norm.
     content_norm: str = ContentNorm.mean.value
     # How beta is measured: "fixed" = J_style as it is (the paper's), "gap" = J_style at the photo reads 1.
-    # With "fixed" the balance shifts with each pair's magnitudes; "gap" is the same trade for every pair and
-    # size: docs/defaults.md#balance.
+    # "fixed": the paper's, whose balance shifts with each pair's magnitudes; "gap" does not: docs/defaults.md#balance.
     balance: str = Balance.fixed.value
     # Positions per channel a style layer's Gram must average to keep its whole lambda_l (losses.gram_share).
     # 0 = the paper's; more quiets the deep layers of small pictures: docs/defaults.md#per_channel.
