@@ -41,12 +41,12 @@ import numpy as np
 
 from .atomic import atomic_path, created
 from .clip import CONTAINERS, Clip, check_video_path, open_clip, read_frames, write_video
-from .colour import after_run, before_run
+from .colour import after_run, before_run, luminance
 from .config import Colour, StyleConfig
 from .errors import ConfigError, NstError, VideoError
 from .flow import PRESETS, consistency, fold, later_frame_wins, optical_flow, warp
 from .image import check_directory, load_image, resize, save_image
-from .inputs import Prepared, content_features, prepare, resolve_weights
+from .inputs import Prepared, content_features, prepare, resolve_weights, start_image
 from .memory import budget_bytes
 from .run import Progress, averaged_or_best, default_steps_per_call, drive
 from .step import averaged, init_state, make_optimizer, make_step
@@ -67,9 +67,11 @@ class VideoConfig:
     # Steps of the first frame (from the config's init) and of each later one (from the
     # previous result warped, which starts near its optimum).
     first_steps: int = 100
-    steps: int = 30
+    steps: int = 10
     # The earlier frames each frame is held to, nearest first: (1,) is short-term
-    # consistency (Ruder et al. sec. 3.1), (1, 2, 4) their long-term set (sec. 3.2).
+    # consistency (Ruder et al. sec. 3.1), (1, 2, 4) their long-term set (sec. 3.2); ()
+    # stylizes every frame on its own, from the config's init with first_steps (the
+    # flickering baseline).
     previous: tuple[int, ...] = (1,)
     # OpenCV DIS preset of the optical flow (flow.PRESETS).
     flow: str = "medium"
@@ -85,7 +87,7 @@ class VideoConfig:
                 raise ConfigError(name, f"must be an integer >= 0, not {getattr(self, name)!r}")
         if self.frames is not None and (not isinstance(self.frames, int) or self.frames < 1):
             raise ConfigError("frames", f"must be a positive integer, not {self.frames!r}")
-        if not self.previous or list(self.previous) != sorted(set(self.previous)) or self.previous[0] != 1:
+        if self.previous and (list(self.previous) != sorted(set(self.previous)) or self.previous[0] != 1):
             raise ConfigError("previous", f"must be rising frame offsets starting at 1, e.g. 1,2,4, not {self.previous}")
         if self.flow not in PRESETS:
             raise ConfigError("flow", f"must be one of {', '.join(PRESETS)}, not {self.flow!r}")
@@ -197,7 +199,7 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
     compiled, h, w = {}, *run.content.shape[:2]
     raw_dir = folder / META / "raw" if config.colour in (Colour.original, Colour.luminance) else folder
     flows = folder / META / f"flow-{video.flow}-{w}x{h}"
-    recent = deque(maxlen=max(video.previous) + 1)  # the content frames the flows need
+    recent = deque(maxlen=max(video.previous, default=0) + 1)  # the content frames the flows need
     for index, frame in enumerate(read_frames(clip, video.start, total)):
         colour_content = resize(frame, h, w)
         recent.append(colour_content)
@@ -215,11 +217,8 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
             content=features(objective, base.variables, content), temporal=temporal,
             keep=None if base.targets.keep is None else (base.targets.keep[0], jnp.asarray(kept)))
         problem = base._replace(targets=targets, weights=base.weights._replace(temporal=gamma))
-        if earlier:
-            start = warp(pictures[0], pairs[0][0])
-            start = start[..., :1] if objective.luminance else start
-        else:
-            start = run.start
+        start = warp(pictures[0], pairs[0][0]) if earlier else own_start(config, content, run.styles[0])
+        start = start[..., :1] if objective.luminance and earlier else start
         steps = video.steps if earlier else video.first_steps
         outcome = drive(step, init(objective, optimizer, problem, start), problem, steps=steps,
                         steps_per_call=k, log_every=config.log_every, callback=callback, compiled=compiled)
@@ -239,6 +238,12 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
         if on_frame is not None:
             on_frame(FrameProgress(index, result.done, total, result.frame_seconds[-1], float(final.best_loss),
                                    steps))
+
+
+def own_start(config: StyleConfig, content: np.ndarray, style: np.ndarray) -> np.ndarray:
+    """A frame's start from the config's init, as ``prepare`` makes the first frame's."""
+    start = np.clip(start_image(config, content, style), 0.0, 1.0)
+    return luminance(start)[..., None] if config.colour == Colour.luminance else start
 
 
 def temporal_targets(pictures, pairs, shape) -> tuple[jax.Array, jax.Array]:

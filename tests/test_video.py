@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -22,6 +22,7 @@ from nst_jax.image import load_image, save_image
 from nst_jax.inputs import prepare
 from nst_jax.losses import temporal_loss
 from nst_jax.objective import Problem
+from nst_jax.tiling import TilePlan, receptive_radius
 
 SAMPLES = Path(nst_jax.__file__).parent / "samples"
 runner = CliRunner()
@@ -129,6 +130,23 @@ def test_the_objective_adds_gamma_times_the_temporal_term(vgg16_weights):
     value, same_terms = jax.jit(run_.objective)(problem, x)
     np.testing.assert_allclose(value, plain + 300.0 * temporal_loss(x, target, weight), rtol=1e-5)
     np.testing.assert_allclose(np.stack(same_terms), np.stack(terms), rtol=1e-6)
+
+
+def test_the_temporal_term_of_a_tiled_objective_is_the_whole_ones(vgg16_weights):
+    config = StyleConfig.tiny()
+    run_ = prepare(np.asarray(CONTENT), np.asarray(STYLE), config, vgg16_weights)
+    taps = run_.objective.model.taps
+    tiled = dataclasses.replace(run_.objective, tiles=TilePlan(16, receptive_radius("vgg16", taps)))
+    x = jnp.asarray(run_.start)
+    target = jnp.asarray(np.random.default_rng(3).uniform(size=x.shape), jnp.float32)
+    weight = jnp.ones(x.shape[:2] + (1,), jnp.float32).at[:, :5].set(0.0)
+    problem = Problem(run_.problem.variables, run_.problem.targets._replace(temporal=(target, weight)),
+                      run_.problem.weights._replace(temporal=jnp.float32(1e3)))
+    whole_value, whole_grad = jax.value_and_grad(run_.objective.value, argnums=1)(problem, x)
+    tiled_value, tiled_grad = jax.jit(jax.value_and_grad(tiled.value, argnums=1))(problem, x)
+    np.testing.assert_allclose(tiled_value, whole_value, rtol=1e-5)
+    np.testing.assert_allclose(tiled_grad, whole_grad, rtol=1e-4, atol=1e-4 * float(jnp.abs(whole_grad).max()))
+    assert float(jnp.abs(jax.grad(lambda x: temporal_loss(x, target, weight))(x)).max()) > 0
 
 
 # ---------------------------------------------------------------- whole clips
