@@ -83,7 +83,7 @@ def video(
                                previous=LONG_TERM if long_term else (1,), flow=flow, start=first, frames=frames)
         if source.exists() and output.exists() and source.resolve() == output.resolve():
             raise NstError(f"refusing to write into {output}: it is the input")
-        report = FrameReport()
+        report = FrameReport(steps)
         result = stylize_video(source, styles if len(styles) > 1 else styles[0], output, config, settings,
                                fps=rate, restart=restart, resume=resume, on_frame=report, on_plan=print_plan)
     except NstError as e:
@@ -109,15 +109,15 @@ def video(
 class FrameReport:
     """One line per finished frame on stderr: frames done, seconds per frame, ETA."""
 
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.times: list[float] = []
+    def __init__(self, later_steps: int) -> None:
+        self.later_steps = later_steps
+        self.times: list[tuple[int, float, int]] = []  # (index, seconds, steps) of each frame
 
     def __call__(self, p) -> None:
-        self.times.append(p.seconds)
-        # The first frame takes more steps than the rest: the ETA counts later frames only.
-        later = self.times[1:] if p.index == 0 or len(self.times) > 1 else self.times
-        per = sum(later) / len(later) if later else math.nan
-        eta = (p.total - p.done) * per if later else math.inf
+        self.times.append((p.index, p.seconds, p.steps))
+        # The first frame takes more steps than the rest: the ETA counts later frames, or
+        # after the first alone, its seconds per step times the later frames' steps.
+        later = [s for i, s, _ in self.times if i > 0]
+        per = sum(later) / len(later) if later else p.seconds / max(p.steps, 1) * self.later_steps
         err.print(f"frame {p.done}/{p.total}  {p.steps} steps  loss {p.loss:.4g}  {p.seconds:.1f} s/frame  "
-                  f"ETA {format_seconds(eta)}", highlight=False)
+                  f"ETA {format_seconds((p.total - p.done) * per)}", highlight=False)

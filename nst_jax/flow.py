@@ -5,7 +5,7 @@ pixel p of that frame shows what the other frame shows at p + f(p). For a frame 
 earlier frame s, the *backward* flow b (t -> s, on frame t's grid) warps s onto t, and the
 *forward* flow (s -> t, on frame s's grid) checks it (Ruder et al. 2016, sec. 3.1):
 
-- warp          w(x_s)(p) = x_s(p + b(p)), bilinear (:func:`warp`)
+- warp          w(x_s)(p) = x_s(p + b(p)), bicubic (:func:`warp`)
 - disocclusion  |f~ + b|^2 > 0.01 (|f~|^2 + |b|^2) + 0.5, f~ = w(f) the forward flow warped to t
 - motion edge   |grad b_x|^2 + |grad b_y|^2 > 0.01 |b|^2 + 0.002
 - weight        c = 0 where either holds or p + b(p) leaves the frame, 1 elsewhere
@@ -64,12 +64,38 @@ def _grid(flow: jax.Array) -> tuple[jax.Array, jax.Array]:
     return rows + flow[..., 1], cols + flow[..., 0]
 
 
+def keys(t: jax.Array, a: float = -0.5) -> jax.Array:
+    """Keys' cubic convolution kernel (a = -0.5: exact on quadratics; Catmull-Rom's)."""
+    t = jnp.abs(t)
+    near = (a + 2) * t**3 - (a + 3) * t**2 + 1
+    far = a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a
+    return jnp.where(t <= 1, near, jnp.where(t < 2, far, 0.0))
+
+
 @jax.jit
 def warp(image: jax.ArrayLike, flow: jax.ArrayLike) -> jax.Array:
-    """w(x)(p) = x(p + f(p)): ``image`` (H, W, C) pulled along ``flow`` (H, W, 2), bilinear;
-    positions past the border take the nearest border pixel."""
+    """w(x)(p) = x(p + f(p)): ``image`` (H, W, C) pulled along ``flow`` (H, W, 2), bicubic
+    (Keys' kernel on the 4 x 4 pixels around p + f(p)); positions past the border take the
+    nearest border pixel. Not clipped: cubic weights overshoot at sharp edges.
+
+    Bicubic, not Ruder et al.'s bilinear: each frame starts from the last one warped, and
+    bilinear sampling low-passes a stylized texture at every sub-pixel shift. On the bench's
+    zoom a texture warped seven times lost 0.45 of the judge's style distance bilinear
+    against 0.22 bicubic (bench/results/video-cpu.md).
+    """
     image, flow = jnp.asarray(image, jnp.float32), jnp.asarray(flow, jnp.float32)
-    return _sample(image, *_grid(flow))
+    h, w = image.shape[:2]
+    rows, cols = _grid(flow)
+    r0, c0 = jnp.floor(rows), jnp.floor(cols)
+    out = jnp.zeros_like(image)
+    for dr in (-1, 0, 1, 2):
+        r = r0 + dr
+        ri = jnp.clip(r, 0, h - 1).astype(jnp.int32)
+        for dc in (-1, 0, 1, 2):
+            c = c0 + dc
+            ci = jnp.clip(c, 0, w - 1).astype(jnp.int32)
+            out = out + (keys(rows - r) * keys(cols - c))[..., None] * image[ri, ci]
+    return out
 
 
 @jax.jit

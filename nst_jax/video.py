@@ -217,7 +217,8 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
             content=features(objective, base.variables, content), temporal=temporal,
             keep=None if base.targets.keep is None else (base.targets.keep[0], jnp.asarray(kept)))
         problem = base._replace(targets=targets, weights=base.weights._replace(temporal=gamma))
-        start = warp(pictures[0], pairs[0][0]) if earlier else own_start(config, content, run.styles[0])
+        start = (np.clip(warp(pictures[0], pairs[0][0]), 0.0, 1.0) if earlier
+                 else own_start(config, content, run.styles[0]))
         start = start[..., :1] if objective.luminance and earlier else start
         steps = video.steps if earlier else video.first_steps
         outcome = drive(step, init(objective, optimizer, problem, start), problem, steps=steps,
@@ -253,7 +254,7 @@ def temporal_targets(pictures, pairs, shape) -> tuple[jax.Array, jax.Array]:
     if not pictures:
         h, w = shape
         return jnp.zeros((h, w, 3), jnp.float32), jnp.zeros((h, w, 1), jnp.float32)
-    warped = [warp(p, backward) for p, (backward, _) in zip(pictures, pairs)]
+    warped = [jnp.clip(warp(p, backward), 0.0, 1.0) for p, (backward, _) in zip(pictures, pairs)]
     weights = later_frame_wins([consistency(backward, forward) for backward, forward in pairs])
     return fold(warped, weights)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from fractions import Fraction
 from pathlib import Path
 
 import jax
@@ -31,14 +32,17 @@ runner = CliRunner()
 # ---------------------------------------------------------------- flow and warp
 
 
-def test_warp_is_a_bilinear_shift():
+def test_warp_is_a_bicubic_shift():
     image = np.arange(12, dtype=np.float32).reshape(3, 4, 1)  # x(r, c) = 4 r + c
     half_right = np.zeros((3, 4, 2), np.float32)
     half_right[..., 0] = 0.5
-    # p + (0.5, 0): halfway between columns c and c + 1; the last column's right
-    # neighbour is itself (the border extends)
-    expected = np.array([[0.5, 1.5, 2.5, 3.0], [4.5, 5.5, 6.5, 7.0], [8.5, 9.5, 10.5, 11.0]], np.float32)
-    np.testing.assert_allclose(warp(image, half_right)[..., 0], expected, atol=1e-6)
+    # p + (0.5, 0): Keys' weights -1/16, 9/16, 9/16, -1/16 on columns c-1 .. c+2, which
+    # reproduce a ramp exactly (c + 0.5) where all four exist; the border extends the
+    # picture, so at column 0: (-0 + 9*0 + 9*1 - 2) / 16 = 7/16, at column 2:
+    # (-1 + 9*2 + 9*3 - 3) / 16 = 41/16, at column 3: (-2 + 9*3 + 9*3 - 3) / 16 = 49/16
+    ramp = np.array([7 / 16, 1.5, 41 / 16, 49 / 16], np.float32)
+    expected = ramp + 4.0 * np.arange(3, dtype=np.float32)[:, None]
+    np.testing.assert_allclose(warp(image, half_right)[..., 0], expected, atol=1e-5)
     one_down = np.zeros((3, 4, 2), np.float32)
     one_down[..., 1] = 1.0  # row r shows row r + 1 of the image; the last row itself
     np.testing.assert_array_equal(warp(image, one_down)[..., 0], image[[1, 2, 2], :, 0])
@@ -319,3 +323,25 @@ def test_without_pyav_the_command_says_what_to_install(tmp_path, monkeypatch):
     (tmp_path / "in.mp4").write_bytes(b"\0" * 16)
     r = invoke("video", tmp_path / "in.mp4", SAMPLES / "style.jpg", "-o", tmp_path / "o.mp4")
     assert r.exit_code == 1 and r.output.strip() == "error: video needs PyAV: pip install 'nst-jax[video]'"
+
+
+def test_a_gif_in_and_numbered_frames_out_with_start_in_seconds(tmp_path, fabricated):
+    from PIL import Image
+
+    frames = [Image.fromarray((f * 255).astype(np.uint8)) for f in pan(4)]
+    frames[0].save(tmp_path / "in.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    style = save_image(STYLE, tmp_path / "style.png")
+    r = invoke("video", tmp_path / "in.gif", style, "-o", tmp_path / "frames", "--start", "0.1s", "--frames", 2,
+               *TINY_FLAGS)
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "frames").glob("*.png")) == ["000000.png", "000001.png"]
+    assert load_image(tmp_path / "frames" / "000000.png").shape == (24, 32, 3)
+
+
+def test_parse_start():
+    from nst_jax.cli_video import parse_start
+
+    assert parse_start("120", 1) == 120 and parse_start("4.8s", Fraction(25)) == 120
+    assert parse_start("0.1s", Fraction(30000, 1001)) == 2
+    with pytest.raises(video.NstError, match="--start takes"):
+        parse_start("-1", 1)
