@@ -85,7 +85,8 @@ def video(
             raise NstError(f"refusing to write into {output}: it is the input")
         report = FrameReport(steps)
         result = stylize_video(source, styles if len(styles) > 1 else styles[0], output, config, settings,
-                               fps=rate, restart=restart, resume=resume, on_frame=report, on_plan=print_plan)
+                               fps=rate, restart=restart, resume=resume, callback=report.step, on_frame=report,
+                               on_plan=print_plan)
     except NstError as e:
         raise fail(explain(e, VIDEO_FLAGS)) from None
     for note in result.notes:
@@ -112,9 +113,18 @@ class FrameReport:
     def __init__(self, later_steps: int) -> None:
         self.later_steps = later_steps
         self.times: list[tuple[int, float, int]] = []  # (index, seconds, steps) of each frame
+        self.last = time.perf_counter()
+
+    def step(self, p) -> None:
+        """Within a frame (the first one's steps may take minutes): a line every 10 seconds."""
+        now = time.perf_counter()
+        if now - self.last >= 10.0:
+            self.last = now
+            err.print(f"  step {p.step}/{p.total}  loss {float(p.loss):.4g}", highlight=False)
 
     def __call__(self, p) -> None:
         self.times.append((p.index, p.seconds, p.steps))
+        self.last = time.perf_counter()
         # The first frame takes more steps than the rest: the ETA counts later frames, or
         # after the first alone, its seconds per step times the later frames' steps.
         later = [s for i, s, _ in self.times if i > 0]

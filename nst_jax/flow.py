@@ -79,9 +79,8 @@ def warp(image: jax.ArrayLike, flow: jax.ArrayLike) -> jax.Array:
     nearest border pixel. Not clipped: cubic weights overshoot at sharp edges.
 
     Bicubic, not Ruder et al.'s bilinear: each frame starts from the last one warped, and
-    bilinear sampling low-passes a stylized texture at every sub-pixel shift. On the bench's
-    zoom a texture warped seven times lost 0.45 of the judge's style distance bilinear
-    against 0.22 bicubic (bench/results/video-cpu.md).
+    bilinear sampling low-passes a stylized texture at every sub-pixel shift, which the
+    later frames' few steps do not restore (bench/results/video-cpu-warp-blur.md).
     """
     image, flow = jnp.asarray(image, jnp.float32), jnp.asarray(flow, jnp.float32)
     h, w = image.shape[:2]
