@@ -21,6 +21,7 @@ and the AlexNet judge's style distance (bench/quality.py), averaged over the fra
 
     python bench/video.py --size 128 --frames 8 --out bench/results           # the table, strips
     python bench/video.py --size 128 --frames 8 --sweep --out bench/results   # the defaults' sweep
+    python bench/video.py --clips zoom --variants 3e3:10,1e5:10 --name zoom    # chosen rows
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--style-weight", type=float, default=10.0, help="beta (10: the bundled texture, as README)")
     p.add_argument("--clips", default="pan,zoom,layer")
     p.add_argument("--sweep", action="store_true", help="vary gamma, the later frames' steps and long-term")
+    p.add_argument("--variants", default="", help="more rows, gamma:later-steps,... e.g. 3e3:10,1e4:20")
     p.add_argument("--warp-blur", action="store_true", help="only: the style image warped along the zoom, "
                    "bilinear against bicubic")
     p.add_argument("--out", default=str(REPO / "bench" / "results"))
@@ -186,6 +188,10 @@ def main(argv: list[str] | None = None) -> None:
         variants.update({f"later steps {s}": replace(base, steps=s) for s in (10, 60)})
         variants["long-term"] = replace(base, previous=(1, 2, 4))
         variants["warm start only"] = replace(base, temporal_weight=0.0)
+    for spec in filter(None, args.variants.split(",")):
+        gamma, steps = spec.split(":")
+        variants[f"gamma {float(gamma):g}, {int(steps)} steps"] = replace(base, temporal_weight=float(gamma),
+                                                                        steps=int(steps))
     judge = load_judge()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
