@@ -152,12 +152,13 @@ def warp_blur(style: np.ndarray, h: int, w: int, n: int, judge) -> list[str]:
     flow = zoom(photo, h, w, 2).flows[0]
     rows, cols = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
     bilinear = cubic = resize(style, h, w)
-    lines = [f"| warps | bilinear | bicubic |", "|---|---|---|",
+    lines = ["| warps | bilinear | bicubic |", "|---|---|---|",
              f"| 0 | {style_distance(bilinear, style, judge):.3f} | {style_distance(cubic, style, judge):.3f} |"]
     for t in range(1, n):
         bilinear = _sample(bilinear, rows + flow[..., 1], cols + flow[..., 0])
         cubic = np.clip(np.asarray(warp(cubic, flow)), 0.0, 1.0)
-        lines.append(f"| {t} | {style_distance(bilinear, style, judge):.3f} | {style_distance(cubic, style, judge):.3f} |")
+        lines.append(f"| {t} | {style_distance(bilinear, style, judge):.3f} | "
+                     f"{style_distance(cubic, style, judge):.3f} |")
     return lines
 
 
@@ -219,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
                                  style=float(np.mean([style_distance(f, style, judge) for f in frames])),
                                  first=seconds[0], later=float(np.mean(seconds[1:])), total=time.perf_counter() - t0,
                                  gamma=settings.temporal_weight,
-                                 steps=f"{settings.first_steps}/{settings.steps if settings.previous else settings.first_steps}"))
+                                 steps=f"{settings.first_steps}/"
+                                       f"{settings.steps if settings.previous else settings.first_steps}"))
                 r = rows[-1]
                 print(f"{clip.name:6s} {name:18s} E {r['E']:.2e}  style {r['style']:.3f}  "
                       f"{r['first']:.1f} s first, {r['later']:.1f} s/frame later", flush=True)

@@ -40,10 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .atomic import atomic_path, created
-from .clip import CONTAINERS, Clip, check_video_path, open_clip, read_frames, write_video
+from .clip import Clip, check_video_path, open_clip, read_frames, write_video
 from .colour import after_run, before_run, luminance
 from .config import Colour, StyleConfig
-from .errors import ConfigError, NstError, VideoError
+from .errors import ConfigError, VideoError
 from .flow import PRESETS, consistency, fold, later_frame_wins, optical_flow, warp
 from .image import check_directory, load_image, resize, save_image
 from .inputs import Prepared, content_features, prepare, resolve_weights, start_image
@@ -88,7 +88,8 @@ class VideoConfig:
         if self.frames is not None and (not isinstance(self.frames, int) or self.frames < 1):
             raise ConfigError("frames", f"must be a positive integer, not {self.frames!r}")
         if self.previous and (list(self.previous) != sorted(set(self.previous)) or self.previous[0] != 1):
-            raise ConfigError("previous", f"must be rising frame offsets starting at 1, e.g. 1,2,4, not {self.previous}")
+            raise ConfigError("previous", "must be rising frame offsets starting at 1, e.g. 1,2,4, "
+                                          f"not {self.previous}")
         if self.flow not in PRESETS:
             raise ConfigError("flow", f"must be one of {', '.join(PRESETS)}, not {self.flow!r}")
 
@@ -146,7 +147,8 @@ def stylize_video(source, styles, output: str | Path, config: StyleConfig = Styl
     after them; an earlier run of other settings is refused unless ``restart`` (its frames
     are then removed); ``resume`` insists that there is a run to continue. ``callback``
     sees each compiled call's progress (as ``run.drive``'s), ``on_frame`` each finished
-    frame, ``on_plan`` the memory plan of a frame (once, before the first step). Ctrl-C stops after the last finished frame (``stopped="interrupted"``), and a
+    frame, ``on_plan`` the memory plan of a frame (once, before the first step). Ctrl-C
+    stops after the last finished frame (``stopped="interrupted"``), and a
     video file is then not written.
     """
     output = Path(output)

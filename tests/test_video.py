@@ -18,6 +18,7 @@ import nst_jax
 from nst_jax import inputs, run, video
 from nst_jax.cli import app
 from nst_jax.config import StyleConfig
+from nst_jax.errors import NstError, VideoError
 from nst_jax.flow import consistency, fold, inside, later_frame_wins, optical_flow, warp
 from nst_jax.image import load_image, save_image
 from nst_jax.inputs import prepare
@@ -274,7 +275,7 @@ def test_other_settings_are_refused_unless_restarted(tmp_path, vgg16_weights):
     config, settings = StyleConfig(**TINY), video.VideoConfig(first_steps=2, steps=1)
     video.stylize_video(source, STYLE, tmp_path / "out", config, settings, weights=vgg16_weights)
     other = video.VideoConfig(first_steps=2, steps=1, temporal_weight=5.0)
-    with pytest.raises(video.VideoError, match="other video settings: run with --restart"):
+    with pytest.raises(VideoError, match="other video settings: run with --restart"):
         video.stylize_video(source, STYLE, tmp_path / "out", config, other, weights=vgg16_weights)
     again = video.stylize_video(source, STYLE, tmp_path / "out", config, other, weights=vgg16_weights,
                                 restart=True)
@@ -343,5 +344,5 @@ def test_parse_start():
 
     assert parse_start("120", 1) == 120 and parse_start("4.8s", Fraction(25)) == 120
     assert parse_start("0.1s", Fraction(30000, 1001)) == 2
-    with pytest.raises(video.NstError, match="--start takes"):
+    with pytest.raises(NstError, match="--start takes"):
         parse_start("-1", 1)
