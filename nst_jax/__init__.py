@@ -17,6 +17,7 @@ from .run import Progress, Result, RunState, drive, stylize
 from .step import StepState, init_state, make_optimizer, make_step
 from .sweep import SweepResult, sweep
 from .vgg import VGG, layer_names, layout
+from .video import VideoConfig, VideoResult, stylize_video
 from .weights import VGGWeights, convert, load_weights
 
 __version__ = "0.2.0"
@@ -28,4 +29,5 @@ __all__ = [
     "tv_loss", "Objective", "Problem", "build_objective", "loss_weights", "Progress", "Result",
     "RunState", "drive", "stylize", "StepState", "init_state", "make_optimizer", "make_step",
     "SweepResult", "sweep", "VGG", "layer_names", "layout", "VGGWeights", "convert", "load_weights",
+    "VideoConfig", "VideoResult", "stylize_video",
 ]

@@ -758,6 +758,11 @@ def weights_download(
     out.print(f"wrote {path}", highlight=False, markup=False)
 
 
+# ---------------------------------------------------------------- video
+
+from . import cli_video  # noqa: E402,F401  (registers `nst-jax video` on app)
+
+
 def main() -> None:  # pragma: no cover - the console script
     app(prog_name="nst-jax")
 

@@ -25,3 +25,7 @@ class ConfigError(NstError):
     def __init__(self, field: str, problem: str) -> None:
         super().__init__(f"{field} {problem}")
         self.field, self.problem = field, problem
+
+
+class VideoError(NstError):
+    """A video or frame folder that cannot be read or written (clip.py)."""

@@ -52,6 +52,8 @@ class LossWeights(NamedTuple):
     # (n_styles,) w_k, summing to 1: the blend of the style images' Grams, or, with masks,
     # the weight of each style's region. A traced input, so a sweep can batch it too.
     blend: jax.Array
+    # gamma of the temporal term (video.py); None: not a video frame.
+    temporal: jax.Array | None = None
 
 
 class LossTerms(NamedTuple):
@@ -284,6 +286,10 @@ class Targets(NamedTuple):
     # region's, with masks), the style gap J_style is measured in (:func:`gap_fraction`).
     # None: J_style as it is (the paper's).
     gaps: jax.Array | None = None
+    # (target (H, W, C), weight (H, W, 1)) of a video frame's temporal term: the earlier
+    # stylized frames warped to this one, and where they hold it (:func:`temporal_loss`,
+    # video.py). None: not a video frame, and no trace of it in the compiled step.
+    temporal: tuple[jax.Array, jax.Array] | None = None
 
 
 def style_layer_term(targets: Targets, i: int, features: jax.Array, weights: LossWeights,
@@ -348,3 +354,13 @@ def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Target
 def total_loss(terms: LossTerms, weights: LossWeights) -> jax.Array:
     """J = alpha J_content + beta J_style + tv J_tv (Gatys et al. eq. 7, plus TV)."""
     return weights.content * terms.content + weights.style * terms.style + weights.tv * terms.tv
+
+
+def temporal_loss(picture: jax.ArrayLike, target: jax.ArrayLike, weight: jax.ArrayLike) -> jax.Array:
+    """J_temporal = 1/D sum_p c_p (x_p - w_p)^2 over the D = H W C values of ``picture``
+    (Ruder, Dosovitskiy & Brox, "Artistic style transfer for videos", GCPR 2016, eq. 2):
+    ``target`` w (H, W, C) is the previous stylized frame warped to this one, ``weight`` c
+    (H, W, 1) is 0 where it cannot be trusted (disocclusions, motion boundaries), else 1."""
+    picture = jnp.asarray(picture)
+    diff = picture - jnp.asarray(target)
+    return jnp.sum(jnp.asarray(weight) * jnp.square(diff)) / float(picture.size)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from .config import Colour, StyleConfig
 from .conv import resolve
-from .losses import LossTerms, LossWeights, Targets, gram_precision, loss_terms, total_loss
+from .losses import LossTerms, LossWeights, Targets, gram_precision, loss_terms, temporal_loss, total_loss
 from .tiling import TilePlan, tiled_objective
 from .vgg import VGG, check_layers
 
@@ -77,6 +77,17 @@ class Objective:
         return image
 
     def __call__(self, problem: Problem, image: jax.Array) -> tuple[jax.Array, LossTerms]:
+        """(J, terms); a video frame's J adds gamma J_temporal (``targets.temporal``, pixel-local,
+        on the whole picture even when tiled), which ``terms`` leave out: a run's history and
+        checkpoints keep their three terms, and its loss column counts the temporal term."""
+        value, terms = self.spatial(problem, image)
+        if problem.targets.temporal is None:
+            return value, terms
+        return value + problem.weights.temporal * temporal_loss(self.picture(problem, image),
+                                                                *problem.targets.temporal), terms
+
+    def spatial(self, problem: Problem, image: jax.Array) -> tuple[jax.Array, LossTerms]:
+        """(J, terms) of Gatys et al.'s losses alone."""
         if self.tiles is not None:
             return tiled_objective(self, problem, image)
         image = self.picture(problem, image)
