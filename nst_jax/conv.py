@@ -1,11 +1,12 @@
 """How the network's 3x3 convolutions are computed: XLA's own, or Winograd F(4x4, 3x3).
 
 A style-transfer step needs each convolution's forward pass and its gradient with respect
-to the input only: the kernels are frozen. On XLA:CPU the library convolution runs
-1.2-1.4x slower than PyTorch's oneDNN kernels at VGG's shapes (bench/README.md), while its
-batched matmul runs close to the machine's ceiling. Winograd's minimal filtering
-algorithm F(m x m, 3 x 3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural
-Networks", CVPR 2016) turns a convolution into (m+2)^2 independent matmuls over tiles:
+to the input only: the kernels are frozen. On XLA:CPU the library convolution runs slower
+than PyTorch's oneDNN kernels at VGG's shapes, while its batched matmul runs close to the
+machine's ceiling (bench/README.md, "Convolutions on this CPU"). Winograd's minimal
+filtering algorithm F(m x m, 3 x 3) (Lavin & Gray, "Fast Algorithms for Convolutional
+Neural Networks", CVPR 2016) turns a convolution into (m+2)^2 independent matmuls over
+tiles:
 
     Y = A^T [ (G g G^T) . (B^T d B) ] A      per (m+2) x (m+2) input tile d, m x m output
 
@@ -16,19 +17,15 @@ the kernel flipped and its channels swapped, so the backward pass (a ``custom_vj
 the same algorithm with that kernel's transform: no input is kept for it.
 
 The transforms are written as slices and adds along one axis at a time (separable), so
-XLA fuses them into a few loops and the compiled program stays small (about 2x the
-compile time of the library convolution; one 2-D pass per tile entry compiled 10x slower,
-and the same transforms as einsums with the 6 x 6 matrices ran slower than XLA's own
-convolution).
+XLA fuses them into a few loops and the compiled program stays small (the other forms
+tried, and their compile times: bench/README.md, "Winograd F(4x4, 3x3)").
 
 Exactness: the same sums, reassociated; the difference from ``lax.conv`` is float
-rounding, ~1e-6 relative per layer (tests/test_conv.py checks every VGG layer shape).
-Measured choices (bench/README.md and bench/results/conv-lowering-cpu.md, 2-core AVX2
-CPU): F(4x4) against
-F(2x2): equal on the deep layers and faster on the wide ones (its input transform writes
-2.25x the input, F(2x2)'s 4x); the first block and layers with little work stay on
-XLA's convolution (MIN_OUT_CHANNELS, MIN_WORK), and layers under 12 px on a side are one
-im2col matmul (MIN_SIDE); :func:`lowering` decides.
+rounding (tests/test_conv.py asserts 1e-4 relative at every VGG layer shape). F(4x4)
+rather than F(2x2): its input transform writes 2.25x the input, F(2x2)'s 4x. The first
+block and layers with little work stay on XLA's convolution (MIN_OUT_CHANNELS, MIN_WORK),
+and layers under 12 px on a side are one im2col matmul (MIN_SIDE); :func:`lowering`
+decides. The measurements behind these choices: docs/defaults.md#conv and bench/README.md.
 """
 
 from __future__ import annotations
@@ -56,27 +53,18 @@ AT = np.array([[1, 1, 1, 1, 1, 0],
                [0, 1, -1, 2, -2, 0],
                [0, 1, 1, 4, 4, 0],
                [0, 1, -1, 8, -8, 1]], np.float64)
-# Which layers run as Winograd (bench/results/conv-lowering-cpu.md, forward + input
-# gradient of every VGG layer shape at 64-512 px): from H W C_in C_out = 2^24 up it won
-# at every shape measured but the first block's; at 6-12 Mi it won some and lost some;
-# below that it lost (a 6x8 px layer has 4 tiles, and the transforms' overhead
-# dominates). The first block (64 output channels at full resolution) stays on lax:
-# conv1_1 is a 3-deep matmul, and conv1_2 measured no faster as Winograd in the whole
-# step (VGG16 at 512 px, interleaved: 1365 ms against 1364-1400 without), while its
-# temporaries would be the network's largest. So images up to ~64 px have no Winograd
-# layer (Winograd compiles ~3x slower than lax).
+# Which layers run as Winograd: those with the work for it (H W C_in C_out from 2^24, where
+# it won at every layer shape measured), outside the first block (conv1_1 is a 3-deep
+# matmul; conv1_2 gained nothing in the whole step, and its temporaries would be the
+# network's largest). So small images have no Winograd layer, which compiles slower than
+# lax. Measured: bench/README.md, "Which layers".
 MIN_OUT_CHANNELS = 128
 MIN_WORK = 2**24
 # Small layers (under 12 px on a side) are one matmul over the nine shifted copies of the
-# input (im2col). XLA:CPU's convolution there pays per step for transposing and reversing
-# the kernel for the input gradient (10 ms for a 512 -> 512 kernel), and on an input
-# narrower than the kernel (conv5_1 of a picture whose short side is under 48 px) it
-# swaps the operands and pays it twice: 130 of a 185 ms VGG19 step at 64x42 px. Per layer
-# (bench/results/conv-lowering-cpu-64.md, two runs) im2col and lax trade places from run
-# to run at these few-ms shapes, and at 12x16 im2col equals Winograd (conv-lowering-cpu.md);
-# the whole step decides. Whole Adam step against im2col only below 3 px, interleaved
-# (bench/results/cpu-small-layers-2c.md):
-# VGG19 0.48x, 0.73x, 0.92x, 1.01x at 64, 96, 128, 192 px; VGG16 0.65x, 0.71x, 0.87x, 1.00x.
+# input (im2col): there XLA:CPU's convolution spends more per step transposing and
+# reversing its kernel than convolving, and on an input narrower than the kernel it swaps
+# the operands too. At 12 px im2col measured level with Winograd (bench/README.md, "Small
+# layers as im2col"); the whole step's gain: docs/defaults.md#conv.
 MIN_SIDE = 12
 # The collection of the model's variables that holds the kernel transforms.
 COLLECTION = "winograd"
@@ -84,7 +72,7 @@ COLLECTION = "winograd"
 
 def resolve(conv: str, dtype: str = "float32", platform: str | None = None) -> str:
     """The lowering a run uses (config.conv, checked there): ``"auto"`` is Winograd on CPU
-    in float32 (faster there, bench/results/conv-lowering-cpu.md) and XLA's own elsewhere
+    in float32 (faster there, docs/defaults.md#conv) and XLA's own elsewhere
     (GPUs call cuDNN, which picks its own algorithms; bfloat16's 8-bit mantissa is too
     coarse for the transforms' constants)."""
     if conv != "auto":

@@ -1,7 +1,7 @@
 """Line searches without control flow, for L-BFGS on XLA:CPU.
 
 Optax's zoom line search evaluates the loss inside a ``while_loop``; on XLA:CPU every
-convolution there runs ~2.7x slower than at the top level of the program (bench/README.md,
+convolution there runs slower than at the top level of the program (bench/README.md,
 "Convolutions inside control flow"). Both searches here evaluate only at the top level of
 the step and choose with ``jnp.where``, so ``jax.vmap`` batches them without turning a
 branch into both branches, and a ``lax.scan`` of steps holds no nested loop:
@@ -59,11 +59,10 @@ def unrolled_armijo(step_sizes: Sequence[float] = (1.0, 0.25), c1: float = 1e-4,
     none does, it moves to the trial of lowest value, even when that is not below
     :math:`f(x)` (L-BFGS then still learns the curvature along :math:`d`, which rescales
     its next direction; a zero step would teach it nothing). Every trial is evaluated
-    whether or not a larger one succeeds: K value-only evaluations per update. A value-only
-    evaluation (the forward pass) costs a third to a half of a value-and-gradient one
-    (VGG16 on a 2-core CPU at 128 and 256 px, bench/README.md): with K = 2 an L-BFGS step
-    took 1.8x the time of a unit step, and per evaluation or per second it fell behind
-    L-BFGS with unit steps; :func:`stepwise_armijo` does not.
+    whether or not a larger one succeeds: K value-only evaluations per update, each
+    cheaper than a value-and-gradient one but not free, so per evaluation and per second
+    it fell behind L-BFGS with unit steps (bench/README.md, "Line searches without
+    control flow"); :func:`stepwise_armijo` does not.
 
     Args:
       step_sizes: the trial steps :math:`t_k` (positive; order does not matter).

@@ -78,12 +78,8 @@ def gram_precision(name: str = "auto", device: jax.Device | None = None) -> str:
     ``"float32"`` elsewhere; an explicit ``"tf32x3"`` elsewhere is a ConfigError (XLA:CPU
     has no TF32).
 
-    Why tf32x3 on those GPUs: as accurate as float32 (a style term's relative error
-    6e-7 against 4e-7, bench/results/gpu-nvidia-h200.md), and on an H200 at most 2%
-    slower, up to 6% faster: a VGG19 step at 1024 px took 6.67 ms against 7.10 while the
-    Grams' gradient was autodiff's two products (gpu-nvidia-h200-autodiff-gram.md), and
-    6.19 against 6.19 since it is one (:func:`weighted_gram`); at 512 px 2.37 against
-    2.46, then 2.24 against 2.20.
+    Why tf32x3 on those GPUs: as accurate as float32 and no slower to within a few
+    percent (the measurements: docs/defaults.md#gram_precision).
     """
     device = device or jax.devices()[0]
     capability = getattr(device, "compute_capability", None)
@@ -109,8 +105,8 @@ def weighted_gram(flat: jax.Array, weight: jax.Array | None, precision: str = "f
 
     Its derivative is written out: the tangent S + S^T with S = F^T (w dF) (and F^T (dw F)
     where w varies), which JAX transposes to one product F (C + C^T) for the gradient,
-    where differentiating the product itself gives two, F C^T and F C. A third of the
-    Grams' work in a step: bench/results/gpu-*.md.
+    where differentiating the product itself gives two, F C^T and F C: a third of the
+    Grams' products saved (docs/performance.md).
     """
     return _product(flat.T, flat if weight is None else flat * weight, precision)
 

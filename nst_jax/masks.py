@@ -22,10 +22,10 @@ taken, in the output and (with a style mask) in the style image. Here:
 Region weights: each region's loss is weighted by w_r, the normalised blend weights (equal,
 1/R each, by default, as in the authors' code), so the style term keeps the size of one
 style's. Outside every region no style loss acts. In the paper the content loss alone holds
-those pixels, but the deep style layers' receptive fields reach across a region's border:
-on the README's sky picture (192 px) the rest ended as far from the content, mean |x - c| =
-0.085, as with no mask at all (0.087). So by default (``keep_unmasked``) the pixels outside
-every mask are the content's (:func:`free_pixels`, ``Objective.picture``).
+those pixels, but the deep style layers' receptive fields reach across a region's border
+and carry texture into the rest (docs/controls.md#masks shows it). So by default
+(``keep_unmasked``) the pixels outside every mask are the content's (:func:`free_pixels`,
+``Objective.picture``).
 """
 
 from __future__ import annotations

@@ -25,24 +25,21 @@ from .tiling import TilePlan, alignment, receptive_radius, spans
 from .vgg import activation_bytes, layer_sizes
 
 # Bytes of a step beyond what grows with the picture: the weights (as loaded, on the
-# device, and as the program's arguments), the compiled program, XLA's runtime buffers.
-# Measured: 394-558 MiB above the interpreter at 128-512 px (VGG19), whole.
+# device, and as the program's arguments), the compiled program, XLA's runtime buffers;
+# fitted to bench/highres.py's peaks at small sizes (docs/highres.md).
 FIXED_BYTES = 448 * 2**20
 # Share of the available memory a run may plan to use.
 HEADROOM = 0.9
 # Peak of a step over its forward activations: the activations kept for the backward
-# pass, their gradients and XLA's temporaries. Measured on XLA:CPU (bench/highres.py,
-# VGG19, whole): what the step adds beyond the fixed part and the image buffers is 1.8x
-# the forward activations at 128-256 px, 1.5x at 512, 1.3x at 1024 and 1.2x at 2048 px;
-# 1.4 lies between those, where 2 overstated the large sizes by half (and so tiled
-# pictures that fit whole). With the image buffers below, the estimate is 0.90-1.27x of
-# every peak bench/highres.py measured, 128-4096 px (bench/results/highres-cpu-2c.md).
-# Accelerators were not measured this way: there the older, more cautious 4 stays.
+# pass, their gradients and XLA's temporaries. On XLA:CPU, a factor fitted to the peaks
+# bench/highres.py measured from 128 to 2048 px (bench/README.md, "High resolution";
+# estimate against measured: docs/highres.md). Accelerators were not measured this way:
+# there the older, more cautious 4 stays.
 BACKWARD_FACTOR = {"cpu": 1.4}
 OTHER_BACKWARD_FACTOR = 4
 # Per tile of a tiled step: its share of the compiled program (the tiles are unrolled:
-# forward, backward and the forward computing the targets). Measured: ~24 MiB a tile
-# (VGG19; resident memory before the step, 4 and 12 tiles against whole).
+# forward, backward and the forward computing the targets), from resident memory before
+# the step with 4 and 12 tiles against whole.
 TILE_BYTES = 24 * 2**20
 # Image-sized float32 (H, W, 3) buffers in the optimizer's state, by family, measured with
 # XLA's memory analysis of the compiled step (256 and 512 px): Adam 5 (the image, two
@@ -62,10 +59,9 @@ FILTER_IMAGES = 6
 def image_buffers(optimizer: str = "adam") -> int:
     """Image-sized buffers alive in a run of ``optimizer``: its state twice (the step's
     input and output are separate buffers: XLA does not reuse the input's),
-    :data:`OTHER_IMAGES` and, for L-BFGS, :data:`FILTER_IMAGES`. 24 for Adam, 76 for
-    L-BFGS: at 4096x3072 px 3.4 against 10.7 GiB; the first 4096 px L-BFGS run here (21.7
-    GiB at its peak, 13.1 GiB planned when every optimizer was counted as Adam) showed the
-    estimate must count them."""
+    :data:`OTHER_IMAGES` and, for L-BFGS, :data:`FILTER_IMAGES`: 24 for Adam, 76 for
+    L-BFGS. Counted per optimizer because a 4096 px L-BFGS run outgrew a plan that
+    counted every optimizer as Adam (docs/highres.md)."""
     family = "lbfgs" if str(optimizer).startswith("lbfgs") else "adam"
     return 2 * STATE_IMAGES[family] + OTHER_IMAGES + (FILTER_IMAGES if family == "lbfgs" else 0)
 

@@ -24,12 +24,9 @@ in pixel space. Only the path changes: a minimum of the loss is one either way.
 (symmetric and positive definite, exactly invertible), so a direction's low frequencies
 wrap around the image's edges (a reflecting DCT would not, at four times the transform
 work; the pictures in bench/results/quality-cpu.png show no seam). The three filterings
-per step are ~0.16 GFLOP at 512 px against the network forward's 113 GFLOP. Measured at
-512 px (VGG16, the benchmark's objective, bench/results/cpu-precondition-512.md): L-BFGS
-with the Armijo search reached the PyTorch tutorial's loss in 107 evaluations with
-:math:`f_0 = 0.1` against 177 without. The gain grows with the image, which holds more
-fine frequencies: ~25% fewer evaluations to the same loss at 256 px, little at 128 px,
-and at 32 px (the unit tests' random weights) six steps got less far than without.
+per step are a small fraction of the network's work. The gain grows with the image,
+which holds more fine frequencies: large at 512 px, little at 128 px, and none at the
+unit tests' 32 px (measured: docs/defaults.md#precondition).
 """
 
 from __future__ import annotations

@@ -27,14 +27,11 @@ from .schedule import carry_state, next_start
 from .step import StepState, averaged, init_state, make_optimizer, make_step
 from .weights import VGGWeights
 
-# Steps per compiled call when the config leaves it open, by platform. CPU: 1, because
-# XLA:CPU runs convolutions inside a loop body (the scan) ~2.7x slower than at the top
-# level: VGG16 at 256 px, 458 ms per step at 1 per call against 1222 at 4 per call
-# (bench/results/cpu-amd-epyc-2c-check.md), and a 0.5 s step hides the host round trip.
-# GPU: a step is milliseconds and the per-step sync and dispatch are what a scan removes:
-# on an H200 (bench/results/gpu-nvidia-h200.md) VGG16 at 512 px took 3.61 ms per step at
-# 1 per call, 2.25 at 10 and 2.08 at 30; 10 takes most of the gain and keeps progress
-# lines and Ctrl-C responsive.
+# Steps per compiled call when the config leaves it open, by platform. CPU: 1, since XLA:CPU
+# runs convolutions inside a loop body (the scan) slower than at the top level, and a step
+# of a second hides the host round trip. GPU: a step is milliseconds, and the per-step sync
+# and dispatch are what a scan removes; 10 takes most of the gain and keeps progress lines
+# and Ctrl-C responsive. Measured: docs/defaults.md#steps_per_call.
 STEPS_PER_CALL = {"cpu": 1, "gpu": 10, "tpu": 10}
 TERMS = ("loss", "content", "style", "tv", "evals")
 

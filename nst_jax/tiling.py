@@ -30,7 +30,7 @@ pooling grid (multiples of :func:`alignment`). The picture mapping (masks, lumin
 TV term are pixel-local and cheap: they are computed on the whole picture.
 
 Tiles are a Python loop over static slices inside the one jit region of the step: XLA:CPU
-runs convolutions in loop bodies ~2.7x slower (bench/README.md). Each tile's crop is made
+runs convolutions in loop bodies slower (bench/README.md). Each tile's crop is made
 to depend on the previous tile's result (:func:`tile_features`), so XLA runs the tiles one
 after the other, one tile's activations alive at a time, and cannot merge pass 2's
 forward with pass 1's; all crops have one shape (:func:`spans`).
@@ -164,8 +164,7 @@ def tile_features(model, variables, crop: jax.Array, tile: Tile, names, previous
 
     That data dependency is what orders the tiles: XLA:CPU drops ``optimization_barrier``
     before scheduling, and left free it interleaves the tiles, each one's activations
-    alive at once (VGG19 at 512 px in 12 tiles: 1239 MiB of temporaries, against 513 for
-    the whole picture; ordered: 211).
+    alive at once (measured: bench/README.md, "High resolution").
     """
     pools = {l.name: l.pools for l in layout(model.arch)}
     feats = model.apply(variables, after(crop, previous))

@@ -62,7 +62,7 @@ class VideoConfig:
     """How a clip is made consistent (the losses themselves are the StyleConfig's)."""
 
     # gamma, the temporal term's weight against alpha J_content + beta J_style
-    # (docs: README "Video"; measured in bench/results/video-cpu.md).
+    # (measured: docs/video.md#the-defaults-and-why).
     temporal_weight: float = 1e4
     # Steps of the first frame (from the config's init) and of each later one (from the
     # previous result warped, which starts near its optimum).

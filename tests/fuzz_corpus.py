@@ -2,7 +2,7 @@
 
 Malformed inputs by family (images, weights files in every supported format, output
 paths), written into a test's directory, and :func:`check_outcome`: what every run of the
-command must satisfy, whatever it was given (README, "Errors").
+command must satisfy, whatever it was given (docs/errors.md).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from PIL import Image
 
 from nst_jax.vgg import BLOCKS
 
-# Exit codes the README documents: 0 done, 1 bad input or option, 3 NaN/inf (best image
+# Exit codes the README documents (its "Errors"): 0 done, 1 bad input or option, 3 NaN/inf (best image
 # saved), 4 no step lowered the loss (nothing written), 130 interrupted (best image saved).
 EXIT_CODES = {0, 1, 3, 4, 130}
 # Lines of our own that may precede the error line on stderr: progress, notes, warnings.
@@ -40,7 +40,7 @@ def snapshot(root: Path) -> dict[Path, bytes | None]:
 
 
 def check_outcome(result, before: dict[Path, bytes | None], root: Path, outputs=(), codes=EXIT_CODES) -> int:
-    """Assert the promises of README "Errors" for one CliRunner ``result``; return its exit
+    """Assert the promises of docs/errors.md for one CliRunner ``result``; return its exit
     code. ``before``: :func:`snapshot` of ``root`` before the run; ``outputs``: the paths
     the run may write (files, or a directory for a sweep)."""
     shown = f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"

@@ -127,7 +127,7 @@ SHARED = {**{f: NUMBER_TEXT for f in INT_OPTIONS + FLOAT_OPTIONS}, **LIST_OPTION
 
 def in_domain(config: StyleConfig) -> None:
     """The promises of an accepted config: numbers finite and in range, so that a run
-    either changes the image or says why (README, "Errors")."""
+    either changes the image or says why (docs/errors.md)."""
     floats = [config.style_scale, config.content_weight, config.style_weight, config.tv_weight,
               config.init_noise, config.average, config.detail, config.precondition, *config.content_layer_weights,
               *config.style_layer_weights, *config.style_blend]

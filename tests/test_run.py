@@ -216,7 +216,7 @@ def test_the_defaults_move_to_the_style_and_stay_nearer_the_content_than_noise()
     small) on the real network: the style loss ends far below the recoloured start's, and
     the content loss below what a white-noise image scores. Measured on the project's CPU
     at 64 px, 30 steps: style 0.017 of the start's, content 0.90 of noise's -- at this size
-    beta 100 holds the content only loosely (README, "Quality")."""
+    beta 100 holds the content only loosely (docs/quality.md)."""
     config = StyleConfig(size=64, steps=30, log_every=29)
     result = stylize(SAMPLES / "content.jpg", SAMPLES / "style.jpg", config)
     first, last = result.history[0], result.history[-1]
