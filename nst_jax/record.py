@@ -194,12 +194,14 @@ def write_record(record: dict, path: str | Path) -> Path:
 def read_record(path: str | Path) -> dict:
     """A record written by :func:`write_record`; anything else is one :class:`NstError`."""
     path = Path(path)
+    if not path.is_file():
+        raise NstError(f"cannot read {path}: {'no such file' if not path.exists() else 'not a regular file'}")
     try:
-        if not path.is_file():
-            raise NstError(f"cannot read {path}: {'no such file' if not path.exists() else 'not a regular file'}")
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise NstError(f"cannot read {path}: {getattr(e, 'strerror', None) or 'not a JSON run record'}") from None
+    except OSError as e:
+        raise NstError(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError:  # not text, or not JSON
+        record = None
     history = record.get("history") if isinstance(record, dict) else None
     if (not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(history, dict)
             or not all(isinstance(history.get(k), list) for k in ("step",) + LOSSES)):
