@@ -59,7 +59,8 @@ class LiveView:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # what the run's callback writes
+        self._points_lock = threading.Lock()
         self._image_lock = threading.Lock()
         self._page = resources.files(__package__).joinpath("static/live.html").read_bytes()
         self._csp = _content_security_policy(self._page)
@@ -179,35 +180,38 @@ class LiveView:
         """The page's poll: the run's settings, where it stands, and the losses of the
         compiled calls from ``since`` on (each point: cell, step, total, content, style, tv)."""
         with self._lock:
-            since = min(max(0, since), len(self._calls))
-            for i in range(len(self._points), len(self._calls)):
-                self._points.append(_points_json(*self._calls[i]))
-            points = self._points[since:]
+            calls, fragments = self._calls, self._points
+            since = min(max(0, since), len(calls))
             info = dict(self._info)
             step, total, chunk, chunks = self._step, self._total, self._chunk, self._chunks
             per_step = statistics.median(self._step_times) if self._step_times else None
-            version, calls = self._version, len(self._calls)
+            version, n = self._version, len(calls)
             elapsed = (self._ended or time.perf_counter()) - self._started
+        with self._points_lock:  # apart from the run's lock: a long history is made once, not under it
+            for i in range(len(fragments), n):
+                fragments.append(_points_json(*calls[i]))
+            points = fragments[since:n]
         done_steps = chunk * total + step
         left = chunks * total - done_steps
         head = {"run": self._run, **info, "step": step, "total": total, "chunk": chunk, "chunks": chunks,
                 "steps_per_second": 1 / per_step if per_step else None,
                 "eta": left * per_step if per_step is not None and info["status"] == "running" else None,
-                "elapsed": elapsed, "version": version, "from": since, "next": calls, "memory": self._memory_now()}
+                "elapsed": elapsed, "version": version, "from": since, "next": n, "memory": self._memory_now()}
         text = json.dumps(_finite(head), allow_nan=False)
         return (text[:-1] + ', "points": [' + ",".join(points) + "]}").encode()
 
     def image_png(self, cell: int = 0) -> bytes | None:
         """The picture of ``cell`` as PNG, or None when there is none yet. A new picture is
-        made only when the run has moved on and :data:`IMAGE_INTERVAL` has passed since the
-        last; otherwise the last one is served."""
+        made only when the run has moved on, and no sooner than :data:`IMAGE_INTERVAL` after
+        the last (the request waits for that); otherwise the last one is served."""
         with self._image_lock:
             with self._lock:
                 latest, key = self._latest, (self._run, self._version)
-            now = time.monotonic()
-            if latest is not None and latest[0] is not None and key != self._image_key \
-                    and now - self._image_time >= IMAGE_INTERVAL:
-                self._image_key, self._image_time = key, now
+            if latest is not None and latest[0] is not None and key != self._image_key:
+                time.sleep(max(0.0, self._image_time + IMAGE_INTERVAL - time.monotonic()))
+                with self._lock:  # the newest state by now
+                    latest, key = self._latest, (self._run, self._version)
+                self._image_key, self._image_time = key, time.monotonic()
                 make, cells = latest
                 try:
                     images = np.asarray(make())
