@@ -40,7 +40,8 @@ WATCH_OPTIONS = {
         "--record", help="Write the run record here (default: beside the output, NAME.json).")], None),
     "no_record": (Annotated[bool, typer.Option("--no-record", help="Write no run record.")], False),
 }
-STATUS = {"done": "done", "nan": "nan", "interrupted": "interrupted", "callback": "done"}
+# What the page says at the end of a run, by how it stopped.
+ENDINGS = {"nan": "the loss became NaN/inf; saved the best image before it to", "interrupted": "interrupted; saved"}
 
 
 @dataclass
@@ -125,7 +126,7 @@ class Session:
         if self.view is not None:
             self.view.plan(describe_plans(plans))
 
-    def finished(self, result, output: Path, images, message: str = "") -> Path | None:
+    def finished(self, result, output: Path, images) -> Path | None:
         """The run's output is written: write its record (returns its path, or None) and
         show ``images`` (what was saved) as the page's last state."""
         path = self.records.get(Path(output))
@@ -134,8 +135,9 @@ class Session:
             write_record(make(result, command=command_line(), inputs=self.inputs, output=output, times=self.times),
                          path)
         if self.view is not None:
-            saved = f"saved {output}" + (f" and its record {path}" if path is not None else "")
-            self.view.finish(STATUS.get(result.stopped, "done"), f"{message}{saved}", str(output), images)
+            status = result.stopped if result.stopped in ENDINGS else "done"
+            saved = f"{ENDINGS.get(status, 'saved')} {output}" + (f" and its record {path}" if path else "")
+            self.view.finish(status, saved, str(output), images)
         self.stay = result.stopped != "interrupted"
         return path
 

@@ -216,3 +216,25 @@ def test_plot_draws_a_record(tmp_path):
     assert "is not an nst-jax run record" in one_line_error(invoke("plot", tmp_path / "o.png", "-o", tmp_path / "x.png"))
     assert "unknown plot format" in one_line_error(invoke("plot", tmp_path / "o.json", "-o", tmp_path / "x.xyz"))
     assert "no such file" in one_line_error(invoke("plot", tmp_path / "nope.json"))
+
+
+@pytest.mark.parametrize("stopped, status, message", [
+    ("done", "done", "saved o.png and its record o.json"),
+    ("nan", "nan", "the loss became NaN/inf; saved the best image before it to o.png and its record o.json"),
+    ("interrupted", "interrupted", "interrupted; saved o.png and its record o.json"),
+])
+def test_the_page_ends_saying_how_the_run_ended(tmp_path, monkeypatch, stopped, status, message):
+    from nst_jax import watch
+
+    ended = []
+
+    class View:
+        def finish(self, *args):
+            ended.append(args)
+
+    monkeypatch.setattr(watch, "write_record", lambda record, path: path)
+    monkeypatch.setattr(watch, "run_record", lambda result, **kw: {})
+    session = watch.Session({Path("o.png"): Path("o.json")}, View(), 600, print)
+    result = run.Result(np.zeros((4, 4, 3)), np.zeros((4, 4, 3)), 1.0, [], 1, 1, stopped, 0.1, 0.0, None)
+    assert session.finished(result, Path("o.png"), result.image) == Path("o.json")
+    assert ended == [(status, message, "o.png", result.image)] and session.stay == (stopped != "interrupted")
