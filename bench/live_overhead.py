@@ -1,22 +1,22 @@
 """What watching a run costs the run: step times with and without a live page.
 
-    python bench/live_overhead.py                      # 192 px, 40 Adam steps, 5 rounds
+    python bench/live_overhead.py                      # 192 px, Adam, 5 rounds
     python bench/live_overhead.py --browser /usr/bin/chromium
 
-Runs the same stylize() (embedded VGG16, the bundled samples, one scale, Adam, one step
-per compiled call) again and again, the conditions taking turns in every round so that
-a machine's drift hits them alike:
+The same stylize() (embedded VGG16, the bundled samples, one scale, Adam, one step per
+compiled call) is timed two ways:
 
-- ``none``: no live view (the callback only notes the time);
-- ``poller``: a LiveView and a client polling it as the page does: /state four times a
-  second, /image.jpg whenever the run has moved on (the server's whole cost);
-- ``chromium`` (with ``--browser``): the real page in headless Chromium on the same
-  machine (the server's cost and the browser's).
+- **alternating**: one long run with a LiveView, a client polling it as the page does
+  (/state four times a second, /image.jpg whenever the run has moved on) for ``--block``
+  steps, then idle for as many, and so on; the steps of the two halves are compared. One
+  process, one compiled program, and a machine's drift falls on both halves alike.
+- **runs**: whole runs taking turns in every round: ``none`` (no view), ``poller`` (the
+  view and that client) and, with ``--browser``, ``chromium`` (the page itself in headless
+  Chromium on the same cores: the server's cost and the browser's).
 
 A run's step time is the median time between its compiled calls after a warm-up (the
-first calls hold the compile). The server's own CPU time (its threads', summed over the
-requests it answered) is counted too: on a machine shared with other work that is the
-steadier measure of its cost. Writes a Markdown table (``--out``).
+first calls hold the compile). The server's threads' CPU time is counted too, the steadier
+measure on a machine shared with other work. Writes a Markdown table (``--out``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -49,18 +48,32 @@ WARMUP = 3  # calls left out of a run's step time
 POLL_S = 0.25  # the page's poll interval (nst_jax/static/live.html)
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
+SERVER_CPU = [0.0]  # seconds of CPU the server's threads spent answering
 
 
-def poll_like_the_page(url: str, stop: threading.Event, counts: dict) -> None:
+def counted(answer):
+    """A request handler that adds its thread's CPU time to SERVER_CPU."""
+    def timed(self, *args, **kw):
+        t0 = time.thread_time()
+        try:
+            return answer(self, *args, **kw)
+        finally:
+            SERVER_CPU[0] += time.thread_time() - t0
+    return timed
+
+
+def poll_like_the_page(url: str, stop: threading.Event, on: threading.Event, counts: dict) -> None:
     since, shown = 0, -1
     while not stop.is_set():
+        if not on.wait(0.05):
+            continue
         with urllib.request.urlopen(f"{url}state?since={since}") as answer:
             state = json.loads(answer.read())
         counts["state"] += 1
         since = state["next"]
         if state["version"] != shown and state["version"] > 0:
             shown = state["version"]
-            with urllib.request.urlopen(f"{url}image.png?v={shown}") as answer:
+            with urllib.request.urlopen(f"{url}image.jpg?v={shown}") as answer:
                 answer.read()
             counts["image"] += 1
         stop.wait(POLL_S)
@@ -78,56 +91,53 @@ def show_in_chromium(url: str, browser: str, stop: threading.Event, ready: threa
         chromium.close()
 
 
-SERVER_CPU = [0.0]  # seconds of CPU the server's threads spent answering
-
-
-def counted(answer):
-    def timed(self, *args, **kw):
-        t0 = time.thread_time()
-        try:
-            return answer(self, *args, **kw)
-        finally:
-            SERVER_CPU[0] += time.thread_time() - t0
-    return timed
-
-
-def one_run(mode: str, config: StyleConfig, weights, browser: str | None) -> tuple[float, dict]:
-    calls, counts = [], {"state": 0, "image": 0}
+def watched_run(config: StyleConfig, weights, viewer: str, block: int = 0, browser: str | None = None) -> dict:
+    """One run; ``viewer``: none, poller or chromium. ``block`` > 0 (poller): the client
+    polls for ``block`` steps, then idles for as many. Returns each step's seconds, whether
+    the client was polling during it, the client's counts and the server's CPU seconds."""
+    calls, polling, counts = [], [], {"state": 0, "image": 0}
     SERVER_CPU[0] = 0.0
-    view = LiveView() if mode != "none" else None
-    stop, ready, viewer = threading.Event(), threading.Event(), None
+    view = LiveView() if viewer != "none" else None
+    stop, on, ready, client = threading.Event(), threading.Event(), threading.Event(), None
+    on.set()
     if view is not None:
         view.begin(total=config.steps, sizes=config.sizes, steps_per_scale=config.steps)
-        if mode == "poller":
-            viewer = threading.Thread(target=poll_like_the_page, args=(view.url, stop, counts))
+        if viewer == "poller":
+            client = threading.Thread(target=poll_like_the_page, args=(view.url, stop, on, counts))
         else:
-            viewer = threading.Thread(target=show_in_chromium, args=(view.url, browser, stop, ready))
-        viewer.start()
-        if mode == "chromium":
+            client = threading.Thread(target=show_in_chromium, args=(view.url, browser, stop, ready))
+        client.start()
+        if viewer == "chromium":
             ready.wait(120)
 
     def callback(progress):
         calls.append(time.perf_counter())
+        polling.append(on.is_set())
         if view is not None:
             view.progress(progress)
+        if block and progress.step % block == 0:
+            (on.clear if on.is_set() else on.set)()
 
     try:
         stylize(SAMPLES / "content.jpg", SAMPLES / "style.jpg", config, weights=weights, callback=callback)
     finally:
         stop.set()
-        if viewer is not None:
-            viewer.join(120)
+        if client is not None:
+            client.join(120)
         if view is not None:
             view.close()
-    counts["server_cpu_per_s"] = SERVER_CPU[0] / (calls[-1] - calls[0])
-    return float(np.median(np.diff(calls)[WARMUP:])), counts
+    # the step between calls i - 1 and i ran with the client as callback i - 1 left it: polling[i]
+    return {"seconds": np.diff(calls)[WARMUP:], "polling": np.array(polling[1:])[WARMUP:], "counts": counts,
+            "server_cpu": SERVER_CPU[0], "run_seconds": calls[-1] - calls[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=192)
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=40, help="steps of each whole run")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--alternate", type=int, default=200, help="steps of the alternating run (0: none)")
+    parser.add_argument("--block", type=int, default=5, help="steps per half of the alternating run")
     parser.add_argument("--browser", help="a Chromium binary: adds the chromium condition")
     parser.add_argument("--out", type=Path, default=Path("bench/results/live-overhead-cpu-2c.md"))
     args = parser.parse_args()
@@ -135,48 +145,52 @@ def main() -> None:
     live._Handler._answer = counted(live._Handler._answer)
     config = StyleConfig(size=args.size, steps=args.steps, optimizer="adam", scales=(), steps_per_call=1)
     weights = load_weights("embedded")
-    modes = ["none", "poller"] + (["chromium"] if args.browser else [])
-    load_before = os.getloadavg()
-    rows = {m: [] for m in modes}
-    counts = {m: [] for m in modes}
-    for r in range(args.rounds):
-        for mode in modes[r % len(modes):] + modes[: r % len(modes)]:  # a different one first each round
-            seconds, seen = one_run(mode, config, weights, args.browser)
-            rows[mode].append(seconds)
-            counts[mode].append(seen)
-            print(f"round {r + 1} {mode}: {seconds * 1e3:.1f} ms per step {seen}", flush=True)
-    load_after = os.getloadavg()
-
     env = environment()
-    base = statistics.median(rows["none"])
-    lines = [
-        f"# Step time with and without a live page ({args.size} px)",
-        "",
-        f"`python bench/live_overhead.py --size {args.size} --steps {args.steps} --rounds {args.rounds}"
-        f"{' --browser ' + args.browser if args.browser else ''}` on {date.today()}: "
-        f"{env['machine']['cpu']}, {env['machine']['cpus']} cores, {env['devices']['platform']}, "
-        f"jax {env['versions']['jax']}, Python {env['versions']['python']}. Load average "
-        f"{load_before[0]:.1f} before and {load_after[0]:.1f} after (other jobs shared the cores).",
-        "",
-        f"stylize() of the bundled samples at {args.size} px, embedded VGG16, Adam, one scale, one step per call, "
-        f"{args.steps} steps; a run's step time is the median time between calls after the first {WARMUP}. "
-        "The conditions take turns in every round. poller: a client doing what the page does (state every "
-        f"{POLL_S} s, the picture whenever the run moved on); chromium: the page itself in headless Chromium "
-        "on the same cores.",
-        "",
-        "| viewer | ms per step, each round | median | vs none |",
-        "|---|---|---|---|",
-    ]
-    for mode in modes:
-        median = statistics.median(rows[mode])
-        each = ", ".join(f"{s * 1e3:.1f}" for s in rows[mode])
-        lines.append(f"| {mode} | {each} | {median * 1e3:.1f} | {100 * (median / base - 1):+.1f}% |")
-    polls = counts["poller"]
-    lines += ["", f"The poller made {statistics.median([c['state'] for c in polls]):.0f} state polls and "
-              f"{statistics.median([c['image'] for c in polls]):.0f} picture requests a run (median). The "
-              "server's threads spent, per second of the run (median over rounds), "
-              + "; ".join(f"{1e3 * statistics.median([c['server_cpu_per_s'] for c in counts[m]]):.1f} ms of CPU "
-                          f"with {m}" for m in modes if m != "none") + "."]
+    load_before = os.getloadavg()
+    lines = [f"# Step time with and without a live page ({args.size} px)", "",
+             f"`python bench/live_overhead.py --size {args.size} --steps {args.steps} --rounds {args.rounds} "
+             f"--alternate {args.alternate} --block {args.block}{' --browser ' + args.browser if args.browser else ''}`"
+             f" on {date.today()}: {env['machine']['cpu']}, {env['machine']['cpus']} cores, "
+             f"{env['devices']['platform']}, jax {env['versions']['jax']}, Python {env['versions']['python']}. "
+             f"stylize() of the bundled samples at {args.size} px, embedded VGG16, Adam, one scale, one step per "
+             f"call. The client polls as the page does: /state every {POLL_S} s, the picture whenever the run "
+             "has moved on.", ""]
+
+    if args.alternate:
+        run = watched_run(config.replace(steps=args.alternate), weights, "poller", block=args.block)
+        on, off = run["seconds"][run["polling"]], run["seconds"][~run["polling"]]
+        print(f"alternating: polled {np.median(on) * 1e3:.1f}, idle {np.median(off) * 1e3:.1f} ms", flush=True)
+        lines += [f"**Alternating**, one run of {args.alternate} steps, the client polling for {args.block} steps "
+                  f"then idle for {args.block} ({run['counts']['state']} state polls, {run['counts']['image']} "
+                  f"pictures; the server's threads used {1e3 * run['server_cpu'] / run['run_seconds']:.1f} ms of "
+                  "CPU per second of the run):", "",
+                  "| steps | n | median ms | mean ms | polled / idle, median | mean |", "|---|---|---|---|---|---|",
+                  f"| idle | {len(off)} | {np.median(off) * 1e3:.1f} | {np.mean(off) * 1e3:.1f} | | |",
+                  f"| polled | {len(on)} | {np.median(on) * 1e3:.1f} | {np.mean(on) * 1e3:.1f} | "
+                  f"{np.median(on) / np.median(off):.3f} | {np.mean(on) / np.mean(off):.3f} |", ""]
+
+    viewers = ["none", "poller"] + (["chromium"] if args.browser else [])
+    times = {v: [] for v in viewers}
+    cpu = {v: [] for v in viewers}
+    for r in range(args.rounds):
+        for viewer in viewers[r % len(viewers):] + viewers[: r % len(viewers)]:  # another first each round
+            run = watched_run(config, weights, viewer, browser=args.browser)
+            times[viewer].append(float(np.median(run["seconds"])))
+            cpu[viewer].append(run["server_cpu"] / run["run_seconds"])
+            print(f"round {r + 1} {viewer}: {times[viewer][-1] * 1e3:.1f} ms per step {run['counts']}", flush=True)
+    if args.rounds:
+        base = statistics.median(times["none"])
+        lines += [f"**Whole runs** of {args.steps} steps, the viewers taking turns in each round (a run's step "
+                  f"time: the median after its first {WARMUP} calls):", "",
+                  "| viewer | ms per step, each round | median | vs none | server CPU, ms per s of run |",
+                  "|---|---|---|---|---|"]
+        for viewer in viewers:
+            median = statistics.median(times[viewer])
+            lines.append(f"| {viewer} | {', '.join(f'{s * 1e3:.1f}' for s in times[viewer])} | {median * 1e3:.1f} "
+                         f"| {100 * (median / base - 1):+.1f}% | {1e3 * statistics.median(cpu[viewer]):.1f} |")
+        lines.append("")
+    load_after = os.getloadavg()
+    lines.append(f"Load average {load_before[0]:.1f} before, {load_after[0]:.1f} after.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
