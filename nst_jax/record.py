@@ -4,7 +4,8 @@ A record holds the command line and the config, the versions, the machine and it
 devices, the memory plan, the scales, every step's losses (from the run's history) and
 the time of every compiled call (from its callback), the stop reason and the compile and
 run seconds. It is strict JSON (a NaN or infinite loss is ``null``) written atomically,
-beside the output by default (``out.png`` -> ``out.json``). :func:`plot_record` draws its
+beside the output by default (``out.png`` -> ``out.json``; a sweep's in its folder).
+:func:`plot_record` draws its
 loss curves with matplotlib (the ``plot`` extra).
 """
 
@@ -50,13 +51,12 @@ class CallTimes:
         return {"step": self.steps, "seconds": [round(s, 6) for s in self.seconds]}
 
 
-def record_path(output: str | Path) -> Path:
-    """Where the record of a run writing ``output`` goes by default: ``out.png`` ->
-    ``out.json``; a sweep's folder ``grid`` -> ``grid.json`` beside it."""
+def record_path(output: str | Path, folder: bool = False) -> Path:
+    """Where the record of a run writing ``output`` goes by default: beside an image
+    (``out.png`` -> ``out.json``), or into a sweep's ``folder`` (``grid/record.json``:
+    beside it could be outside every place the command was told to write, as for ``-o .``)."""
     output = Path(os.path.abspath(output))
-    if output.suffix and not output.is_dir():
-        return output.with_suffix(".json")
-    return output.with_name(output.name + ".json")
+    return output / "record.json" if folder else output.with_suffix(".json")
 
 
 def check_record_path(path: str | Path, outputs, inputs) -> Path:

@@ -25,7 +25,7 @@ from .config import StyleConfig
 from .inputs import prepare, resolve_weights
 from .memory import MemoryPlan, budget_bytes
 from .schedule import carry_state, next_start
-from .step import StepState, averaged, init_state, make_optimizer, make_step
+from .step import StepMetrics, StepState, averaged, init_state, make_optimizer, make_step
 from .weights import VGGWeights
 
 # Steps per compiled call when the config leaves it open, by platform. CPU: 1, because
@@ -85,7 +85,7 @@ class Progress:
     loss: np.ndarray  # J at the start of the last step (one value per image)
     seconds: float  # since the driver started, compile included
     state: StepState
-    metrics: object = None  # this call's StepMetrics on the host, stacked over its steps
+    metrics: StepMetrics | None = None  # this call's, on the host, stacked over its steps
     # () -> what the run would save if it stopped now (see output_picture); a device transfer
     picture: Callable[[], np.ndarray] | None = None
 

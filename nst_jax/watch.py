@@ -37,7 +37,8 @@ WATCH_OPTIONS = {
     "live_linger": (Annotated[float, typer.Option(
         "--live-linger", help="Seconds the page stays up after the run (Ctrl-C ends it sooner).")], 600.0),
     "record": (Annotated[Optional[Path], typer.Option(
-        "--record", help="Write the run record here (default: beside the output, NAME.json).")], None),
+        "--record", help="Write the run record here (default: beside the output image, NAME.json; a "
+                         "sweep's in its folder, record.json).")], None),
     "no_record": (Annotated[bool, typer.Option("--no-record", help="Write no run record.")], False),
 }
 # What the page says at the end of a run, by how it stopped.
@@ -74,7 +75,7 @@ class WatchOptions:
             raise NstError("--record takes one content image (a folder's records go beside each output)")
         records = {}
         for output in outputs:
-            path = None if self.no_record else self.record or record_path(output)
+            path = None if self.no_record else self.record or record_path(output, folder=sweep)
             if path is not None:
                 check_record_path(path, [*outputs, *written], read)
             records[Path(output)] = path

@@ -742,7 +742,7 @@ def test_an_interrupted_sweep_saves_what_it_has(tmp_path, images, fabricated, mo
     assert corpus.check_outcome(r, before, tmp_path, [out]) == 130 and "interrupted" in r.stderr
     assert strict_json(out / "losses.json")["stopped"] == "interrupted"
     assert sorted(p.name for p in out.iterdir()) == ["cell_r0_c0.png", "cell_r0_c1.png", "contact_sheet.png",
-                                                     "losses.json"]
+                                                     "losses.json", "record.json"]
 
 
 @pytest.mark.parametrize("command", ["stylize", "sweep"])

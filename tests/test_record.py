@@ -91,10 +91,10 @@ def test_a_sweep_record_has_a_column_per_cell(vgg16_weights, tmp_path):
 
 def test_records_go_beside_the_output(tmp_path):
     assert rec.record_path(tmp_path / "out.png") == tmp_path / "out.json"
-    assert rec.record_path(tmp_path / "grid") == tmp_path / "grid.json"
-    (tmp_path / "grid.v2").mkdir()
-    assert rec.record_path(tmp_path / "grid.v2") == tmp_path / "grid.v2.json"
+    assert rec.record_path(tmp_path / "out.v2.png") == tmp_path / "out.v2.json"
     assert rec.record_path(Path("out.png")).is_absolute()
+    assert rec.record_path(tmp_path / "grid.v2", folder=True) == tmp_path / "grid.v2" / "record.json"
+    assert rec.record_path(Path("."), folder=True) == Path.cwd() / "record.json"
 
 
 def test_a_record_that_would_replace_an_input_or_output_is_refused(tmp_path, monkeypatch):

@@ -195,13 +195,14 @@ def test_a_loopback_address_is_the_default_and_another_warns(tmp_path):
     assert r.exit_code == 0 and "warning: the live page listens on 0.0.0.0, not only this machine" in r.stderr
 
 
-def test_a_sweep_leaves_its_record_beside_its_folder(tmp_path):
+def test_a_sweep_leaves_its_record_in_its_folder(tmp_path):
     out = tmp_path / "grid"
     r = invoke("sweep", C, S, "-o", out, "--style-weight", "1,100", "--live", "--live-linger", 0, *TINY)
     assert r.exit_code == 0, r.output
-    record = json.loads((tmp_path / "grid.json").read_text())
+    record = json.loads((out / "record.json").read_text())
     assert record["kind"] == "sweep" and record["grid"] == {"rows": 1, "cols": 2}
-    assert np.array(record["history"]["loss"]).shape == (3, 2) and f"wrote the record {tmp_path / 'grid.json'}" in r.stdout
+    assert np.array(record["history"]["loss"]).shape == (3, 2) and f"wrote the record {out / 'record.json'}" in r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid"]
     assert "it is an output of this run" in one_line_error(
         invoke("sweep", C, S, "-o", out, "--record", out / "losses.json", *TINY))
     assert "--live watches one-process sweeps only" in one_line_error(
