@@ -6,10 +6,11 @@
 The same stylize() (embedded VGG16, the bundled samples, one scale, Adam, one step per
 compiled call) is timed two ways:
 
-- **alternating**: one long run with a LiveView, a client polling it as the page does
-  (/state four times a second, /image.jpg whenever the run has moved on) for ``--block``
+- **alternating**: one long run with a LiveView, a client (a process of its own) polling it as the page does
+  (/state about once a step, /image.jpg whenever the run has moved on) for ``--block``
   steps, then idle for as many, and so on; the steps of the two halves are compared. One
-  process, one compiled program, and a machine's drift falls on both halves alike.
+  process, one compiled program, and a machine's drift falls on both halves alike. With
+  ``--browser``, again with the page itself in headless Chromium (about:blank while idle).
 - **runs**: whole runs taking turns in every round: ``none`` (no view), ``poller`` (the
   view and that client) and, with ``--browser``, ``chromium`` (the page itself in headless
   Chromium on the same cores: the server's cost and the browser's).
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -45,7 +47,7 @@ from nst_jax.weights import load_weights  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "nst_jax" / "samples"
 WARMUP = 3  # calls left out of a run's step time
-POLL_S = 0.25  # the page's poll interval (nst_jax/static/live.html)
+POLL_S = (0.25, 2.0)  # the page polls about once a step, within these seconds (nst_jax/static/live.html)
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 SERVER_CPU = [0.0]  # seconds of CPU the server's threads spent answering
@@ -62,7 +64,8 @@ def counted(answer):
     return timed
 
 
-def poll_like_the_page(url: str, stop: threading.Event, on: threading.Event, counts: dict) -> None:
+def poll_like_the_page(url: str, stop, on, counts) -> None:
+    """Run in a process of its own, as a browser would be (not competing for the run's GIL)."""
     since, shown = 0, -1
     while not stop.is_set():
         if not on.wait(0.05):
@@ -76,36 +79,45 @@ def poll_like_the_page(url: str, stop: threading.Event, on: threading.Event, cou
             with urllib.request.urlopen(f"{url}image.jpg?v={shown}") as answer:
                 answer.read()
             counts["image"] += 1
-        stop.wait(POLL_S)
+        rate = state["steps_per_second"]
+        stop.wait(min(POLL_S[1], max(POLL_S[0], 1 / rate if rate else POLL_S[0])))
 
 
-def show_in_chromium(url: str, browser: str, stop: threading.Event, ready: threading.Event) -> None:
+def show_in_chromium(url: str, browser: str, stop: threading.Event, on: threading.Event,
+                     ready: threading.Event) -> None:
+    """The page in headless Chromium while ``on`` is set; about:blank (no page) otherwise."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=browser, args=FLAGS)
         page = chromium.new_page(viewport={"width": 1200, "height": 900})
-        page.goto(url)
-        ready.set()
-        stop.wait()
+        shown = None
+        while not stop.is_set():
+            if on.is_set() != shown:
+                shown = on.is_set()
+                page.goto(url if shown else "about:blank")
+                ready.set()
+            stop.wait(0.05)
         chromium.close()
 
 
 def watched_run(config: StyleConfig, weights, viewer: str, block: int = 0, browser: str | None = None) -> dict:
-    """One run; ``viewer``: none, poller or chromium. ``block`` > 0 (poller): the client
-    polls for ``block`` steps, then idles for as many. Returns each step's seconds, whether
+    """One run; ``viewer``: none, poller or chromium. ``block`` > 0: the client watches for
+    ``block`` steps, then idles for as many (Chromium: shows about:blank). Returns each step's seconds, whether
     the client was polling during it, the client's counts and the server's CPU seconds."""
-    calls, polling, counts = [], [], {"state": 0, "image": 0}
+    calls, polling = [], []
     SERVER_CPU[0] = 0.0
     view = LiveView() if viewer != "none" else None
-    stop, on, ready, client = threading.Event(), threading.Event(), threading.Event(), None
+    spawn = multiprocessing.get_context("spawn")
+    stop, on, ready, client = spawn.Event(), spawn.Event(), threading.Event(), None
+    counts = spawn.Manager().dict(state=0, image=0) if viewer == "poller" else {"state": 0, "image": 0}
     on.set()
     if view is not None:
         view.begin(total=config.steps, sizes=config.sizes, steps_per_scale=config.steps)
         if viewer == "poller":
-            client = threading.Thread(target=poll_like_the_page, args=(view.url, stop, on, counts))
+            client = spawn.Process(target=poll_like_the_page, args=(view.url, stop, on, counts))
         else:
-            client = threading.Thread(target=show_in_chromium, args=(view.url, browser, stop, ready))
+            client = threading.Thread(target=show_in_chromium, args=(view.url, browser, stop, on, ready))
         client.start()
         if viewer == "chromium":
             ready.wait(120)
@@ -127,8 +139,22 @@ def watched_run(config: StyleConfig, weights, viewer: str, block: int = 0, brows
         if view is not None:
             view.close()
     # the step between calls i - 1 and i ran with the client as callback i - 1 left it: polling[i]
-    return {"seconds": np.diff(calls)[WARMUP:], "polling": np.array(polling[1:])[WARMUP:], "counts": counts,
+    return {"seconds": np.diff(calls)[WARMUP:], "polling": np.array(polling[1:])[WARMUP:], "counts": dict(counts),
             "server_cpu": SERVER_CPU[0], "run_seconds": calls[-1] - calls[0]}
+
+
+def paired_ratio(seconds: np.ndarray, watched: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """Watched / idle step time over adjacent blocks: each watched block's mean step over the
+    mean of the idle blocks either side, so slow drift cancels; (median of those ratios, and
+    a 95% bootstrap interval of the median)."""
+    edges = np.flatnonzero(np.diff(watched.astype(int))) + 1
+    blocks = [(w[0], s.mean()) for w, s in zip(np.split(watched, edges), np.split(seconds, edges))]
+    ratios = [m / np.mean([blocks[i - 1][1], blocks[i + 1][1]])
+              for i, (w, m) in enumerate(blocks) if w and 0 < i < len(blocks) - 1]
+    ratios = np.array(ratios)
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(ratios, (2000, len(ratios))), axis=1)
+    return float(np.median(ratios)), float(np.quantile(medians, 0.025)), float(np.quantile(medians, 0.975))
 
 
 def main() -> None:
@@ -153,21 +179,27 @@ def main() -> None:
              f" on {date.today()}: {env['machine']['cpu']}, {env['machine']['cpus']} cores, "
              f"{env['devices']['platform']}, jax {env['versions']['jax']}, Python {env['versions']['python']}. "
              f"stylize() of the bundled samples at {args.size} px, embedded VGG16, Adam, one scale, one step per "
-             f"call. The client polls as the page does: /state every {POLL_S} s, the picture whenever the run "
-             "has moved on.", ""]
+             "call. The client polls as the page does: /state about once a step (every 0.25 to 2 s), the "
+             "picture whenever the run has moved on.", ""]
 
     if args.alternate:
-        run = watched_run(config.replace(steps=args.alternate), weights, "poller", block=args.block)
-        on, off = run["seconds"][run["polling"]], run["seconds"][~run["polling"]]
-        print(f"alternating: polled {np.median(on) * 1e3:.1f}, idle {np.median(off) * 1e3:.1f} ms", flush=True)
-        lines += [f"**Alternating**, one run of {args.alternate} steps, the client polling for {args.block} steps "
-                  f"then idle for {args.block} ({run['counts']['state']} state polls, {run['counts']['image']} "
-                  f"pictures; the server's threads used {1e3 * run['server_cpu'] / run['run_seconds']:.1f} ms of "
-                  "CPU per second of the run):", "",
-                  "| steps | n | median ms | mean ms | polled / idle, median | mean |", "|---|---|---|---|---|---|",
-                  f"| idle | {len(off)} | {np.median(off) * 1e3:.1f} | {np.mean(off) * 1e3:.1f} | | |",
-                  f"| polled | {len(on)} | {np.median(on) * 1e3:.1f} | {np.mean(on) * 1e3:.1f} | "
-                  f"{np.median(on) / np.median(off):.3f} | {np.mean(on) / np.mean(off):.3f} |", ""]
+        lines += [f"**Alternating**: one run of {args.alternate} steps each, the viewer watching for {args.block} "
+                  f"steps, then idle for {args.block}, and so on:", "",
+                  "| viewer | steps idle / watched | idle ms, median (mean) | watched ms, median (mean) | "
+                  "watched / idle, median (mean) | adjacent blocks: watched / idle, median [95% interval] | "
+                  "server CPU, ms per s of run |", "|---|---|---|---|---|---|---|"]
+        for viewer in ["poller"] + (["chromium"] if args.browser else []):
+            run = watched_run(config.replace(steps=args.alternate), weights, viewer, block=args.block,
+                              browser=args.browser)
+            on, off = run["seconds"][run["polling"]], run["seconds"][~run["polling"]]
+            print(f"alternating {viewer}: watched {np.median(on) * 1e3:.1f}, idle {np.median(off) * 1e3:.1f} ms",
+                  flush=True)
+            paired = paired_ratio(run["seconds"], run["polling"])
+            lines.append(f"| {viewer} | {len(off)} / {len(on)} | {np.median(off) * 1e3:.1f} ({np.mean(off) * 1e3:.1f})"
+                         f" | {np.median(on) * 1e3:.1f} ({np.mean(on) * 1e3:.1f}) | {np.median(on) / np.median(off):.3f}"
+                         f" ({np.mean(on) / np.mean(off):.3f}) | {paired[0]:.3f} [{paired[1]:.3f}, {paired[2]:.3f}] | "
+                         f"{1e3 * run['server_cpu'] / run['run_seconds']:.1f} |")
+        lines.append("")
 
     viewers = ["none", "poller"] + (["chromium"] if args.browser else [])
     times = {v: [] for v in viewers}
