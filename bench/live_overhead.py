@@ -10,7 +10,7 @@ compiled call) is timed two ways:
   (/state about once a step, /image.jpg whenever the run has moved on) for ``--block``
   steps, then idle for as many, and so on; the steps of the two halves are compared. One
   process, one compiled program, and a machine's drift falls on both halves alike. With
-  ``--browser``, again with the page itself in headless Chromium (about:blank while idle).
+  ``--browser``, again with the page itself in headless Chromium (frozen while idle).
 - **runs**: whole runs taking turns in every round: ``none`` (no view), ``poller`` (the
   view and that client) and, with ``--browser``, ``chromium`` (the page itself in headless
   Chromium on the same cores: the server's cost and the browser's).
@@ -83,27 +83,47 @@ def poll_like_the_page(url: str, stop, on, counts) -> None:
         stop.wait(min(POLL_S[1], max(POLL_S[0], 1 / rate if rate else POLL_S[0])))
 
 
+def processes_cpu(word: str) -> float:
+    """CPU seconds so far of this machine's processes whose command line holds ``word``
+    (Linux /proc; the browser runs as several)."""
+    total = 0.0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if word.encode() not in f.read():
+                    continue
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def show_in_chromium(url: str, browser: str, stop: threading.Event, on: threading.Event,
                      ready: threading.Event) -> None:
-    """The page in headless Chromium while ``on`` is set; about:blank (no page) otherwise."""
+    """The page in headless Chromium, frozen (its timers stopped: no polls, no drawing)
+    while ``on`` is clear."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=browser, args=FLAGS)
         page = chromium.new_page(viewport={"width": 1200, "height": 900})
-        shown = None
+        page.goto(url)
+        devtools = page.context.new_cdp_session(page)
+        ready.set()
+        shown = True
         while not stop.is_set():
             if on.is_set() != shown:
                 shown = on.is_set()
-                page.goto(url if shown else "about:blank")
-                ready.set()
+                devtools.send("Page.setWebLifecycleState", {"state": "active" if shown else "frozen"})
             stop.wait(0.05)
         chromium.close()
 
 
 def watched_run(config: StyleConfig, weights, viewer: str, block: int = 0, browser: str | None = None) -> dict:
     """One run; ``viewer``: none, poller or chromium. ``block`` > 0: the client watches for
-    ``block`` steps, then idles for as many (Chromium: shows about:blank). Returns each step's seconds, whether
+    ``block`` steps, then idles for as many (Chromium: the page frozen). Returns each step's seconds, whether
     the client was polling during it, the client's counts and the server's CPU seconds."""
     calls, polling = [], []
     SERVER_CPU[0] = 0.0
@@ -130,8 +150,10 @@ def watched_run(config: StyleConfig, weights, viewer: str, block: int = 0, brows
         if block and progress.step % block == 0:
             (on.clear if on.is_set() else on.set)()
 
+    browser_cpu = processes_cpu(browser) if viewer == "chromium" else 0.0
     try:
         stylize(SAMPLES / "content.jpg", SAMPLES / "style.jpg", config, weights=weights, callback=callback)
+        browser_cpu = processes_cpu(browser) - browser_cpu if viewer == "chromium" else 0.0
     finally:
         stop.set()
         if client is not None:
@@ -140,7 +162,7 @@ def watched_run(config: StyleConfig, weights, viewer: str, block: int = 0, brows
             view.close()
     # the step between calls i - 1 and i ran with the client as callback i - 1 left it: polling[i]
     return {"seconds": np.diff(calls)[WARMUP:], "polling": np.array(polling[1:])[WARMUP:], "counts": dict(counts),
-            "server_cpu": SERVER_CPU[0], "run_seconds": calls[-1] - calls[0]}
+            "server_cpu": SERVER_CPU[0], "browser_cpu": browser_cpu, "run_seconds": calls[-1] - calls[0]}
 
 
 def paired_ratio(seconds: np.ndarray, watched: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
@@ -187,7 +209,7 @@ def main() -> None:
                   f"steps, then idle for {args.block}, and so on:", "",
                   "| viewer | steps idle / watched | idle ms, median (mean) | watched ms, median (mean) | "
                   "watched / idle, median (mean) | adjacent blocks: watched / idle, median [95% interval] | "
-                  "server CPU, ms per s of run |", "|---|---|---|---|---|---|---|"]
+                  "CPU per s of run: server, browser |", "|---|---|---|---|---|---|---|"]
         for viewer in ["poller"] + (["chromium"] if args.browser else []):
             run = watched_run(config.replace(steps=args.alternate), weights, viewer, block=args.block,
                               browser=args.browser)
@@ -198,7 +220,8 @@ def main() -> None:
             lines.append(f"| {viewer} | {len(off)} / {len(on)} | {np.median(off) * 1e3:.1f} ({np.mean(off) * 1e3:.1f})"
                          f" | {np.median(on) * 1e3:.1f} ({np.mean(on) * 1e3:.1f}) | {np.median(on) / np.median(off):.3f}"
                          f" ({np.mean(on) / np.mean(off):.3f}) | {paired[0]:.3f} [{paired[1]:.3f}, {paired[2]:.3f}] | "
-                         f"{1e3 * run['server_cpu'] / run['run_seconds']:.1f} |")
+                         f"{1e3 * run['server_cpu'] / run['run_seconds']:.1f} ms, "
+                         f"{1e3 * run['browser_cpu'] / run['run_seconds']:.0f} ms |")
         lines.append("")
 
     viewers = ["none", "poller"] + (["chromium"] if args.browser else [])
