@@ -30,6 +30,7 @@ from typer.core import TyperGroup
 from .config import (WEIGHT, Balance, Colour, ColourMatch, ContentNorm, Conv, DType, GramPrecision, Init,
                      OptimizerName, Pooling, StyleConfig, StyleNorm)
 from .errors import ConfigError, NstError
+from .watch import WatchOptions, with_watch_options
 
 EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS, EXIT_INTERRUPTED = 1, 3, 4, 130
 
@@ -425,6 +426,7 @@ def format_seconds(seconds: float) -> str:
 
 @app.command()
 @with_config_options()
+@with_watch_options
 def stylize(
     content: Annotated[Path, typer.Argument(help="Content image, or a folder of them.")],
     styles: Annotated[list[Path], typer.Argument(help="Style image(s); several are blended.")],
@@ -444,6 +446,7 @@ def stylize(
                                         "input files.")] = False,
     bit_depth: BitDepth = None,
     options: dict = None,
+    watch: WatchOptions = None,
 ) -> None:
     """Stylize CONTENT in the style of STYLE(S) and write the result to -o."""
     from . import image
@@ -467,13 +470,14 @@ def stylize(
             if clash is not None and not force:
                 raise NstError(f"refusing to overwrite {path}: it is an input of this run (give another "
                                "output, or --force)")
+        session = watch.start([o for _, o in jobs], written=[ckpt], read=inputs + [resume], say=say)
     except NstError as e:
         raise fail(explain(e)) from None
     use_cache()
     for content_path, out_path in jobs:
         stylize_one(content_path, styles, out_path, config, save_every, save_best, ckpt,
                     checkpoint_every, resume, label=content_path.name if len(jobs) > 1 else "stylizing",
-                    bit_depth=bit_depth)
+                    bit_depth=bit_depth, session=session)
 
 
 def same_file(a: Optional[Path], b: Optional[Path]) -> bool:
@@ -499,24 +503,31 @@ def content_jobs(content: Path, output: Path) -> list[tuple[Path, Path]]:
 
 def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleConfig, save_every: int,
                 save_best: bool, checkpoint: Optional[Path], checkpoint_every: int,
-                resume: Optional[Path], label: str, bit_depth: Optional[int] = None) -> None:
+                resume: Optional[Path], label: str, session, bit_depth: Optional[int] = None) -> None:
     from . import image, run
     from .colour import as_rgb
 
     try:
+        session.begin(config, title=f"{content.name} in the style of {', '.join(s.name for s in styles)}",
+                      inputs={"content": str(content), "styles": list(map(str, styles))})
         with progress_report(config.steps * len(config.sizes), label) as update:
             first = []
 
             def on_progress(p: run.Progress) -> None:
                 first.append(first[0] if first else p.step - 1)
                 update(p.step, float(p.loss), first[0])
+                session.progress(p)
                 if save_every and p.step % save_every == 0:
                     image.save_image(as_rgb(p.state.image), output.with_stem(f"{output.stem}_{p.step:04d}"),
                                      bit_depth)
 
+            def on_plan(plans) -> None:
+                print_plan(plans)
+                session.plan(plans)
+
             result = run.stylize(content, styles if len(styles) > 1 else styles[0], config,
                                  callback=on_progress, resume=resume, checkpoint=checkpoint,
-                                 checkpoint_every=checkpoint_every, on_plan=print_plan)
+                                 checkpoint_every=checkpoint_every, on_plan=on_plan)
         for note in result.notes:
             err.print(f"note: {note}", highlight=False)
         if result.improved is False and result.stopped == "done":
@@ -524,6 +535,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
                        f"{too_large_advice(config)}; {output} was not written", EXIT_NO_PROGRESS)
         picture = result.output if save_best or result.stopped != "done" else result.finish(result.image)
         image.save_image(picture, output, bit_depth)
+        record = session.finished(result, output, picture)
     except NstError as e:
         raise fail(explain(e)) from None
     if result.stopped == "nan":
@@ -535,7 +547,13 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
         raise typer.Exit(EXIT_INTERRUPTED)
     best = "-" if not math.isfinite(result.best_loss) else f"{result.best_loss:.4g}"
     out.print(f"{result.steps} steps, {result.function_evals} loss evaluations in {result.seconds:.1f} s "
-              f"(compile {result.compile_seconds:.1f} s); best loss {best}\nwrote {output}", highlight=False)
+              f"(compile {result.compile_seconds:.1f} s); best loss {best}\nwrote {output}"
+              + (f" and its record {record}" if record else ""), highlight=False)
+
+
+def say(message: str) -> None:
+    """One line of our own on stderr (no markup: paths may hold brackets)."""
+    err.print(message, highlight=False, markup=False)
 
 
 def print_plan(plans) -> None:
@@ -560,6 +578,7 @@ def too_large_advice(config: StyleConfig) -> str:
 
 @app.command()
 @with_config_options(exclude=("ratio",), size=256)
+@with_watch_options
 def sweep(
     content: Annotated[Path, typer.Argument(help="Content image.")],
     styles: Annotated[list[Path], typer.Argument(help="Style image(s); several are blended.")],
@@ -586,6 +605,7 @@ def sweep(
         "--process-id", help="This process's number, 0 to N-1; 0 writes the results.")] = None,
     bit_depth: BitDepth = None,
     options: dict = None,
+    watch: WatchOptions = None,
 ) -> None:
     """Stylize a whole grid of style weights x layer sets in one vmapped program."""
     from . import image
@@ -608,14 +628,24 @@ def sweep(
         image.output_bit_depth(output / "cell.png", bit_depth)
         if max_chunk is not None and max_chunk < 1:
             raise NstError(f"--max-chunk must be a positive integer, not {max_chunk}")
-        if distributed or (coordinator, num_processes, process_id) != (None, None, None):
+        several = distributed or (coordinator, num_processes, process_id) != (None, None, None)
+        session = watch.start([output], written=sweep_files(output, len(row_labels), len(betas)),
+                              read=[content, *styles], say=say, sweep=True, distributed=several)
+        if several:
             start_distributed(coordinator, num_processes, process_id, notify=lambda m: err.print(
                 f"note: {m}", highlight=False))
         use_cache()
+        session.begin(config, title=f"sweep: {content.name} in the style of {', '.join(s.name for s in styles)}",
+                      inputs={"content": str(content), "styles": list(map(str, styles))}, rows=len(row_labels),
+                      cols=len(betas), row_labels=row_labels, col_labels=[f"beta {b:g}" for b in betas])
+
+        def on_progress(chunk: int, p) -> None:
+            update(p.step, float(p.loss.mean()))
+            session.progress(p, chunk)
+
         with progress_report(config.steps * len(config.sizes), "sweep") as update:
             result = run_sweep(content, styles if len(styles) > 1 else styles[0], config, betas, sets,
-                               blends=blends, max_chunk=max_chunk,
-                               callback=lambda chunk, p: update(p.step, float(p.loss.mean())))
+                               blends=blends, max_chunk=max_chunk, callback=on_progress)
         for note in result.notes:
             err.print(f"note: {note}", highlight=False)
         cells = result.cells()
@@ -623,8 +653,10 @@ def sweep(
         if result.stopped == "done" and len(stale) == len(cells):
             raise fail(f"no step lowered the loss in any cell: {too_large_advice(config)}; {output} was not "
                        "written", EXIT_NO_PROGRESS)
+        record = None
         if is_writer():
             write_sweep(result, output, row_labels, bit_depth)
+            record = session.finished(result, output, result.outputs)
     except NstError as e:
         raise fail(explain(e, {**FLAGS, "style_layer_weights": "--layers" if layers.strip() else "--style-layers",
                                "style_blend": "--blend" if blend_grid is None else "--blend-grid",
@@ -648,7 +680,14 @@ def sweep(
     out.print(f"{len(cells)} cells ({result.shape[0]} x {result.shape[1]}) in {result.chunks} "
               f"chunk(s) on {result.devices} device(s), {result.seconds:.1f} s (compile "
               f"{result.compile_seconds:.1f} s)" + (f"\nwrote {output}/contact_sheet.png, cell_r*_c*.png, losses.json"
-                                                     if is_writer() else ""), highlight=False)
+                                                     if is_writer() else "")
+              + (f"\nwrote the record {record}" if record else ""), highlight=False)
+
+
+def sweep_files(output: Path, rows: int, cols: int) -> list[Path]:
+    """The files ``write_sweep`` writes into ``output``."""
+    return [output / "contact_sheet.png", output / "losses.json",
+            *(output / f"cell_r{r}_c{c}.png" for r in range(rows) for c in range(cols))]
 
 
 def parse_blend_grid(spec: str, n_styles: int) -> tuple[list[tuple[float, ...]], list[str]]:
@@ -690,6 +729,27 @@ def parse_layer_sets(spec: str, layers: tuple[str, ...], weights: tuple[float, .
     union = tuple(dict.fromkeys(n for names, _ in rows for n in names))
     sets = [tuple(dict(zip(names, ws)).get(n, 0.0) for n in union) for names, ws in rows]
     return union, sets, [",".join(names) for names, _ in rows]
+
+
+# ---------------------------------------------------------------- plot
+
+
+@app.command()
+def plot(
+    record: Annotated[Path, typer.Argument(help="A run record (NAME.json, written beside each output).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The picture: .png, .pdf or .svg.")] = Path(
+        "losses.png"),
+) -> None:
+    """Draw a run record's loss curves (needs matplotlib: pip install "nst-jax[plot]")."""
+    from .record import plot_record, read_record
+
+    try:
+        if same_file(record, output) or record.resolve() == output.resolve():
+            raise NstError(f"refusing to overwrite {output}: it is the record to plot")
+        path = plot_record(read_record(record), output)
+    except NstError as e:
+        raise fail(explain(e)) from None
+    out.print(f"wrote {path}", highlight=False)
 
 
 # ---------------------------------------------------------------- weights

@@ -10,7 +10,8 @@ drive the same way. Compile time is measured as compile time (``lower().compile(
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -24,7 +25,7 @@ from .config import StyleConfig
 from .inputs import prepare, resolve_weights
 from .memory import MemoryPlan, budget_bytes
 from .schedule import carry_state, next_start
-from .step import StepState, averaged, init_state, make_optimizer, make_step
+from .step import StepMetrics, StepState, averaged, init_state, make_optimizer, make_step
 from .weights import VGGWeights
 
 # Steps per compiled call when the config leaves it open, by platform. CPU: 1, since XLA:CPU
@@ -81,6 +82,9 @@ class Progress:
     loss: np.ndarray  # J at the start of the last step (one value per image)
     seconds: float  # since the driver started, compile included
     state: StepState
+    metrics: StepMetrics | None = None  # this call's, on the host, stacked over its steps
+    # () -> what the run would save if it stopped now (see output_picture); a device transfer
+    picture: Callable[[], np.ndarray] | None = None
 
 
 @dataclass
@@ -153,7 +157,7 @@ def drive(step: Callable, state: StepState, problem, *, steps: int, start: int =
             if checkpoint and checkpoint_every and done % checkpoint_every == 0:
                 checkpoint(state, done, trace)
             if callback and callback(Progress(done, total or steps, metrics.loss[-1],
-                                              time.perf_counter() - t_start, state)):
+                                              time.perf_counter() - t_start, state, metrics)):
                 stopped = "callback"
                 break
     except KeyboardInterrupt:
@@ -233,6 +237,24 @@ def averaged_or_best(average: np.ndarray | None, best: np.ndarray) -> np.ndarray
     return np.where(np.isfinite(average).all(axis=(-3, -2, -1), keepdims=True), average, best)
 
 
+def output_picture(objective, problem, config: StyleConfig, colour_content, state: StepState) -> np.ndarray:
+    """What a run would save if it stopped at ``state`` (one image, or a batch on a leading
+    axis), as ``Result.output`` makes it: the picture of the iterate average where that is
+    on and finite, else of the best iterate, with the colour control applied after the run.
+    Brings those images from the device."""
+    best, average = jax.device_get((state.best_image, averaged(state) if config.average else None))
+    pictures = objective.picture if best.ndim == 3 else jax.vmap(objective.picture, in_axes=(None, 0))
+    picture = lambda x: None if x is None else np.clip(np.asarray(pictures(problem, x)), 0, 1)  # noqa: E731
+    image = averaged_or_best(picture(average), picture(best))
+    return image if colour_content is None else after_run(image, colour_content, config.colour)
+
+
+def with_picture(callback: Callable[[Progress], object], picture: Callable, progress: Progress):
+    """``callback(progress)``, the progress able to make its picture: ``picture(state)``
+    bound to its state, computed only if the callback asks."""
+    return callback(replace(progress, picture=partial(picture, progress.state)))
+
+
 def stylize(content, style, config: StyleConfig = StyleConfig(), *,
             weights: VGGWeights | None = None,
             callback: Callable[[Progress], object] | None = None,
@@ -292,9 +314,10 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
             def saver(state, steps_done, trace, digest=run.digest):
                 save_checkpoint(checkpoint, state, steps_done, _joined(parts + [trace.arrays]), config, digest)
 
+        picture = partial(output_picture, run.objective, run.problem, config, run.colour_content)
         outcome = drive(make_step(run.objective, optimizer, config.average), state, run.problem, steps=end,
                         start=max(first, done), steps_per_call=k, log_every=config.log_every,
-                        callback=callback, checkpoint=saver, total=total,
+                        callback=callback and partial(with_picture, callback, picture), checkpoint=saver, total=total,
                         checkpoint_every=checkpoint_every if checkpoint is not None else 0)
         state, done, stopped = outcome.state, outcome.steps, outcome.stopped
         parts.append(outcome.trace.arrays)

@@ -36,8 +36,8 @@ from .inputs import as_list, normalised_blend, prepare, resolve_weights
 from .losses import LossWeights
 from .memory import available_bytes, estimate_bytes, plan_chunks
 from .objective import Problem, loss_weights
-from .run import (TERMS, Progress, RunState, _joined, averaged_or_best, default_steps_per_call, drive, scale_of,
-                  scale_span)
+from .run import (TERMS, Progress, RunState, _joined, averaged_or_best, default_steps_per_call, drive,
+                  output_picture, scale_of, scale_span, with_picture)
 from .schedule import carry_state, next_start
 from .step import averaged, init_state, make_optimizer, make_step
 from .weights import VGGWeights
@@ -221,7 +221,9 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
                             steps_per_call=k, log_every=config.log_every, jit_kwargs=jit_kwargs,
                             compiled=compiled[index], fetch=_gather,
                             total=config.steps * len(runs),
-                            callback=callback and partial(_chunk_callback, callback, c))
+                            callback=callback and partial(with_picture, partial(_chunk_callback, callback, c),
+                                                          partial(output_picture, run.objective, run.problem,
+                                                                  config, run.colour_content)))
             state, done, chunk_stopped = outcome.state, outcome.steps, outcome.stopped
             traces.append(outcome.trace.arrays)
             seconds += outcome.seconds

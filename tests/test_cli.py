@@ -172,7 +172,7 @@ def test_a_folder_of_content_images(tmp_path, captured):
     r = invoke("stylize", photos, SAMPLES / "style.jpg", "-o", tmp_path / "results")
     assert r.exit_code == 0, r.output
     assert captured["calls"] == ["a.png", "b.jpg"]
-    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["a.png", "b.png"]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
     assert "results" in one_line_error(invoke("stylize", photos, "s.jpg", "-o", tmp_path / "x.png"))
 
 

@@ -560,7 +560,7 @@ def test_a_content_folder_skips_special_files(tmp_path, images, monkeypatch):
     with corpus.never_opened(photos / "b.png"):
         r = invoke("stylize", photos, images[1], "-o", tmp_path / "results")
     assert corpus.check_outcome(r, before, tmp_path, [tmp_path / "results"]) == 0
-    assert [p.name for p in (tmp_path / "results").iterdir()] == ["a.png"]
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["a.json", "a.png"]  # the image, its record
 
 
 def test_a_failed_sweep_leaves_no_directory(tmp_path, images, fabricated):
@@ -744,7 +744,7 @@ def test_an_interrupted_sweep_saves_what_it_has(tmp_path, images, fabricated, mo
     assert corpus.check_outcome(r, before, tmp_path, [out]) == 130 and "interrupted" in r.stderr
     assert strict_json(out / "losses.json")["stopped"] == "interrupted"
     assert sorted(p.name for p in out.iterdir()) == ["cell_r0_c0.png", "cell_r0_c1.png", "contact_sheet.png",
-                                                     "losses.json"]
+                                                     "losses.json", "record.json"]
 
 
 @pytest.mark.parametrize("command", ["stylize", "sweep"])

@@ -223,3 +223,14 @@ def test_the_defaults_move_to_the_style_and_stay_nearer_the_content_than_noise()
     assert last.style < 0.1 * first.style
     noise = stylize(SAMPLES / "content.jpg", SAMPLES / "style.jpg", config.replace(steps=1, init="noise"))
     assert last.content < 0.95 * noise.history[0].content
+
+
+def test_a_progress_pictures_what_the_run_would_save(vgg16_weights):
+    """Each callback's progress makes, only when asked, the picture the run would save if it
+    stopped there: after the last step, the result's output (average, colour control)."""
+    seen = []
+    config = StyleConfig.tiny(steps=3, average=0.5, colour="original", scales=(24, 32))
+    result = stylize(CONTENT, STYLE, config, weights=vgg16_weights, callback=seen.append)
+    assert [p.step for p in seen] == list(range(1, 7)) and all(len(p.metrics.loss) == 1 for p in seen)
+    assert seen[2].picture().shape[:2] != seen[-1].picture().shape[:2]  # each scale at its size
+    np.testing.assert_array_equal(seen[-1].picture(), result.output)

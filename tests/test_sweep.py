@@ -185,3 +185,14 @@ def test_cells_that_never_improve_are_flagged(vgg16_weights):
     assert result.improved.tolist() == [True, True, False]
     np.testing.assert_array_equal(result.best_images[2], np.clip(CONTENT, 0, 1))
     assert [c["improved"] for c in result.cells()] == result.improved.tolist()
+
+
+def test_a_chunk_pictures_what_the_sweep_would_save(vgg16_weights):
+    """A sweep's progress makes each cell's picture of its chunk (the last chunk padded by
+    wrapping) on demand: after the last step, the result's outputs."""
+    last = {}
+    result = sweep(CONTENT, STYLE, StyleConfig.tiny(steps=2, average=0.5), style_weights=[1.0, 10.0, 1e3],
+                   weights=vgg16_weights, max_chunk=2, callback=lambda chunk, p: last.__setitem__(chunk, p))
+    assert sorted(last) == [0, 1] and last[1].metrics.loss.shape == (1, 2)
+    np.testing.assert_array_equal(last[0].picture(), result.outputs[:2])
+    np.testing.assert_array_equal(last[1].picture()[:1], result.outputs[2:])

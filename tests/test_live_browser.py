@@ -1,0 +1,120 @@
+"""The live page in a real browser: headless Chromium watches a real 32 px run of the
+command: the page loads, its picture changes while the run steps, the charts have points,
+and it ends saying done with the output's path; Ctrl-C then ends the command with the
+run's exit code.
+
+It needs Chromium (Debian: ``apt-get install chromium``; another binary: NST_JAX_CHROMIUM)
+and fails when there is none, so a machine without a browser cannot pass it silently;
+NST_JAX_NO_BROWSER=1 skips it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nst_jax
+from nst_jax.weights import save
+
+SAMPLES = Path(nst_jax.__file__).parent / "samples"
+# Flags for a headless browser in a sandboxed, offline machine: no background traffic.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium() -> str:
+    """The browser to drive, or the test fails saying how to get one."""
+    if os.environ.get("NST_JAX_NO_BROWSER", "") not in ("", "0"):
+        pytest.skip("NST_JAX_NO_BROWSER is set")
+    found = os.environ.get("NST_JAX_CHROMIUM") or next(
+        filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    if not found:
+        pytest.fail("the browser test needs Chromium: apt-get install chromium (or NST_JAX_CHROMIUM=PATH; "
+                    "NST_JAX_NO_BROWSER=1 skips it)")
+    return found
+
+
+def pixels(png: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(png)) as picture:
+        return np.asarray(picture.convert("RGB"), np.int16)
+
+
+def test_the_page_watches_a_real_run(tmp_path, vgg16_weights):
+    browser_path = chromium()
+    from playwright.sync_api import sync_playwright
+
+    weights = save(vgg16_weights, tmp_path / "vgg16.safetensors")
+    out = tmp_path / "out.png"
+    command = [sys.executable, "-m", "nst_jax.cli", "stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg",
+               "-o", out, "--weights", weights, "--size", 32, "--steps", 600, "--optimizer", "adam", "--lr", 0.05,
+               "--init", "noise", "--scales", "none", "--log-every", 5, "--live", "--live-linger", 300]
+    proc = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # never let a pipe fill
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not (urls := [m.group(1) for m in map(re.compile(r"live: (http://127\.0\.0\.1:\d+/)$").match,
+                                                      map(str.strip, lines)) if m]):
+            assert proc.poll() is None and time.monotonic() < deadline, f"no URL printed: {lines}"
+            time.sleep(0.1)
+        url = urls[0]
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=browser_path, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1200, "height": 900})
+                problems = []
+                page.on("pageerror", lambda e: problems.append(str(e)))
+                page.goto(url)
+                assert page.title().startswith("nst-jax")
+
+                step = lambda: int(page.inner_text("#step").split("/")[0])  # noqa: E731
+                shown = "() => { const i = document.getElementById('image'); return i.complete && i.naturalWidth > 0 ? i.src : null; }"
+                page.wait_for_function(f"() => document.getElementById('status').textContent === 'running' "
+                                       f"&& ({shown})()", timeout=120_000)
+                first_src, first_step = page.evaluate(shown), step()
+                first = page.locator("#image").screenshot()
+                page.wait_for_function(f"() => parseInt(document.getElementById('step').textContent) >= "
+                                       f"{first_step + 30} && ({shown})() && ({shown})() !== {first_src!r}",
+                                       timeout=60_000)
+                second, second_step = page.locator("#image").screenshot(), step()
+                assert second_step < 600, "the run ended before the second picture"
+                assert np.abs(pixels(first) - pixels(second)).max() > 0, "the picture did not change"
+                assert page.inner_text("#status") == "running" and page.inner_text("#speed").endswith("steps/s")
+
+                points = page.eval_on_selector_all("#charts canvas", "cs => cs.map(c => Number(c.dataset.points))")
+                assert len(points) == 4 and min(points[:3]) > 0, points  # total, content, style
+
+                page.wait_for_function("() => document.getElementById('status').textContent === 'done'",
+                                       timeout=120_000)
+                assert page.inner_text("#message") == f"saved {out} and its record {tmp_path / 'out.json'}"
+                assert page.inner_text("#step") == "600 / 600" and page.inner_text("#eta") == "-"
+                page.screenshot(path=tmp_path / "page.png", full_page=True)
+                assert problems == []
+            finally:
+                browser.close()
+        proc.send_signal(signal.SIGINT)  # Ctrl-C ends the linger
+        assert proc.wait(60) == 0
+        assert out.exists() and (tmp_path / "out.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(10)
+        proc.stdout.close()
+        proc.stderr.close()
+    text = "".join(lines)
+    assert "Traceback" not in text and "stays up" in text, text
