@@ -22,10 +22,18 @@ INTENT = ImageCms.Intent.RELATIVE_COLORIMETRIC
 SPACES = {"L": "grey", "RGB": "RGB", "CMYK": "CMYK"}  # Pillow mode -> what the pixels are
 
 
+# The ICC header's creation date (bytes 24-35: six big-endian uint16). littleCMS stamps
+# the current time; a fixed one makes the same picture the same file bytes on every run.
+PROFILE_DATE = (2026, 1, 1, 0, 0, 0)
+
+
 @functools.cache
 def srgb_profile() -> bytes:
-    """littleCMS's sRGB profile as ICC bytes: what every output embeds."""
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    """littleCMS's sRGB profile as ICC bytes, dated :data:`PROFILE_DATE`: what every
+    output embeds."""
+    data = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    data[24:36] = b"".join(v.to_bytes(2, "big") for v in PROFILE_DATE)
+    return bytes(data)
 
 
 def to_srgb(pixels: np.ndarray, mode: str, icc: bytes | None, name: str) -> tuple[np.ndarray, str | None]:

@@ -334,14 +334,16 @@ def test_bad_images(tmp_path, images, fabricated, slot):
     root.mkdir()
     cases = corpus.bad_images(root)
     out = tmp_path / "o.png"
+    written = [out, out.with_suffix(".json")]  # the picture and its run record
     for name, bad in cases.items():
         before = corpus.snapshot(tmp_path)
         with corpus.never_opened(cases["fifo.png"]):
             r = invoke("stylize", *image_args(slot, bad, *images), "-o", out, "--size", 32, "--steps", 0,
                        "--scales", "none", *TINY_LAYERS)
-        code = corpus.check_outcome(r, before, tmp_path, [out], codes={0, 1})
+        code = corpus.check_outcome(r, before, tmp_path, written, codes={0, 1})
         assert code == 1 or name in USABLE_SMALL, (name, r.stderr)
-        out.unlink(missing_ok=True)
+        for path in written:
+            path.unlink(missing_ok=True)
 
 
 def test_a_large_image_is_no_warning(tmp_path, images, fabricated, monkeypatch):

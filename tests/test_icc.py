@@ -150,3 +150,17 @@ def test_sixteen_bit_rgb_with_a_profile_is_converted(tmp_path):
     eight = tmp_path / "p3-8.png"
     Image.fromarray(PIXELS).save(eight, icc_profile=P3)
     np.testing.assert_allclose(image, imagecms(eight, P3), atol=1e-2)
+
+
+def test_the_output_profile_is_the_same_bytes_in_every_process():
+    """littleCMS dates the profiles it makes; ours carries a fixed date, so the same picture
+    written by two processes (a sweep's cells) is the same file."""
+    import subprocess
+    import sys
+    code = "import sys; from nst_jax.icc import srgb_profile; sys.stdout.buffer.write(srgb_profile())"
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout
+            for _ in range(2)]
+    assert runs[0] == runs[1] == srgb_profile()
+    assert srgb_profile()[24:36] == bytes([0x07, 0xEA, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0])  # 2026-01-01 00:00:00
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(srgb_profile()))
+    assert "sRGB" in ImageCms.getProfileDescription(profile)
