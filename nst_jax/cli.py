@@ -11,6 +11,7 @@ import functools
 import inspect
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -463,13 +464,15 @@ def stylize(
         ckpt = checkpoint or (output.with_suffix(".ckpt") if checkpoint_every or resume else None)
         if ckpt is not None:
             image.check_directory(Path(ckpt).parent)
-        inputs = [c for c, _ in jobs] + list(styles) + [Path(p) for p in (config.init_image, config.weights,
-                                                                           *config.masks, *config.style_masks) if p]
-        for path, theirs in [(out_path, inputs + [resume]) for _, out_path in jobs] + [(ckpt, inputs)]:
-            clash = next((p for p in theirs if same_file(p, path)), None)
-            if clash is not None and not force:
-                raise NstError(f"refusing to overwrite {path}: it is an input of this run (give another "
-                               "output, or --force)")
+        inputs = run_inputs(config, [c for c, _ in jobs], styles)
+        outputs = [o for _, o in jobs]
+        if ckpt is not None and any(same_path(ckpt, o) for o in outputs):
+            raise NstError(f"--checkpoint {ckpt} is the output's name: give the checkpoint another one")
+        if not force:
+            check_clashes(outputs, inputs + [resume])
+            check_clashes([ckpt], inputs)
+            if save_every:
+                check_snapshots(outputs, inputs + [resume, ckpt])
         session = watch.start([o for _, o in jobs], written=[ckpt], read=inputs + [resume], say=say)
     except NstError as e:
         raise fail(explain(e)) from None
@@ -483,6 +486,35 @@ def stylize(
 def same_file(a: Optional[Path], b: Optional[Path]) -> bool:
     """Whether ``a`` and ``b`` are one existing file (links and spellings resolved)."""
     return a is not None and b is not None and Path(a).is_file() and Path(b).is_file() and os.path.samefile(a, b)
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file, existing or not."""
+    return same_file(a, b) or Path(os.path.abspath(a)) == Path(os.path.abspath(b))
+
+
+def run_inputs(config: StyleConfig, contents: list[Path], styles: list[Path]) -> list[Path]:
+    """Every file a run reads: its images, masks, start image and weights."""
+    named = (config.init_image, config.weights, *config.masks, *config.style_masks)
+    return [*contents, *styles, *(Path(p) for p in named if p)]
+
+
+def check_clashes(written: list[Optional[Path]], read: list[Optional[Path]]) -> None:
+    """One error if a file the run would write is one it reads."""
+    for path in written:
+        if path is not None and any(same_file(p, path) for p in read):
+            raise NstError(f"refusing to overwrite {path}: it is an input of this run (give another "
+                           "output, or --force)")
+
+
+def check_snapshots(outputs: list[Path], read: list[Optional[Path]]) -> None:
+    """One error if an input bears a name --save-every would write (OUTPUT_NNNN.ext)."""
+    for output in outputs:
+        pattern = re.compile(rf"{re.escape(output.stem)}_\d{{4,}}{re.escape(output.suffix)}")
+        for p in read:
+            if p is not None and pattern.fullmatch(Path(p).name) and same_path(Path(p).parent, output.parent):
+                raise NstError(f"refusing to run: --save-every would write over {p}, an input of this run "
+                               "(give another output, or --force)")
 
 
 def content_jobs(content: Path, output: Path) -> list[tuple[Path, Path]]:
@@ -629,8 +661,9 @@ def sweep(
         if max_chunk is not None and max_chunk < 1:
             raise NstError(f"--max-chunk must be a positive integer, not {max_chunk}")
         several = distributed or (coordinator, num_processes, process_id) != (None, None, None)
-        session = watch.start([output], written=sweep_files(output, len(row_labels), len(betas)),
-                              read=[content, *styles], say=say, sweep=True, distributed=several)
+        files, inputs = sweep_files(output, len(row_labels), len(betas)), run_inputs(config, [content], styles)
+        check_clashes(files, inputs)
+        session = watch.start([output], written=files, read=inputs, say=say, sweep=True, distributed=several)
         if several:
             start_distributed(coordinator, num_processes, process_id, notify=lambda m: err.print(
                 f"note: {m}", highlight=False))

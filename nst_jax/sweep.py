@@ -20,6 +20,9 @@ import dataclasses
 import itertools
 import json
 import math
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -277,36 +280,39 @@ def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str],
                 bit_depth: int | None = None) -> list[Path]:
     """Write every cell (``cell_r{row}_c{col}.png``, ``bit_depth`` bits per channel, 8 by
     default), a labelled contact sheet (8 bits) and ``losses.json`` (config and per-cell
-    numbers; NaN and infinity as null) into ``out_dir``, each file atomically; if any
-    write fails, none of them is left (nor the directory, when this made it)."""
-    from .atomic import atomic_path, created
+    numbers; NaN and infinity as null) into ``out_dir``. All of them are written into a
+    hidden folder there first and moved in only when every one is complete: if a write
+    fails, the folder holds what it held before (nor is it left, when this made it)."""
+    from .atomic import created
     from .image import contact_sheet, save_image
 
-    out_dir, written = Path(out_dir), []
+    out_dir = Path(out_dir)
     try:
         with created(out_dir):
+            staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".sweep-", suffix=".tmp"))
             try:
+                staged = []
                 for cell in result.cells():
                     b = cell["row"] * result.shape[1] + cell["col"]
-                    written.append(save_image(result.outputs[b], out_dir / f"cell_r{cell['row']}_c{cell['col']}.png",
-                                              bit_depth))
+                    staged.append(save_image(result.outputs[b], staging / f"cell_r{cell['row']}_c{cell['col']}.png",
+                                             bit_depth))
                 cols = [f"beta {b:g}" for b in result.style_weights]
                 sheet = contact_sheet(result.outputs, row_labels, cols,
                                       title=f"rows: style layers{' x blend' if len(result.blends) > 1 else ''}; "
                                             f"columns: style weight beta "
                                             f"(alpha {result.config.content_weight:g}, {steps_label(result.config)})")
-                written.append(save_image(sheet, out_dir / "contact_sheet.png"))
+                staged.append(save_image(sheet, staging / "contact_sheet.png"))
                 report = {"config": dataclasses.asdict(result.config), "cells": result.cells(),
                           "chunks": result.chunks, "devices": result.devices, "seconds": result.seconds,
                           "compile_seconds": result.compile_seconds, "stopped": result.stopped}
-                path = out_dir / "losses.json"
-                with atomic_path(path) as tmp:
-                    Path(tmp).write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
-                written.append(path)
-            except BaseException:
-                for done in written:
-                    done.unlink(missing_ok=True)
-                raise
+                staged.append(staging / "losses.json")
+                staged[-1].write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
+                written = []
+                for path in staged:
+                    written.append(out_dir / path.name)
+                    os.replace(path, written[-1])
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
     except OSError as e:
         raise NstError(f"cannot write into {out_dir}: {e.strerror or e}") from None
     return written

@@ -535,20 +535,53 @@ def test_sweep_output_paths(tmp_path, images, monkeypatch, case):
     assert corpus.check_outcome(r, before, tmp_path) == 1
 
 
-def test_a_sweep_that_cannot_write_everything_leaves_nothing(tmp_path, images, monkeypatch):
+@pytest.mark.parametrize("earlier", [False, True])
+def test_a_sweep_that_cannot_write_everything_leaves_nothing(tmp_path, images, monkeypatch, earlier):
+    """A full disk at the last file: a new folder is not left; an earlier sweep's files
+    in the folder are kept as they were."""
     monkeypatch.setattr(sweep_module, "sweep", fake_sweep)
-
-    def full_at_the_last_file(dest):
-        if dest.name == "losses.json":
-            raise OSError(28, "No space left on device")
-        return real_atomic(dest)
-
-    monkeypatch.setattr("nst_jax.atomic.atomic_path", full_at_the_last_file)
     out = tmp_path / "new" / "grid"
+    if earlier:
+        out.mkdir(parents=True)
+        for name in ("cell_r0_c0.png", "contact_sheet.png", "losses.json"):
+            (out / name).write_text("an earlier sweep's")
+    real_write = Path.write_text
+
+    def full_at_losses(self, *args, **kwargs):
+        if self.name == "losses.json" and self.parent != out:
+            raise OSError(28, "No space left on device")
+        return real_write(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_at_losses)
     before = corpus.snapshot(tmp_path)
     r = invoke("sweep", *images, "-o", out, "--style-weight", "1,2")
     assert corpus.check_outcome(r, before, tmp_path) == 1 and "No space left" in r.stderr
-    assert not (tmp_path / "new").exists()
+    assert (tmp_path / "new").exists() == earlier
+
+
+@pytest.mark.parametrize("input_name", ["cell_r0_c1.png", "contact_sheet.png"])
+def test_a_sweep_never_writes_over_its_inputs(tmp_path, images, monkeypatch, input_name):
+    monkeypatch.setattr(sweep_module, "sweep", fake_sweep)
+    out = tmp_path / "grid"
+    out.mkdir()
+    content = out / input_name
+    content.write_bytes(images[0].read_bytes())
+    before = corpus.snapshot(tmp_path)
+    r = invoke("sweep", content, images[1], "-o", out, "--style-weight", "1,2")
+    assert corpus.check_outcome(r, before, tmp_path) == 1 and "input of this run" in r.stderr
+
+
+def test_output_names_that_collide(tmp_path, images, monkeypatch):
+    """--checkpoint that is the output, and --save-every snapshots over an input, are refused."""
+    monkeypatch.setattr(run, "stylize", fake_stylize)
+    out = tmp_path / "o.png"
+    snapshot = tmp_path / "o_0001.png"
+    snapshot.write_bytes(images[0].read_bytes())
+    for args, words in [(["--checkpoint", out, "--checkpoint-every", 1], "the output's name"),
+                        (["--save-every", 1], "--save-every would write over")]:
+        before = corpus.snapshot(tmp_path)
+        r = invoke("stylize", snapshot, images[1], "-o", out, *args)
+        assert corpus.check_outcome(r, before, tmp_path) == 1 and words in r.stderr, r.stderr
 
 
 def test_a_content_folder_skips_special_files(tmp_path, images, monkeypatch):
