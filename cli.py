@@ -5,8 +5,8 @@ import sys
 
 if __name__ == "__main__":
     try:
-        from nst_jax.cli import app
+        from nst_jax.console import main
     except ImportError as e:  # a checkout without the dependencies installed
         sys.exit(f"error: nst-jax needs its dependencies ({e.name} is missing): "
                  "pip install -e .  (from this folder)")
-    app(prog_name="nst-jax")
+    main()

@@ -7,18 +7,37 @@ The public API, re-exported::
     save_image(result.best_image, "out.png")
 """
 
-from .config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, StyleConfig
-from .errors import ConfigError, ImageError, NstError, WeightsError
-from .image import load_image, save_image
-from .inputs import prepare
-from .losses import LossTerms, LossWeights, Targets, content_loss, gram, style_layer_loss, total_loss, tv_loss
-from .objective import Objective, Problem, build_objective, loss_weights
-from .run import Progress, Result, RunState, drive, stylize
-from .step import StepState, init_state, make_optimizer, make_step
-from .sweep import SweepResult, sweep
-from .vgg import VGG, layer_names, layout
-from .video import VideoConfig, VideoResult, stylize_video
-from .weights import VGGWeights, convert, load_weights
+import importlib
+
+# name -> the module that defines it; imported on first use, so that ``import nst_jax``
+# (and the command line's start, which must handle Ctrl-C from its first moment) is quick.
+_EXPORTS = {
+    "config": ["PAPER_CONTENT_LAYERS", "PAPER_STYLE_LAYERS", "StyleConfig"],
+    "errors": ["ConfigError", "ImageError", "NstError", "WeightsError"],
+    "image": ["load_image", "save_image"],
+    "inputs": ["prepare"],
+    "losses": ["LossTerms", "LossWeights", "Targets", "content_loss", "gram", "style_layer_loss", "total_loss",
+               "tv_loss"],
+    "objective": ["Objective", "Problem", "build_objective", "loss_weights"],
+    "run": ["Progress", "Result", "RunState", "drive", "stylize"],
+    "step": ["StepState", "init_state", "make_optimizer", "make_step"],
+    "sweep": ["SweepResult", "sweep"],
+    "vgg": ["VGG", "layer_names", "layout"],
+    "video": ["VideoConfig", "VideoResult", "stylize_video"],
+    "weights": ["VGGWeights", "convert", "load_weights"],
+}
+_HOME = {name: module for module, names in _EXPORTS.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+
+
+def __dir__():
+    return sorted([*globals(), *_HOME])
+
 
 __version__ = "0.2.0"
 

@@ -4,7 +4,7 @@ Each command collects options, builds one :class:`StyleConfig` (the options shar
 ``stylize`` and ``sweep`` are declared once, in ``CONFIG_OPTIONS``) and calls one library
 function. Every user error is one line on stderr and a non-zero exit, never a traceback:
 1 = bad input or option, 3 = the loss became NaN/inf (best image saved), 4 = no step
-lowered the loss (nothing written), 130 = interrupted (best image saved).
+lowered the loss (nothing written), 130 = interrupted (best image saved; 143 on SIGTERM, 129 on SIGHUP).
 """
 
 import functools
@@ -12,9 +12,7 @@ import inspect
 import math
 import os
 import re
-import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,10 +28,11 @@ from typer.core import TyperGroup
 
 from .config import (WEIGHT, Balance, Colour, ColourMatch, ContentNorm, Conv, DType, GramPrecision, Init,
                      OptimizerName, Pooling, StyleConfig, StyleNorm)
+from . import interrupt
 from .errors import ConfigError, NstError
 from .watch import WatchOptions, with_watch_options
 
-EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS, EXIT_INTERRUPTED = 1, 3, 4, 130
+EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS = 1, 3, 4
 
 # No markup in what is printed: file names may hold brackets ("[/b]" would be a tag).
 err = Console(stderr=True, soft_wrap=True, markup=False)
@@ -56,37 +55,19 @@ class OneLineErrors(TyperGroup):
             sys.exit(EXIT_USER)
         except typer.Abort:
             sys.exit(EXIT_USER)
-        sys.exit(code if isinstance(code, int) else 0)
+        interrupt.leave(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx):
-        """Run the command with SIGTERM and SIGHUP raising KeyboardInterrupt as Ctrl-C does,
-        so every way of stopping a run saves what it has; an interruption that gets here
-        came before there was anything to save."""
-        with signals_interrupt():
+        """Run the command with SIGINT, SIGTERM and SIGHUP noted (:mod:`.interrupt`), so a
+        run stops at its next safe point and saves what it has; an interruption that gets
+        here came before there was anything to save."""
+        with interrupt.installed():
             try:
+                interrupt.check()
                 return super().invoke(ctx)
             except KeyboardInterrupt:
                 err.print("interrupted; nothing more was saved", highlight=False)
-                raise typer.Exit(EXIT_INTERRUPTED) from None
-
-
-@contextmanager
-def signals_interrupt():
-    """SIGTERM and SIGHUP raise KeyboardInterrupt while the block runs (in the main thread;
-    a signal that is ignored, as SIGHUP under nohup, stays ignored)."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    changed = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            if signal.getsignal(sig) == signal.SIG_DFL:
-                changed[sig] = signal.signal(sig, interrupt)
-    try:
-        yield
-    finally:
-        for sig, handler in changed.items():
-            signal.signal(sig, handler)
+                raise typer.Exit(interrupt.exit_code()) from None
 
 
 app = typer.Typer(cls=OneLineErrors, help="Neural style transfer (Gatys, Ecker & Bethge) in JAX.",
@@ -575,8 +556,11 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
                    f"to {output}; {too_large_advice(config)}", EXIT_NAN)
     if result.stopped == "interrupted":
         saved = f" and the run state to {checkpoint}" if checkpoint and checkpoint_every else ""
-        err.print(f"interrupted after {result.steps} steps; saved the best image to {output}{saved}")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        h, w = picture.shape[:2]
+        smaller = f" (at {w}x{h} px: it stopped before the last scale)" if max(h, w) != config.size else ""
+        err.print(f"interrupted after {result.steps} steps; saved the best image{smaller} to {output}{saved}",
+                  highlight=False)
+        raise typer.Exit(interrupt.exit_code())
     best = "-" if not math.isfinite(result.best_loss) else f"{result.best_loss:.4g}"
     out.print(f"{result.steps} steps, {result.function_evals} loss evaluations in {result.seconds:.1f} s "
               f"(compile {result.compile_seconds:.1f} s); best loss {best}\nwrote {output}"
@@ -701,7 +685,7 @@ def sweep(
     if result.stopped == "interrupted":
         err.print(f"interrupted after {len(result.history)} steps; saved the best images to {output}",
                   highlight=False)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupt.exit_code())
     blown = [f"r{c['row']}c{c['col']}" for c in cells if c["final_loss"] is not None
              and not math.isfinite(c["final_loss"])]
     if blown:
@@ -856,9 +840,7 @@ def weights_download(
 from . import cli_video  # noqa: E402,F401  (registers `nst-jax video` on app)
 
 
-def main() -> None:  # pragma: no cover - the console script
-    app(prog_name="nst-jax")
-
-
 if __name__ == "__main__":  # pragma: no cover
+    from .console import main
+
     main()

@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .cli import (EXIT_INTERRUPTED, EXIT_NAN, FLAGS, app, build_config, err, explain, fail, format_seconds, out,
+from . import interrupt
+from .cli import (EXIT_NAN, FLAGS, app, build_config, err, explain, fail, format_seconds, out,
                   print_plan, too_large_advice, with_config_options)
 from .clip import open_clip
 from .errors import NstError
@@ -95,7 +96,7 @@ def video(
     if result.stopped == "interrupted":
         err.print(f"interrupted after {result.done} of {result.total} frames; {where}; run the same command "
                   "again to continue", highlight=False)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(interrupt.exit_code())
     if result.stopped == "nan":
         raise fail(f"the loss became NaN/inf at frame {result.done}; {where}; {too_large_advice(config)} "
                    "or --temporal-weight", EXIT_NAN)

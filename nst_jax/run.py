@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import interrupt
 from .checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
 from .colour import after_run
 from .config import StyleConfig
@@ -160,9 +161,10 @@ def drive(step: Callable, state: StepState, problem, *, steps: int, start: int =
                                               time.perf_counter() - t_start, state, metrics)):
                 stopped = "callback"
                 break
+            interrupt.check()  # a safe point: nothing is in flight
     except KeyboardInterrupt:
         stopped = "interrupted"
-        if checkpoint:
+        if checkpoint and done > start:  # else the state is a new scale's start, not a step of it
             checkpoint(state, done, trace)
     return Outcome(state, trace, done, stopped, time.perf_counter() - t_start, compile_seconds)
 
@@ -292,6 +294,8 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
         if current is not None and index < current:
             continue
         try:
+            if state is not None:
+                interrupt.check()
             state, done, parts, run = _start_scale(content, style, config, weights, optimizer, init, state, done,
                                                    parts, resume, size, budget, moved=current != index)
         except KeyboardInterrupt:  # between two scales: the last scale's state is the result

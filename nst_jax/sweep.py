@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from . import interrupt
 from .colour import after_run
 from .config import StyleConfig
 from .errors import ConfigError, NstError
@@ -205,6 +206,7 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
                 continue
             problem = Problem(*shared[index], cell_weights)
             try:
+                interrupt.check()
                 if state is None:
                     start = jnp.broadcast_to(jnp.asarray(run.start), (chunk,) + run.start.shape)
                     state = inits[index](problem, start)

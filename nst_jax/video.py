@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import interrupt
 from .atomic import atomic_path, created
 from .clip import Clip, check_video_path, open_clip, read_frames, write_video
 from .colour import after_run, before_run, luminance
@@ -207,6 +208,7 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
         recent.append(colour_content)
         if index < result.done:
             continue
+        interrupt.check()  # between two frames
         t0 = time.perf_counter()
         content = before_run(colour_content, [], config.colour, config.colour_match)[0]
         kept = content[..., :1] if objective.luminance else content

@@ -24,8 +24,8 @@ from PIL import Image
 from nst_jax.vgg import BLOCKS
 
 # Exit codes the README documents (its "Errors"): 0 done, 1 bad input or option, 3 NaN/inf (best image
-# saved), 4 no step lowered the loss (nothing written), 130 interrupted (best image saved).
-EXIT_CODES = {0, 1, 3, 4, 130}
+# saved), 4 no step lowered the loss (nothing written), 130 interrupted (best image saved; 143 SIGTERM, 129 SIGHUP).
+EXIT_CODES = {0, 1, 3, 4, 129, 130, 143}
 # Lines of our own that may precede the error line on stderr: progress, notes, warnings.
 OWN_LINES = re.compile(r"^(\S.*: step \d+/\d+  loss |memory: |note: |warning: |interrupted[ ;]|$)")
 

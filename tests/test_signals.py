@@ -1,0 +1,80 @@
+"""Signals at any moment of a real run (seeded random moments): one line, exit 128 + the
+signal's number, no traceback or crash, and a checkpoint that resumes to exactly the
+uninterrupted result."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
+RUN = ["stylize", "CONTENT", "STYLE", "--size", "40", "--steps", "12", "--scales", "24,32,40",
+       "--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_2"]
+
+
+def command(images, *more):
+    args = [str(images[0]) if a == "CONTENT" else str(images[1]) if a == "STYLE" else a for a in RUN]
+    return [sys.executable, "-c", "from nst_jax.console import main; main()", *args, *map(str, more)]
+
+
+def pixels(path):
+    return np.asarray(Image.open(path), np.int16)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    return {**os.environ, "NST_JAX_CACHE_DIR": str(tmp_path_factory.mktemp("cache"))}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    from nst_jax.image import save_image
+
+    folder, rng = tmp_path_factory.mktemp("images"), np.random.default_rng(7)
+    content, style = folder / "content.png", folder / "style.png"
+    save_image(rng.uniform(size=(40, 32, 3)), content)
+    save_image(rng.uniform(size=(32, 40, 3)), style)
+    return content, style
+
+
+@pytest.fixture(scope="module")
+def full(images, env, tmp_path_factory):
+    """The uninterrupted run's picture."""
+    path = tmp_path_factory.mktemp("full") / "full.png"
+    subprocess.run(command(images, "-o", path), env=env, check=True, capture_output=True)
+    return pixels(path)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_signal_at_a_random_moment(tmp_path, images, env, full, seed):
+    rng = random.Random(seed)
+    sig, moment = rng.choice(list(SIGNALS)), rng.uniform(0.1, 6.0)
+    out, ckpt = tmp_path / "o.png", tmp_path / "o.ckpt"
+    proc = subprocess.Popen(command(images, "-o", out, "--checkpoint-every", 1), env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(moment)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=300)
+    what = f"{signal.Signals(sig).name} at {moment:.2f} s: exit {proc.returncode}\n{stderr}"
+    assert proc.returncode in (0, SIGNALS[sig]), what
+    assert "Traceback" not in stderr and "Exception" not in stderr, what
+    assert not list(tmp_path.glob(".*.tmp")), what  # no half-written file
+    if proc.returncode == 0:  # the run had finished
+        assert (pixels(out) == full).all()
+        return
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted"), what
+    if ckpt.exists():
+        assert "saved the best image" in last, what
+        subprocess.run(command(images, "-o", out, "--resume", ckpt), env=env, check=True, capture_output=True)
+        assert (pixels(out) == full).all(), what
+    else:
+        assert last == "interrupted; nothing more was saved" and not out.exists(), what
