@@ -601,7 +601,7 @@ def sweep(
     output: Annotated[Path, typer.Option("-o", "--output", help="Output directory (created if "
                                          "missing).")] = Path("sweep-out"),
     style_weights: Annotated[str, typer.Option("--style-weight", help="Comma-separated betas: the "
-                                               "columns.")] = "10,100,1000",
+                                               "columns.")] = "5,20,80",
     layers: Annotated[str, typer.Option(help="Rows: '' (one row, the --style-layers), 'paper' "
                                         "(the first 1..5 of them, the article's Fig. 9) or sets "
                                         "'NAME[:W],...;NAME[:W],...'.")] = "",

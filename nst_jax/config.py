@@ -200,10 +200,10 @@ class StyleConfig:
     # As in the paper: Grams from every block match the painting's texture at every scale.
     style_layers: tuple[str, ...] = PAPER_STYLE_LAYERS
     style_layer_weights: tuple[float, ...] = (0.2,) * 5
-    # alpha and beta of J = alpha J_content + beta J_style (+ tv_weight J_tv); alpha/beta = 1e-3.
-    # Tuned with content_norm "mean", [0, 1] pixels and detail 1, unlike the paper's: docs/defaults.md#style_weight.
+    # alpha and beta of J = alpha J_content + beta J_style (+ tv_weight J_tv); with the balance below, beta 20
+    # means: the photo itself scores 1 on content's scale and 20 on style's. Chosen on 13 pairs: docs/defaults.md#style_weight.
     content_weight: float = 1.0
-    style_weight: float = 1000.0
+    style_weight: float = 20.0
     # Weights of several style images, normalised to sum 1 (empty = equal).
     # jcjohnson/neural-style's -style_blend_weights; traced, so a sweep puts blends on a grid axis.
     style_blend: tuple[float, ...] = ()
@@ -232,14 +232,14 @@ class StyleConfig:
     # The paper's: the other two did worse in the quality study (docs/defaults.md#style_norm).
     style_norm: str = StyleNorm.paper.value
     # Content-loss normaliser: "sum" (the paper's 1/2 sum (F - P)^2), "mean" (over N M), "relative" (over 1/2 sum P^2).
-    # "mean": the sum grows with the pixel count, so no one beta fits every size: docs/defaults.md#content_norm.
-    content_norm: str = ContentNorm.mean.value
+    # "relative": the content term as a fraction of the photo's own features, the same at every size and pair.
+    content_norm: str = ContentNorm.relative.value
     # How beta is measured: "fixed" = J_style as it is (the paper's), "gap" = J_style at the photo reads 1.
-    # "fixed": the paper's, whose balance shifts with each pair's magnitudes; "gap" does not: docs/defaults.md#balance.
-    balance: str = Balance.fixed.value
+    # "gap": the paper's balance shifts with each pair's magnitudes and pasted paintings' figures into photos.
+    balance: str = Balance.gap.value
     # Positions per channel a style layer's Gram must average to keep its whole lambda_l (losses.gram_share).
-    # 0 = the paper's; more quiets the deep layers of small pictures: docs/defaults.md#per_channel.
-    per_channel: float = 0.0
+    # 0 = the paper's; 4 quiets the deep layers at the coarse scales, where they copied the painting's layout.
+    per_channel: float = 4.0
     # Pooling in the network: "max" or "avg" (the paper's recommendation).
     # "max": the weights were trained with it.
     pooling: str = Pooling.max.value
