@@ -21,8 +21,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 from typer.core import TyperGroup
 
@@ -363,37 +362,51 @@ def with_config_options(exclude: tuple[str, ...] = (), **defaults):
 def progress_report(total: int, label: str = "stylizing"):
     """A progress bar on a terminal; plain lines every few seconds otherwise (log files).
 
-    Yields ``update(done, loss)``.
+    Yields ``update(done, loss, where="")``, ``where`` e.g. the scale. Speed and ETA count
+    from the first update (a resumed run's first step too), so the first compile is not in them.
     """
-    start, last = time.perf_counter(), [0.0]
-    if err.is_terminal:
-        bar = Progress(TextColumn(f"[bold]{escape(label)}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
-                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err)
-        with bar:
-            task = bar.add_task(label, total=total, loss="-", rate="")
+    start, last, since = time.perf_counter(), [0.0], []
 
-            def update(done: int, loss: float, first: int = 0) -> None:
-                bar.update(task, completed=done, loss=f"{loss:.4g}", rate=rate_text(done - first, start))
+    def speed_and_eta(done: int) -> tuple[str, str]:
+        now = time.perf_counter()
+        if not since:
+            since.append((now, done))
+        t0, d0 = since[0]
+        speed = (done - d0) / (now - t0) if now > t0 else 0.0
+        rate = f"{speed:.2f} it/s" if speed >= 1 else f"{1 / speed:.1f} s/it" if speed > 0 else ""
+        return rate, format_seconds((total - done) / speed) if speed > 0 else "-"
+
+    if err.is_terminal:
+        bar = Progress(TextColumn(f"[bold]{escape(label)}"), TextColumn("{task.fields[where]}"), BarColumn(),
+                       MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
+                       TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"), console=err)
+        with bar:
+            task = bar.add_task(label, total=total, loss="-", rate="", where="", eta="-")
+
+            def update(done: int, loss: float, where: str = "") -> None:
+                rate, eta = speed_and_eta(done)
+                bar.update(task, completed=done, loss=f"{loss:.4g}", rate=rate, eta=eta, where=escape(where))
 
             yield update
         return
 
-    def update(done: int, loss: float, first: int = 0) -> None:
+    def update(done: int, loss: float, where: str = "") -> None:
+        rate, eta = speed_and_eta(done)
         now = time.perf_counter()
         if now - last[0] >= 5.0 or done == total:
             last[0] = now
-            speed = (done - first) / max(now - start, 1e-9)
-            eta = (total - done) / speed if speed > 0 else math.inf
-            err.print(f"{label}: step {done}/{total}  loss {loss:.4g}  {rate_text(done - first, start)}"
-                      f"  ETA {format_seconds(eta)}", highlight=False)
+            err.print(f"{label}: {where + '  ' if where else ''}step {done}/{total}  loss {loss:.4g}  {rate}"
+                      f"  ETA {eta}", highlight=False)
 
     yield update
 
 
-def rate_text(done: int, start: float) -> str:
-    speed = done / max(time.perf_counter() - start, 1e-9)
-    return f"{speed:.2f} it/s" if speed >= 1 else f"{1 / speed:.1f} s/it" if speed > 0 else ""
+def scale_text(config: StyleConfig, step: int) -> str:
+    """Where step ``step`` (1-based) runs: "256 px, scale 3/5"."""
+    if len(config.sizes) < 2:
+        return ""
+    index = min(len(config.sizes) - 1, (step - 1) // max(1, config.steps))
+    return f"{config.sizes[index]} px, scale {index + 1}/{len(config.sizes)}"
 
 
 def format_seconds(seconds: float) -> str:
@@ -524,11 +537,8 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
         session.begin(config, title=f"{content.name} in the style of {', '.join(s.name for s in styles)}",
                       inputs={"content": str(content), "styles": list(map(str, styles))})
         with progress_report(config.steps * len(config.sizes), label) as update:
-            first = []
-
             def on_progress(p: run.Progress) -> None:
-                first.append(first[0] if first else p.step - 1)
-                update(p.step, float(p.loss), first[0])
+                update(p.step, float(p.loss), scale_text(config, p.step))
                 session.progress(p)
                 if save_every and p.step % save_every == 0:
                     image.save_image(as_rgb(p.state.image), output.with_stem(f"{output.stem}_{p.step:04d}"),
@@ -657,7 +667,7 @@ def sweep(
                       cols=len(betas), row_labels=row_labels, col_labels=[f"beta {b:g}" for b in betas])
 
         def on_progress(chunk: int, p) -> None:
-            update(p.step, float(p.loss.mean()))
+            update(p.step, float(p.loss.mean()), scale_text(config, p.step))
             session.progress(p, chunk)
 
         with progress_report(config.steps * len(config.sizes), "sweep") as update:
