@@ -65,7 +65,9 @@ def load_sized(source, longest: int, arch: str, taps, what: str, notes: list[str
     checked against the network before any resizing work is done."""
     raw = load_image(source)
     h, w = scaled_shape(raw.shape[:2], max(1, round(longest)))
-    check_image_size(h, w, arch, taps)
+    check_image_size(h, w, arch, taps, f"the {what} image at this size" if what != "content" else "image",
+                     "raise --style-scale or use a larger style image" if what == "style"
+                     else "use a larger size or a larger image")
     if max(h, w) > 2 * max(raw.shape[:2]):
         notes.append(f"the {what} image is {raw.shape[1]}x{raw.shape[0]} px, upscaled to {w}x{h}")
     return resize(raw, h, w)
@@ -226,6 +228,9 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     notes = []
     raw = read_noting(content, notes)
     h, w = scaled_shape(raw.shape[:2], size)
+    if size != config.size:  # a coarse scale: a larger --size makes it no larger
+        check_image_size(h, w, weights.arch, taps, f"the content at the coarse scale of {size} px",
+                         "start the scales higher with --scales (e.g. --scales none)")
     check_image_size(h, w, weights.arch, taps)
     budget = budget_bytes(config.max_memory) if budget is None else budget
     plans = memory_plans(config, weights.arch, taps, raw.shape[:2], budget)

@@ -106,13 +106,15 @@ def min_image_side(arch: str, taps) -> int:
     return 2 ** deepest(arch, taps).pools
 
 
-def check_image_size(height: int, width: int, arch: str, taps) -> None:
-    """Raise :class:`ImageError` naming the minimum size if the image is too small."""
+def check_image_size(height: int, width: int, arch: str, taps, what: str = "image",
+                     advice: str = "use a larger size or a larger image") -> None:
+    """Raise :class:`ImageError` naming the minimum size if the image is too small
+    (``what``: which image it is; ``advice``: what to change)."""
     need = min_image_side(arch, taps)
     if height < need or width < need:
         raise ImageError(
-            f"image is {width}x{height} px but {deepest(arch, taps).name} needs at least {need} "
-            f"px on each side: use a larger size or a larger image")
+            f"{what} is {width}x{height} px but {deepest(arch, taps).name} needs at least {need} "
+            f"px on each side: {advice}")
 
 
 def layer_sizes(arch: str, height: int, width: int, taps) -> list[tuple[Layer, int, int]]:

@@ -244,6 +244,8 @@ def bad_inputs(tmp_path):
     o = tmp_path / "o.png"
     black = tmp_path / "black.png"
     save_image(np.zeros((16, 16, 3)), black)
+    panorama = tmp_path / "panorama.png"
+    save_image(np.full((20, 200, 3), 0.5), panorama)
     return {
         "missing": ([tmp_path / "nope.jpg", s, "-o", o], "no such file"),
         "not an image": ([notimg, s, "-o", o], "not an image"),
@@ -269,7 +271,11 @@ def bad_inputs(tmp_path):
                                   "1 style masks for 2 style images"),
         "negative erosion": ([c, s, "-o", o, "--mask-erode", -1], "--mask-erode must be an integer in [0, 2147483647]"),
         "bad weights": ([c, s, "-o", o, "--weights", notimg], "not a weights file"),
-        "tiny style": ([c, tiny, "-o", o, "--size", 64, "--style-scale", 0.1], "needs at least"),
+        "tiny style": ([c, tiny, "-o", o, "--size", 64, "--style-scale", 0.1],
+                       "the style image at this size is 6x6 px but relu5_1 needs at least 16 px on each side: "
+                       "raise --style-scale"),
+        "panorama": ([panorama, s, "-o", o, "--size", 256], "the content at the coarse scale of 128 px is 128x13 "
+                     "px but relu5_1 needs at least 16 px on each side: start the scales higher with --scales"),
         "damaged checkpoint": ([c, s, "-o", o, "--size", 32, "--resume", damaged], "damaged"),
         "unknown option": ([c, s, "-o", o, "--sise", 3], "No such option: --sise"),
         "bad scales": ([c, s, "-o", o, "--scales", "64,32.5"], "--scales takes whole pixel sizes"),
@@ -280,7 +286,7 @@ def bad_inputs(tmp_path):
 BAD = ["missing", "not an image", "truncated", "too small", "too big", "size zero", "negative steps",
        "not writable", "bad extension", "bad layer", "bad optimizer", "bad init", "ratio and alpha",
        "bad blend", "bad colour", "black mask", "unreadable mask", "missing mask", "masks per style",
-       "style masks per style", "negative erosion", "bad weights", "tiny style", "damaged checkpoint",
+       "style masks per style", "negative erosion", "bad weights", "tiny style", "panorama", "damaged checkpoint",
        "unknown option", "bad scales", "bad average"]
 
 
