@@ -555,7 +555,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
             err.print(f"note: {note}", highlight=False)
         if result.improved is False and result.stopped == "done":
             raise fail(f"no step lowered the loss ({result.history[0].total:.4g} at the start): "
-                       f"{too_large_advice(config)}; {output} was not written", EXIT_NO_PROGRESS)
+                       f"{advice(config, False)}; {output} was not written", EXIT_NO_PROGRESS)
         picture = result.output if save_best or result.stopped != "done" else result.finish(result.image)
         image.save_image(picture, output, bit_depth)
         record = session.finished(result, output, picture)
@@ -563,7 +563,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
         raise fail(explain(e)) from None
     if result.stopped == "nan":
         raise fail(f"the loss became NaN/inf at step {result.steps - 1}; saved the best image "
-                   f"to {output}; {too_large_advice(config)}", EXIT_NAN)
+                   f"to {output}; {advice(config, True)}", EXIT_NAN)
     if result.stopped == "interrupted":
         saved = f" and the run state to {checkpoint}" if checkpoint and checkpoint_every else ""
         h, w = picture.shape[:2]
@@ -589,14 +589,19 @@ def print_plan(plans) -> None:
     err.print(f"memory: {describe_plans(plans)}", highlight=False, markup=False)
 
 
-def too_large_advice(config: StyleConfig) -> str:
-    """What to lower when the loss blew up or never fell."""
-    if config.learning_rate == 0:
-        return "raise --lr (0 moves nothing)"
-    if config.optimizer.startswith("lbfgs"):
-        return "lower --style-weight (L-BFGS steps grow with the loss scale)"
+def advice(config: StyleConfig, blew_up: bool) -> str:
+    """What to change when the loss blew up (``blew_up``) or never fell."""
+    lbfgs = config.optimizer.startswith("lbfgs")
     lr = 0.02 if config.learning_rate is None else config.learning_rate
-    return f"lower --lr (now {lr:g}) or --style-weight (now {config.style_weight:g})"
+    if not (config.content_weight or config.style_weight or config.tv_weight):
+        return "every loss weight is 0: give --content-weight or --style-weight above 0"
+    if blew_up:
+        return ("lower --style-weight (L-BFGS steps grow with the loss scale)" if lbfgs
+                else f"lower --lr (now {lr:g}) or --style-weight (now {config.style_weight:g})")
+    if not lbfgs:
+        return ("raise --lr (0 moves nothing)" if lr == 0 else
+                f"change --lr (now {lr:g}): lower if the loss rose, higher if it barely moved")
+    return "lower --style-weight (L-BFGS steps grow with the loss scale) or give more --steps"
 
 
 # ---------------------------------------------------------------- sweep
@@ -678,7 +683,7 @@ def sweep(
         cells = result.cells()
         stale = [f"r{c['row']}c{c['col']}" for c in cells if not c["improved"]]
         if result.stopped == "done" and len(stale) == len(cells):
-            raise fail(f"no step lowered the loss in any cell: {too_large_advice(config)}; {output} was not "
+            raise fail(f"no step lowered the loss in any cell: {advice(config, False)}; {output} was not "
                        "written", EXIT_NO_PROGRESS)
         record = None
         if is_writer():
@@ -691,7 +696,7 @@ def sweep(
                                "process_id": "--process-id"})) from None
     if result.stopped == "nan":
         raise fail(f"the loss became NaN/inf in every cell; saved the best images to {output}; "
-                   f"{too_large_advice(config)}", EXIT_NAN)
+                   f"{advice(config, True)}", EXIT_NAN)
     if result.stopped == "interrupted":
         err.print(f"interrupted after {len(result.history)} steps; saved the best images to {output}",
                   highlight=False)
@@ -700,10 +705,10 @@ def sweep(
              and not math.isfinite(c["final_loss"])]
     if blown:
         err.print(f"warning: the loss became NaN/inf in cell(s) {', '.join(blown)} (their images are the best "
-                  f"before that): {too_large_advice(config)}", highlight=False)
+                  f"before that): {advice(config, True)}", highlight=False)
     if stale:
         err.print(f"warning: no step lowered the loss in cell(s) {', '.join(stale)} (their images are the "
-                  f"start image): {too_large_advice(config)}", highlight=False)
+                  f"start image): {advice(config, False)}", highlight=False)
     out.print(f"{len(cells)} cells ({result.shape[0]} x {result.shape[1]}) in {result.chunks} "
               f"chunk(s) on {result.devices} device(s), {result.seconds:.1f} s (compile "
               f"{result.compile_seconds:.1f} s)" + (f"\nwrote {output}/contact_sheet.png, cell_r*_c*.png, losses.json"

@@ -13,7 +13,7 @@ import typer
 
 from . import interrupt
 from .cli import (EXIT_NAN, FLAGS, app, build_config, err, explain, fail, format_seconds, out,
-                  print_plan, too_large_advice, with_config_options)
+                  print_plan, advice, with_config_options)
 from .clip import open_clip
 from .errors import NstError
 from .flow import PRESETS
@@ -98,7 +98,7 @@ def video(
                   "again to continue", highlight=False)
         raise typer.Exit(interrupt.exit_code())
     if result.stopped == "nan":
-        raise fail(f"the loss became NaN/inf at frame {result.done}; {where}; {too_large_advice(config)} "
+        raise fail(f"the loss became NaN/inf at frame {result.done}; {where}; {advice(config, True)} "
                    "or --temporal-weight", EXIT_NAN)
     made = len(result.frame_seconds)
     rate_text = (f", {result.frame_seconds[0]:.1f} s for the first" if made and result.done == made else "")

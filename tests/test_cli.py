@@ -149,13 +149,19 @@ def test_nan_and_ctrl_c_save_the_best_image(tmp_path, captured, stopped, code, t
     assert r.exit_code == code and text in r.output and out.exists()
 
 
+def test_a_run_with_every_weight_zero_is_told_so(tmp_path, captured):
+    captured["best"] = 2.0
+    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--style-weight", 0, "--content-weight", 0)
+    assert "every loss weight is 0" in one_line_error(r, 4)
+
+
 def test_a_run_that_never_improved_writes_nothing(tmp_path, captured):
     captured["best"] = 2.0  # = the start loss: no step lowered it
     r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png")  # L-BFGS by default
     assert "no step lowered the loss" in one_line_error(r, 4) and "lower --style-weight" in r.output
     assert not (tmp_path / "o.png").exists()
     r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--optimizer", "adam")
-    assert "no step lowered the loss" in one_line_error(r, 4) and "lower --lr" in r.output
+    assert "no step lowered the loss" in one_line_error(r, 4) and "change --lr (now 0.02)" in r.output
     assert not (tmp_path / "o.png").exists()
 
 
