@@ -316,6 +316,8 @@ class StyleConfig:
                            ("colour_match", ColourMatch), ("conv", Conv), ("balance", Balance),
                            ("gram_precision", GramPrecision)):
             object.__setattr__(self, name, choice(kind, getattr(self, name), name))
+        if not str(self.weights).strip():
+            raise ConfigError("weights", "must name weights: 'embedded', a file, or a name from `nst-jax weights list`")
         if self.conv == Conv.winograd and self.dtype != DType.float32:
             raise ConfigError("conv", "'winograd' computes in float32: use dtype float32 or conv 'lax'")
         if (self.init == Init.image) != (self.init_image is not None):

@@ -277,6 +277,7 @@ def bad_inputs(tmp_path):
                                   "1 style masks for 2 style images"),
         "negative erosion": ([c, s, "-o", o, "--mask-erode", -1], "--mask-erode must be an integer in [0, 2147483647]"),
         "bad weights": ([c, s, "-o", o, "--weights", notimg], "not a weights file"),
+        "empty weights": ([c, s, "-o", o, "--weights", ""], "--weights must name weights: 'embedded', a file"),
         "tiny style": ([c, tiny, "-o", o, "--size", 64, "--style-scale", 0.1],
                        "the style image at this size is 6x6 px but relu5_1 needs at least 16 px on each side: "
                        "raise --style-scale"),
@@ -292,7 +293,7 @@ def bad_inputs(tmp_path):
 BAD = ["missing", "not an image", "truncated", "too small", "too big", "size zero", "negative steps",
        "not writable", "bad extension", "bad layer", "bad optimizer", "bad init", "ratio and alpha",
        "bad blend", "bad colour", "black mask", "unreadable mask", "missing mask", "masks per style",
-       "style masks per style", "negative erosion", "bad weights", "tiny style", "panorama", "damaged checkpoint",
+       "style masks per style", "negative erosion", "bad weights", "empty weights", "tiny style", "panorama", "damaged checkpoint",
        "unknown option", "bad scales", "bad average"]
 
 
