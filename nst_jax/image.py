@@ -180,7 +180,7 @@ def _read_file(path: Path) -> tuple[np.ndarray, str | None]:
             # image is resized anyway, and the memory check sees the run's sizes.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                pixels, mode = _sixteen_bit(img, path) or _pixels(img)
+                pixels, mode, transparent = _sixteen_bit(img, path) or _pixels(img)
                 orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
                 icc = img.info.get("icc_profile")
     except UnidentifiedImageError:
@@ -190,36 +190,39 @@ def _read_file(path: Path) -> tuple[np.ndarray, str | None]:
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise ImageError(f"{path} is damaged or truncated ({e})") from None
     image, note = to_srgb(pixels, mode, icc, path.name)
+    if transparent:
+        note = "; ".join(filter(None, [note, f"{path.name} has transparent pixels: they are taken as on white"]))
     return np.ascontiguousarray(upright(image, orientation), np.float32), note
 
 
-def _pixels(img: Image.Image) -> tuple[np.ndarray, str]:
-    """The pixels as float (H, W, C) in [0, 1], any transparency composited on white, and
-    their mode: "L" (C = 1), "RGB" or "CMYK"."""
+def _pixels(img: Image.Image) -> tuple[np.ndarray, str, bool]:
+    """The pixels as float (H, W, C) in [0, 1], any transparency composited on white;
+    their mode: "L" (C = 1), "RGB" or "CMYK"; and whether any pixel was transparent."""
     img.load()
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grayscale
         grey = np.asarray(img, np.float32) / (65535.0 if img.mode != "I" or
                                                np.asarray(img).max() > 255 else 255.0)
-        return np.clip(grey, 0, 1)[..., None], "L"
+        return np.clip(grey, 0, 1)[..., None], "L", False
     if img.mode == "CMYK":
-        return np.asarray(img, np.float32) / 255.0, "CMYK"
+        return np.asarray(img, np.float32) / 255.0, "CMYK", False
     mode = "L" if img.mode in ("1", "L", "LA", "La", "F") else "RGB"
     alpha = img.has_transparency_data
     values = np.asarray(img.convert(mode + "A" if alpha else mode), np.float32) / 255.0
-    return on_white(values if values.ndim == 3 else values[..., None], alpha), mode
+    pixels, transparent = on_white(values if values.ndim == 3 else values[..., None], alpha)
+    return pixels, mode, transparent
 
 
 def _sixteen_bit(img: Image.Image, path: Path) -> tuple[np.ndarray, str] | None:
     """A 16-bit colour PNG or TIFF with all its bits (Pillow reads those at 8), as
-    :func:`_pixels` returns pixels; None for other files, and for one that pypng or
+    :func:`_pixels` returns them; None for other files, and for one that pypng or
     tifffile cannot decode (a TIFF compression tifffile lacks a codec for): Pillow reads it."""
     try:
         if img.format == "PNG" and img.tile and img.tile[0][3] in ("RGB;16B", "RGBA;16B", "LA;16B"):  # raw mode
             with open(path, "rb") as f:
                 width, height, rows, info = png.Reader(file=f).asDirect()
                 values = np.vstack([np.asarray(row, np.float32) for row in rows]) / (2 ** info["bitdepth"] - 1)
-            pixels = on_white(values.reshape(height, width, info["planes"]), info["alpha"])
-            return pixels, "L" if info["greyscale"] else "RGB"
+            pixels, transparent = on_white(values.reshape(height, width, info["planes"]), info["alpha"])
+            return pixels, "L" if info["greyscale"] else "RGB", transparent
         if img.format == "TIFF" and img.mode in ("RGB", "RGBA") and set(img.tag_v2.get(258, ())) == {16}:
             with tifffile.TiffFile(path) as tif:
                 page = tif.pages[0]
@@ -227,18 +230,20 @@ def _sixteen_bit(img: Image.Image, path: Path) -> tuple[np.ndarray, str] | None:
                 if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
                     values = np.moveaxis(values, 0, -1)
             channels = 4 if img.mode == "RGBA" else 3
-            return on_white(values[..., :channels].astype(np.float32) / 65535.0, channels == 4), "RGB"
+            pixels, transparent = on_white(values[..., :channels].astype(np.float32) / 65535.0, channels == 4)
+            return pixels, "RGB", transparent
     except Exception:  # whatever these two cannot decode, Pillow reads (at 8 bits) or reports
         return None
     return None
 
 
-def on_white(values: np.ndarray, alpha: bool) -> np.ndarray:
-    """(H, W, C) with, when ``alpha``, the last channel an opacity: composited on white."""
+def on_white(values: np.ndarray, alpha: bool) -> tuple[np.ndarray, bool]:
+    """(H, W, C) with, when ``alpha``, the last channel an opacity: composited on white;
+    and whether any pixel was less than opaque."""
     if not alpha:
-        return values
+        return values, False
     colour, opacity = values[..., :-1], values[..., -1:]
-    return colour * opacity + (1.0 - opacity)
+    return colour * opacity + (1.0 - opacity), bool((opacity < 1.0).any())
 
 
 # EXIF orientation -> the turn that makes the stored pixels upright (as Pillow's

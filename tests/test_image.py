@@ -44,6 +44,10 @@ def test_rgba_is_composited_on_white(tmp_path):
     rgba = np.zeros((2, 2, 4), np.uint8)  # fully transparent black
     Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
     np.testing.assert_allclose(load_image(tmp_path / "t.png"), 1.0)
+    assert read_image(tmp_path / "t.png")[1] == "t.png has transparent pixels: they are taken as on white"
+    rgba[..., 3] = 255  # an alpha channel, every pixel opaque: nothing to say
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "o.png")
+    assert read_image(tmp_path / "o.png")[1] is None
 
 
 def test_exif_orientation_is_applied(tmp_path):
