@@ -316,6 +316,9 @@ class StyleConfig:
                            ("colour_match", ColourMatch), ("conv", Conv), ("balance", Balance),
                            ("gram_precision", GramPrecision)):
             object.__setattr__(self, name, choice(kind, getattr(self, name), name))
+        canonical = str(self.optimizer).lower().replace("_", "-")  # "LBFGS_Backtrack" is lbfgs-backtrack
+        if canonical in {m.value for m in OptimizerName}:
+            object.__setattr__(self, "optimizer", canonical)
         if not str(self.weights).strip():
             raise ConfigError("weights", "must name weights: 'embedded', a file, or a name from `nst-jax weights list`")
         if self.conv == Conv.winograd and self.dtype != DType.float32:

@@ -111,3 +111,20 @@ def test_nan_stops_the_run_and_keeps_the_last_finite_iterate():
     assert np.isnan(losses[-1]) and np.isfinite(losses[:-1]).all()
     assert float(outcome.state.best_loss) == pytest.approx(losses[-2])  # the last finite one
     assert 0.4 < float(outcome.state.best_image.mean()) <= 0.5
+
+
+def test_an_optimizer_name_in_any_spelling_is_the_same_config():
+    """The name is made canonical once, so every part that asks "is this L-BFGS?" (the
+    memory plan, resume, the advice) agrees with what make_optimizer builds."""
+    import functools
+
+    from nst_jax.config import StyleConfig
+    from nst_jax.memory import plan_memory
+
+    for spelling in ("LBFGS_Backtrack", "lbfgs_backtrack", "Lbfgs-Backtrack"):
+        config = StyleConfig(optimizer=spelling)
+        assert config == StyleConfig(optimizer="lbfgs-backtrack")
+    assert StyleConfig(optimizer="ADAM").optimizer == "adam"
+    assert StyleConfig(optimizer="sgd").optimizer == "sgd"
+    plan = functools.partial(plan_memory, "vgg16", 256, 256, ("relu1_1",), budget=2 ** 40)
+    assert plan(optimizer=StyleConfig(optimizer="LBFGS").optimizer).bytes > plan(optimizer="adam").bytes
