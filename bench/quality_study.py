@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402
 from nst_jax.config import ADAM_ON_SUMMED_LOSS, StyleConfig  # noqa: E402
 from nst_jax.image import contact_sheet, resize_longest, save_image  # noqa: E402
-from nst_jax.schedule import scale_ladder  # noqa: E402
+from nst_jax.config import scale_ladder  # noqa: E402
 from nst_jax.sweep import sweep  # noqa: E402
 from nst_jax.weights import load_weights  # noqa: E402
 

@@ -32,11 +32,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nst_jax.config import ADAM_ON_SUMMED_LOSS, StyleConfig  # noqa: E402
+from nst_jax.config import ADAM_ON_SUMMED_LOSS, StyleConfig, scale_ladder  # noqa: E402
 from nst_jax.image import load_image  # noqa: E402
 from nst_jax.inputs import prepare  # noqa: E402
 from nst_jax.run import default_steps_per_call, drive  # noqa: E402
-from nst_jax.schedule import next_start, scale_ladder  # noqa: E402
+from nst_jax.schedule import next_start  # noqa: E402
 from nst_jax.step import init_state, make_optimizer, make_step  # noqa: E402
 from nst_jax.sweep import sweep  # noqa: E402
 from nst_jax.vgg import conv_shapes, forward_flops  # noqa: E402

@@ -179,6 +179,15 @@ def choice(kind: type[Choice], value, field: str) -> str:
     return str(value)
 
 
+def scale_ladder(size: int, smallest: int = 128, ratio: float = math.sqrt(2)) -> tuple[int, ...]:
+    """Sizes from about ``smallest`` up to ``size`` in steps of ``ratio``, e.g. 512 ->
+    (128, 181, 256, 362, 512); just ``(size,)`` when ``size`` is below ``smallest``."""
+    sizes = [size]
+    while round(sizes[-1] / ratio) >= smallest:
+        sizes.append(round(sizes[-1] / ratio))
+    return tuple(reversed(sizes))
+
+
 @dataclass(frozen=True)
 class StyleConfig:
     """Everything one stylization run depends on, apart from its input files."""
@@ -352,8 +361,6 @@ class StyleConfig:
     def sizes(self) -> tuple[int, ...]:
         """The sizes the run optimises at, coarse to fine."""
         if self.scales == "auto":
-            from .schedule import scale_ladder
-
             return scale_ladder(self.size)
         return self.scales or (self.size,)
 

@@ -12,21 +12,10 @@ curvature pairs do not survive a change of size and are started afresh.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
 from .step import Optimizer, StepState, averaged, box
-
-
-def scale_ladder(size: int, smallest: int = 128, ratio: float = math.sqrt(2)) -> tuple[int, ...]:
-    """Sizes from about ``smallest`` up to ``size`` in steps of ``ratio``, e.g. 512 ->
-    (128, 181, 256, 362, 512); just ``(size,)`` when ``size`` is below ``smallest``."""
-    sizes = [size]
-    while round(sizes[-1] / ratio) >= smallest:
-        sizes.append(round(sizes[-1] / ratio))
-    return tuple(reversed(sizes))
 
 
 def resample(x: jax.Array, height: int, width: int) -> jax.Array:

@@ -12,7 +12,8 @@ from conftest import CONTENT, STYLE
 from nst_jax.config import StyleConfig
 from nst_jax.inputs import prepare
 from nst_jax.run import stylize
-from nst_jax.schedule import carry_state, next_start, resample, scale_ladder
+from nst_jax.config import scale_ladder
+from nst_jax.schedule import carry_state, next_start, resample
 from nst_jax.step import averaged, init_state, make_optimizer, make_step
 from nst_jax.sweep import sweep
 
