@@ -78,3 +78,12 @@ def test_a_signal_at_a_random_moment(tmp_path, images, env, full, seed):
         assert (pixels(out) == full).all(), what
     else:
         assert last == "interrupted; nothing more was saved" and not out.exists(), what
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("args", [["--version"], ["weights", "list"]])
+def test_a_full_standard_output_is_one_line(args, tmp_path):
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-c", "from nst_jax.console import main; main()", *args],
+                           stdout=full, stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 1 and r.stderr == "error: cannot write the command's output: No space left on device\n"
