@@ -1,6 +1,6 @@
 """Signals at any moment of a real run (seeded random moments): one line, exit 128 + the
 signal's number, no traceback or crash, and a checkpoint that resumes to exactly the
-uninterrupted result."""
+uninterrupted result; and a standard output that cannot be written is one line too."""
 
 from __future__ import annotations
 
