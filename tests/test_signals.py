@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,3 +88,14 @@ def test_a_full_standard_output_is_one_line(args, tmp_path):
         r = subprocess.run([sys.executable, "-c", "from nst_jax.console import main; main()", *args],
                            stdout=full, stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 1 and r.stderr == "error: cannot write the command's output: No space left on device\n"
+
+
+def test_a_deleted_working_folder_is_one_line(tmp_path):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = ("import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); sys.argv[1:] = ['weights', 'list']; "
+            "from nst_jax.console import main; main()")
+    r = subprocess.run([sys.executable, "-c", code, str(gone)], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert r.returncode == 1 and r.stderr == ("error: the current folder no longer exists: run nst-jax from "
+                                              "another one\n")
