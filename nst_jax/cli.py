@@ -536,13 +536,14 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
     try:
         session.begin(config, title=f"{content.name} in the style of {', '.join(s.name for s in styles)}",
                       inputs={"content": str(content), "styles": list(map(str, styles))})
+        snapshots = []
         with progress_report(config.steps * len(config.sizes), label) as update:
             def on_progress(p: run.Progress) -> None:
                 update(p.step, float(p.loss), scale_text(config, p.step))
                 session.progress(p)
                 if save_every and p.step % save_every == 0:
-                    image.save_image(as_rgb(p.state.image), output.with_stem(f"{output.stem}_{p.step:04d}"),
-                                     bit_depth)
+                    snapshots.append(image.save_image(as_rgb(p.state.image),
+                                                      output.with_stem(f"{output.stem}_{p.step:04d}"), bit_depth))
 
             def on_plan(plans) -> None:
                 print_plan(plans)
@@ -553,9 +554,13 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
                                  checkpoint_every=checkpoint_every, on_plan=on_plan)
         for note in result.notes:
             err.print(f"note: {note}", highlight=False)
-        if result.improved is False and result.stopped == "done":
+        if result.improved is False and result.stopped == "done":  # no picture worth keeping
+            for path in snapshots:
+                path.unlink(missing_ok=True)
+            kept = (f" (the run state is in {checkpoint}: --resume it with more --steps)"
+                    if checkpoint and checkpoint_every and Path(checkpoint).exists() else "")
             raise fail(f"no step lowered the loss ({result.history[0].total:.4g} at the start): "
-                       f"{advice(config, False)}; {output} was not written", EXIT_NO_PROGRESS)
+                       f"{advice(config, False)}; {output} was not written{kept}", EXIT_NO_PROGRESS)
         picture = result.output if save_best or result.stopped != "done" else result.finish(result.image)
         image.save_image(picture, output, bit_depth)
         record = session.finished(result, output, picture)
@@ -598,9 +603,10 @@ def advice(config: StyleConfig, blew_up: bool) -> str:
     if blew_up:
         return ("lower --style-weight (L-BFGS steps grow with the loss scale)" if lbfgs
                 else f"lower --lr (now {lr:g}) or --style-weight (now {config.style_weight:g})")
+    if config.learning_rate == 0:
+        return "raise --lr (0 moves nothing)"
     if not lbfgs:
-        return ("raise --lr (0 moves nothing)" if lr == 0 else
-                f"change --lr (now {lr:g}): lower if the loss rose, higher if it barely moved")
+        return f"change --lr (now {lr:g}): lower if the loss rose, higher if it barely moved"
     return "lower --style-weight (L-BFGS steps grow with the loss scale) or give more --steps"
 
 
@@ -681,7 +687,7 @@ def sweep(
         for note in result.notes:
             err.print(f"note: {note}", highlight=False)
         cells = result.cells()
-        stale = [f"r{c['row']}c{c['col']}" for c in cells if not c["improved"]]
+        stale = [f"r{c['row']}c{c['col']}" for c in cells if not c["improved"]] if len(result.history) else []
         if result.stopped == "done" and len(stale) == len(cells):
             raise fail(f"no step lowered the loss in any cell: {advice(config, False)}; {output} was not "
                        "written", EXIT_NO_PROGRESS)

@@ -921,3 +921,23 @@ def test_damaged_checkpoints_are_one_error(tmp_path, images, fabricated):
         before = corpus.snapshot(tmp_path)
         r = invoke("stylize", *run_args, "-o", out, "--steps", 3, "--resume", path)
         assert corpus.check_outcome(r, before, tmp_path, [out]) == 1, name
+
+
+def test_zero_steps_is_the_start_image_in_both_commands(tmp_path, images, fabricated):
+    """--steps 0 writes the start image and exits 0, in stylize and in sweep alike."""
+    for command, out in (("stylize", tmp_path / "o.png"), ("sweep", tmp_path / "grid")):
+        before = corpus.snapshot(tmp_path)
+        r = invoke(command, *images, "-o", out, "--size", 32, "--steps", 0, "--scales", "none", *TINY_LAYERS)
+        written = [out, out.with_suffix(".json")] if command == "stylize" else [out]
+        assert corpus.check_outcome(r, before, tmp_path, written) == 0, r.stderr
+        assert "warning" not in r.stderr
+
+
+def test_a_run_where_no_step_helps_leaves_nothing(tmp_path, images, fabricated):
+    """Exit 4 writes no output and removes its snapshots; the checkpoint stays, said so,
+    since resuming it with more steps is what the advice asks."""
+    before = set(tmp_path.iterdir())
+    r = invoke("stylize", *images, "-o", tmp_path / "o.png", "--size", 32, "--steps", 2, "--scales", "none",
+               "--optimizer", "adam", "--lr", 0, "--save-every", 1, "--checkpoint-every", 1, *TINY_LAYERS)
+    assert r.exit_code == 4 and "raise --lr" in r.stderr and set(tmp_path.iterdir()) - before == {tmp_path / "o.ckpt"}
+    assert f"the run state is in {tmp_path / 'o.ckpt'}" in r.stderr
