@@ -175,10 +175,8 @@ def _read_file(path: Path) -> tuple[np.ndarray, str | None]:
     if not path.is_file():  # a FIFO or a device would be read forever
         raise ImageError(f"{path} is not a regular file")
     try:
-        with warnings.catch_warnings():
-            # Past MAX_IMAGE_PIXELS Pillow warns, past twice that it refuses (below): the
-            # image is resized anyway, and the memory check sees the run's sizes.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
             with Image.open(path) as img:
                 pixels, mode, transparent = _sixteen_bit(img, path) or _pixels(img)
                 orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
@@ -190,8 +188,13 @@ def _read_file(path: Path) -> tuple[np.ndarray, str | None]:
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         raise ImageError(f"{path} is damaged or truncated ({e})") from None
     image, note = to_srgb(pixels, mode, icc, path.name)
+    # Past MAX_IMAGE_PIXELS Pillow warns, past twice that it refuses (above): the image is
+    # resized anyway, and the memory check sees the run's sizes. Other warnings (damaged
+    # metadata) become part of the note rather than stray lines.
+    said = [f"{path.name}: {w.message}" for w in warned if issubclass(w.category, UserWarning)]
     if transparent:
-        note = "; ".join(filter(None, [note, f"{path.name} has transparent pixels: they are taken as on white"]))
+        said.append(f"{path.name} has transparent pixels: they are taken as on white")
+    note = "; ".join(dict.fromkeys(filter(None, [note, *said]))) or None
     return np.ascontiguousarray(upright(image, orientation), np.float32), note
 
 

@@ -224,3 +224,23 @@ def test_sixteen_bit_writes_are_atomic(tmp_path, monkeypatch, name, writer):
     with pytest.raises(ImageError, match="No space left"):
         save_image(RGB / 255.0, tmp_path / name, 16)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_warning_while_reading_becomes_the_note(tmp_path, monkeypatch):
+    """What Pillow warns about a file (damaged metadata) is said once, in the note, not as a
+    stray line."""
+    import warnings
+
+    from PIL import Image as PILImage
+
+    save_image(np.zeros((4, 4, 3)), tmp_path / "w.png")
+    real = PILImage.Image.getexif
+
+    def warns(self):
+        warnings.warn("Corrupt EXIF data", UserWarning)
+        return real(self)
+
+    monkeypatch.setattr(PILImage.Image, "getexif", warns)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning that escaped would fail here
+        assert read_image(tmp_path / "w.png")[1] == "w.png: Corrupt EXIF data"
