@@ -36,6 +36,7 @@ from urllib.parse import parse_qs
 
 import numpy as np
 
+from . import interrupt
 from .errors import NstError
 
 # Seconds between two pictures made for the page (several a second at most).
@@ -268,9 +269,11 @@ class LiveView:
             return name.lower() == "localhost"
 
     def wait(self, seconds: float) -> None:
-        """Keep serving for ``seconds`` (Ctrl-C raises KeyboardInterrupt as usual)."""
+        """Keep serving for ``seconds``; Ctrl-C (KeyboardInterrupt, or a signal the command
+        line noted: interrupt.check) ends it."""
         end = time.monotonic() + seconds
         while (left := end - time.monotonic()) > 0:
+            interrupt.check()
             time.sleep(min(left, 0.5))
 
 
