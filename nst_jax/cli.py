@@ -365,7 +365,7 @@ def progress_report(total: int, label: str = "stylizing"):
     Yields ``update(done, loss, where="")``, ``where`` e.g. the scale. Speed and ETA count
     from the first update (a resumed run's first step too), so the first compile is not in them.
     """
-    start, last, since = time.perf_counter(), [0.0], []
+    last, since = [0.0], []
 
     def speed_and_eta(done: int) -> tuple[str, str]:
         now = time.perf_counter()
@@ -403,9 +403,11 @@ def progress_report(total: int, label: str = "stylizing"):
 
 def scale_text(config: StyleConfig, step: int) -> str:
     """Where step ``step`` (1-based) runs: "256 px, scale 3/5"."""
+    from .run import scale_of
+
     if len(config.sizes) < 2:
         return ""
-    index = min(len(config.sizes) - 1, (step - 1) // max(1, config.steps))
+    index = scale_of(config, step)
     return f"{config.sizes[index]} px, scale {index + 1}/{len(config.sizes)}"
 
 
