@@ -129,10 +129,12 @@ def main() -> None:
             rows.append(row)
             print(f"{name} {size} {pair}: content {scores['content']:.3f} style {scores['style']:.3f} "
                   f"({seconds:.0f} s)", flush=True)
-    refs = reference_scores(root, pairs, sizes)
-    write_table(rows, refs, pairs, out / "robustness.md")
-    for size in sizes:
-        write_sheet(rows, refs, pairs, size, root, out)
+    # the table and sheets cover every row on record, not only this run's
+    all_sizes = sorted({r["size"] for r in rows})
+    refs = reference_scores(root, PAIRS, all_sizes)
+    write_table(rows, refs, PAIRS, out / "robustness.md")
+    for size in all_sizes:
+        write_sheet(rows, refs, PAIRS, size, root, out)
     print(f"wrote {out}", flush=True)
 
 
@@ -175,6 +177,8 @@ def write_sheet(rows: list[dict], refs: dict, pairs, size: int, root: Path, out:
     names = list(dict.fromkeys(r["name"] for r in rows if r["size"] == size))
     figure_rows = []
     for pair, content, style, ref in pairs:
+        if not any(r["size"] == size and r["pair"] == pair for r in rows):
+            continue
         cells = [(load_image(root / "images" / content), "photo"), (load_image(root / "images" / style), "painting")]
         if ref is not None:
             s = refs[pair, size]

@@ -32,12 +32,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nst_jax.config import ADAM_ON_SUMMED_LOSS, StyleConfig, scale_ladder  # noqa: E402
+from nst_jax.config import ADAM_ON_SUMMED_LOSS, StyleConfig  # noqa: E402
 from nst_jax.image import load_image  # noqa: E402
 from nst_jax.inputs import prepare  # noqa: E402
 from nst_jax.run import default_steps_per_call, drive  # noqa: E402
-from nst_jax.schedule import next_start  # noqa: E402
-from nst_jax.step import init_state, make_optimizer, make_step  # noqa: E402
+from nst_jax.step import init_state, make_step, optimizer_for  # noqa: E402
 from nst_jax.sweep import sweep  # noqa: E402
 from nst_jax.vgg import conv_shapes, forward_flops  # noqa: E402
 from nst_jax.weights import VGGWeights, load_embedded, load_weights  # noqa: E402
@@ -131,7 +130,7 @@ class JaxImpl:
         self.run = prepare(content, style, config, weights)
         self.conv = self.run.objective.model.conv
         self.gram = self.run.objective.gram_precision
-        self.opt = make_optimizer(config.optimizer, config.learning_rate, config.precondition)
+        self.opt = optimizer_for(config)
         self.step = make_step(self.run.objective, self.opt)
         self.compiled, self.k, self.compile_seconds = {}, k, 0.0
         self.reset()
@@ -477,7 +476,7 @@ def lbfgs_rates(size, arch="vgg16", evals=40) -> dict:
 
 
 def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS, "adam"),
-                   ladder_steps=0, corners=(BENCH.precondition,)) -> dict:
+                   corners=(BENCH.precondition,)) -> dict:
     """Time to one target loss, each implementation measured at the moment it first gets
     there (every evaluation traced, nothing interpolated), from the same start (the content).
 
@@ -489,16 +488,15 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
     compile also shown apart. ``corners``: each L-BFGS optimizer runs with each of these
     config.precondition values (rows "jax-NAME f0=CORNER"; "jax-NAME" for 0).
 
-    ``ladder_steps`` > 0: also each optimizer coarse-to-fine, ``ladder_steps`` steps at each
-    size of the sqrt(2) ladder below ``size``, each scale starting as a run's does
-    (schedule.next_start, with the config's detail), then steps at ``size`` until the target."""
+    Single-scale only, as every anchor is: the default's coarse to fine is timed through
+    ``stylize`` itself by bench/time_quality.py, on the judge's scores rather than a loss."""
     c, s = images(size)
     w = weights_for(arch)
     cfg = BENCH.replace(size=size, optimizer="lbfgs")
     tutorial = torch_trace(TutorialNST(w, cfg, c, s, device=TDEV), c, "tutorial", budget_evals)
     # Without a line search torch's loss can rise again: the target is the lowest it reached.
     target = min(loss for _, _, loss in tutorial)
-    out = {"size": size, "target_loss": target, "budget_evals": budget_evals, "ladder_steps": ladder_steps}
+    out = {"size": size, "target_loss": target, "budget_evals": budget_evals}
     for method in ("tutorial", "strong-wolfe", "adam"):
         trace = tutorial if method == "tutorial" else torch_trace(
             TutorialNST(w, cfg, c, s, device=TDEV), c, method, 4 * budget_evals, target,
@@ -532,33 +530,6 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
                               "precondition": corner, "steps": reached, "evals": impl.evals,
                               "max_evals": max_evals, "best_loss": best}
         print(f"  jax-{name}: {out[f'jax-{name}']}", flush=True)
-        if not ladder_steps:
-            continue
-        # The target objective sums its content loss, which grows with the pixel count while
-        # the style loss does not: the coarse scales weigh content per element (content_norm
-        # "mean") times the full size's element count, the target's own balance at every scale.
-        coarse = dict(content_norm="mean", content_layer_weights=tuple(
-            w_l * t.size for w_l, t in zip(cfg.content_layer_weights, impl.run.problem.targets.content)))
-        t0, previous, coarse_evals, compile_seconds = time.perf_counter(), None, 0, 0.0
-        for scale in scale_ladder(size):
-            last = scale == size
-            impl = JaxImpl(w, run_cfg.replace(size=scale, steps=max_evals if last else ladder_steps,
-                                              **({} if last else coarse)), c, s)
-            if previous is not None:
-                start = next_start(previous, impl.run.start, cfg.detail)
-                impl.state = init_state(impl.run.objective, impl.opt, impl.run.problem, start)
-            if last:
-                reached, seconds, best = until_target(impl, max_evals, t0)
-            else:
-                while impl.i < ladder_steps:
-                    impl()
-                coarse_evals += impl.evals
-                previous = impl.state
-            compile_seconds += impl.compile_seconds
-        out[f"jax-{name}-c2f"] = {"seconds": seconds, "compile_seconds": compile_seconds, "steps": reached,
-                                  "evals": impl.evals, "coarse_evals": coarse_evals, "detail": cfg.detail,
-                                  "precondition": corner, "max_evals": max_evals, "best_loss": best}
-        print(f"  jax-{name}-c2f: {out[f'jax-{name}-c2f']}", flush=True)
     return out
 
 
@@ -627,8 +598,6 @@ def main() -> None:
                    help="JAX optimizers timed to the target")
     p.add_argument("--target-preconditions", default=f"{BENCH.precondition:g}",
                    help="L-BFGS corner frequencies timed to the target (config.precondition; 0: none)")
-    p.add_argument("--target-ladder-steps", type=int, default=0,
-                   help="also coarse-to-fine: this many steps at each smaller scale (0: not)")
     p.add_argument("--sweep-batches", default="1,2,4,8")
     p.add_argument("--sweep-sizes", default=None, help="sizes of the sweep comparison (default: --target-size)")
     p.add_argument("--steps-per-call", default="1,4", help="steps per call to compare (VGG16, --sizes)")
@@ -688,7 +657,6 @@ def main() -> None:
     if "target" not in skip:
         results["target"] = time_to_target(args.target_size, budget_evals=args.target_evals,
                                            optimizers=args.target_optimizers.split(","),
-                                           ladder_steps=args.target_ladder_steps,
                                            corners=tuple(map(float, args.target_preconditions.split(","))))
         print(f"target: {results['target']}", flush=True)
         save()

@@ -358,6 +358,12 @@ class StyleConfig:
                 raise ConfigError("scales", f"must rise strictly to the output size {self.size}, not {self.scales}")
 
     @property
+    def is_lbfgs(self) -> bool:
+        """Whether the optimizer is one of the L-BFGS family (steps evaluate the loss
+        several times; the preconditioner applies; curvature carries across scales)."""
+        return self.optimizer in {m.value for m in OptimizerName} - {OptimizerName.adam.value}
+
+    @property
     def sizes(self) -> tuple[int, ...]:
         """The sizes the run optimises at, coarse to fine."""
         if self.scales == "auto":
@@ -371,7 +377,7 @@ class StyleConfig:
         run; the precondition for optimizers other than L-BFGS, which ignore it)."""
         rounding_only = {"log_every", "steps_per_call", "max_memory", "tile", "conv", "gram_precision"}
         free = (rounding_only | (set() if len(self.sizes) > 1 else {"steps", "detail"})
-                | (set() if self.optimizer.startswith("lbfgs") else {"precondition"}))
+                | (set() if self.is_lbfgs else {"precondition"}))
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in free}
 
     @classmethod

@@ -26,7 +26,7 @@ from .config import StyleConfig
 from .inputs import prepare, resolve_weights
 from .memory import MemoryPlan, budget_bytes
 from .schedule import carry_state, next_start
-from .step import StepMetrics, StepState, averaged, init_state, make_optimizer, make_step
+from .step import StepMetrics, StepState, averaged, init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
 # Steps per compiled call when the config leaves it open, by platform. CPU: 1, since XLA:CPU
@@ -257,6 +257,59 @@ def with_picture(callback: Callable[[Progress], object], picture: Callable, prog
     return callback(replace(progress, picture=partial(picture, progress.state)))
 
 
+@dataclass
+class Climb:
+    """Where a coarse-to-fine run ended (see :func:`climb`)."""
+
+    state: StepState | None
+    steps: int  # steps completed in total
+    stopped: str  # "done", "nan", "interrupted" or "callback"
+    traces: list[dict[str, np.ndarray]]  # each driven scale's Trace arrays
+    seconds: float
+    compile_seconds: float
+
+
+def climb(config: StyleConfig, enter: Callable[[int, StepState | None, bool], StepState],
+          advance: Callable[[int, StepState, int, int], Outcome], *, state: StepState | None = None,
+          steps: int = 0, resumed: bool = False,
+          interrupted: Callable[[StepState, int], object] | None = None) -> Climb:
+    """The coarse-to-fine loop of every run (one picture, a sweep's chunk), scale by scale of
+    ``config.sizes`` from the one ``steps`` reached (a resumed run) or the first:
+    ``state = enter(index, state, moved)`` makes the scale's start (fresh when ``state`` is
+    None, the last scale's carried over when ``moved``, else the resumed state as it is),
+    then ``advance(index, state, first, end)`` drives steps ``first`` to ``end`` unless
+    they are done. Stops after a scale that did not finish; Ctrl-C between two scales keeps
+    the last scale's state (``interrupted(state, steps)`` is told)."""
+    current = scale_of(config, steps) if resumed else None
+    traces, stopped, seconds, compile_seconds, entered = [], "done", 0.0, 0.0, False
+    for index in range(len(config.sizes)):
+        if current is not None and index < current:
+            continue
+        try:
+            if state is not None and current != index:  # a safe point between two scales
+                interrupt.check()
+            state = enter(index, state, current != index)
+        except KeyboardInterrupt:
+            if not entered:  # no scale began: nothing to keep
+                raise
+            stopped = "interrupted"
+            if interrupted is not None:
+                interrupted(state, steps)
+            break
+        current, entered = index, True
+        first, end = scale_span(config, index)
+        if steps >= end:
+            continue
+        outcome = advance(index, state, max(first, steps), end)
+        state, steps, stopped = outcome.state, outcome.steps, outcome.stopped
+        traces.append(outcome.trace.arrays)
+        seconds += outcome.seconds
+        compile_seconds += outcome.compile_seconds
+        if stopped != "done":
+            break
+    return Climb(state, steps, stopped, traces, seconds, compile_seconds)
+
+
 def stylize(content, style, config: StyleConfig = StyleConfig(), *,
             weights: VGGWeights | None = None,
             callback: Callable[[Progress], object] | None = None,
@@ -277,87 +330,79 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     """
     budget = budget_bytes(config.max_memory)
     weights = resolve_weights(config, weights)
-    optimizer = make_optimizer(config.optimizer, config.learning_rate, config.precondition)
+    optimizer = optimizer_for(config)
     init = jax.jit(init_state, static_argnums=(0, 1))
     k = config.steps_per_call or default_steps_per_call()
-    state, done, history, current = None, 0, {}, None
+    state, done, history = None, 0, {}
     if isinstance(resume, RunState):
         state, done, history = resume
-        current = scale_of(config, done)
     elif resume is not None:
         done = checkpoint_step(resume)
-        current = scale_of(config, done)
     total = config.steps * len(config.sizes)
-    parts, stopped, seconds, compile_seconds, notes = [history], "done", 0.0, 0.0, []
-    saver = None
-    for index, size in enumerate(config.sizes):
-        if current is not None and index < current:
-            continue
-        try:
-            if state is not None:
-                interrupt.check()
-            state, done, parts, run = _start_scale(content, style, config, weights, optimizer, init, state, done,
-                                                   parts, resume, size, budget, moved=current != index)
-        except KeyboardInterrupt:  # between two scales: the last scale's state is the result
-            if state is None:
-                raise
-            stopped = "interrupted"
-            if saver is not None:
-                saver(state, done, Trace())
-            break
+    runs, notes, saved = {}, [], [history]  # runs: prepared scales by index; saved: a resume's steps
+
+    def save(state, steps_done, trace, run):
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, state, steps_done, join_traces(saved + climbed + [trace.arrays]), config,
+                            run.digest)
+
+    def enter(index, state, moved):
+        nonlocal on_plan
+        run = runs[index] = prepare(content, style, config, weights, size=config.sizes[index], budget=budget)
+        if state is None and resume is not None:  # a checkpoint file, made at this scale
+            template = init(run.objective, optimizer, run.problem, run.start)
+            state, _, saved[0] = load_checkpoint(resume, template, config, run.digest, TERMS)
+        elif state is None:
+            state = init(run.objective, optimizer, run.problem, run.start)
+        elif moved:
+            fresh = init(run.objective, optimizer, run.problem, next_start(state, run.start, config.detail))
+            state = carry_state(state, fresh, optimizer)
+        for earlier in [i for i in runs if i < index]:  # the state has left them: free their inputs
+            del runs[earlier]
         if on_plan is not None:
             on_plan(run.plans)
             on_plan = None  # once
-        notes += [n for n in run.notes if n not in notes]
-        current = index
-        first, end = scale_span(config, index)
-        if done >= end:
-            continue
-        saver = None
-        if checkpoint is not None:
-            def saver(state, steps_done, trace, digest=run.digest):
-                save_checkpoint(checkpoint, state, steps_done, _joined(parts + [trace.arrays]), config, digest)
+        notes.extend(n for n in run.notes if n not in notes)
+        return state
 
+    climbed = []  # the traces of the scales finished in this call
+
+    def advance(index, state, first, end):
+        run = runs[index]
         picture = partial(output_picture, run.objective, run.problem, config, run.colour_content)
         outcome = drive(make_step(run.objective, optimizer, config.average), state, run.problem, steps=end,
-                        start=max(first, done), steps_per_call=k, log_every=config.log_every,
-                        callback=callback and partial(with_picture, callback, picture), checkpoint=saver, total=total,
+                        start=first, steps_per_call=k, log_every=config.log_every,
+                        callback=callback and partial(with_picture, callback, picture),
+                        checkpoint=partial(save, run=run), total=total,
                         checkpoint_every=checkpoint_every if checkpoint is not None else 0)
-        state, done, stopped = outcome.state, outcome.steps, outcome.stopped
-        parts.append(outcome.trace.arrays)
-        seconds += outcome.seconds
-        compile_seconds += outcome.compile_seconds
-        if stopped != "done":
-            break
-    final = jax.device_get(state)
-    joined = _joined(parts)
+        climbed.append(outcome.trace.arrays)
+        return outcome
+
+    def interrupted(state, steps_done):  # between scales: saved with the scale it was made at
+        save(state, steps_done, Trace(), prepared_at(runs.values(), state))
+
+    result = climb(config, enter, advance, state=state, steps=done, resumed=resume is not None,
+                   interrupted=interrupted)
+    run = prepared_at(runs.values(), result.state)
+    final = jax.device_get(result.state)
+    joined = join_traces(saved + climbed)
     rows = Trace(joined).rows() if joined else []
     picture = lambda x: np.clip(np.asarray(run.objective.picture(run.problem, x)), 0, 1)  # noqa: E731
     average = picture(averaged(final)) if config.average else None
+    done = result.steps
     return Result(picture(final.image), picture(final.best_image), float(final.best_loss),
-                  rows, done, int(final.evals), stopped, seconds, compile_seconds, config,
+                  rows, done, int(final.evals), result.stopped, result.seconds, result.compile_seconds, config,
                   RunState(final, done, joined), notes, average, scale_span(config, scale_of(config, done))[0],
                   run.colour_content)
 
 
-def _start_scale(content, style, config, weights, optimizer, init, state, done, parts, resume, size, budget,
-                 moved):
-    """(state, done, parts, prepared run) at the start of the scale of ``size``: a fresh
-    state, one loaded from the checkpoint ``resume``, or ``state`` carried over (``moved``)."""
-    run = prepare(content, style, config, weights, size=size, budget=budget)
-    if state is None and resume is not None:  # a checkpoint file, made at this scale
-        template = init(run.objective, optimizer, run.problem, run.start)
-        state, done, history = load_checkpoint(resume, template, config, run.digest, TERMS)
-        parts = [history]
-    elif state is None:
-        state = init(run.objective, optimizer, run.problem, run.start)
-    elif moved:
-        fresh = init(run.objective, optimizer, run.problem, next_start(state, run.start, config.detail))
-        state = carry_state(state, fresh, optimizer)
-    return state, done, parts, run
+def prepared_at(runs, state: StepState):
+    """The prepared scale (inputs.prepare) whose size ``state``'s images have."""
+    return next(r for r in runs if r.content.shape[:2] == state.image.shape[-3:-1])
 
 
-def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def join_traces(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Trace arrays of consecutive stretches of a run as one (empty stretches skipped)."""
     parts = [p for p in parts if p and len(p.get("loss", ()))]
     if not parts:
         return {}

@@ -116,6 +116,11 @@ def make_optimizer(name: str, learning_rate: float | None = None, precondition: 
     return Optimizer(str(name), tx, False, box)
 
 
+def optimizer_for(config) -> Optimizer:
+    """The optimizer a :class:`~nst_jax.config.StyleConfig` names, with its rate and preconditioner."""
+    return make_optimizer(config.optimizer, config.learning_rate, config.precondition)
+
+
 class StepState(NamedTuple):
     """Everything that changes from step to step."""
 

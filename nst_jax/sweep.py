@@ -40,10 +40,10 @@ from .inputs import as_list, normalised_blend, prepare, resolve_weights
 from .losses import LossWeights
 from .memory import available_bytes, estimate_bytes, plan_chunks
 from .objective import Problem, loss_weights
-from .run import (TERMS, Progress, RunState, _joined, averaged_or_best, default_steps_per_call, drive,
-                  output_picture, scale_of, scale_span, with_picture)
+from .run import (TERMS, Progress, RunState, averaged_or_best, climb, default_steps_per_call, drive,
+                  join_traces, output_picture, prepared_at, scale_of, scale_span, with_picture)
 from .schedule import carry_state, next_start
-from .step import averaged, init_state, make_optimizer, make_step
+from .step import averaged, init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
 
@@ -156,7 +156,7 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     weights = resolve_weights(config, weights)
     runs = [prepare(content, style, config.replace(style_blend=blends[0]), weights, size=size)
             for size in config.sizes]
-    optimizer = make_optimizer(config.optimizer, config.learning_rate, config.precondition)
+    optimizer = optimizer_for(config)
     grid = grid_weights(config, style_weights, layer_weight_sets, blends)
     n_cells = len(style_weights) * len(layer_weight_sets) * len(blends)
 
@@ -196,50 +196,35 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     for c in range(n_chunks):
         idx = np.arange(c * chunk, (c + 1) * chunk) % n_cells  # pad the last chunk by wrapping
         cell_weights = jax.device_put(jax.tree.map(lambda x: x[idx], grid), batched)
-        state, done, current, traces, chunk_stopped = None, 0, None, [], "done"
-        if resume is not None:
-            state = jax.device_put(jax.tree.map(lambda x: x[idx], resume.state), batched)
-            done = resume.step
-            current = scale_of(config, done)
-        for index, run in enumerate(runs):
-            if current is not None and index < current:
-                continue
-            problem = Problem(*shared[index], cell_weights)
-            try:
-                interrupt.check()
-                if state is None:
-                    start = jnp.broadcast_to(jnp.asarray(run.start), (chunk,) + run.start.shape)
-                    state = inits[index](problem, start)
-                elif current != index:
-                    fresh = inits[index](problem, next_start(state, run.start, config.detail))
-                    state = carry_state(state, fresh, optimizer)
-            except KeyboardInterrupt:  # between two scales: the last scale's state is the result
-                if state is None:
-                    raise
-                chunk_stopped = "interrupted"
-                break
-            current = index
-            first, end = scale_span(config, index)
-            if done >= end:
-                continue
-            outcome = drive(steps[index], state, problem, steps=end, start=max(first, done),
-                            steps_per_call=k, log_every=config.log_every, jit_kwargs=jit_kwargs,
-                            compiled=compiled[index], fetch=_gather,
-                            total=config.steps * len(runs),
-                            callback=callback and partial(with_picture, partial(_chunk_callback, callback, c),
-                                                          partial(output_picture, run.objective, run.problem,
-                                                                  config, run.colour_content)))
-            state, done, chunk_stopped = outcome.state, outcome.steps, outcome.stopped
-            traces.append(outcome.trace.arrays)
-            seconds += outcome.seconds
-            compile_seconds += outcome.compile_seconds
-            if outcome.stopped != "done":
-                break
-        outcomes.append((state, _joined(traces), min(chunk, n_cells - c * chunk)))
-        if chunk_stopped == "interrupted":
+        problems = [Problem(*shared[index], cell_weights) for index in range(len(runs))]
+
+        def enter(index, state, moved):
+            if state is None:
+                start = jnp.broadcast_to(jnp.asarray(runs[index].start), (chunk,) + runs[index].start.shape)
+                return inits[index](problems[index], start)
+            if moved:
+                fresh = inits[index](problems[index], next_start(state, runs[index].start, config.detail))
+                return carry_state(state, fresh, optimizer)
+            return state
+
+        def advance(index, state, first, end):
+            run = runs[index]
+            picture = partial(output_picture, run.objective, run.problem, config, run.colour_content)
+            return drive(steps[index], state, problems[index], steps=end, start=first, steps_per_call=k,
+                         log_every=config.log_every, jit_kwargs=jit_kwargs, compiled=compiled[index],
+                         fetch=_gather, total=config.steps * len(runs),
+                         callback=callback and partial(with_picture, partial(_chunk_callback, callback, c), picture))
+
+        state = None if resume is None else jax.device_put(jax.tree.map(lambda x: x[idx], resume.state), batched)
+        climbed = climb(config, enter, advance, state=state, steps=resume.step if resume else 0,
+                        resumed=resume is not None)
+        seconds += climbed.seconds
+        compile_seconds += climbed.compile_seconds
+        outcomes.append((climbed.state, join_traces(climbed.traces), min(chunk, n_cells - c * chunk)))
+        if climbed.stopped == "interrupted":
             stopped = "interrupted"
             break
-        stopped = "nan" if chunk_stopped == "nan" and (c == 0 or stopped == "nan") else "done"
+        stopped = "nan" if climbed.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
     return _collect(outcomes, runs, config, (style_weights, layer_weight_sets, blends), n_chunks,
                     len(devices), sum(len(c) for c in compiled), stopped, resume, seconds, compile_seconds)
 
@@ -254,7 +239,7 @@ def _collect(outcomes, runs, config, grid_axes, n_chunks, n_devices, compiles, s
     states = [jax.tree.map(lambda x: _gather(x)[:keep], state) for state, _, keep in outcomes]
     state = jax.tree.map(lambda *xs: np.concatenate(xs), *states)
     # the scale the images are at (an earlier one when every cell stopped on NaN)
-    run = next(r for r in reversed(runs) if r.content.shape[:2] == state.image.shape[-3:-1])
+    run = prepared_at(runs, state)
     steps = max(len(trace.get("loss", ())) for _, trace, _ in outcomes)
     arrays = {}
     for key in TERMS:

@@ -50,7 +50,7 @@ from .image import check_directory, load_image, resize, save_image
 from .inputs import Prepared, content_features, prepare, resolve_weights, start_image
 from .memory import budget_bytes
 from .run import Progress, averaged_or_best, default_steps_per_call, drive
-from .step import averaged, init_state, make_optimizer, make_step
+from .step import averaged, init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
 FORMAT = "nst-jax-video"
@@ -193,7 +193,7 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
             result: VideoResult, callback, on_frame) -> None:
     """The frames after those done, one at a time (see :func:`stylize_video`)."""
     objective, base = run.objective, run.problem
-    optimizer = make_optimizer(config.optimizer, config.learning_rate, config.precondition)
+    optimizer = optimizer_for(config)
     step = make_step(objective, optimizer, config.average)
     init = jax.jit(init_state, static_argnums=(0, 1))
     features = jax.jit(content_features, static_argnums=0)
