@@ -10,10 +10,9 @@ lowered the loss (nothing written), 130 = interrupted (best image saved; 143 on 
 import functools
 import inspect
 import math
-import os
-import re
 import sys
 import time
+import typing
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
@@ -25,10 +24,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 from typer.core import TyperGroup
 
-from .config import (WEIGHT, Balance, Colour, ColourMatch, ContentNorm, Conv, DType, GramPrecision, Init,
+from .config import (Balance, Colour, ColourMatch, ContentNorm, Conv, DType, GramPrecision, Init,
                      OptimizerName, Pooling, StyleConfig, StyleNorm)
 from . import interrupt
 from .errors import ConfigError, NstError
+from .files import check_clashes, check_snapshots, content_jobs, run_inputs, same_file, same_path, sweep_files
+from .specs import FIELD_OF, LAYER_WEIGHTS, config_from_options, parse_blend_grid, parse_layer_sets, parse_numbers
 from .watch import WatchOptions, with_watch_options
 
 EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS = 1, 3, 4
@@ -126,21 +127,6 @@ def use_cache() -> None:
 # ---------------------------------------------------------------- options -> config
 
 D = StyleConfig()
-FLAGS = {"size": "--size", "steps": "--steps", "optimizer": "--optimizer", "learning_rate": "--lr",
-         "content_weight": "--content-weight", "style_weight": "--style-weight", "tv_weight": "--tv-weight",
-         "content_layers": "--content-layers", "content_layer_weights": "--content-layers",
-         "style_layers": "--style-layers", "style_layer_weights": "--style-layers",
-         "style_norm": "--style-norm", "pooling": "--pooling", "init": "--init", "init_image": "--init-image",
-         "init_noise": "--init-noise", "seed": "--seed", "style_scale": "--style-scale",
-         "weights": "--weights", "log_every": "--log-every", "steps_per_call": "--steps-per-call",
-         "style_blend": "--blend", "dtype": "--dtype", "conv": "--conv", "gram_precision": "--gram-precision",
-         "content_norm": "--content-norm", "scales": "--scales", "detail": "--detail", "average": "--average",
-         "precondition": "--precondition", "remat": "--remat", "balance": "--balance",
-         "per_channel": "--per-channel",
-         "colour": "--colour", "colour_match": "--colour-match", "masks": "--mask", "style_masks": "--style-mask",
-         "mask_erode": "--mask-erode", "keep_unmasked": "--keep-unmasked", "max_memory": "--max-memory",
-         "tile": "--tile", "bit_depth": "--bit-depth"}
-
 # The options stylize and sweep share, by parameter name: (annotation, default).
 CONFIG_OPTIONS = {
     "size": (Annotated[int, typer.Option(help="Longest side of the output in pixels.")], D.size),
@@ -239,103 +225,30 @@ CONFIG_OPTIONS = {
         "--steps-per-call", help="Steps per compiled call (default: 1 on CPU, 10 on GPU).")], None),
 }
 
+
+
+def option_flag(name: str, annotation) -> str:
+    """The command-line spelling of a declared option: its own name, else its first ``--`` one."""
+    plain = "--" + name.replace("_", "-")
+    info = typing.get_args(annotation)[1]  # in Annotated, typer takes a first "--name" as a name, not a default
+    decls = [d.split("/")[0] for d in (info.default, *info.param_decls) if isinstance(d, str) and d.startswith("--")]
+    return plain if not decls or plain in decls else decls[0]
+
+
+# Config field -> the option that sets it (errors name the option).
+FLAGS = {FIELD_OF.get(name, name): option_flag(name, annotation) for name, (annotation, _) in CONFIG_OPTIONS.items()}
+FLAGS.update({weights: FLAGS[layers] for layers, weights in LAYER_WEIGHTS.items()},
+             style_weight="--style-weight", bit_depth="--bit-depth")
+
 # Not a config option (it changes only how results are written), shared by stylize and sweep.
 BitDepth = Annotated[Optional[int], typer.Option(
     "--bit-depth", help="Bits per channel of the images written: 8, or 16 for .png and .tif (default: 16 "
                         "for .tif, 8 otherwise).")]
 
 
-def parse_layers(spec: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
-    """``"relu1_1,relu2_1"`` (equal weights summing to 1), ``"relu1_1:0.5,relu2_1:0.5"``,
-    or ``"paper"`` (the paper's five style layers, 0.2 each)."""
-    from .config import PAPER_STYLE_LAYERS
-
-    if spec.strip() == "paper":
-        return PAPER_STYLE_LAYERS, (0.2,) * 5
-    names, weights = [], []
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        name, _, w = item.partition(":")
-        names.append(name.strip())
-        try:
-            weights.append(float(w) if w else None)
-        except ValueError:
-            raise NstError(f"bad layer weight in {item!r}: expected NAME or NAME:WEIGHT") from None
-    if not names:
-        raise NstError(f"no layers in {spec!r}")
-    if any(w is None for w in weights):
-        if not all(w is None for w in weights):
-            raise NstError(f"give a weight for every layer or for none: {spec!r}")
-        weights = [1.0 / len(names)] * len(names)
-    return tuple(names), tuple(weights)
-
-
-def parse_numbers(spec: str, what: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in spec.split(",") if v.strip())
-    except ValueError:
-        raise NstError(f"{what} takes numbers separated by commas, not {spec!r}") from None
-    if not values:
-        raise NstError(f"{what} needs at least one number")
-    return values
-
-
-def parse_scales(spec: str, size: int) -> tuple[int, ...] | str:
-    """``auto`` (the sqrt(2) ladder up to ``size``), ``none``, or sizes ``a,b,...``."""
-    spec = spec.strip().lower()
-    if spec in ("auto", "none", ""):
-        return "auto" if spec == "auto" else ()
-    values = parse_numbers(spec, "--scales")
-    if not all(float(v).is_integer() for v in values):
-        raise NstError(f"--scales takes whole pixel sizes, 'auto' or 'none', not {spec!r}")
-    sizes = tuple(int(v) for v in values)
-    return sizes if sizes[-1] == size else sizes + (size,)
-
-
-def parse_tile(spec: str) -> int | str:
-    """``auto``, ``none`` (0: never tile) or a tile side in pixels."""
-    spec = str(spec).strip().lower()
-    if spec in ("auto", "none", "0"):
-        return 0 if spec != "auto" else "auto"
-    if not spec.isdigit():
-        raise NstError(f"--tile takes 'auto', 'none' or a size in pixels, not {spec!r}")
-    return int(spec)
-
-
-def build_config(*, style_weight: float, size, steps, optimizer, lr, content_weight, ratio, tv_weight,
-                 content_layers, style_layers, style_norm, pooling, init, init_image, init_noise, seed,
-                 style_scale, blend, weights, log_every, steps_per_call, dtype, conv, gram_precision,
-                 content_norm, scales, detail, precondition, average, remat, colour, colour_match, mask,
-                 style_mask, mask_erode, keep_unmasked, max_memory, tile, balance, per_channel) -> StyleConfig:
-    """The shared options -> the one frozen config (its errors: see :func:`explain`)."""
-    if ratio is not None and content_weight is not None:
-        raise NstError("give --content-weight or --ratio, not both")
-    if ratio is not None:
-        content_weight = ratio * style_weight
-        if content_weight not in WEIGHT:
-            raise NstError(f"--ratio x --style-weight (alpha) must be {WEIGHT}, not {content_weight!r}")
-    c_names, c_weights = parse_layers(content_layers)
-    s_names, s_weights = parse_layers(style_layers)
-    if init_image is not None and init == D.init:
-        init = Init.image  # --init-image alone means start from that image
-    return StyleConfig(
-        weights=weights, size=size, style_scale=style_scale, content_layers=c_names,
-        content_layer_weights=c_weights, style_layers=s_names, style_layer_weights=s_weights,
-        content_weight=D.content_weight if content_weight is None else content_weight,
-        style_weight=style_weight, style_blend=parse_numbers(blend, "--blend") if blend else (),
-        tv_weight=tv_weight, style_norm=str(style_norm), pooling=str(pooling),
-        optimizer=str(optimizer), learning_rate=lr, steps=steps, init=str(init),
-        init_image=str(init_image) if init_image is not None else None, init_noise=init_noise,
-        seed=seed, log_every=log_every, steps_per_call=steps_per_call, dtype=str(dtype), conv=str(conv),
-        gram_precision=str(gram_precision), content_norm=str(content_norm), scales=parse_scales(scales, size),
-        detail=detail, precondition=precondition, average=average,
-        remat=remat, colour=str(colour), colour_match=str(colour_match), masks=tuple(map(str, mask or ())),
-        style_masks=tuple(map(str, style_mask or ())), mask_erode=mask_erode, keep_unmasked=keep_unmasked,
-        max_memory=max_memory, tile=parse_tile(tile), balance=str(balance), per_channel=per_channel)
-
-
 def with_config_options(exclude: tuple[str, ...] = (), **defaults):
     """Add ``CONFIG_OPTIONS`` (minus ``exclude``, with other ``defaults``) to a command's
-    options; the command receives them as one ``options`` dict for :func:`build_config`."""
+    options; the command receives them as one ``options`` dict (specs.config_from_options)."""
 
     def decorate(command):
         own = [p for p in inspect.signature(command).parameters.values() if p.name != "options"]
@@ -449,7 +362,7 @@ def stylize(
     from . import image
 
     try:
-        config = build_config(style_weight=style_weight, **options)
+        config = config_from_options({**options, "style_weight": style_weight})
         if save_every < 0 or checkpoint_every < 0:
             raise NstError("--save-every and --checkpoint-every take 0 (off) or a positive number")
         jobs = content_jobs(content, output)
@@ -477,56 +390,6 @@ def stylize(
         stylize_one(content_path, styles, out_path, config, save_every, save_best, ckpt,
                     checkpoint_every, resume, label=content_path.name if len(jobs) > 1 else "stylizing",
                     bit_depth=bit_depth, session=session)
-
-
-def same_file(a: Optional[Path], b: Optional[Path]) -> bool:
-    """Whether ``a`` and ``b`` are one existing file (links and spellings resolved)."""
-    return a is not None and b is not None and Path(a).is_file() and Path(b).is_file() and os.path.samefile(a, b)
-
-
-def same_path(a: Path, b: Path) -> bool:
-    """Whether ``a`` and ``b`` name one file, existing or not."""
-    return same_file(a, b) or Path(os.path.abspath(a)) == Path(os.path.abspath(b))
-
-
-def run_inputs(config: StyleConfig, contents: list[Path], styles: list[Path]) -> list[Path]:
-    """Every file a run reads: its images, masks, start image and weights."""
-    named = (config.init_image, config.weights, *config.masks, *config.style_masks)
-    return [*contents, *styles, *(Path(p) for p in named if p)]
-
-
-def check_clashes(written: list[Optional[Path]], read: list[Optional[Path]]) -> None:
-    """One error if a file the run would write is one it reads."""
-    for path in written:
-        if path is not None and any(same_file(p, path) for p in read):
-            raise NstError(f"refusing to overwrite {path}: it is an input of this run (give another "
-                           "output, or --force)")
-
-
-def check_snapshots(outputs: list[Path], read: list[Optional[Path]]) -> None:
-    """One error if an input bears a name --save-every would write (OUTPUT_NNNN.ext)."""
-    for output in outputs:
-        pattern = re.compile(rf"{re.escape(output.stem)}_\d{{4,}}{re.escape(output.suffix)}")
-        for p in read:
-            if p is not None and pattern.fullmatch(Path(p).name) and same_path(Path(p).parent, output.parent):
-                raise NstError(f"refusing to run: --save-every would write over {p}, an input of this run "
-                               "(give another output, or --force)")
-
-
-def content_jobs(content: Path, output: Path) -> list[tuple[Path, Path]]:
-    """(content image, output file) pairs: one, or one per image in a content folder."""
-    from .image import writable_extensions
-
-    if not content.is_dir():
-        return [(content, output)]
-    if output.suffix:
-        raise NstError(f"{content} is a folder: give -o a folder for the results, not {output}")
-    readable = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
-    photos = sorted(p for p in content.iterdir() if p.is_file() and p.suffix.lower() in readable)
-    if not photos:
-        raise NstError(f"{content} holds no images ({', '.join(sorted(readable))})")
-    ext = ".png" if ".png" in writable_extensions() else writable_extensions()[0]
-    return [(p, output / f"{p.stem}{ext}") for p in photos]
 
 
 def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleConfig, save_every: int,
@@ -652,7 +515,7 @@ def sweep(
 
     try:
         betas = parse_numbers(style_weights, "--style-weight")
-        config = build_config(style_weight=betas[0], ratio=None, **options)
+        config = config_from_options({**options, "style_weight": betas[0]})
         union, sets, row_labels = parse_layer_sets(layers, config.style_layers, config.style_layer_weights)
         config = config.replace(style_layers=union, style_layer_weights=sets[0])
         blends, blend_labels = [config.style_blend], [""]
@@ -722,53 +585,6 @@ def sweep(
               f"{result.compile_seconds:.1f} s)" + (f"\nwrote {output}/contact_sheet.png, cell_r*_c*.png, losses.json"
                                                      if is_writer() else "")
               + (f"\nwrote the record {record}" if record else ""), highlight=False)
-
-
-def sweep_files(output: Path, rows: int, cols: int) -> list[Path]:
-    """The files ``write_sweep`` writes into ``output``."""
-    return [output / "contact_sheet.png", output / "losses.json",
-            *(output / f"cell_r{r}_c{c}.png" for r in range(rows) for c in range(cols))]
-
-
-def parse_blend_grid(spec: str, n_styles: int) -> tuple[list[tuple[float, ...]], list[str]]:
-    """Rows of blends: ``"0,0.5,1"`` (two styles: t is the second's share, 1 - t the
-    first's) or weight vectors ``"3,1,0;0,1,1"`` (one weight per style, normalised later)."""
-    from .inputs import normalised_blend
-
-    if n_styles < 2:
-        raise NstError("--blend-grid needs two or more style images")
-    if ";" not in spec and n_styles == 2:
-        shares = parse_numbers(spec, "--blend-grid")
-        if any(not 0.0 <= t <= 1.0 for t in shares):
-            raise NstError(f"--blend-grid shares are fractions in [0, 1], not {spec!r}")
-        return [(1.0 - t, t) for t in shares], [f"blend {t:g}" for t in shares]
-    if ";" not in spec:
-        raise NstError(f"with {n_styles} styles, --blend-grid takes one weight per style for each row, "
-                       "rows separated by ';' (e.g. 1,0,0;0,1,0)")
-    rows = [parse_numbers(part, "--blend-grid") for part in spec.split(";") if part.strip()]
-    blends = [normalised_blend(row, n_styles) for row in rows]
-    return blends, ["blend " + "/".join(f"{w:.2g}" for w in b) for b in blends]
-
-
-def parse_layer_sets(spec: str, layers: tuple[str, ...], weights: tuple[float, ...]):
-    """Rows of a sweep: (union of layer names, one weight vector per row, row labels).
-
-    ``""``: one row, ``layers`` with ``weights``; ``"paper"``: the first k of ``layers``
-    with equal weights, k = 1..n (Fig. 9 of the article); else rows ``A[:w],B;C,...``.
-    """
-    from .sweep import paper_layer_sets
-
-    if not spec.strip():
-        return layers, [weights], [",".join(layers)]
-    if spec.strip() == "paper":
-        return layers, paper_layer_sets(layers), [layers[0] if k == 1 else f"{layers[0]}..{layers[k - 1]}"
-                                                  for k in range(1, len(layers) + 1)]
-    rows = [parse_layers(part) for part in spec.split(";") if part.strip()]
-    if not rows:
-        raise NstError(f"--layers takes layer sets separated by ';', not {spec!r}")
-    union = tuple(dict.fromkeys(n for names, _ in rows for n in names))
-    sets = [tuple(dict(zip(names, ws)).get(n, 0.0) for n in union) for names, ws in rows]
-    return union, sets, [",".join(names) for names, _ in rows]
 
 
 # ---------------------------------------------------------------- plot

@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import interrupt
-from .cli import (EXIT_NAN, FLAGS, app, build_config, err, explain, fail, format_seconds, out,
+from .cli import (EXIT_NAN, FLAGS, app, config_from_options, err, explain, fail, format_seconds, out,
                   print_plan, advice, with_config_options)
 from .clip import open_clip
 from .errors import NstError
@@ -76,7 +76,8 @@ def video(
         if fps is not None and not (math.isfinite(fps) and fps > 0):
             raise NstError(f"--fps must be a positive number, not {fps!r}")
         rate = Fraction(fps).limit_denominator(1001) if fps is not None else None
-        config = build_config(style_weight=style_weight, steps=first_steps, scales="none", detail=0.0, **options)
+        config = config_from_options({**options, "style_weight": style_weight, "steps": first_steps, "scales": "none",
+                                      "detail": 0.0})
         if restart and resume:
             raise NstError("give --restart or --resume, not both")
         first = parse_start(start, open_clip(source, rate).fps if start.strip().lower().endswith("s") else 1)

@@ -62,6 +62,7 @@ def record_path(output: str | Path, folder: bool = False) -> Path:
 def check_record_path(path: str | Path, outputs, inputs) -> Path:
     """Refuse, before the run, a record that would replace one of the run's ``outputs`` or
     ``inputs`` (paths; None is skipped), is a directory, or cannot be written."""
+    from .files import same_path
     from .image import check_directory
 
     path = Path(path)
@@ -69,7 +70,7 @@ def check_record_path(path: str | Path, outputs, inputs) -> Path:
         raise NstError(f"cannot write the record {path}: it is a directory")
     for kind, paths in (("an output", outputs), ("an input", inputs)):
         for other in filter(None, paths):
-            if _same_path(path, Path(other)):
+            if same_path(path, Path(other)):
                 raise NstError(f"refusing to write the record to {path}: it is {kind} of this run "
                                "(give another --record)")
     check_directory(path.parent)
@@ -80,12 +81,6 @@ def check_record_path(path: str | Path, outputs, inputs) -> Path:
     if len(os.fsencode(path.name)) + 14 > os.pathconf(existing, "PC_NAME_MAX"):
         raise NstError(f"cannot write the record {path}: its name is too long")
     return path
-
-
-def _same_path(a: Path, b: Path) -> bool:
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return os.path.abspath(a) == os.path.abspath(b)
 
 
 def environment() -> dict:

@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import interrupt
 from .colour import after_run
 from .config import StyleConfig
 from .errors import ConfigError, NstError

@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 import icc_profiles
 import nst_jax
 from nst_jax import inputs, run
-from nst_jax.cli import app, parse_layers
+from nst_jax.cli import app
+from nst_jax.specs import parse_layers
 from nst_jax.config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, StyleConfig
 from nst_jax.image import save_image
 from nst_jax.weights import VGGWeights, save

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from nst_jax.precondition import gains, lowpass, preconditioned
+from nst_jax.precondition import gains, lowpass
 from nst_jax.step import lbfgs, make_optimizer
 
 

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 import nst_jax
 from conftest import CONTENT, STYLE
 from nst_jax import inputs
-from nst_jax.cli import app, parse_blend_grid, parse_layer_sets
+from nst_jax.cli import app
+from nst_jax.specs import parse_blend_grid, parse_layer_sets
 from nst_jax.config import StyleConfig
 from nst_jax.errors import NstError
 from nst_jax.image import load_image
