@@ -23,7 +23,7 @@ PAPER_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 # Adam from the content image on the paper's summed content loss with beta 1e6, at one size:
 # this project's defaults before the quality study (docs/defaults.md#the-method-exactly). The
-# unit tests (StyleConfig.tiny), the PyTorch references in bench/ and the quality study's "old
+# unit tests (tests/conftest.tiny), the PyTorch references in bench/ and the quality study's "old
 # default" are written against it, so a change of defaults changes none of them.
 ADAM_ON_SUMMED_LOSS = dict(optimizer="adam", init="content", content_norm="sum", style_weight=1e6, scales=(),
                            balance="fixed", per_channel=0.0)
@@ -379,13 +379,3 @@ class StyleConfig:
         free = (rounding_only | (set() if len(self.sizes) > 1 else {"steps", "detail"})
                 | (set() if self.is_lbfgs else {"precondition"}))
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in free}
-
-    @classmethod
-    def tiny(cls, **changes) -> "StyleConfig":
-        """A configuration small enough for unit tests on a CPU, on
-        :data:`ADAM_ON_SUMMED_LOSS` (tests of the defaults themselves use ``StyleConfig``).
-        XLA's own convolutions: a unit test is mostly its compile, and the CPU mode's im2col
-        layers compile 2-3 s slower at 32 px (tests/test_conv.py covers that mode)."""
-        base = dict(ADAM_ON_SUMMED_LOSS, size=32, steps=4, log_every=1, style_layers=("relu1_1", "relu2_1"),
-                    style_layer_weights=(0.5, 0.5), content_layers=("relu2_1",), conv="lax")
-        return cls(**{**base, **changes})

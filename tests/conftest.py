@@ -21,6 +21,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from nst_jax.config import ADAM_ON_SUMMED_LOSS, StyleConfig  # noqa: E402
 from nst_jax.vgg import conv_shapes  # noqa: E402
 from nst_jax.weights import VGGWeights  # noqa: E402
 
@@ -62,3 +63,13 @@ def vgg16_params() -> dict[str, np.ndarray]:
 @pytest.fixture(scope="session")
 def vgg16_weights(vgg16_params) -> VGGWeights:
     return VGGWeights("vgg16", "torchvision", vgg16_params, "test", "random", "")
+
+
+def tiny(**changes) -> StyleConfig:
+    """A configuration small enough for unit tests on a CPU, on
+    :data:`~nst_jax.config.ADAM_ON_SUMMED_LOSS` (tests of the defaults themselves use
+    ``StyleConfig``). XLA's own convolutions: a unit test is mostly its compile, and the CPU
+    mode's im2col layers compile 2-3 s slower at 32 px (tests/test_conv.py covers that mode)."""
+    base = dict(ADAM_ON_SUMMED_LOSS, size=32, steps=4, log_every=1, style_layers=("relu1_1", "relu2_1"),
+                style_layer_weights=(0.5, 0.5), content_layers=("relu2_1",), conv="lax")
+    return StyleConfig(**{**base, **changes})

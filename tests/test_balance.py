@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import CONTENT, STYLE
+from conftest import CONTENT, STYLE, tiny
 from nst_jax.config import StyleConfig
 from nst_jax.image import save_image
 from nst_jax.inputs import prepare
@@ -18,7 +18,7 @@ OTHER_STYLE = np.random.default_rng(5).uniform(size=(30, 26, 3)).astype(np.float
 
 
 def gap_config(**changes) -> StyleConfig:
-    return StyleConfig.tiny(**{"balance": "gap", "content_norm": "relative", "per_channel": 4.0,
+    return tiny(**{"balance": "gap", "content_norm": "relative", "per_channel": 4.0,
                                "init": "content", **changes})
 
 

@@ -12,10 +12,10 @@ from nst_jax.colour import (MATCH_METHODS, RGB_FROM_YIQ, YIQ_FROM_RGB, after_run
                             colour_transform, keep_original_colours, luminance, luminance_to_rgb,
                             match_colour_histogram, match_luminance, recombine, rgb_to_yiq,
                             yiq_to_rgb)
-from nst_jax.config import StyleConfig
 from nst_jax.inputs import prepare
 from nst_jax.run import stylize
 from nst_jax.sweep import sweep
+from conftest import tiny
 
 
 def uniform(shape, low=0.0, high=1.0, seed=0) -> np.ndarray:
@@ -294,7 +294,7 @@ def test_before_and_after_run_by_mode():
 
 
 def test_original_colours_end_to_end(vgg16_weights):
-    config = StyleConfig.tiny(colour="original", **MOVING)
+    config = tiny(colour="original", **MOVING)
     result = stylize(MID_CONTENT, MID_STYLE, config, weights=vgg16_weights)
     assert result.improved
     out = result.output
@@ -305,7 +305,7 @@ def test_original_colours_end_to_end(vgg16_weights):
 
 
 def test_luminance_only_end_to_end(vgg16_weights):
-    config = StyleConfig.tiny(colour="luminance", scales=(16, 32), **MOVING)
+    config = tiny(colour="luminance", scales=(16, 32), **MOVING)
     run = prepare(MID_CONTENT, MID_STYLE, config, vgg16_weights)
     assert run.start.shape == (32, 28, 1) and run.objective.luminance
     for grey in (run.content, run.styles[0]):
@@ -325,7 +325,7 @@ def test_luminance_only_end_to_end(vgg16_weights):
 
 
 def test_histogram_matching_end_to_end(vgg16_weights):
-    config = StyleConfig.tiny(colour="histogram", **MOVING)
+    config = tiny(colour="histogram", **MOVING)
     run = prepare(MID_CONTENT, MID_STYLE, config, vgg16_weights)
     mu_s, cov_s = moments(run.styles[0])
     mu_c, cov_c = moments(run.content)
@@ -344,7 +344,7 @@ def test_histogram_matching_end_to_end(vgg16_weights):
 
 
 def test_a_luminance_sweep_cell_equals_its_own_stylize(vgg16_weights):
-    config = StyleConfig.tiny(colour="luminance", **MOVING)
+    config = tiny(colour="luminance", **MOVING)
     grid = sweep(MID_CONTENT, MID_STYLE, config, [1e3, 1e4], weights=vgg16_weights)
     assert grid.compiles == 1 and grid.outputs.shape == (2, 32, 28, 3)
     for b, beta in enumerate([1e3, 1e4]):

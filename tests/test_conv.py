@@ -16,6 +16,7 @@ from nst_jax.inputs import prepare
 from nst_jax.memory import estimate_bytes, winograd_bytes
 from nst_jax.vgg import VGG, conv_shapes, layer_sizes
 from nst_jax.weights import VGGWeights
+from conftest import tiny
 
 
 def lax_conv(x, kernel):
@@ -131,7 +132,7 @@ def test_the_objective_matches_lax_and_keeps_the_transforms(vgg16_weights):
     for conv in ("lax", "winograd"):
         # from noise: at the content image the content term's gradient F - P is a difference
         # of equal features, all rounding, whatever computes them
-        config = StyleConfig.tiny(size=128, conv=conv, style_layers=("relu1_1", "relu3_1"), init="noise",
+        config = tiny(size=128, conv=conv, style_layers=("relu1_1", "relu3_1"), init="noise",
                                   content_layers=("relu3_2",))
         run = prepare(content, style, config, vgg16_weights)
         assert run.objective.model.conv == conv and ("winograd" in run.problem.variables) == (conv == "winograd")
@@ -152,7 +153,7 @@ def test_a_tiled_run_prepares_the_transforms_its_crops_use(vgg16_weights):
     memory plan counted."""
     rng = np.random.default_rng(4)
     content = rng.uniform(size=(96, 128, 3)).astype(np.float32)
-    config = StyleConfig.tiny(size=128, conv="winograd", tile=32, style_layers=("relu1_1", "relu3_1"),
+    config = tiny(size=128, conv="winograd", tile=32, style_layers=("relu1_1", "relu3_1"),
                               content_layers=("relu3_2",))
     run = prepare(content, content, config, vgg16_weights)
     assert run.plans[-1].count == 12 and run.plans[-1].crop == (64, 64)

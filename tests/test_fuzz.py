@@ -42,6 +42,7 @@ from nst_jax.objective import loss_weights
 from nst_jax.precondition import lowpass
 from nst_jax.step import make_optimizer
 from nst_jax.weights import VGGWeights, read_checkpoint, save
+from conftest import tiny
 
 sweep_module = importlib.import_module("nst_jax.sweep")  # the package exports the function
 real_atomic = importlib.import_module("nst_jax.atomic").atomic_path
@@ -192,7 +193,7 @@ def test_config_accepts_only_what_a_run_can_use(changes, layer_weights, blend, o
     if blend is not None:
         changes["style_blend"] = tuple(blend)
     try:
-        config = StyleConfig.tiny(**changes)
+        config = tiny(**changes)
     except ConfigError as e:
         assert e.field in {*changes, "scales"} and "--" not in str(e), e  # names the field, no CLI flag
         return

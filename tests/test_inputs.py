@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 
 import icc_profiles
-from conftest import CONTENT, STYLE
-from nst_jax.config import StyleConfig
+from conftest import CONTENT, STYLE, tiny
 from nst_jax.errors import NstError
 from nst_jax.inputs import normalised_blend, prepare
 from nst_jax.losses import blended_gram, gram
@@ -21,7 +20,7 @@ def features(run, image, layer):
 
 def test_blended_target_by_hand(vgg16_weights):
     other = np.random.default_rng(5).uniform(size=(16, 40, 3)).astype(np.float32)  # another size
-    config = StyleConfig.tiny(style_blend=(3.0, 1.0), size=32)
+    config = tiny(style_blend=(3.0, 1.0), size=32)
     run = prepare(CONTENT, [STYLE, other], config, vgg16_weights)
     styles = run.styles  # each resized so its longest side is 32
     assert [s.shape[:2] for s in styles] == [(24, 32), (13, 32)]
@@ -37,7 +36,7 @@ def test_blended_target_by_hand(vgg16_weights):
 
 
 def test_one_style_of_the_output_size_is_the_papers_gram(vgg16_weights):
-    run = prepare(CONTENT, CONTENT, StyleConfig.tiny(), vgg16_weights)
+    run = prepare(CONTENT, CONTENT, tiny(), vgg16_weights)
     for i, layer in enumerate(run.objective.style_layers):
         np.testing.assert_allclose(run.problem.targets.style[i][0],
                                    gram(features(run, run.content, layer)), rtol=1e-5)
@@ -53,20 +52,20 @@ def test_blend_weights():
 
 
 def test_digest_changes_with_every_input(vgg16_weights, vgg19_params):
-    base = prepare(CONTENT, STYLE, StyleConfig.tiny(), vgg16_weights).digest
-    assert prepare(CONTENT, STYLE, StyleConfig.tiny(), vgg16_weights).digest == base
-    assert prepare(CONTENT, STYLE[::-1].copy(), StyleConfig.tiny(), vgg16_weights).digest != base
-    assert prepare(CONTENT * 0.5, STYLE, StyleConfig.tiny(), vgg16_weights).digest != base
+    base = prepare(CONTENT, STYLE, tiny(), vgg16_weights).digest
+    assert prepare(CONTENT, STYLE, tiny(), vgg16_weights).digest == base
+    assert prepare(CONTENT, STYLE[::-1].copy(), tiny(), vgg16_weights).digest != base
+    assert prepare(CONTENT * 0.5, STYLE, tiny(), vgg16_weights).digest != base
     from nst_jax.weights import VGGWeights
 
     params = dict(vgg16_weights.params, **{"conv1_1.bias": vgg16_weights.params["conv1_1.bias"] + 1})
     other = VGGWeights("vgg16", "torchvision", params)
-    assert prepare(CONTENT, STYLE, StyleConfig.tiny(), other).digest != base
+    assert prepare(CONTENT, STYLE, tiny(), other).digest != base
 
 
 def test_a_colour_profile_note_once_per_file(tmp_path, vgg16_weights):
     path = tmp_path / "p3.png"
     p3 = icc_profiles.rgb_profile("Display P3", icc_profiles.P3_PRIMARIES, icc_profiles.SRGB_CURVE)
     Image.fromarray((CONTENT * 255).astype(np.uint8)).save(path, icc_profile=p3)
-    run = prepare(path, [path, STYLE], StyleConfig.tiny(), vgg16_weights)  # the content is a style too
+    run = prepare(path, [path, STYLE], tiny(), vgg16_weights)  # the content is a style too
     assert run.notes == ["p3.png: converted from Display P3 to sRGB"]

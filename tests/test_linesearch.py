@@ -7,8 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import CONTENT, STYLE
-from nst_jax.config import StyleConfig
+from conftest import CONTENT, STYLE, tiny
 from nst_jax.inputs import prepare
 from nst_jax.linesearch import stepwise_armijo, unrolled_armijo
 from nst_jax.run import stylize
@@ -100,8 +99,8 @@ def test_stepwise_gives_up_backtracking_below_the_smallest_step():
     assert taken == [False, False, False, True]
 
 
-def tiny(weights, optimizer, **changes):
-    config = StyleConfig.tiny(optimizer=optimizer, **changes)
+def tiny_run(weights, optimizer, **changes):
+    config = tiny(optimizer=optimizer, **changes)
     run = prepare(CONTENT, STYLE, config, weights)
     opt = make_optimizer(optimizer)
     return run, jax.jit(make_step(run.objective, opt)), init_state(run.objective, opt, run.problem, run.start)
@@ -109,7 +108,7 @@ def tiny(weights, optimizer, **changes):
 
 def test_unrolled_steps_on_vgg_satisfy_the_armijo_condition(vgg16_weights):
     """Both sides computed here, apart from the search, at every step."""
-    run, step, state = tiny(vgg16_weights, "lbfgs-armijo")
+    run, step, state = tiny_run(vgg16_weights, "lbfgs-armijo")
     value_and_grad = jax.jit(jax.value_and_grad(run.objective.value, argnums=1))
     accepted, short = 0, 0
     for _ in range(10):
@@ -131,7 +130,7 @@ def test_unrolled_steps_on_vgg_satisfy_the_armijo_condition(vgg16_weights):
 def test_stepwise_steps_on_vgg_satisfy_the_armijo_condition(vgg16_weights):
     """Every accepted iterate passes the condition against the one accepted before it,
     every rejected one fails it (values and gradients computed here, apart)."""
-    run, step, state = tiny(vgg16_weights, "lbfgs-backtrack")
+    run, step, state = tiny_run(vgg16_weights, "lbfgs-backtrack")
     value_and_grad = jax.jit(jax.value_and_grad(run.objective.value, argnums=1))
     anchor = None
     verdicts = []
@@ -159,7 +158,7 @@ def test_per_evaluation_against_lbfgs_fixed(init, evals, vgg16_weights):
     12 steps); noisy-content 5475, 5071, 9822 against 9916. So lbfgs-backtrack matches
     lbfgs-fixed per evaluation, and lbfgs-armijo matches it per step only."""
     def best(optimizer, steps):
-        config = StyleConfig.tiny(optimizer=optimizer, steps=steps, init=init, log_every=1000)
+        config = tiny(optimizer=optimizer, steps=steps, init=init, log_every=1000)
         result = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
         return result.best_loss, result.function_evals
 

@@ -19,14 +19,13 @@ import pytest
 from PIL import Image
 
 from nst_jax import live
-from nst_jax.config import StyleConfig
 from nst_jax.errors import NstError
 from nst_jax.live import LiveView
 from nst_jax.losses import LossTerms
 from nst_jax.run import Progress, stylize
 from nst_jax.step import StepMetrics
 
-from conftest import CONTENT, STYLE
+from conftest import CONTENT, STYLE, tiny
 
 
 @pytest.fixture
@@ -240,7 +239,7 @@ def test_a_thousand_concurrent_polls_change_nothing_in_the_run(vgg16_weights, ca
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 2 * n + 200:  # each poll holds a socket at both ends
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 2 * n + 200), hard))
-    config = StyleConfig.tiny(steps=60)
+    config = tiny(steps=60)
     alone = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
 
     answers, running_seen, stepping = Counter(), [], threading.Event()

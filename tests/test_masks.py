@@ -7,8 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import CONTENT, STYLE
-from nst_jax.config import StyleConfig
+from conftest import CONTENT, STYLE, tiny
 from nst_jax.errors import NstError
 from nst_jax.image import save_image
 from nst_jax.inputs import prepare
@@ -72,7 +71,7 @@ def test_masks_of_another_size_are_resized_with_a_note(tmp_path):
 def test_an_all_ones_mask_is_the_unguided_run_exactly(tmp_path, vgg16_weights):
     save_image(np.ones((32, 28, 3)), tmp_path / "ones.png")
     save_image(np.ones((24, 32, 3)), tmp_path / "style_ones.png")
-    config = StyleConfig.tiny(size=32)
+    config = tiny(size=32)
     plain = prepare(CONTENT, STYLE, config, vgg16_weights)
     masked = prepare(CONTENT, STYLE, config.replace(masks=(str(tmp_path / "ones.png"),),
                                                     style_masks=(str(tmp_path / "style_ones.png"),)),
@@ -102,7 +101,7 @@ def content_and_half_mask(tmp_path):
 
 def test_the_masked_out_region_keeps_the_content(tmp_path, vgg16_weights):
     content, style, top = content_and_half_mask(tmp_path)
-    config = StyleConfig.tiny(size=64, steps=10, style_weight=1e4, content_weight=1e-3, masks=(top,))
+    config = tiny(size=64, steps=10, style_weight=1e4, content_weight=1e-3, masks=(top,))
 
     def change(result):  # mean |output - content| per row
         return np.abs(result.image - content).mean(axis=(1, 2))
@@ -123,7 +122,7 @@ def test_kept_pixels_are_the_contents_in_a_luminance_run_too(tmp_path, vgg16_wei
     mask = np.zeros((32, 28, 3), np.float32)
     mask[:16] = 1.0
     save_image(mask, tmp_path / "top.png")
-    config = StyleConfig.tiny(masks=(str(tmp_path / "top.png"),), colour="luminance")
+    config = tiny(masks=(str(tmp_path / "top.png"),), colour="luminance")
     run = prepare(CONTENT, STYLE, config, vgg16_weights)
     free, kept = run.problem.targets.keep
     assert free.shape == (32, 28, 1) and kept.shape == (32, 28, 1)
@@ -140,7 +139,7 @@ def test_a_masked_sweep_cell_equals_its_own_stylize(tmp_path, vgg16_weights):
     _, _, top = content_and_half_mask(tmp_path)
     other = np.random.default_rng(4).uniform(size=(20, 30, 3)).astype(np.float32)
     # two styles, each with the top half as its region; the blend weighs the two regions
-    config = StyleConfig.tiny(steps=3, masks=(top, top), style_weight=1e4, content_weight=1e-3)
+    config = tiny(steps=3, masks=(top, top), style_weight=1e4, content_weight=1e-3)
     grid = sweep(CONTENT, [STYLE, other], config, blends=[(1, 0), (1, 3)], weights=vgg16_weights)
     assert grid.compiles == 1
     for b, blend in enumerate([(1, 0), (1, 3)]):

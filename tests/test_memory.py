@@ -6,8 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from conftest import CONTENT, STYLE
-from nst_jax.config import StyleConfig
+from conftest import CONTENT, STYLE, tiny
 from nst_jax.errors import NstError
 from nst_jax.inputs import prepare
 from nst_jax.memory import (BACKWARD_FACTOR, FIXED_BYTES, STATE_IMAGES, TILE_BYTES, MemoryPlan, estimate_bytes,
@@ -31,7 +30,7 @@ def test_estimate_by_hand():
 def test_the_estimate_counts_the_optimizers_state(optimizer, family, vgg16_weights):
     """STATE_IMAGES is the size of the step's state in images (scalars aside): a change of
     the state (another buffer, a longer L-BFGS history) must change the estimate too."""
-    run = prepare(CONTENT, STYLE, StyleConfig.tiny(optimizer=optimizer), vgg16_weights)
+    run = prepare(CONTENT, STYLE, tiny(optimizer=optimizer), vgg16_weights)
     opt = make_optimizer(optimizer)
     state = jax.eval_shape(lambda: init_state(run.objective, opt, run.problem, jnp.asarray(run.start)))
     images = sum(leaf.size for leaf in jax.tree.leaves(state)) / run.start.size

@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 
 from nst_jax import record as rec
-from nst_jax.config import StyleConfig
 from nst_jax.errors import NstError
 from nst_jax.run import stylize
 from nst_jax.sweep import sweep
 
-from conftest import CONTENT, STYLE
+from conftest import CONTENT, STYLE, tiny
 
 
 def strict(path: Path) -> dict:
@@ -31,7 +30,7 @@ def strict(path: Path) -> dict:
 def tiny_run(vgg16_weights):
     """A real four-step run with the terms logged every other step, and its call times."""
     times = rec.CallTimes()
-    config = StyleConfig.tiny(steps=4, log_every=2, scales=(24, 32))
+    config = tiny(steps=4, log_every=2, scales=(24, 32))
     plans = []
     result = stylize(CONTENT, STYLE, config, weights=vgg16_weights, callback=times, on_plan=plans.extend)
     return result, times, tuple(plans)
@@ -77,7 +76,7 @@ def test_nan_and_infinity_are_null(tiny_run, tmp_path):
 
 def test_a_sweep_record_has_a_column_per_cell(vgg16_weights, tmp_path):
     times = rec.CallTimes()
-    result = sweep(CONTENT, STYLE, StyleConfig.tiny(steps=3), style_weights=[1.0, 1e3], weights=vgg16_weights,
+    result = sweep(CONTENT, STYLE, tiny(steps=3), style_weights=[1.0, 1e3], weights=vgg16_weights,
                    max_chunk=1, callback=lambda chunk, p: times(p))
     path = rec.write_record(rec.sweep_record(result, command=["nst-jax", "sweep"], inputs={}, output=tmp_path / "g",
                                              times=times), tmp_path / "g.json")

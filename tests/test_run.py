@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import nst_jax
-from conftest import CONTENT, STYLE
+from conftest import CONTENT, STYLE, tiny
 from nst_jax.config import StyleConfig
 from nst_jax.errors import NstError
 from nst_jax.image import save_image
@@ -20,7 +20,7 @@ SAMPLES = Path(nst_jax.__file__).parent / "samples"
 
 
 def test_adam_keeps_pixels_in_range_and_lowers_the_loss(vgg16_weights):
-    config = StyleConfig.tiny(steps=12, init="noise", learning_rate=0.01)
+    config = tiny(steps=12, init="noise", learning_rate=0.01)
     result = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
     assert result.stopped == "done" and result.steps == 12 and result.function_evals == 12
     assert result.history[-1].total < 0.75 * result.history[0].total
@@ -30,7 +30,7 @@ def test_adam_keeps_pixels_in_range_and_lowers_the_loss(vgg16_weights):
 
 
 def test_lbfgs_counts_function_evaluations_apart_from_steps(vgg16_weights):
-    config = StyleConfig.tiny(optimizer="lbfgs", steps=6, log_every=3)
+    config = tiny(optimizer="lbfgs", steps=6, log_every=3)
     result = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
     assert result.steps == 6 and result.function_evals >= 7  # the start is evaluated once more
     assert result.history[-1].total < 0.5 * result.history[0].total
@@ -39,7 +39,7 @@ def test_lbfgs_counts_function_evaluations_apart_from_steps(vgg16_weights):
 
 
 def test_lbfgs_fixed_is_one_evaluation_per_step(vgg16_weights):
-    result = stylize(CONTENT, STYLE, StyleConfig.tiny(optimizer="lbfgs-fixed", steps=6), weights=vgg16_weights)
+    result = stylize(CONTENT, STYLE, tiny(optimizer="lbfgs-fixed", steps=6), weights=vgg16_weights)
     assert result.function_evals == 6
     # 0.66 with the default low-pass curvature on these random weights at 32 px, where an
     # image holds few fine frequencies for it to damp (plain L-BFGS: below 0.5)
@@ -48,20 +48,20 @@ def test_lbfgs_fixed_is_one_evaluation_per_step(vgg16_weights):
 
 @pytest.mark.parametrize("optimizer,per_step", [("lbfgs-backtrack", 1), ("lbfgs-armijo", 3)])
 def test_lbfgs_with_an_unrolled_search_counts_its_trials(optimizer, per_step, vgg16_weights):
-    result = stylize(CONTENT, STYLE, StyleConfig.tiny(optimizer=optimizer, steps=6), weights=vgg16_weights)
+    result = stylize(CONTENT, STYLE, tiny(optimizer=optimizer, steps=6), weights=vgg16_weights)
     assert result.function_evals == 6 * per_step
     assert result.history[-1].total < 0.75 * result.history[0].total
     assert result.image.min() >= 0 and result.image.max() <= 1
 
 
 def test_any_optax_optimizer_by_name(vgg16_weights):
-    result = stylize(CONTENT, STYLE, StyleConfig.tiny(optimizer="rmsprop", learning_rate=0.01),
+    result = stylize(CONTENT, STYLE, tiny(optimizer="rmsprop", learning_rate=0.01),
                      weights=vgg16_weights)
     assert result.history[-1].total < result.history[0].total
 
 
 def test_a_run_that_never_improves_says_so(vgg16_weights):
-    config = StyleConfig.tiny(optimizer="sgd", learning_rate=1e4, steps=3)
+    config = tiny(optimizer="sgd", learning_rate=1e4, steps=3)
     result = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
     assert result.improved is False
     np.testing.assert_array_equal(result.best_image, np.clip(CONTENT, 0, 1))
@@ -69,7 +69,7 @@ def test_a_run_that_never_improves_says_so(vgg16_weights):
 
 @pytest.mark.parametrize("k", [2, 4])
 def test_scanned_calls_follow_the_same_path(k, vgg16_weights):
-    config = StyleConfig.tiny(steps=6)
+    config = tiny(steps=6)
     one = stylize(CONTENT, STYLE, config.replace(steps_per_call=1), weights=vgg16_weights)
     many = stylize(CONTENT, STYLE, config.replace(steps_per_call=k), weights=vgg16_weights)
     np.testing.assert_allclose([r.total for r in many.history], [r.total for r in one.history], rtol=1e-5)
@@ -79,7 +79,7 @@ def test_scanned_calls_follow_the_same_path(k, vgg16_weights):
 
 @pytest.mark.parametrize("init", ["content", "noise", "noisy-content", "style"])
 def test_same_seed_same_result_bit_for_bit(init, vgg16_weights):
-    config = StyleConfig.tiny(init=init, steps=3, seed=5)
+    config = tiny(init=init, steps=3, seed=5)
     a = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
     b = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
     np.testing.assert_array_equal(a.image, b.image)
@@ -90,7 +90,7 @@ def test_same_seed_same_result_bit_for_bit(init, vgg16_weights):
 
 def test_init_from_image_file(tmp_path, vgg16_weights):
     save_image(np.full((10, 10, 3), 0.5, np.float32), tmp_path / "start.png")
-    config = StyleConfig.tiny(init="image", init_image=str(tmp_path / "start.png"), steps=0)
+    config = tiny(init="image", init_image=str(tmp_path / "start.png"), steps=0)
     result = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
     assert result.image.shape == CONTENT.shape and np.allclose(result.image, 0.5, atol=1 / 255)
     assert result.improved is None
@@ -102,23 +102,23 @@ def test_ctrl_c_returns_the_best_so_far_and_leaves_a_checkpoint(tmp_path, vgg16_
             raise KeyboardInterrupt
 
     ckpt = tmp_path / "run.ckpt"
-    result = stylize(CONTENT, STYLE, StyleConfig.tiny(steps=10), weights=vgg16_weights, callback=interrupt,
+    result = stylize(CONTENT, STYLE, tiny(steps=10), weights=vgg16_weights, callback=interrupt,
                      checkpoint=ckpt, checkpoint_every=100)
     assert result.stopped == "interrupted" and result.steps == 3
     assert np.isfinite(result.best_loss) and ckpt.exists()
-    resumed = stylize(CONTENT, STYLE, StyleConfig.tiny(steps=10), weights=vgg16_weights, resume=ckpt)
+    resumed = stylize(CONTENT, STYLE, tiny(steps=10), weights=vgg16_weights, resume=ckpt)
     assert resumed.steps == 10 and [r.step for r in resumed.history] == list(range(10))
 
 
 def test_a_callback_can_stop_the_run(vgg16_weights):
-    result = stylize(CONTENT, STYLE, StyleConfig.tiny(steps=10), weights=vgg16_weights,
+    result = stylize(CONTENT, STYLE, tiny(steps=10), weights=vgg16_weights,
                      callback=lambda p: p.step >= 2)
     assert result.stopped == "callback" and result.steps == 2
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs-fixed", "lbfgs-backtrack"])
 def test_resumed_run_is_bit_identical(optimizer, tmp_path, vgg16_weights):
-    config = StyleConfig.tiny(optimizer=optimizer, steps=6, init="noisy-content", log_every=2)
+    config = tiny(optimizer=optimizer, steps=6, init="noisy-content", log_every=2)
     whole = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
     ckpt = tmp_path / "half.ckpt"
     half = stylize(CONTENT, STYLE, config.replace(steps=3), weights=vgg16_weights, checkpoint=ckpt,
@@ -135,7 +135,7 @@ def test_resumed_run_is_bit_identical(optimizer, tmp_path, vgg16_weights):
 
 
 def test_a_checkpoint_for_another_run_is_refused_and_kept(tmp_path, vgg16_weights):
-    config = StyleConfig.tiny(steps=2)
+    config = tiny(steps=2)
     ckpt = tmp_path / "run.ckpt"
     stylize(CONTENT, STYLE, config, weights=vgg16_weights, checkpoint=ckpt, checkpoint_every=2)
     before = ckpt.read_bytes()
@@ -167,7 +167,7 @@ def test_a_checkpoint_from_before_a_field_existed_reads_as_its_old_behaviour(fie
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
-    config = StyleConfig.tiny(scales=(16, 32), steps=2, optimizer="lbfgs-backtrack", **{field: old})
+    config = tiny(scales=(16, 32), steps=2, optimizer="lbfgs-backtrack", **{field: old})
     ckpt = tmp_path / "old.ckpt"
     stylize(CONTENT, STYLE, config, weights=vgg16_weights, checkpoint=ckpt, checkpoint_every=1,
             callback=lambda p: p.step == 3)
@@ -186,12 +186,12 @@ def test_a_checkpoint_from_before_a_field_existed_reads_as_its_old_behaviour(fie
 def test_the_precondition_binds_a_resume_only_for_lbfgs():
     """Only L-BFGS reads config.precondition: an Adam checkpoint resumes under any corner,
     an L-BFGS one only under its own."""
-    assert "precondition" not in StyleConfig.tiny(optimizer="adam").objective_fields()
-    assert "precondition" in StyleConfig.tiny(optimizer="lbfgs-backtrack").objective_fields()
+    assert "precondition" not in tiny(optimizer="adam").objective_fields()
+    assert "precondition" in tiny(optimizer="lbfgs-backtrack").objective_fields()
 
 
 def test_upscaling_a_small_content_image_is_noted(vgg16_weights):
-    result = stylize(CONTENT[:10, :10], STYLE, StyleConfig.tiny(steps=0), weights=vgg16_weights)
+    result = stylize(CONTENT[:10, :10], STYLE, tiny(steps=0), weights=vgg16_weights)
     assert any("content image is 10x10 px, upscaled to 32x32" in n for n in result.notes)
 
 
@@ -250,7 +250,7 @@ def test_a_progress_pictures_what_the_run_would_save(vgg16_weights):
     """Each callback's progress makes, only when asked, the picture the run would save if it
     stopped there: after the last step, the result's output (average, colour control)."""
     seen = []
-    config = StyleConfig.tiny(steps=3, average=0.5, colour="original", scales=(24, 32))
+    config = tiny(steps=3, average=0.5, colour="original", scales=(24, 32))
     result = stylize(CONTENT, STYLE, config, weights=vgg16_weights, callback=seen.append)
     assert [p.step for p in seen] == list(range(1, 7)) and all(len(p.metrics.loss) == 1 for p in seen)
     assert seen[2].picture().shape[:2] != seen[-1].picture().shape[:2]  # each scale at its size

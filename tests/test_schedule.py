@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import CONTENT, STYLE
+from conftest import CONTENT, STYLE, tiny
 from nst_jax.config import StyleConfig
 from nst_jax.inputs import prepare
 from nst_jax.run import stylize
@@ -50,7 +50,7 @@ def test_resampling_keeps_every_channels_mean_and_sign():
 
 
 def test_iterate_average_by_hand(vgg16_weights):
-    config = StyleConfig.tiny(average=0.5)
+    config = tiny(average=0.5)
     run = prepare(CONTENT, STYLE, config, vgg16_weights)
     opt = make_optimizer("adam")
     state = init_state(run.objective, opt, run.problem, run.start)
@@ -68,7 +68,7 @@ def test_iterate_average_by_hand(vgg16_weights):
 
 
 def test_carrying_adam_to_the_next_scale_resamples_its_moments(vgg16_weights):
-    config = StyleConfig.tiny()
+    config = tiny()
     small = prepare(CONTENT, STYLE, config.replace(size=16), vgg16_weights)
     big = prepare(CONTENT, STYLE, config, vgg16_weights)
     opt = make_optimizer("adam")
@@ -92,7 +92,7 @@ def test_the_next_start_gets_the_band_the_coarse_scale_could_not_hold(vgg16_weig
     channel); detail 0 is the plain upsample."""
     rng = np.random.default_rng(5)
     start = jnp.asarray(0.25 + 0.5 * rng.uniform(size=(20, 14, 3)), jnp.float32)  # no clipping below
-    run = prepare(CONTENT, STYLE, StyleConfig.tiny(size=10), vgg16_weights)
+    run = prepare(CONTENT, STYLE, tiny(size=10), vgg16_weights)
     opt = make_optimizer("adam")
     still = init_state(run.objective, opt, run.problem, resample(start, 10, 7))
     np.testing.assert_allclose(next_start(still, start, 1.0), start, atol=1e-6)
@@ -109,7 +109,7 @@ def test_the_next_start_gets_the_band_the_coarse_scale_could_not_hold(vgg16_weig
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_a_multi_scale_run(optimizer, vgg16_weights):
-    config = StyleConfig.tiny(scales=(16, 23, 32), steps=3, optimizer=optimizer, average=0.9)
+    config = tiny(scales=(16, 23, 32), steps=3, optimizer=optimizer, average=0.9)
     result = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
     assert result.steps == 9 and [r.step for r in result.history] == list(range(9))
     assert result.output.shape == CONTENT.shape and result.last_scale_start == 6
@@ -120,7 +120,7 @@ def test_a_multi_scale_run(optimizer, vgg16_weights):
 
 
 def test_multi_scale_resume_across_a_scale_boundary(tmp_path, vgg16_weights):
-    config = StyleConfig.tiny(scales=(16, 32), steps=3, average=0.5)
+    config = tiny(scales=(16, 32), steps=3, average=0.5)
     whole = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
     ckpt = tmp_path / "run.ckpt"
     stop = lambda p: p.step == 3  # noqa: E731  (the end of the first scale)
@@ -133,7 +133,7 @@ def test_multi_scale_resume_across_a_scale_boundary(tmp_path, vgg16_weights):
 
 @pytest.mark.parametrize("detail", [0.0, 1.0])
 def test_a_multi_scale_sweep_matches_its_stylize(detail, vgg16_weights):
-    config = StyleConfig.tiny(scales=(16, 32), steps=2, average=0.5, detail=detail)
+    config = tiny(scales=(16, 32), steps=2, average=0.5, detail=detail)
     grid = sweep(CONTENT, STYLE, config, [1e2, 1e4], weights=vgg16_weights)
     for b, beta in enumerate([1e2, 1e4]):
         one = stylize(CONTENT, STYLE, config.replace(style_weight=beta), weights=vgg16_weights)
@@ -144,7 +144,7 @@ def test_a_multi_scale_sweep_matches_its_stylize(detail, vgg16_weights):
 def test_a_run_starts_each_scale_with_the_configs_detail(vgg16_weights):
     """The second scale's first loss is the objective at next_start(first scale's end,
     its start image, config.detail): the driver passes the config's detail through."""
-    config = StyleConfig.tiny(scales=(16, 32), steps=2, init="content")
+    config = tiny(scales=(16, 32), steps=2, init="content")
     first = stylize(CONTENT, STYLE, config.replace(size=16, scales=()), weights=vgg16_weights)
     small, big = (prepare(CONTENT, STYLE, config, vgg16_weights, size=size) for size in (16, 32))
     opt = make_optimizer(config.optimizer)
@@ -170,7 +170,7 @@ def test_mean_content_norm_is_size_invariant(vgg16_weights):
     terms = {}
     for norm in ("sum", "mean"):
         for name, image, size in (("small", small, 32), ("big", big, 64)):
-            config = StyleConfig.tiny(size=size, content_norm=norm, tv_weight=1.0)
+            config = tiny(size=size, content_norm=norm, tv_weight=1.0)
             target_at = np.asarray(jax.image.resize(target, (size, size, 3), "linear"), np.float32)
             run = prepare(target_at, target_at, config, vgg16_weights)
             terms[norm, name] = run.objective(run.problem, jnp.asarray(image))[1]

@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import CONTENT, STYLE
-from nst_jax.config import StyleConfig
+from conftest import CONTENT, STYLE, tiny
 from nst_jax.errors import NstError
 from nst_jax.inputs import prepare
 from nst_jax.run import drive
@@ -17,7 +16,7 @@ from nst_jax.step import box, init_state, make_optimizer, make_step
 
 
 def setup(weights, **changes):
-    config = StyleConfig.tiny(**changes)
+    config = tiny(**changes)
     run = prepare(CONTENT, STYLE, config, weights)
     opt = make_optimizer(config.optimizer, config.learning_rate)
     state = init_state(run.objective, opt, run.problem, run.start)

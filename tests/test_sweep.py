@@ -15,11 +15,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import nst_jax
-from conftest import CONTENT, STYLE
+from conftest import CONTENT, STYLE, tiny
 from nst_jax import inputs
 from nst_jax.cli import app
 from nst_jax.specs import parse_blend_grid, parse_layer_sets
-from nst_jax.config import StyleConfig
 from nst_jax.errors import NstError
 from nst_jax.image import load_image
 from nst_jax.run import stylize
@@ -35,7 +34,7 @@ SETS = [(1.0, 0.0), (0.5, 0.5)]
 @pytest.mark.parametrize("optimizer,k,tol", [("adam", 1, 1e-5), ("lbfgs", 1, 1e-3), ("adam", 2, 1e-5),
                                              ("lbfgs-backtrack", 1, 1e-3), ("lbfgs-armijo", 2, 1e-3)])
 def test_each_cell_equals_its_own_stylize(optimizer, k, tol, vgg16_weights):
-    config = StyleConfig.tiny(optimizer=optimizer, steps=4, init="noisy-content", steps_per_call=k)
+    config = tiny(optimizer=optimizer, steps=4, init="noisy-content", steps_per_call=k)
     result = sweep(CONTENT, STYLE, config, BETAS, SETS, weights=vgg16_weights)
     assert result.shape == (2, 2) and result.compiles == 1
     for b, (layer_set, beta) in enumerate((s, w) for s in SETS for w in BETAS):
@@ -48,7 +47,7 @@ def test_each_cell_equals_its_own_stylize(optimizer, k, tol, vgg16_weights):
 
 def test_a_blend_axis_cell_equals_its_own_stylize(vgg16_weights):
     other = np.random.default_rng(7).uniform(size=(20, 30, 3)).astype(np.float32)
-    config = StyleConfig.tiny(steps=3, init="noisy-content")
+    config = tiny(steps=3, init="noisy-content")
     blends = [(1.0, 0.0), (0.5, 0.5), (1.0, 3.0)]  # the last is normalised to (0.25, 0.75)
     result = sweep(CONTENT, [STYLE, other], config, [1e4], blends=blends, weights=vgg16_weights)
     assert result.shape == (3, 1) and result.compiles == 1
@@ -73,7 +72,7 @@ def test_blend_grid_rows():
 
 
 def test_chunks_give_the_same_cells_and_compile_once(vgg16_weights):
-    config = StyleConfig.tiny(steps=3)
+    config = tiny(steps=3)
     whole = sweep(CONTENT, STYLE, config, [1e2, 1e3, 1e4], weights=vgg16_weights)
     chunked = sweep(CONTENT, STYLE, config, [1e2, 1e3, 1e4], weights=vgg16_weights, max_chunk=2)
     assert (whole.chunks, chunked.chunks) == (1, 2)
@@ -102,7 +101,7 @@ SHARDED = textwrap.dedent("""
     from nst_jax.weights import VGGWeights
     from conftest import CONTENT, STYLE
     w = VGGWeights("vgg16", "torchvision", random_params("vgg16", seed=16))
-    r = sweep(CONTENT, STYLE, StyleConfig.tiny(steps=3), [1e2, 1e3, 1e4], weights=w)
+    r = sweep(CONTENT, STYLE, tiny(steps=3), [1e2, 1e3, 1e4], weights=w)
     print(json.dumps({{"devices": len(jax.devices()), "used": r.devices, "compiles": r.compiles,
                       "best": r.best_losses.tolist(), "last": r.history[-1].tolist()}}))
 """)
@@ -115,7 +114,7 @@ def test_sharded_over_four_cpu_devices_matches_one(vgg16_weights):
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["devices"] == 4 and got["used"] == 4 and got["compiles"] == 1
-    here = sweep(CONTENT, STYLE, StyleConfig.tiny(steps=3), [1e2, 1e3, 1e4], weights=vgg16_weights)
+    here = sweep(CONTENT, STYLE, tiny(steps=3), [1e2, 1e3, 1e4], weights=vgg16_weights)
     np.testing.assert_allclose(got["best"], here.best_losses, rtol=1e-5)
     np.testing.assert_allclose(got["last"], here.history[-1], rtol=1e-5)
 
@@ -146,7 +145,7 @@ def test_cells_can_be_written_with_sixteen_bits(tmp_path):
     cells = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
     result = SweepResult(cells, cells, np.ones(2), np.array([[2.0, 2.0], [1.0, 1.0]]),
                          {k: np.zeros(2) for k in ("content", "style", "tv")}, [1e2, 1e4], [(1.0,)], [()],
-                         1, 1, 1, 0.1, 0.05, StyleConfig.tiny(style_layers=("relu1_1",), style_layer_weights=(1.0,)))
+                         1, 1, 1, 0.1, 0.05, tiny(style_layers=("relu1_1",), style_layer_weights=(1.0,)))
     write_sweep(result, tmp_path, ["relu1_1"], 16)
     for c in range(2):
         with Image.open(tmp_path / f"cell_r0_c{c}.png") as cell:
@@ -171,7 +170,7 @@ def test_sweep_command_puts_blends_on_the_rows(tmp_path, vgg16_weights, monkeypa
 
 
 def test_sweep_resumes_from_its_own_state(vgg16_weights):
-    config = StyleConfig.tiny(steps=4)
+    config = tiny(steps=4)
     whole = sweep(CONTENT, STYLE, config, [1e2, 1e4], weights=vgg16_weights)
     half = sweep(CONTENT, STYLE, config.replace(steps=2), [1e2, 1e4], weights=vgg16_weights)
     rest = sweep(CONTENT, STYLE, config, [1e2, 1e4], weights=vgg16_weights, resume=half.state)
@@ -181,7 +180,7 @@ def test_sweep_resumes_from_its_own_state(vgg16_weights):
 
 def test_cells_that_never_improve_are_flagged(vgg16_weights):
     # plain SGD's step grows with beta: the small-beta cells improve, the large one overshoots
-    config = StyleConfig.tiny(optimizer="sgd", learning_rate=1e-3, steps=3)
+    config = tiny(optimizer="sgd", learning_rate=1e-3, steps=3)
     result = sweep(CONTENT, STYLE, config, [1e2, 1e4, 1e6], weights=vgg16_weights)
     assert result.improved.tolist() == [True, True, False]
     np.testing.assert_array_equal(result.best_images[2], np.clip(CONTENT, 0, 1))
@@ -192,7 +191,7 @@ def test_a_chunk_pictures_what_the_sweep_would_save(vgg16_weights):
     """A sweep's progress makes each cell's picture of its chunk (the last chunk padded by
     wrapping) on demand: after the last step, the result's outputs."""
     last = {}
-    result = sweep(CONTENT, STYLE, StyleConfig.tiny(steps=2, average=0.5), style_weights=[1.0, 10.0, 1e3],
+    result = sweep(CONTENT, STYLE, tiny(steps=2, average=0.5), style_weights=[1.0, 10.0, 1e3],
                    weights=vgg16_weights, max_chunk=2, callback=lambda chunk, p: last.__setitem__(chunk, p))
     assert sorted(last) == [0, 1] and last[1].metrics.loss.shape == (1, 2)
     np.testing.assert_array_equal(last[0].picture(), result.outputs[:2])

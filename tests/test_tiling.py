@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import CONTENT, STYLE
+from conftest import CONTENT, STYLE, tiny
 from nst_jax import memory
 from nst_jax.config import StyleConfig
 from nst_jax.errors import NstError
@@ -58,7 +58,7 @@ def variant(name: str, tmp_path) -> tuple[StyleConfig, list]:
     but at 80-96 px the whole picture would run some layers as Winograd where the smaller
     tiles do not, and two lowerings' rounding differs by ~2e-4 in the gradient on this
     random network (max-pool near-ties take another branch), which is not tiling's error."""
-    base = StyleConfig.tiny(size=80, tv_weight=3.0, conv="lax", **SHALLOW)
+    base = tiny(size=80, tv_weight=3.0, conv="lax", **SHALLOW)
     if name == "paper norms":
         return base, [STYLE]
     if name == "content mean, style mean":
@@ -77,7 +77,7 @@ def variant(name: str, tmp_path) -> tuple[StyleConfig, list]:
     if name == "luminance":
         return base.replace(colour="luminance"), [STYLE]
     if name == "paper layers":  # VGG16 to relu5_1: R = 58 px, 16 px grid
-        return StyleConfig.tiny(size=96, content_layers=("relu4_2",), style_layers=StyleConfig().style_layers,
+        return tiny(size=96, content_layers=("relu4_2",), style_layers=StyleConfig().style_layers,
                                 style_layer_weights=StyleConfig().style_layer_weights, conv="lax"), [STYLE]
     raise KeyError(name)
 
@@ -166,7 +166,7 @@ def test_coarse_to_fine_tiles_only_the_scales_that_need_it(vgg16_weights, monkey
     # detail 0: with the photo's band the 96 px start has pixels at near-zero gradient, where
     # Adam's first steps (m / sqrt(v)) turn the tiles' rounding into steps of up to its
     # learning rate (measured: 7 of 24192 values 2.8e-4 apart); the losses agree either way.
-    config = StyleConfig.tiny(size=96, scales=(48, 96), steps=2, conv="lax", detail=0.0,
+    config = tiny(size=96, scales=(48, 96), steps=2, conv="lax", detail=0.0,
                               **SHALLOW)  # see variant()
     taps = prepare(CONTENT, STYLE, config, vgg16_weights).objective.model.taps
     # a budget between the whole steps at 48 and at 96 px

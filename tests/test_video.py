@@ -25,6 +25,7 @@ from nst_jax.inputs import prepare
 from nst_jax.losses import temporal_loss
 from nst_jax.objective import Problem
 from nst_jax.tiling import TilePlan, receptive_radius
+from conftest import tiny
 
 SAMPLES = Path(nst_jax.__file__).parent / "samples"
 runner = CliRunner()
@@ -124,7 +125,7 @@ def test_temporal_loss_by_hand():
 
 
 def test_the_objective_adds_gamma_times_the_temporal_term(vgg16_weights):
-    config = StyleConfig.tiny()
+    config = tiny()
     run_ = prepare(np.asarray(CONTENT), np.asarray(STYLE), config, vgg16_weights)
     x = jnp.asarray(run_.start)
     target = jnp.asarray(np.random.default_rng(2).uniform(size=x.shape), jnp.float32)
@@ -138,7 +139,7 @@ def test_the_objective_adds_gamma_times_the_temporal_term(vgg16_weights):
 
 
 def test_the_temporal_term_of_a_tiled_objective_is_the_whole_ones(vgg16_weights):
-    config = StyleConfig.tiny()
+    config = tiny()
     run_ = prepare(np.asarray(CONTENT), np.asarray(STYLE), config, vgg16_weights)
     taps = run_.objective.model.taps
     tiled = dataclasses.replace(run_.objective, tiles=TilePlan(16, receptive_radius("vgg16", taps)))
