@@ -470,6 +470,8 @@ def advice(config: StyleConfig, blew_up: bool) -> str:
                 else f"lower --lr (now {lr:g}) or --style-weight (now {config.style_weight:g})")
     if config.learning_rate == 0:
         return "raise --lr (0 moves nothing)"
+    if config.steps == 1:
+        return "give --steps 2 or more (a step is scored by the evaluation that starts the next one)"
     if not lbfgs:
         return f"change --lr (now {lr:g}): lower if the loss rose, higher if it barely moved"
     return "lower --style-weight (L-BFGS steps grow with the loss scale) or give more --steps"

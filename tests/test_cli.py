@@ -164,6 +164,8 @@ def test_a_run_that_never_improved_writes_nothing(tmp_path, captured):
     r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--optimizer", "adam")
     assert "no step lowered the loss" in one_line_error(r, 4) and "change --lr (now 0.02)" in r.output
     assert not (tmp_path / "o.png").exists()
+    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--steps", 1)  # nothing scores that step
+    assert "give --steps 2 or more" in one_line_error(r, 4)
 
 
 def test_a_missing_output_folder_is_created(tmp_path, captured):
