@@ -232,8 +232,9 @@ def describe_plans(plans) -> str:
     return f"{last} ({whole} of {len(plans)} scales whole)"
 
 
-def plan_chunks(n_cells: int, n_devices: int, per_cell: int, fixed: int, available: int) -> int:
-    """Cells per chunk: as many as fit in the headroom, a multiple of the device count."""
-    fit = max(1, int((HEADROOM * available - fixed) // per_cell)) if per_cell else n_cells
+def plan_chunks(n_cells: int, n_devices: int, per_cell: int, fixed: int, budget: int) -> int:
+    """Cells per chunk: as many as fit in ``budget`` (:func:`budget_bytes`: the headroom of
+    what is available, at most config.max_memory), a multiple of the device count."""
+    fit = max(1, int((budget - fixed) // per_cell)) if per_cell else n_cells
     size = min(n_cells, fit * n_devices)
     return max(n_devices, size // n_devices * n_devices)

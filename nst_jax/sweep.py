@@ -37,7 +37,7 @@ from .config import StyleConfig
 from .errors import ConfigError, NstError
 from .inputs import as_list, normalised_blend, prepare, resolve_weights
 from .losses import LossWeights
-from .memory import available_bytes, estimate_bytes, plan_chunks
+from .memory import budget_bytes, estimate_bytes, plan_chunks
 from .objective import Problem, loss_weights
 from .run import (TERMS, Progress, RunState, averaged_or_best, climb, default_steps_per_call, drive,
                   join_traces, output_picture, prepared_at, scale_of, scale_span, with_picture)
@@ -168,10 +168,10 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     per_cell = estimate_bytes(arch, h, w, taps, batch=1, content_taps=config.content_layers,
                               optimizer=config.optimizer, conv=conv) - fixed
     # Accelerators each have their own memory; CPU "devices" share the host's RAM.
-    memory = available_bytes() * (1 if devices[0].platform == "cpu" else len(devices))
+    budget = budget_bytes(config.max_memory) * (1 if devices[0].platform == "cpu" else len(devices))
     if jax.process_count() > 1:  # one plan for all: the least any process has
-        memory = int(_gather(np.array([memory], np.float32)).min())
-    chunk = plan_chunks(n_cells, len(devices), per_cell, fixed, memory)
+        budget = int(_gather(np.array([budget], np.float32)).min())
+    chunk = plan_chunks(n_cells, len(devices), per_cell, fixed, budget)
     if max_chunk:
         chunk = max(len(devices), min(chunk, max_chunk) // len(devices) * len(devices))
     n_chunks = math.ceil(n_cells / chunk)

@@ -81,6 +81,16 @@ def test_chunks_give_the_same_cells_and_compile_once(vgg16_weights):
     assert chunked.best_images.shape == (3, 32, 28, 3) and chunked.history.shape == (3, 3)
 
 
+
+def test_chunks_are_planned_within_max_memory(vgg16_weights, monkeypatch):
+    import nst_jax.sweep as sweep_module
+
+    budgets = []
+    monkeypatch.setattr(sweep_module, "plan_chunks", lambda *a: budgets.append(a[-1]) or 1)
+    sweep(CONTENT, STYLE, tiny(steps=1, max_memory=0.75), [1e2, 1e3], weights=vgg16_weights)
+    assert budgets == [0.75 * 2**30]  # not all that is available
+
+
 def test_paper_layer_sets_are_cumulative():
     sets = paper_layer_sets(("a", "b", "c"))
     assert sets == [(1.0, 0.0, 0.0), (0.5, 0.5, 0.0), (1 / 3, 1 / 3, 1 / 3)]
