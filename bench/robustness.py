@@ -128,11 +128,11 @@ def main() -> None:
             rows.append(row)
             print(f"{name} {size} {pair}: content {scores['content']:.3f} style {scores['style']:.3f} "
                   f"({seconds:.0f} s)", flush=True)
-    # the table and sheets cover every row on record, not only this run's
-    all_sizes = sorted({r["size"] for r in rows})
-    refs = reference_scores(root, PAIRS, all_sizes)
+    # the table covers every row on record; the sheets, this run's sizes (the images of
+    # earlier runs may be elsewhere)
+    refs = reference_scores(root, PAIRS, sorted({r["size"] for r in rows}))
     write_table(rows, refs, PAIRS, out / "robustness.md")
-    for size in all_sizes:
+    for size in sizes:
         write_sheet(rows, refs, PAIRS, size, root, out)
     print(f"wrote {out}", flush=True)
 

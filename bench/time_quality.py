@@ -7,6 +7,9 @@ since the command started; afterwards every snapshot is scored with the AlexNet 
 against seconds, one line per pair, the scale changes marked.
 
     python bench/time_quality.py --size 512 --pairs tubingen_scream,garden_rhone --every 10
+    python bench/time_quality.py --versus steps=50     # the defaults and a variant, same run
+
+Curves of one setting are solid, the ``--versus`` setting's dashed.
 """
 
 from __future__ import annotations
@@ -57,10 +60,14 @@ def plot(curves: dict, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for pair, c in curves.items():
+    colours = {}
+    for label, c in curves.items():
+        pair = label.split(" ")[0]
+        colour = colours.setdefault(pair, f"C{len(colours)}")
         s = [p["seconds"] for p in c["points"]]
         for ax, key in zip(axes, ("content", "style")):
-            ax.plot(s, [p[key] for p in c["points"]], marker=".", label=pair)
+            ax.plot(s, [p[key] for p in c["points"]], marker=".", label=label, color=colour,
+                    linestyle="--" if c.get("versus") else "-")
     for ax, key in zip(axes, ("content", "style")):
         ax.set_xlabel("seconds since the start (compiles included)")
         ax.set_ylabel(f"{key} distance (AlexNet judge; lower is closer)")
@@ -77,6 +84,8 @@ def main() -> None:
     p.add_argument("--pairs", default="tubingen_scream,garden_rhone")
     p.add_argument("--every", type=int, default=10)
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
+    p.add_argument("--versus", nargs="*", default=None, metavar="FIELD=VALUE",
+                   help="also run each pair with these changes (on top of --set)")
     p.add_argument("--name", default="time-quality")
     p.add_argument("--shared", default=None)
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -85,17 +94,25 @@ def main() -> None:
     pairs = {x[0]: x for x in PAIRS}
     config = StyleConfig(size=args.size).replace(**parse_set(args.set))
     weights = load_weights(config.weights)
+    settings = [("", config, False)]
+    if args.versus is not None:
+        changes = parse_set(args.versus)
+        settings.append((" " + ",".join(f"{k}={v}" for k, v in changes.items()), config.replace(**changes), True))
     curves = {}
     for name in args.pairs.split(","):
         _, content, style, _ = pairs[name]
-        curves[name] = curve(root / "images" / content, root / "images" / style, config, args.every, weights)
-        last = curves[name]["points"][-1]
-        print(f"{name}: {curves[name]['seconds']:.0f} s, final content {last['content']:.3f} "
-              f"style {last['style']:.3f}", flush=True)
+        for suffix, setting, versus in settings:
+            label = name + suffix
+            curves[label] = curve(root / "images" / content, root / "images" / style, setting, args.every, weights)
+            curves[label]["versus"] = versus
+            last = curves[label]["points"][-1]
+            print(f"{label}: {curves[label]['seconds']:.0f} s, final content {last['content']:.3f} "
+                  f"style {last['style']:.3f}", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.json").write_text(json.dumps(
-        {"machine": cpu_name(), "size": args.size, "changes": parse_set(args.set), "curves": curves}, indent=1))
+        {"machine": cpu_name(), "size": args.size, "changes": parse_set(args.set),
+         "versus": parse_set(args.versus or []), "curves": curves}, indent=1))
     plot(curves, out / f"{args.name}.png", f"{args.size} px, {cpu_name()}")
     print(f"wrote {out / args.name}.json and .png", flush=True)
 
