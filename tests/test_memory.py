@@ -93,5 +93,5 @@ def test_plan_chunks():
     gib = 2**30
     assert plan_chunks(8, 1, per_cell=gib, fixed=0, budget=100 * gib) == 8
     assert plan_chunks(8, 1, per_cell=gib, fixed=gib, budget=3 * gib) == 2  # (3 - 1) / 1
-    assert plan_chunks(8, 4, per_cell=gib, fixed=0, budget=2 * gib) == 4  # at least one per device
+    assert plan_chunks(8, 4, per_cell=gib, fixed=0, budget=1.5 * gib) == 4  # at least one per device
     assert plan_chunks(3, 4, per_cell=1, fixed=0, budget=gib) == 4  # padded up to the devices

@@ -109,7 +109,7 @@ SHARDED = textwrap.dedent("""
     from nst_jax.config import StyleConfig
     from nst_jax.sweep import sweep
     from nst_jax.weights import VGGWeights
-    from conftest import CONTENT, STYLE
+    from conftest import CONTENT, STYLE, tiny
     w = VGGWeights("vgg16", "torchvision", random_params("vgg16", seed=16))
     r = sweep(CONTENT, STYLE, tiny(steps=3), [1e2, 1e3, 1e4], weights=w)
     print(json.dumps({{"devices": len(jax.devices()), "used": r.devices, "compiles": r.compiles,
