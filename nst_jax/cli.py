@@ -226,7 +226,6 @@ CONFIG_OPTIONS = {
 }
 
 
-
 def option_flag(name: str, annotation) -> str:
     """The command-line spelling of a declared option: its own name, else its first ``--`` one."""
     plain = "--" + name.replace("_", "-")

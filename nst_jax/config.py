@@ -171,6 +171,11 @@ class ColourMatch(Choice):  # the names of colour.MATCH_METHODS
     principal_axes = "principal_axes"
 
 
+# The L-BFGS family: steps may evaluate the loss several times, the preconditioner applies,
+# and no curvature carries across scales.
+LBFGS_NAMES = frozenset(m.value for m in OptimizerName) - {OptimizerName.adam.value}
+
+
 def choice(kind: type[Choice], value, field: str) -> str:
     """``value`` as a plain string if it names a member of ``kind``, else one error."""
     names = [m.value for m in kind]
@@ -359,9 +364,8 @@ class StyleConfig:
 
     @property
     def is_lbfgs(self) -> bool:
-        """Whether the optimizer is one of the L-BFGS family (steps evaluate the loss
-        several times; the preconditioner applies; curvature carries across scales)."""
-        return self.optimizer in {m.value for m in OptimizerName} - {OptimizerName.adam.value}
+        """Whether the optimizer is one of :data:`LBFGS_NAMES`."""
+        return self.optimizer in LBFGS_NAMES
 
     @property
     def sizes(self) -> tuple[int, ...]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import jax
 
+from .config import LBFGS_NAMES
 from .conv import temp_bytes, transform_bytes
 from .errors import NstError
 from .tiling import TilePlan, alignment, receptive_radius, spans
@@ -62,7 +63,7 @@ def image_buffers(optimizer: str = "adam") -> int:
     :data:`OTHER_IMAGES` and, for L-BFGS, :data:`FILTER_IMAGES`: 24 for Adam, 76 for
     L-BFGS. Counted per optimizer because a 4096 px L-BFGS run outgrew a plan that
     counted every optimizer as Adam (docs/highres.md)."""
-    family = "lbfgs" if str(optimizer).startswith("lbfgs") else "adam"
+    family = "lbfgs" if str(optimizer) in LBFGS_NAMES else "adam"
     return 2 * STATE_IMAGES[family] + OTHER_IMAGES + (FILTER_IMAGES if family == "lbfgs" else 0)
 
 

@@ -271,17 +271,19 @@ class Climb:
 
 def climb(config: StyleConfig, enter: Callable[[int, StepState | None, bool], StepState],
           advance: Callable[[int, StepState, int, int], Outcome], *, state: StepState | None = None,
-          steps: int = 0, resumed: bool = False,
+          steps: int = 0, resumed: bool = False, traces: list | None = None,
           interrupted: Callable[[StepState, int], object] | None = None) -> Climb:
     """The coarse-to-fine loop of every run (one picture, a sweep's chunk), scale by scale of
     ``config.sizes`` from the one ``steps`` reached (a resumed run) or the first:
     ``state = enter(index, state, moved)`` makes the scale's start (fresh when ``state`` is
     None, the last scale's carried over when ``moved``, else the resumed state as it is),
     then ``advance(index, state, first, end)`` drives steps ``first`` to ``end`` unless
-    they are done. Stops after a scale that did not finish; Ctrl-C between two scales keeps
-    the last scale's state (``interrupted(state, steps)`` is told)."""
+    they are done, appending its trace to ``traces`` (a list the caller may read meanwhile).
+    Stops after a scale that did not finish; Ctrl-C between two scales keeps the last
+    scale's state (``interrupted(state, steps)`` is told)."""
     current = scale_of(config, steps) if resumed else None
-    traces, stopped, seconds, compile_seconds, entered = [], "done", 0.0, 0.0, False
+    traces = [] if traces is None else traces
+    stopped, seconds, compile_seconds, entered = "done", 0.0, 0.0, False
     for index in range(len(config.sizes)):
         if current is not None and index < current:
             continue
@@ -340,6 +342,7 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
         done = checkpoint_step(resume)
     total = config.steps * len(config.sizes)
     runs, notes, saved = {}, [], [history]  # runs: prepared scales by index; saved: a resume's steps
+    climbed = []  # the traces of the scales driven in this call (climb appends them)
 
     def save(state, steps_done, trace, run):
         if checkpoint is not None:
@@ -365,24 +368,20 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
         notes.extend(n for n in run.notes if n not in notes)
         return state
 
-    climbed = []  # the traces of the scales finished in this call
-
     def advance(index, state, first, end):
         run = runs[index]
         picture = partial(output_picture, run.objective, run.problem, config, run.colour_content)
-        outcome = drive(make_step(run.objective, optimizer, config.average), state, run.problem, steps=end,
+        return drive(make_step(run.objective, optimizer, config.average), state, run.problem, steps=end,
                         start=first, steps_per_call=k, log_every=config.log_every,
                         callback=callback and partial(with_picture, callback, picture),
                         checkpoint=partial(save, run=run), total=total,
                         checkpoint_every=checkpoint_every if checkpoint is not None else 0)
-        climbed.append(outcome.trace.arrays)
-        return outcome
 
     def interrupted(state, steps_done):  # between scales: saved with the scale it was made at
         save(state, steps_done, Trace(), prepared_at(runs.values(), state))
 
     result = climb(config, enter, advance, state=state, steps=done, resumed=resume is not None,
-                   interrupted=interrupted)
+                   traces=climbed, interrupted=interrupted)
     run = prepared_at(runs.values(), result.state)
     final = jax.device_get(result.state)
     joined = join_traces(saved + climbed)

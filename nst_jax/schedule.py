@@ -15,6 +15,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .config import LBFGS_NAMES
 from .step import Optimizer, StepState, averaged, box
 
 
@@ -62,7 +63,7 @@ def carry_state(state: StepState, fresh: StepState, optimizer: Optimizer) -> Ste
             return old
         return resample(old, height, width)  # image-shaped buffers (Adam's moments)
 
-    opt_state = fresh.opt_state if optimizer.name.startswith("lbfgs") else jax.tree.map(
+    opt_state = fresh.opt_state if optimizer.name in LBFGS_NAMES else jax.tree.map(
         carry, state.opt_state, fresh.opt_state)
     return fresh._replace(opt_state=opt_state, evals=fresh.evals + state.evals,
                           average=resample(state.average, height, width),

@@ -95,7 +95,7 @@ def config_from_options(options: dict, base: StyleConfig = StyleConfig()) -> Sty
         elif name in ("mask", "style_mask"):
             fields[FIELD_OF[name]] = tuple(map(str, value or ()))
         elif isinstance(value, (Enum, Path)):
-            fields[name] = str(value)
+            fields[FIELD_OF.get(name, name)] = str(value)
         elif value is not None:
             fields[FIELD_OF.get(name, name)] = value
     if ratio is not None:
