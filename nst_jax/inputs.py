@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -89,59 +90,66 @@ def style_targets(objective: Objective, variables, styles: list[np.ndarray], out
 
     A tiled objective computes the Grams tile by tile too (forward only, with its tiles).
     """
+    per_style = [scaled_grams(objective, variables, style, tuple(out_hw),
+                              None if guides is None or guides[k] is None else [g[0] for g in guides[k]])
+                 for k, style in enumerate(styles)]
+    return tuple(jnp.stack(g) for g in zip(*per_style))
+
+
+@partial(jax.jit, static_argnums=(0, 3))
+def scaled_grams(objective: Objective, variables, image, out_hw: tuple[int, int], own=None) -> tuple:
+    """One style image's T_k^l of :func:`style_targets` per style layer, as one program."""
     arch, layers = objective.model.arch, objective.style_layers
     positions = {l.name: h * w for l, h, w in layer_sizes(arch, *out_hw, layers)}
-    sizes = {}
-    grams = [[] for _ in layers]
-    for k, style in enumerate(styles):
-        own = None if guides is None or guides[k] is None else [g[0] for g in guides[k]]
-        if objective.tiles is None:
-            feats = jax.jit(objective.model.apply)(variables, style)
-            style_grams = [gram(feats[n]) if own is None else guided_gram(feats[n], own[i])
-                           for i, n in enumerate(layers)]
-        else:
-            tiled = jax.jit(tiled_grams, static_argnums=(0, 3, 4))(objective.model, variables, style,
-                                                                   objective.tiles, layers, own)
-            style_grams = [tiled[n] for n in layers]
-        sizes = {l.name: h * w for l, h, w in layer_sizes(arch, *style.shape[:2], layers)}
-        for i, name in enumerate(layers):
-            grams[i].append(positions[name] / sizes[name] * style_grams[i])
-    return tuple(jnp.stack(g) for g in grams)
+    sizes = {l.name: h * w for l, h, w in layer_sizes(arch, *image.shape[:2], layers)}
+    grams = image_grams(objective, variables, image, own)
+    return tuple(positions[n] / sizes[n] * grams[n] for n in layers)
+
+
+def image_grams(objective: Objective, variables, image, own=None) -> dict:
+    """{style layer: Gram of ``image``} (guided by ``own``, one channel per layer, when
+    given), tile by tile for a tiled objective."""
+    layers = objective.style_layers
+    if objective.tiles is not None:
+        return tiled_grams(objective.model, variables, image, objective.tiles, layers, own)
+    feats = objective.model.apply(variables, image)
+    return {n: gram(feats[n]) if own is None else guided_gram(feats[n], own[i]) for i, n in enumerate(layers)}
 
 
 def content_features(objective: Objective, variables, content: np.ndarray) -> tuple[jax.Array, ...]:
     """The content taps' features of the content image (tile by tile for a tiled objective)."""
-    layers = objective.content_layers
-    if objective.tiles is None:
-        feats = jax.jit(objective.model.apply)(variables, content)
-    else:
-        feats = jax.jit(tiled_features, static_argnums=(0, 3, 4))(objective.model, variables, content,
-                                                                 objective.tiles, layers)
-    return tuple(feats[n] for n in layers)
+    return content_targets(objective, variables, content)[0]
 
 
-def style_gaps(objective: Objective, variables, content: np.ndarray, style_grams: tuple,
-               guides: tuple | None = None) -> jax.Array:
-    """(n_style_layers, K): J_style^l (without lambda_l) of the ``content`` picture against
-    each style image's target Gram in ``style_grams`` (with masks: each region's, its guided
-    Gram against that region's target), computed as the objective computes J_style^l (tile
-    by tile for a tiled objective). losses.gap_fraction measures J_style in these."""
+@partial(jax.jit, static_argnums=(0,))
+def content_targets(objective: Objective, variables, content, style_grams: tuple | None = None,
+                    guides: tuple | None = None):
+    """(the content taps' features of ``content``, its style gaps or None), as one program
+    with one network pass when untiled. The gaps (n_style_layers, K), computed when
+    ``style_grams`` are given: J_style^l (without lambda_l) of the ``content`` picture
+    against each style image's target Gram (with masks: each region's, its guided Gram
+    against that region's target), as the objective computes J_style^l. losses.gap_fraction
+    measures J_style in these."""
     model, layers = objective.model, objective.style_layers
-    shapes = {l.name: (h, w, l.c_out) for l, h, w in layer_sizes(model.arch, *content.shape[:2], layers)}
-    n_targets = style_grams[0].shape[0]
     if objective.tiles is None:
-        feats = jax.jit(model.apply)(variables, content)
+        feats = model.apply(variables, content)
+    else:
+        feats = tiled_features(model, variables, content, objective.tiles, objective.content_layers)
+    features = tuple(feats[n] for n in objective.content_layers)
+    if style_grams is None:
+        return features, None
+    shapes = {l.name: (h, w, l.c_out) for l, h, w in layer_sizes(model.arch, *content.shape[:2], layers)}
     rows = []
-    for k in range(n_targets):
+    for k in range(style_grams[0].shape[0]):
         own = None if guides is None else [g[k] for g in guides]
         if objective.tiles is None:
-            grams = {n: gram(feats[n]) if own is None else guided_gram(feats[n], own[i]) for i, n in enumerate(layers)}
+            grams = {n: gram(feats[n]) if own is None else guided_gram(feats[n], own[i])
+                     for i, n in enumerate(layers)}
         else:
-            grams = jax.jit(tiled_grams, static_argnums=(0, 3, 4))(model, variables, content, objective.tiles,
-                                                                  layers, own)
+            grams = image_grams(objective, variables, content, own)
         rows.append([style_gram_loss(style_grams[i][k], grams[n], shapes[n], objective.style_norm)
                      for i, n in enumerate(layers)])
-    return jnp.asarray(rows, jnp.float32).T
+    return features, jnp.asarray(rows, jnp.float32).T
 
 
 def describe_balance(config: StyleConfig, gaps: jax.Array, blend, shape, arch: str) -> str:
@@ -261,9 +269,9 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
         start, kept = luminance(start)[..., None], content_img[..., :1]
     style_grams = style_targets(objective, variables, style_imgs, (h, w), style_guides)
     output_guides = None if guides is None else tuple(jnp.asarray(g) for g in guides)
-    gaps = (style_gaps(objective, variables, content_img, style_grams, output_guides)
-            if config.balance == Balance.gap else None)
-    targets = Targets(content_features(objective, variables, content_img), style_grams, output_guides,
+    features, gaps = content_targets(objective, variables, content_img,
+                                     style_grams if config.balance == Balance.gap else None, output_guides)
+    targets = Targets(features, style_grams, output_guides,
                       None if free is None else (jnp.asarray(free), jnp.asarray(kept)), gaps)
     if gaps is not None and size == config.size:
         notes.append(describe_balance(config, gaps, blend, (h, w), weights.arch))

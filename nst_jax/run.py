@@ -219,9 +219,7 @@ class Result:
     def finish(self, image: np.ndarray) -> np.ndarray:
         """One of the images above as a picture: the colour control that acts after the run
         (config.colour "original" or "luminance": the content's chroma back) applied."""
-        if self.colour_content is None:
-            return image
-        return after_run(image, self.colour_content, self.config.colour)
+        return finished(image, self.colour_content, self.config)
 
     @property
     def improved(self) -> bool | None:
@@ -239,16 +237,34 @@ def averaged_or_best(average: np.ndarray | None, best: np.ndarray) -> np.ndarray
     return np.where(np.isfinite(average).all(axis=(-3, -2, -1), keepdims=True), average, best)
 
 
+def pictures(objective, problem, images) -> np.ndarray:
+    """The RGB pictures the losses saw (``Objective.picture``) of one image or of a batch on
+    a leading axis, on the host, clipped to [0, 1]."""
+    picture = objective.picture if images.ndim == 3 else jax.vmap(objective.picture, in_axes=(None, 0))
+    return np.clip(np.asarray(picture(problem, images)), 0, 1)
+
+
+def finished(images: np.ndarray, colour_content, config: StyleConfig) -> np.ndarray:
+    """Pictures with the colour control that acts after the run applied (config.colour
+    "original" or "luminance": the content's chroma back; nothing otherwise)."""
+    return images if colour_content is None else after_run(images, colour_content, config.colour)
+
+
+def final_pictures(run, config: StyleConfig, state: StepState):
+    """(last, best, average) pictures of a run's state at prepared scale ``run``, the
+    average None when averaging is off; what ``Result`` and ``SweepResult`` hold."""
+    image, best, average = jax.device_get((state.image, state.best_image,
+                                           averaged(state) if config.average else None))
+    return (pictures(run.objective, run.problem, image), pictures(run.objective, run.problem, best),
+            None if average is None else pictures(run.objective, run.problem, average))
+
+
 def output_picture(objective, problem, config: StyleConfig, colour_content, state: StepState) -> np.ndarray:
     """What a run would save if it stopped at ``state`` (one image, or a batch on a leading
-    axis), as ``Result.output`` makes it: the picture of the iterate average where that is
-    on and finite, else of the best iterate, with the colour control applied after the run.
-    Brings those images from the device."""
+    axis), as ``Result.output`` makes it. Brings those images from the device."""
     best, average = jax.device_get((state.best_image, averaged(state) if config.average else None))
-    pictures = objective.picture if best.ndim == 3 else jax.vmap(objective.picture, in_axes=(None, 0))
-    picture = lambda x: None if x is None else np.clip(np.asarray(pictures(problem, x)), 0, 1)  # noqa: E731
-    image = averaged_or_best(picture(average), picture(best))
-    return image if colour_content is None else after_run(image, colour_content, config.colour)
+    average = None if average is None else pictures(objective, problem, average)
+    return finished(averaged_or_best(average, pictures(objective, problem, best)), colour_content, config)
 
 
 def with_picture(callback: Callable[[Progress], object], picture: Callable, progress: Progress):
@@ -386,13 +402,11 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     final = jax.device_get(result.state)
     joined = join_traces(saved + climbed)
     rows = Trace(joined).rows() if joined else []
-    picture = lambda x: np.clip(np.asarray(run.objective.picture(run.problem, x)), 0, 1)  # noqa: E731
-    average = picture(averaged(final)) if config.average else None
+    image, best, average = final_pictures(run, config, final)
     done = result.steps
-    return Result(picture(final.image), picture(final.best_image), float(final.best_loss),
-                  rows, done, int(final.evals), result.stopped, result.seconds, result.compile_seconds, config,
-                  RunState(final, done, joined), notes, average, scale_span(config, scale_of(config, done))[0],
-                  run.colour_content)
+    return Result(image, best, float(final.best_loss), rows, done, int(final.evals), result.stopped,
+                  result.seconds, result.compile_seconds, config, RunState(final, done, joined), notes, average,
+                  scale_span(config, scale_of(config, done))[0], run.colour_content)
 
 
 def prepared_at(runs, state: StepState):

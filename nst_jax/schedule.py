@@ -12,6 +12,8 @@ curvature pairs do not survive a change of size and are started afresh.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 
@@ -30,6 +32,7 @@ def resample(x: jax.Array, height: int, width: int) -> jax.Array:
     return jnp.where(jnp.all(x >= 0), jnp.maximum(out, 0.0), out)
 
 
+@partial(jax.jit, static_argnums=2)  # one program per scale change, not one per operation
 def next_start(state: StepState, start: jax.Array, detail: float = 0.0) -> jax.Array:
     """The next scale's first iterate: this scale's output (the iterate average when
     averaging is on, else the last iterate) upsampled to the size of ``start`` (the next

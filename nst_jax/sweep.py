@@ -32,7 +32,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .colour import after_run
 from .config import StyleConfig
 from .errors import ConfigError, NstError
 from .inputs import as_list, normalised_blend, prepare, resolve_weights
@@ -40,9 +39,10 @@ from .losses import LossWeights
 from .memory import budget_bytes, estimate_bytes, plan_chunks
 from .objective import Problem, loss_weights
 from .run import (TERMS, Progress, RunState, averaged_or_best, climb, default_steps_per_call, drive,
-                  join_traces, output_picture, prepared_at, scale_of, scale_span, with_picture)
+                  final_pictures, finished, join_traces, output_picture, prepared_at, scale_of, scale_span,
+                  with_picture)
 from .schedule import carry_state, next_start
-from .step import averaged, init_state, make_step, optimizer_for
+from .step import init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
 
@@ -82,9 +82,7 @@ class SweepResult:
     def outputs(self) -> np.ndarray:
         """What to show per cell: the average when averaging is on (and finite), else the
         best; with the colour control that acts after the run applied (see ``Result.finish``)."""
-        images = averaged_or_best(self.average_images, self.best_images)
-        return images if self.colour_content is None else after_run(images, self.colour_content,
-                                                                     self.config.colour)
+        return finished(averaged_or_best(self.average_images, self.best_images), self.colour_content, self.config)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -252,10 +250,8 @@ def _collect(outcomes, runs, config, grid_axes, n_chunks, n_devices, compiles, s
     last = {k: arrays[k][-1] if len(arrays[k]) else np.full(len(state.best_loss), np.nan)
             for k in ("content", "style", "tv")}
     done = (resume.step if resume else 0) + steps
-    pictures = jax.vmap(run.objective.picture, in_axes=(None, 0))
-    picture = lambda x: np.clip(np.asarray(pictures(run.problem, x)), 0, 1)  # noqa: E731
-    average = picture(averaged(state)) if config.average else None
-    return SweepResult(picture(state.best_image), picture(state.image), state.best_loss,
+    image, best, average = final_pictures(run, config, state)
+    return SweepResult(best, image, state.best_loss,
                        arrays["loss"], last, *grid_axes, n_chunks, n_devices,
                        compiles, seconds, compile_seconds, config, stopped,
                        RunState(state, done, arrays), run.notes, average,

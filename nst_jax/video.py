@@ -42,14 +42,14 @@ import numpy as np
 from . import interrupt
 from .atomic import atomic_path, created
 from .clip import Clip, check_video_path, open_clip, read_frames, write_video
-from .colour import after_run, before_run, luminance
+from .colour import before_run, luminance
 from .config import Colour, StyleConfig
 from .errors import ConfigError, VideoError
 from .flow import PRESETS, consistency, fold, later_frame_wins, optical_flow, warp
 from .image import check_directory, load_image, resize, save_image
 from .inputs import Prepared, content_features, prepare, resolve_weights, start_image
 from .memory import budget_bytes
-from .run import Progress, averaged_or_best, default_steps_per_call, drive
+from .run import Progress, averaged_or_best, default_steps_per_call, drive, finished, pictures
 from .step import averaged, init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
@@ -196,7 +196,7 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
     optimizer = optimizer_for(config)
     step = make_step(objective, optimizer, config.average)
     init = jax.jit(init_state, static_argnums=(0, 1))
-    features = jax.jit(content_features, static_argnums=0)
+    features = content_features  # one compiled program per frame size
     gamma = jnp.asarray(video.temporal_weight, jnp.float32)
     k = config.steps_per_call or default_steps_per_call()
     compiled, h, w = {}, *run.content.shape[:2]
@@ -215,13 +215,13 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
         earlier = [j for j in video.previous if index - j >= 0]
         pairs = [cached_flows(flows, video.start + index, video.start + index - j, recent[-1], recent[-1 - j],
                               video.flow) for j in earlier]
-        pictures = [load_image(raw_dir / frame_name(index - j)) for j in earlier]
-        temporal = temporal_targets(pictures, pairs, (h, w))
+        earlier_pictures = [load_image(raw_dir / frame_name(index - j)) for j in earlier]
+        temporal = temporal_targets(earlier_pictures, pairs, (h, w))
         targets = base.targets._replace(
             content=features(objective, base.variables, content), temporal=temporal,
             keep=None if base.targets.keep is None else (base.targets.keep[0], jnp.asarray(kept)))
         problem = base._replace(targets=targets, weights=base.weights._replace(temporal=gamma))
-        start = (np.clip(warp(pictures[0], pairs[0][0]), 0.0, 1.0) if earlier
+        start = (np.clip(warp(earlier_pictures[0], pairs[0][0]), 0.0, 1.0) if earlier
                  else own_start(config, content, run.styles[0]))
         start = start[..., :1] if objective.luminance and earlier else start
         steps = video.steps if earlier else video.first_steps
@@ -234,10 +234,10 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
             return
         final = jax.device_get(outcome.state)
         image = averaged_or_best(np.asarray(averaged(final)) if config.average else None, final.best_image)
-        picture = np.clip(np.asarray(objective.picture(problem, image)), 0.0, 1.0)
+        picture = pictures(objective, problem, image)
         if raw_dir != folder:
             save_image(picture, raw_dir / frame_name(index))
-        save_image(after_run(picture, colour_content, config.colour), folder / frame_name(index))
+        save_image(finished(picture, colour_content, config), folder / frame_name(index))
         result.done = index + 1
         result.frame_seconds.append(time.perf_counter() - t0)
         if on_frame is not None:
