@@ -60,8 +60,11 @@ def test_the_page_watches_a_real_run(tmp_path, vgg16_weights):
     command = [sys.executable, "-m", "nst_jax.cli", "stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg",
                "-o", out, "--weights", weights, "--size", 32, "--steps", 600, "--optimizer", "adam", "--lr", 0.05,
                "--init", "noise", "--scales", "none", "--log-every", 5, "--live", "--live-linger", 300]
+    # Ctrl-C ends the linger, as at a terminal: a runner that ignores SIGINT (a background
+    # job) would otherwise hand that to the process, which rightly keeps ignoring it
     proc = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"})
+                            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # never let a pipe fill
     reader.start()
