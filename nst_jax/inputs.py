@@ -112,7 +112,11 @@ def image_grams(objective: Objective, variables, image, own=None) -> dict:
     layers = objective.style_layers
     if objective.tiles is not None:
         return tiled_grams(objective.model, variables, image, objective.tiles, layers, own)
-    feats = objective.model.apply(variables, image)
+    return layer_grams(objective.model.apply(variables, image), layers, own)
+
+
+def layer_grams(feats: dict, layers, own=None) -> dict:
+    """{layer: Gram of its features in ``feats``}, guided by ``own`` (one channel per layer) when given."""
     return {n: gram(feats[n]) if own is None else guided_gram(feats[n], own[i]) for i, n in enumerate(layers)}
 
 
@@ -142,11 +146,8 @@ def content_targets(objective: Objective, variables, content, style_grams: tuple
     rows = []
     for k in range(style_grams[0].shape[0]):
         own = None if guides is None else [g[k] for g in guides]
-        if objective.tiles is None:
-            grams = {n: gram(feats[n]) if own is None else guided_gram(feats[n], own[i])
-                     for i, n in enumerate(layers)}
-        else:
-            grams = image_grams(objective, variables, content, own)
+        grams = (layer_grams(feats, layers, own) if objective.tiles is None  # the pass above
+                 else image_grams(objective, variables, content, own))
         rows.append([style_gram_loss(style_grams[i][k], grams[n], shapes[n], objective.style_norm)
                      for i, n in enumerate(layers)])
     return features, jnp.asarray(rows, jnp.float32).T

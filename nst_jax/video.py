@@ -196,7 +196,6 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
     optimizer = optimizer_for(config)
     step = make_step(objective, optimizer, config.average)
     init = jax.jit(init_state, static_argnums=(0, 1))
-    features = content_features  # one compiled program per frame size
     gamma = jnp.asarray(video.temporal_weight, jnp.float32)
     k = config.steps_per_call or default_steps_per_call()
     compiled, h, w = {}, *run.content.shape[:2]
@@ -218,7 +217,7 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
         earlier_pictures = [load_image(raw_dir / frame_name(index - j)) for j in earlier]
         temporal = temporal_targets(earlier_pictures, pairs, (h, w))
         targets = base.targets._replace(
-            content=features(objective, base.variables, content), temporal=temporal,
+            content=content_features(objective, base.variables, content), temporal=temporal,
             keep=None if base.targets.keep is None else (base.targets.keep[0], jnp.asarray(kept)))
         problem = base._replace(targets=targets, weights=base.weights._replace(temporal=gamma))
         start = (np.clip(warp(earlier_pictures[0], pairs[0][0]), 0.0, 1.0) if earlier
