@@ -23,6 +23,7 @@ def main() -> None:
         try:
             app(prog_name="nst-jax")
         finally:
+            interrupt.settle()
             sys.stdout.flush()
     except OSError as e:  # what no command turned into a message: most often the standard output itself
         what = "cannot write the command's output" if e.errno in (errno.ENOSPC, errno.EPIPE, errno.EIO) else "failed"

@@ -78,6 +78,16 @@ def leave(code: int) -> None:
     sys.exit(code)
 
 
+def settle() -> None:
+    """The command is over: from now on SIGINT, SIGTERM and SIGHUP are ignored where we
+    took them. Python's teardown gives them back their default action, so a signal in it
+    killed a process whose files were all written (exit -15 instead of 0)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            if signal.getsignal(sig) is _note:
+                signal.signal(sig, signal.SIG_IGN)
+
+
 def requested() -> bool:
     """Whether a signal asked the run to stop."""
     return _pending is not None

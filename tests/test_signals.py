@@ -99,3 +99,19 @@ def test_a_deleted_working_folder_is_one_line(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
     assert r.returncode == 1 and r.stderr == ("error: the current folder no longer exists: run nst-jax from "
                                               "another one\n")
+
+
+def test_a_signal_after_the_command_has_finished_changes_nothing(tmp_path):
+    # Python's teardown gives each signal its default action back; a signal landing there
+    # used to kill a finished command (exit -15). Signals at spread moments of the teardown.
+    codes = []
+    for i in range(8):
+        proc = subprocess.Popen([sys.executable, "-c", "from nst_jax.console import main; main()", "--version"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                                preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+        proc.stdout.readline()  # the command's output: its work is done
+        time.sleep(0.004 * i)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+        codes.append(proc.returncode)
+    assert codes == [0] * 8
