@@ -61,10 +61,14 @@ def test_the_page_watches_a_real_run(tmp_path, vgg16_weights):
                "-o", out, "--weights", weights, "--size", 32, "--steps", 600, "--optimizer", "adam", "--lr", 0.05,
                "--init", "noise", "--scales", "none", "--log-every", 5, "--live", "--live-linger", 300]
     # Ctrl-C ends the linger, as at a terminal: a runner that ignores SIGINT (a background
-    # job) would otherwise hand that to the process, which rightly keeps ignoring it
-    proc = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "JAX_PLATFORMS": "cpu"},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # job) would hand that on to the process, which rightly keeps ignoring it. A handler
+    # (unlike SIG_IGN) is not inherited: the child starts with the default action.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # never let a pipe fill
     reader.start()

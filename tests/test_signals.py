@@ -107,8 +107,7 @@ def test_a_signal_after_the_command_has_finished_changes_nothing(tmp_path):
     codes = []
     for i in range(8):
         proc = subprocess.Popen([sys.executable, "-c", "from nst_jax.console import main; main()", "--version"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-                                preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
         proc.stdout.readline()  # the command's output: its work is done
         time.sleep(0.004 * i)
         proc.send_signal(signal.SIGTERM)
