@@ -12,6 +12,7 @@ import importlib
 # name -> the module that defines it; imported on first use, so that ``import nst_jax``
 # (and the command line's start, which must handle Ctrl-C from its first moment) is quick.
 _EXPORTS = {
+    "batch": ["stylize_many"],
     "config": ["PAPER_CONTENT_LAYERS", "PAPER_STYLE_LAYERS", "StyleConfig"],
     "errors": ["ConfigError", "ImageError", "NstError", "WeightsError"],
     "image": ["load_image", "save_image"],
@@ -41,12 +42,4 @@ def __dir__():
 
 __version__ = "0.2.0"
 
-__all__ = [
-    "PAPER_CONTENT_LAYERS", "PAPER_STYLE_LAYERS", "StyleConfig",
-    "ConfigError", "ImageError", "NstError", "WeightsError", "load_image", "save_image", "prepare",
-    "LossTerms", "LossWeights", "Targets", "content_loss", "gram", "style_layer_loss", "total_loss",
-    "tv_loss", "Objective", "Problem", "build_objective", "loss_weights", "Progress", "Result",
-    "RunState", "drive", "stylize", "StepState", "init_state", "make_optimizer", "make_step",
-    "SweepResult", "sweep", "VGG", "layer_names", "layout", "VGGWeights", "convert", "load_weights",
-    "VideoConfig", "VideoResult", "stylize_video",
-]
+__all__ = [name for names in _EXPORTS.values() for name in names]

@@ -7,90 +7,25 @@ function. Every user error is one line on stderr and a non-zero exit, never a tr
 lowered the loss (nothing written), 130 = interrupted (best image saved; 143 on SIGTERM, 129 on SIGHUP).
 """
 
-import functools
-import inspect
 import math
-import sys
-import time
-import typing
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.text import Text
-from typer.core import TyperGroup
 
-from .config import (Balance, Colour, ColourMatch, ContentNorm, Conv, DType, GramPrecision, Init,
-                     OptimizerName, Pooling, StyleConfig, StyleNorm)
-from . import interrupt
-from .errors import ConfigError, NstError
+from . import cli_video, cli_weights, interrupt
+from .config import StyleConfig
+from .errors import NstError
 from .files import check_clashes, check_snapshots, content_jobs, run_inputs, same_file, same_path, sweep_files
-from .specs import FIELD_OF, LAYER_WEIGHTS, config_from_options, parse_blend_grid, parse_layer_sets, parse_numbers
+from .options import FLAGS, BitDepth, D, with_config_options
+from .specs import config_from_options, parse_blend_grid, parse_layer_sets, parse_numbers
+from .terminal import (EXIT_NAN, EXIT_NO_PROGRESS, OneLineErrors, advice, end_of_batch, err, explain, fail, out,
+                       print_plan, progress_report, say, scale_text)
 from .watch import WatchOptions, with_watch_options
-
-EXIT_USER, EXIT_NAN, EXIT_NO_PROGRESS = 1, 3, 4
-
-# No markup in what is printed: file names may hold brackets ("[/b]" would be a tag).
-err = Console(stderr=True, soft_wrap=True, markup=False)
-out = Console(soft_wrap=True, markup=False)
-
-
-class OneLineErrors(TyperGroup):
-    """Usage errors (unknown option, bad choice, missing argument) as one line too."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        try:
-            code = super().main(args, prog_name, complete_var, False, **extra)
-        except typer.exceptions.TyperException as e:
-            if type(e).__name__ == "NoArgsIsHelpError":
-                out.print(e.format_message(), highlight=False, markup=False)
-                sys.exit(0)
-            fail(e.format_message())
-            sys.exit(EXIT_USER)
-        except typer.Abort:
-            sys.exit(EXIT_USER)
-        interrupt.leave(code if isinstance(code, int) else 0)
-
-    def invoke(self, ctx):
-        """Run the command with SIGINT, SIGTERM and SIGHUP noted (:mod:`.interrupt`), so a
-        run stops at its next safe point and saves what it has; an interruption that gets
-        here came before there was anything to save."""
-        with interrupt.installed():
-            try:
-                interrupt.check()
-                return super().invoke(ctx)
-            except KeyboardInterrupt:
-                err.print("interrupted; nothing more was saved", highlight=False)
-                raise typer.Exit(interrupt.exit_code()) from None
 
 
 app = typer.Typer(cls=OneLineErrors, help="Neural style transfer (Gatys, Ecker & Bethge) in JAX.",
                   no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_show_locals=False)
-weights_app = typer.Typer(cls=OneLineErrors, help="List, inspect, convert and download VGG weights.",
-                          no_args_is_help=True, rich_markup_mode=None)
-app.add_typer(weights_app, name="weights")
-
-
-def fail(message: str, code: int = EXIT_USER) -> typer.Exit:
-    """Print ``message`` as the one ``error:`` line (a newline in it, say in a file name,
-    is shown as \\n) and return the exit to raise."""
-    one_line = message.replace("\r", "\\r").replace("\n", "\\n")
-    err.print(Text("error:", style="bold red"), one_line, highlight=False)
-    return typer.Exit(code)
-
-
-def explain(e: NstError, flags: dict[str, str] | None = None) -> str:
-    """A library error in the command's words: a :class:`ConfigError` names the option
-    (``flags``: config field -> option, default ``FLAGS``) instead of the config field."""
-    if isinstance(e, ConfigError):
-        return f"{(flags or FLAGS).get(e.field, e.field)} {e.problem}"
-    return str(e)
 
 
 def version_callback(value: bool) -> None:
@@ -123,211 +58,6 @@ def use_cache() -> None:
     if not (CACHE["off"] or cache_off()):
         enable_cache(notify=lambda message: err.print(f"note: {message}", highlight=False))
 
-
-# ---------------------------------------------------------------- options -> config
-
-D = StyleConfig()
-# The options stylize and sweep share, by parameter name: (annotation, default).
-CONFIG_OPTIONS = {
-    "size": (Annotated[int, typer.Option(help="Longest side of the output in pixels.")], D.size),
-    "steps": (Annotated[int, typer.Option(help="Optimizer steps.")], D.steps),
-    "optimizer": (Annotated[OptimizerName, typer.Option(
-        help="adam; lbfgs (zoom line search); lbfgs-fixed (unit step, no line search); "
-             "lbfgs-backtrack (unit steps, Armijo backtracking: lbfgs-fixed's speed, with a "
-             "safeguard; the L-BFGS for CPU); lbfgs-armijo (two trial steps per step).")],
-        OptimizerName(D.optimizer)),
-    "lr": (Annotated[Optional[float], typer.Option(
-        "--lr", help="Learning rate in [0,1] pixel units (adam: 0.02; L-BFGS: none needed).")], None),
-    "precondition": (Annotated[float, typer.Option(
-        help="L-BFGS: low-pass its directions above this frequency in cycles per pixel, so coarse "
-             "structure moves as fast as texture (0 = plain L-BFGS; others ignore it).")], D.precondition),
-    "content_weight": (Annotated[Optional[float], typer.Option(
-        "--content-weight", help=f"alpha (default {D.content_weight:g}).")], None),
-    "ratio": (Annotated[Optional[float], typer.Option(
-        help="alpha/beta: sets alpha = ratio x beta (instead of --content-weight).")], None),
-    "tv_weight": (Annotated[float, typer.Option("--tv-weight", help="Total-variation weight (0 = off).")],
-                  D.tv_weight),
-    "content_layers": (Annotated[str, typer.Option("--content-layers",
-                                                   help="NAME[:W],... e.g. relu4_2.")], "relu4_2"),
-    "style_layers": (Annotated[str, typer.Option("--style-layers", help="NAME[:W],... or 'paper' "
-                                                 "(relu1_1..relu5_1, 0.2 each).")], "paper"),
-    "style_norm": (Annotated[StyleNorm, typer.Option("--style-norm", help="paper: 1/(4 N^2 M^2); "
-                                                     "mean: the PyTorch tutorial's; relative: over |G_S|^2.")], StyleNorm(D.style_norm)),
-    "content_norm": (Annotated[ContentNorm, typer.Option(
-        "--content-norm", help="sum: the paper's 1/2 sum (grows with size); mean: per element; relative: "
-                               "over 1/2 sum P^2, the same at every size and for every photo.")],
-        ContentNorm(D.content_norm)),
-    "balance": (Annotated[Balance, typer.Option(
-        help="gap: beta weighs the style term as a fraction of the photo's own distance from the painting "
-             "(1 at the photo), the same trade for every pair and size; fixed: the style term as it is "
-             "(the paper).")], Balance(D.balance)),
-    "per_channel": (Annotated[float, typer.Option(
-        "--per-channel", help="A style layer keeps its whole weight when its Gram averages this many "
-                              "positions per channel, less below (deep layers of small pictures, which "
-                              "otherwise copy the painting's objects); 0 = the paper.")], D.per_channel),
-    "scales": (Annotated[str, typer.Option(help="Coarse to fine: 'auto' (from 128 px in sqrt(2) steps), "
-                                           "'none', or sizes like 256,512 (--steps at each).")],
-               D.scales if isinstance(D.scales, str) else ",".join(map(str, D.scales)) or "none"),
-    "detail": (Annotated[float, typer.Option(help="Coarse to fine: how much of the start image's fine "
-                                             "detail each scale gets back on upsampling, 0 to 1 (0 for "
-                                             "--init noise).")], D.detail),
-    "average": (Annotated[float, typer.Option(help="Iterate averaging: EMA decay, e.g. 0.99 (0 = off).")],
-                D.average),
-    "pooling": (Annotated[Pooling, typer.Option(help="max (as trained) or avg (the paper's advice).")],
-                Pooling(D.pooling)),
-    "init": (Annotated[Init, typer.Option(help="Start image; 'image' takes --init-image.")], Init(D.init)),
-    "init_image": (Annotated[Optional[Path], typer.Option("--init-image", help="Start image file.")], None),
-    "init_noise": (Annotated[float, typer.Option("--init-noise", help="Noise fraction for noisy-content.")],
-                   D.init_noise),
-    "seed": (Annotated[int, typer.Option(help="Random seed (same seed, same result).")], D.seed),
-    "style_scale": (Annotated[float, typer.Option("--style-scale", help="Style image size relative "
-                                                  "to --size.")], D.style_scale),
-    "blend": (Annotated[Optional[str], typer.Option(help="Weights of several style images, e.g. 3,7 "
-                                                  "(default: equal).")], None),
-    "colour": (Annotated[Colour, typer.Option(
-        "--colour", "--color", help="original: keep the content's colours (after the run); luminance: "
-                                    "transfer luminance only; histogram: match the style's colours to the "
-                                    "content's first.")], Colour(D.colour)),
-    "colour_match": (Annotated[ColourMatch, typer.Option(
-        "--colour-match", "--color-match", help="The colour map of --colour histogram (image_analogies: "
-                                                "the paper's code).")], ColourMatch(D.colour_match)),
-    "mask": (Annotated[Optional[list[Path]], typer.Option(
-        "--mask", help="Where the style goes (white; black keeps the content): one per style image, or "
-                       "one image with a flat colour per style (brightest = first).")], None),
-    "style_mask": (Annotated[Optional[list[Path]], typer.Option(
-        "--style-mask", help="One per style image: the part of it to take the style from (white).")], None),
-    "mask_erode": (Annotated[int, typer.Option("--mask-erode", help="Shrink the masks by N positions at "
-                                               "every style layer (0 = off).")], D.mask_erode),
-    "keep_unmasked": (Annotated[bool, typer.Option(
-        "--keep-unmasked/--free-unmasked", help="Outside the masks: keep the content's pixels, or let "
-                                                "only the content loss hold them (the paper).")], D.keep_unmasked),
-    "weights": (Annotated[str, typer.Option(help="'embedded' (VGG16), vgg19, a weights file, or a "
-                                            "name from `nst-jax weights list`.")], D.weights),
-    "log_every": (Annotated[int, typer.Option("--log-every", help="Record the separate loss terms "
-                                              "every N steps.")], D.log_every),
-    "dtype": (Annotated[DType, typer.Option(help="Network compute dtype (losses stay float32); "
-                                            "bfloat16 is for GPUs/TPUs.")], DType(D.dtype)),
-    "conv": (Annotated[Conv, typer.Option(help="How convolutions run: auto (winograd on CPU in float32, "
-                                          "else lax), lax (XLA's own) or winograd (fewer multiplies; "
-                                          "layers under 12 px as one matmul).")],
-             Conv(D.conv)),
-    "gram_precision": (Annotated[GramPrecision, typer.Option(
-        help="The Gram matrices' matmul: auto (tf32x3 on GPUs with TF32, else float32), float32, or "
-             "tf32x3 (three TF32 passes, about float32's accuracy; GPUs only).")], GramPrecision(D.gram_precision)),
-    "remat": (Annotated[bool, typer.Option("--remat/--no-remat", help="Recompute each VGG block in the "
-                                           "backward pass: less memory, about one more forward.")], D.remat),
-    "max_memory": (Annotated[Optional[float], typer.Option(
-        "--max-memory", help="GiB a step may use (default: 90% of the memory available); a step that "
-                             "does not fit whole runs in tiles, with the same result.")], D.max_memory),
-    "tile": (Annotated[str, typer.Option(help="Tile side in px: 'auto' (tiles only when the step does not "
-                                         "fit), 'none' (never), or N.")], str(D.tile)),
-    "steps_per_call": (Annotated[Optional[int], typer.Option(
-        "--steps-per-call", help="Steps per compiled call (default: 1 on CPU, 10 on GPU).")], None),
-}
-
-
-def option_flag(name: str, annotation) -> str:
-    """The command-line spelling of a declared option: its own name, else its first ``--`` one."""
-    plain = "--" + name.replace("_", "-")
-    info = typing.get_args(annotation)[1]  # in Annotated, typer takes a first "--name" as a name, not a default
-    decls = [d.split("/")[0] for d in (info.default, *info.param_decls) if isinstance(d, str) and d.startswith("--")]
-    return plain if not decls or plain in decls else decls[0]
-
-
-# Config field -> the option that sets it (errors name the option).
-FLAGS = {FIELD_OF.get(name, name): option_flag(name, annotation) for name, (annotation, _) in CONFIG_OPTIONS.items()}
-FLAGS.update({weights: FLAGS[layers] for layers, weights in LAYER_WEIGHTS.items()},
-             style_weight="--style-weight", bit_depth="--bit-depth")
-
-# Not a config option (it changes only how results are written), shared by stylize and sweep.
-BitDepth = Annotated[Optional[int], typer.Option(
-    "--bit-depth", help="Bits per channel of the images written: 8, or 16 for .png and .tif (default: 16 "
-                        "for .tif, 8 otherwise).")]
-
-
-def with_config_options(exclude: tuple[str, ...] = (), **defaults):
-    """Add ``CONFIG_OPTIONS`` (minus ``exclude``, with other ``defaults``) to a command's
-    options; the command receives them as one ``options`` dict (specs.config_from_options)."""
-
-    def decorate(command):
-        own = [p for p in inspect.signature(command).parameters.values() if p.name != "options"]
-        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
-                                    default=defaults.get(name, default))
-                  for name, (annotation, default) in CONFIG_OPTIONS.items() if name not in exclude]
-
-        @functools.wraps(command)
-        def wrapper(**kwargs):
-            options = {p.name: kwargs.pop(p.name) for p in shared}
-            return command(options=options, **kwargs)
-
-        wrapper.__signature__ = inspect.Signature(own + shared)
-        del wrapper.__wrapped__  # typer must read the new signature, not the command's
-        return wrapper
-
-    return decorate
-
-
-# ---------------------------------------------------------------- progress
-
-
-@contextmanager
-def progress_report(total: int, label: str = "stylizing"):
-    """A progress bar on a terminal; plain lines every few seconds otherwise (log files).
-
-    Yields ``update(done, loss, where="")``, ``where`` e.g. the scale. Speed and ETA count
-    from the first update (a resumed run's first step too), so the first compile is not in them.
-    """
-    last, since = [0.0], []
-
-    def speed_and_eta(done: int) -> tuple[str, str]:
-        now = time.perf_counter()
-        if not since:
-            since.append((now, done))
-        t0, d0 = since[0]
-        speed = (done - d0) / (now - t0) if now > t0 else 0.0
-        rate = f"{speed:.2f} it/s" if speed >= 1 else f"{1 / speed:.1f} s/it" if speed > 0 else ""
-        return rate, format_seconds((total - done) / speed) if speed > 0 else "-"
-
-    if err.is_terminal:
-        bar = Progress(TextColumn(f"[bold]{escape(label)}"), TextColumn("{task.fields[where]}"), BarColumn(),
-                       MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[rate]}"),
-                       TimeElapsedColumn(), TextColumn("ETA {task.fields[eta]}"), console=err)
-        with bar:
-            task = bar.add_task(label, total=total, loss="-", rate="", where="", eta="-")
-
-            def update(done: int, loss: float, where: str = "") -> None:
-                rate, eta = speed_and_eta(done)
-                bar.update(task, completed=done, loss=f"{loss:.4g}", rate=rate, eta=eta, where=escape(where))
-
-            yield update
-        return
-
-    def update(done: int, loss: float, where: str = "") -> None:
-        rate, eta = speed_and_eta(done)
-        now = time.perf_counter()
-        if now - last[0] >= 5.0 or done == total:
-            last[0] = now
-            err.print(f"{label}: {where + '  ' if where else ''}step {done}/{total}  loss {loss:.4g}  {rate}"
-                      f"  ETA {eta}", highlight=False)
-
-    yield update
-
-
-def scale_text(config: StyleConfig, step: int) -> str:
-    """Where step ``step`` (1-based) runs: "256 px, scale 3/5"."""
-    from .run import scale_of
-
-    if len(config.sizes) < 2:
-        return ""
-    index = scale_of(config, step)
-    return f"{config.sizes[index]} px, scale {index + 1}/{len(config.sizes)}"
-
-
-def format_seconds(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    minutes, s = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{s:02d}s" if minutes else f"{s}s"
 
 
 # ---------------------------------------------------------------- stylize
@@ -385,6 +115,8 @@ def stylize(
     except NstError as e:
         raise fail(explain(e)) from None
     use_cache()
+    if len(jobs) > 1 and not save_every and session.view is None:
+        return stylize_folder(jobs, styles, config, save_best, bit_depth, session)
     for content_path, out_path in jobs:
         stylize_one(content_path, styles, out_path, config, save_every, save_best, ckpt,
                     checkpoint_every, resume, label=content_path.name if len(jobs) > 1 else "stylizing",
@@ -446,34 +178,55 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
               + (f" and its record {record}" if record else ""), highlight=False)
 
 
-def say(message: str) -> None:
-    """One line of our own on stderr (no markup: paths may hold brackets)."""
-    err.print(message, highlight=False, markup=False)
+def stylize_folder(jobs: list[tuple[Path, Path]], styles: list[Path], config: StyleConfig, save_best: bool,
+                   bit_depth: Optional[int], session) -> None:
+    """A folder's photos, those of one shape batched (batch.stylize_many); a photo whose
+    loss never fell is not written, one that blew up keeps its best image."""
+    from . import image
+    from .batch import stylize_many
 
+    total, chunks = config.steps * len(config.sizes), {}  # chunks: (group, chunk) -> its photos, as they ran
+    style_names = list(map(str, styles))
+    try:
+        session.begin(config, title=f"{len(jobs)} photos in the style of {', '.join(s.name for s in styles)}",
+                      inputs={"content": [str(c) for c, _ in jobs], "styles": style_names})
+        with progress_report(total * len(jobs), f"{len(jobs)} photos") as update:
+            def on_progress(group: int, chunk: int, p) -> None:
+                chunks.setdefault((group, chunk), len(p.loss))
+                before = total * sum(n for key, n in chunks.items() if key != (group, chunk))
+                update(before + p.step * len(p.loss), float(p.loss.mean()), scale_text(config, p.step))
+                session.progress(p)
 
-def print_plan(plans) -> None:
-    """The memory plan of a run, one line before its first step."""
-    from .memory import describe_plans
-
-    err.print(f"memory: {describe_plans(plans)}", highlight=False, markup=False)
-
-
-def advice(config: StyleConfig, blew_up: bool) -> str:
-    """What to change when the loss blew up (``blew_up``) or never fell."""
-    lbfgs = config.is_lbfgs
-    lr = 0.02 if config.learning_rate is None else config.learning_rate
-    if not (config.content_weight or config.style_weight or config.tv_weight):
-        return "every loss weight is 0: give --content-weight or --style-weight above 0"
-    if blew_up:
-        return ("lower --style-weight (L-BFGS steps grow with the loss scale)" if lbfgs
-                else f"lower --lr (now {lr:g}) or --style-weight (now {config.style_weight:g})")
-    if config.learning_rate == 0:
-        return "raise --lr (0 moves nothing)"
-    if config.steps == 1:
-        return "give --steps 2 or more (a step is scored by the evaluation that starts the next one)"
-    if not lbfgs:
-        return f"change --lr (now {lr:g}): lower if the loss rose, higher if it barely moved"
-    return "lower --style-weight (L-BFGS steps grow with the loss scale) or give more --steps"
+            results = stylize_many([c for c, _ in jobs], styles if len(styles) > 1 else styles[0], config,
+                                   callback=on_progress)
+        written, stale, blown = [], [], []
+        for (content, output), result in zip(jobs, results):
+            if result is None:  # an interrupted batch: its later photos never ran
+                continue
+            for note in result.notes:
+                err.print(f"note: {content.name}: {note}", highlight=False)
+            if result.improved is False and result.stopped == "done":
+                stale.append(content.name)
+                continue
+            blown += [content.name] * (result.stopped == "nan")
+            picture = result.output if save_best or result.stopped != "done" else result.finish(result.image)
+            image.save_image(picture, output, bit_depth)
+            session.finished(result, output, picture, inputs={"content": str(content), "styles": style_names})
+            written.append(output)
+    except NstError as e:
+        raise fail(explain(e)) from None
+    if stale and not written:
+        raise fail(f"no step lowered the loss of any photo: {advice(config, False)}; nothing was written",
+                   EXIT_NO_PROGRESS)
+    interrupted = any(r is not None and r.stopped == "interrupted" for r in results)
+    end_of_batch(config, stopped="interrupted" if interrupted else "nan" if blown and len(blown) == len(written) else "done",
+                 where=str(jobs[0][1].parent), items="of", every="for every photo", stale=stale,
+                 stale_kept="not written", blown=blown,
+                 interrupted=f"interrupted; saved the best images of {len(written)} of {len(jobs)} photos")
+    seconds = sum(r.seconds for r in results)  # each photo holds its share of its chunk's time
+    compile_seconds = sum(r.compile_seconds for r in results)
+    out.print(f"{len(written)} photos, {total} steps each, in {seconds:.1f} s (compile {compile_seconds:.1f} s)"
+              f"\nwrote {len(written)} images to {jobs[0][1].parent}", highlight=False)
 
 
 # ---------------------------------------------------------------- sweep
@@ -566,21 +319,11 @@ def sweep(
                                "style_blend": "--blend" if blend_grid is None else "--blend-grid",
                                "coordinator": "--coordinator", "num_processes": "--num-processes",
                                "process_id": "--process-id"})) from None
-    if result.stopped == "nan":
-        raise fail(f"the loss became NaN/inf in every cell; saved the best images to {output}; "
-                   f"{advice(config, True)}", EXIT_NAN)
-    if result.stopped == "interrupted":
-        err.print(f"interrupted after {len(result.history)} steps; saved the best images to {output}",
-                  highlight=False)
-        raise typer.Exit(interrupt.exit_code())
     blown = [f"r{c['row']}c{c['col']}" for c in cells if c["final_loss"] is not None
              and not math.isfinite(c["final_loss"])]
-    if blown:
-        err.print(f"warning: the loss became NaN/inf in cell(s) {', '.join(blown)} (their images are the best "
-                  f"before that): {advice(config, True)}", highlight=False)
-    if stale:
-        err.print(f"warning: no step lowered the loss in cell(s) {', '.join(stale)} (their images are the "
-                  f"start image): {advice(config, False)}", highlight=False)
+    end_of_batch(config, stopped=result.stopped, where=str(output), items="in cell(s)", every="in every cell",
+                 stale=stale, stale_kept="their images are the start image", blown=blown,
+                 interrupted=f"interrupted after {len(result.history)} steps; saved the best images to {output}")
     out.print(f"{len(cells)} cells ({result.shape[0]} x {result.shape[1]}) in {result.chunks} "
               f"chunk(s) on {result.devices} device(s), {result.seconds:.1f} s (compile "
               f"{result.compile_seconds:.1f} s)" + (f"\nwrote {output}/contact_sheet.png, cell_r*_c*.png, losses.json"
@@ -609,78 +352,7 @@ def plot(
     out.print(f"wrote {path}", highlight=False)
 
 
-# ---------------------------------------------------------------- weights
+# ---------------------------------------------------------------- video and weights (their own modules)
 
-
-@weights_app.command("list")
-def weights_list() -> None:
-    """Weights available: the embedded VGG16 and converted files in the weights dirs."""
-    from .weights import list_available, weights_dirs
-
-    try:
-        entries = list_available()
-    except NstError as e:
-        raise fail(explain(e)) from None
-    for e in entries:
-        out.print(f"{e['name']:<28} {e['arch']:<6} {e['pixel_space']:<12} {e['source_format']:<12} "
-                  f"{e['path']}", highlight=False, markup=False)
-    out.print(f"(searched {', '.join(str(d) for d in weights_dirs())}; more: `nst-jax weights download "
-              f"vgg19` or `nst-jax weights convert FILE`)", style="dim", highlight=False, markup=False)
-
-
-@weights_app.command("convert")
-def weights_convert(
-    src: Annotated[Path, typer.Argument(help="A .pth, .h5, .mat, .ckpt or .safetensors file.")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output .safetensors.")] = None,
-    arch: Annotated[Optional[str], typer.Option(help="vgg16 or vgg19 (default: from the file).")] = None,
-) -> None:
-    """Convert a checkpoint (format sniffed from its content) to nst-jax safetensors."""
-    from .weights import convert
-
-    try:
-        path = convert(src, output, arch)
-    except NstError as e:
-        raise fail(explain(e)) from None
-    out.print(f"wrote {path}", highlight=False, markup=False)
-
-
-@weights_app.command("info")
-def weights_info(spec: Annotated[str, typer.Argument(
-        help="A weights file, 'embedded', or a name from `nst-jax weights list`.")]) -> None:
-    """Architecture, pixel space and provenance of weights."""
-    from .weights import describe
-
-    try:
-        info = describe(spec)
-    except NstError as e:
-        raise fail(explain(e)) from None
-    for k, v in info.items():
-        out.print(f"{k:<14} {v}", highlight=False, markup=False)
-
-
-@weights_app.command("download")
-def weights_download(
-    arch: Annotated[str, typer.Argument(help="vgg19 or vgg16.")] = "vgg19",
-    dest: Annotated[Optional[Path], typer.Option(help="Directory (default ./weights).")] = None,
-) -> None:
-    """Download torchvision's VGG weights (sha256-checked) and convert them."""
-    from .weights import TORCHVISION_URLS, download
-
-    if arch not in TORCHVISION_URLS:
-        raise fail(f"unknown architecture {arch!r}: vgg16 or vgg19")
-    try:
-        path = download(arch, dest)
-    except NstError as e:
-        raise fail(explain(e)) from None
-    out.print(f"wrote {path}", highlight=False, markup=False)
-
-
-# ---------------------------------------------------------------- video
-
-from . import cli_video  # noqa: E402,F401  (registers `nst-jax video` on app)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from .console import main
-
-    main()
+app.command()(cli_video.video)
+app.add_typer(cli_weights.weights_app, name="weights")

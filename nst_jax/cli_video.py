@@ -1,6 +1,6 @@
 """The ``nst-jax video`` command: options -> (StyleConfig, VideoConfig) -> video.stylize_video.
 
-Registered on cli.app when cli.py imports this module; errors and exit codes are cli.py's.
+cli.py registers :func:`video` on its app; errors and exit codes are terminal.py's.
 """
 
 import math
@@ -12,8 +12,9 @@ from typing import Annotated, Optional
 import typer
 
 from . import interrupt
-from .cli import (EXIT_NAN, FLAGS, app, config_from_options, err, explain, fail, format_seconds, out,
-                  print_plan, advice, with_config_options)
+from .options import FLAGS, with_config_options
+from .specs import config_from_options
+from .terminal import EXIT_NAN, advice, err, explain, fail, format_seconds, out, print_plan
 from .clip import open_clip
 from .errors import NstError
 from .flow import PRESETS
@@ -43,7 +44,6 @@ def parse_start(spec: str, fps: Fraction) -> int:
         raise NstError(f"--start takes a frame index (e.g. 120) or seconds (e.g. 4.8s), not {spec!r}") from None
 
 
-@app.command()
 @with_config_options(exclude=("scales", "detail", "steps"))
 def video(
     source: Annotated[Path, typer.Argument(help="A video file (.mp4, .webm, .mov, .mkv, .gif) or a folder "

@@ -30,19 +30,15 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .batch import Cells, chunk_size, drive_cells
 from .config import StyleConfig
 from .errors import ConfigError, NstError
 from .inputs import as_list, normalised_blend, prepare, resolve_weights
 from .losses import LossWeights
-from .memory import budget_bytes, estimate_bytes, plan_chunks
 from .objective import Problem, loss_weights
-from .run import (TERMS, Progress, RunState, averaged_or_best, climb, default_steps_per_call, drive,
-                  final_pictures, finished, join_traces, output_picture, prepared_at, scale_of, scale_span,
-                  with_picture)
-from .schedule import carry_state, next_start
-from .step import init_state, make_step, optimizer_for
+from .run import (TERMS, RunState, averaged_or_best, final_pictures, finished, output_picture, prepared_at,
+                  scale_of, scale_span)
 from .weights import VGGWeights
 
 
@@ -153,96 +149,37 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     weights = resolve_weights(config, weights)
     runs = [prepare(content, style, config.replace(style_blend=blends[0]), weights, size=size)
             for size in config.sizes]
-    optimizer = optimizer_for(config)
     grid = grid_weights(config, style_weights, layer_weight_sets, blends)
     n_cells = len(style_weights) * len(layer_weight_sets) * len(blends)
 
     devices = list(devices or jax.devices())
     final = runs[-1]
-    arch, taps = final.arch, final.objective.model.taps
-    h, w = final.content.shape[:2]
-    conv = final.objective.model.conv
-    fixed = estimate_bytes(arch, h, w, taps, batch=0, conv=conv)
-    per_cell = estimate_bytes(arch, h, w, taps, batch=1, content_taps=config.content_layers,
-                              optimizer=config.optimizer, conv=conv) - fixed
-    # Accelerators each have their own memory; CPU "devices" share the host's RAM.
-    budget = budget_bytes(config.max_memory) * (1 if devices[0].platform == "cpu" else len(devices))
-    if jax.process_count() > 1:  # one plan for all: the least any process has
-        budget = int(_gather(np.array([budget], np.float32)).min())
-    chunk = plan_chunks(n_cells, len(devices), per_cell, fixed, budget)
-    if max_chunk:
-        chunk = max(len(devices), min(chunk, max_chunk) // len(devices) * len(devices))
-    n_chunks = math.ceil(n_cells / chunk)
+    chunk = chunk_size(config, final.arch, final.objective, final.content.shape[:2], n_cells, devices, max_chunk)
 
-    mesh = Mesh(np.array(devices), ("batch",))
-    batched = NamedSharding(mesh, PartitionSpec("batch"))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    # Every output carries the batch axis (metrics behind the steps axis); pin it to the
-    # mesh so the next call's inputs match (left free, XLA replicates small leaves and
-    # the second call would compile again).
-    jit_kwargs = {"out_shardings": (batched, NamedSharding(mesh, PartitionSpec(None, "batch")))}
-    axes = Problem(None, None, 0)
-    shared = [jax.device_put((r.problem.variables, r.problem.targets), replicated) for r in runs]
-    steps = [jax.vmap(make_step(r.objective, optimizer, config.average), in_axes=(0, axes, None)) for r in runs]
-    inits = [jax.jit(jax.vmap(partial(init_state, r.objective, optimizer), in_axes=(axes, 0)),
-                     out_shardings=batched) for r in runs]
-    k = config.steps_per_call or default_steps_per_call(devices[0].platform)
+    def cells_at(index, idx):  # the cells share the photo, the style and its start
+        cell_weights = jax.tree.map(lambda x: x[idx], grid)
+        return Problem(runs[index].problem.variables, runs[index].problem.targets, cell_weights), runs[index].start
 
-    compiled = [{} for _ in runs]
-    outcomes, stopped, seconds, compile_seconds = [], "done", 0.0, 0.0
-    for c in range(n_chunks):
-        idx = np.arange(c * chunk, (c + 1) * chunk) % n_cells  # pad the last chunk by wrapping
-        cell_weights = jax.device_put(jax.tree.map(lambda x: x[idx], grid), batched)
-        problems = [Problem(*shared[index], cell_weights) for index in range(len(runs))]
+    def picture_at(index, idx):
+        run = runs[index]
+        return partial(output_picture, run.objective, run.problem, config, run.colour_content)
 
-        def enter(index, state, moved):
-            if state is None:
-                start = jnp.broadcast_to(jnp.asarray(runs[index].start), (chunk,) + runs[index].start.shape)
-                return inits[index](problems[index], start)
-            if moved:
-                fresh = inits[index](problems[index], next_start(state, runs[index].start, config.detail))
-                return carry_state(state, fresh, optimizer)
-            return state
-
-        def advance(index, state, first, end):
-            run = runs[index]
-            picture = partial(output_picture, run.objective, run.problem, config, run.colour_content)
-            return drive(steps[index], state, problems[index], steps=end, start=first, steps_per_call=k,
-                         log_every=config.log_every, jit_kwargs=jit_kwargs, compiled=compiled[index],
-                         fetch=_gather, total=config.steps * len(runs),
-                         callback=callback and partial(with_picture, partial(_chunk_callback, callback, c), picture))
-
-        state = None if resume is None else jax.device_put(jax.tree.map(lambda x: x[idx], resume.state), batched)
-        climbed = climb(config, enter, advance, state=state, steps=resume.step if resume else 0,
-                        resumed=resume is not None)
-        seconds += climbed.seconds
-        compile_seconds += climbed.compile_seconds
-        outcomes.append((climbed.state, join_traces(climbed.traces), min(chunk, n_cells - c * chunk)))
-        if climbed.stopped == "interrupted":
-            stopped = "interrupted"
-            break
-        stopped = "nan" if climbed.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
-    return _collect(outcomes, runs, config, (style_weights, layer_weight_sets, blends), n_chunks,
-                    len(devices), sum(len(c) for c in compiled), stopped, resume, seconds, compile_seconds)
+    cells = drive_cells(config, [r.objective for r in runs], n_cells, chunk, cells_at, Problem(None, None, 0),
+                        devices=devices, picture_at=picture_at, callback=callback, resume=resume)
+    return _collect(cells, runs, config, (style_weights, layer_weight_sets, blends), resume)
 
 
-def _chunk_callback(callback, chunk: int, progress: Progress):
-    return callback(chunk, progress)
-
-
-def _collect(outcomes, runs, config, grid_axes, n_chunks, n_devices, compiles, stopped, resume, seconds,
-             compile_seconds) -> SweepResult:
-    """Join the chunks' states and traces (padding cells removed) into one result."""
-    states = [jax.tree.map(lambda x: _gather(x)[:keep], state) for state, _, keep in outcomes]
-    state = jax.tree.map(lambda *xs: np.concatenate(xs), *states)
+def _collect(cells: Cells, runs, config, grid_axes, resume) -> SweepResult:
+    """Join the chunks' states and traces into one result."""
+    state = jax.tree.map(lambda *xs: np.concatenate(xs), *[c.state for c in cells.chunks])
     # the scale the images are at (an earlier one when every cell stopped on NaN)
     run = prepared_at(runs, state)
-    steps = max(len(trace.get("loss", ())) for _, trace, _ in outcomes)
+    steps = max(len(c.trace.get("loss", ())) for c in cells.chunks)
     arrays = {}
     for key in TERMS:
         parts = []
-        for _, trace, keep in outcomes:
-            a = trace.get(key, np.zeros((0, keep)))[:, :keep].astype(np.float64)
+        for c in cells.chunks:
+            a = c.trace.get(key, np.zeros((0, c.cells))).astype(np.float64)
             parts.append(np.pad(a, ((0, steps - len(a)), (0, 0)), constant_values=np.nan))
         arrays[key] = np.concatenate(parts, axis=1)
     if resume is not None and resume.history:
@@ -252,8 +189,8 @@ def _collect(outcomes, runs, config, grid_axes, n_chunks, n_devices, compiles, s
     done = (resume.step if resume else 0) + steps
     image, best, average = final_pictures(run, config, state)
     return SweepResult(best, image, state.best_loss,
-                       arrays["loss"], last, *grid_axes, n_chunks, n_devices,
-                       compiles, seconds, compile_seconds, config, stopped,
+                       arrays["loss"], last, *grid_axes, len(cells.chunks), cells.devices,
+                       cells.compiles, cells.seconds, cells.compile_seconds, config, cells.stopped,
                        RunState(state, done, arrays), run.notes, average,
                        scale_span(config, scale_of(config, done))[0], run.colour_content)
 
@@ -362,12 +299,3 @@ def start_distributed(coordinator: str | None = None, num_processes: int | None 
 def is_writer() -> bool:
     """Whether this process writes results (process 0 of a multi-host run)."""
     return jax.process_index() == 0
-
-
-def _gather(tree):
-    """The full arrays on this host, also when other hosts hold some of their shards."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
-    return jax.device_get(tree)

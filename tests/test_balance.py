@@ -77,6 +77,7 @@ def test_an_explicit_style_weight_means_what_it_says(vgg16_weights):
     assert any(n.startswith("balance: beta 3 on the style gap") for n in run.notes)
 
 
+@pytest.mark.slow
 def test_a_run_with_the_gap_balance_resumes_to_the_same_picture(tmp_path, vgg16_weights):
     config = gap_config(scales=(16, 32), steps=2, optimizer="lbfgs-backtrack")
     whole = stylize(CONTENT, STYLE, config, weights=vgg16_weights)

@@ -28,7 +28,7 @@ def run(tmp_path: Path, cache, *extra, env=None) -> subprocess.CompletedProcess:
     content, style = images(tmp_path)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "NST_JAX"))}
     environ.update({"NST_JAX_CACHE_DIR": str(cache), **(env or {})})
-    command = [sys.executable, "-m", "nst_jax.cli", *extra, "stylize", str(content), str(style),
+    command = [sys.executable, "-m", "nst_jax", *extra, "stylize", str(content), str(style),
                "-o", str(tmp_path / "out.png"), "--size", "40", "--steps", "2", "--scales", "none",
                "--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_1"]
     return subprocess.run(command, env=environ, capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -42,6 +42,7 @@ def compile_seconds(stdout: str) -> float:
     return float(re.search(r"compile ([0-9.]+) s", stdout).group(1))
 
 
+@pytest.mark.slow
 def test_a_second_run_loads_every_program_from_the_cache(tmp_path):
     cache = tmp_path / "cache"
     first = run(tmp_path, cache)
@@ -56,6 +57,7 @@ def test_a_second_run_loads_every_program_from_the_cache(tmp_path):
     assert compile_seconds(second.stdout) < compile_seconds(first.stdout)
 
 
+@pytest.mark.slow
 def test_a_corrupt_cache_costs_a_compile_and_one_note(tmp_path):
     cache = tmp_path / "cache"
     assert run(tmp_path, cache).returncode == 0

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import icc_profiles
 import nst_jax
-from nst_jax import inputs, run
+from nst_jax import batch, inputs, run
 from nst_jax.cli import app
 from nst_jax.specs import parse_layers
 from nst_jax.config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, StyleConfig
@@ -50,10 +50,13 @@ def captured(monkeypatch):
         seen["calls"].append(Path(content).name)
         img = np.full((8, 8, 3), 0.25, np.float32)
         history = [run.HistoryRow(0, 2.0, 0, 0, 0), run.HistoryRow(1, 1.0, 0, 0, 0)]
-        return run.Result(img, img, seen.get("best", 1.0), history, config.steps, config.steps,
-                          seen.get("stopped", "done"), 0.1, 0.05, config)
+        return run.Result(image=img, best_image=img, best_loss=seen.get("best", 1.0), history=history,
+                          steps=config.steps, function_evals=config.steps, stopped=seen.get("stopped", "done"),
+                          seconds=0.1, compile_seconds=0.05, config=config)
 
     monkeypatch.setattr(run, "stylize", fake_stylize)
+    monkeypatch.setattr(batch, "stylize_many", lambda contents, style, config, callback=None, **kw: [
+        fake_stylize(c, style, config) for c in contents])
     return seen
 
 
@@ -110,6 +113,7 @@ def test_memory_options(tmp_path, captured):
         invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--max-memory", 0))
 
 
+@pytest.mark.slow
 def test_the_memory_plan_is_printed_once(tmp_path, vgg16_weights, monkeypatch):
     monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
     r = invoke("stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg", "-o", tmp_path / "o.png",
@@ -185,6 +189,54 @@ def test_a_folder_of_content_images(tmp_path, captured):
     assert "results" in one_line_error(invoke("stylize", photos, "s.jpg", "-o", tmp_path / "x.png"))
 
 
+@pytest.mark.slow
+def test_a_folder_runs_as_batches_with_the_results_of_single_runs(tmp_path, vgg16_weights, monkeypatch):
+    """Photos of one shape share one batch; each output is what a run of its own writes."""
+    monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
+    rng = np.random.default_rng(7)
+    photos = tmp_path / "photos"
+    for name, shape in [("a.png", (24, 32)), ("b.png", (24, 32)), ("c.png", (32, 24))]:
+        save_image(rng.uniform(size=(*shape, 3)), photos / name)
+    common = ["--size", 32, "--scales", "24,32", "--steps", 3, "--conv", "lax"]
+    r = invoke("stylize", photos, SAMPLES / "style.jpg", "-o", tmp_path / "batch", *common)
+    assert r.exit_code == 0, r.output
+    assert "3 photos, 6 steps each" in r.output and "3 photos: " in r.output  # one progress line for all
+    for name in ("a", "b", "c"):
+        alone = invoke("stylize", photos / f"{name}.png", SAMPLES / "style.jpg", "-o", tmp_path / f"{name}.png",
+                       *common)
+        assert alone.exit_code == 0, alone.output
+        together, single = (np.asarray(Image.open(p), np.float32) for p in (tmp_path / "batch" / f"{name}.png",
+                                                                            tmp_path / f"{name}.png"))
+        assert together.shape == single.shape and np.abs(together - single).max() <= 1, name  # 8-bit rounding
+        assert (tmp_path / "batch" / f"{name}.json").exists()
+    save_image(rng.uniform(size=(32, 16, 3)), photos / "d.png")  # too narrow at 24 px: said before any run
+    r = invoke("stylize", photos, SAMPLES / "style.jpg", "-o", tmp_path / "again", *common)
+    assert "the content at the coarse scale of 24 px is 12x24 px" in one_line_error(r)
+    assert not (tmp_path / "again").exists() or not any((tmp_path / "again").iterdir())
+
+
+def test_an_interrupted_folder_keeps_the_photos_it_began(tmp_path, vgg16_weights, monkeypatch):
+    """Ctrl-C in the first group's first step: its photos get their best image so far, the
+    later group never starts; exit 130 and one line that says so."""
+    monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
+    real_drive = batch.drive
+
+    def interrupted(*args, callback=None, **kw):
+        def stop(progress):
+            raise KeyboardInterrupt
+        return real_drive(*args, callback=stop, **kw)
+
+    monkeypatch.setattr(batch, "drive", interrupted)
+    photos = tmp_path / "photos"
+    for name, shape in [("a.png", (24, 32)), ("b.png", (24, 32)), ("c.png", (32, 24))]:
+        save_image(np.random.default_rng(1).uniform(size=(*shape, 3)), photos / name)
+    r = invoke("stylize", photos, SAMPLES / "style.jpg", "-o", tmp_path / "out", "--size", 32, "--scales", "none",
+               "--steps", 3, "--conv", "lax")
+    assert r.exit_code == 130, r.output
+    assert r.output.strip().splitlines()[-1] == "interrupted; saved the best images of 2 of 3 photos"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
+
+
 def test_bit_depth_reaches_the_files(tmp_path, captured):
     for name, args in [("o.png", ["--bit-depth", 16]), ("o.tif", []), ("o8.tif", ["--bit-depth", 8])]:
         assert invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / name, *args).exit_code == 0
@@ -209,6 +261,7 @@ def test_a_bit_depth_the_output_cannot_hold_is_one_line_before_any_work(tmp_path
     assert not started and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_colour_profile_note_reaches_the_user(tmp_path, vgg16_weights, monkeypatch):
     monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
     content = tmp_path / "content.png"

@@ -72,6 +72,7 @@ def test_im2col_equals_lax_forward_and_input_gradient(h, w, c_in, c_out):
         assert rel(im2col_conv(x, jnp.swapaxes(kernel, 0, 1)), y_ref) > 0.1
 
 
+@pytest.mark.slow
 def test_small_layers_run_as_im2col_in_the_cpu_mode_only():
     assert lowering(2, 4, 512, 512, "winograd") == "im2col"  # conv5_1 of a 64x42 picture
     assert lowering(2, 4096, 512, 512, "winograd") == "im2col" and not uses_winograd(2, 4096, 512, 512)
@@ -122,6 +123,7 @@ def test_auto_is_winograd_on_cpu_in_float32_only():
         StyleConfig(conv="fft")
 
 
+@pytest.mark.slow
 def test_the_objective_matches_lax_and_keeps_the_transforms(vgg16_weights):
     """Loss and gradient of the whole objective at 128 px (where four VGG16 layers run as
     Winograd) within 1e-4 of lax's; the transforms are prepared once, in the variables."""
@@ -147,6 +149,7 @@ def test_the_objective_matches_lax_and_keeps_the_transforms(vgg16_weights):
     assert rel(g1, g0) < 1e-4
 
 
+@pytest.mark.slow
 def test_a_tiled_run_prepares_the_transforms_its_crops_use(vgg16_weights):
     """Tiles run the network on crops, where fewer layers have the work for Winograd than
     on the whole picture: the run keeps the transforms of the crops' layers, those the

@@ -37,7 +37,7 @@ CHILD = textwrap.dedent("""
 
     dump, args = sys.argv[1], sys.argv[2:]
     pid = int(args[args.index("--process-id") + 1])
-    lib.budget_bytes = lambda max_memory=None: 0 if pid else 1 << 40
+    importlib.import_module("nst_jax.batch").budget_bytes = lambda max_memory=None: 0 if pid else 1 << 40
     real = lib.sweep
 
     def recorded(*a, **k):
@@ -69,6 +69,7 @@ def sweep_args(tmp_path):
             "--weights", str(tmp_path / "vgg16.safetensors")]
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_cells_of_one(tmp_path, sweep_args, monkeypatch):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS" and not k.lower().endswith("_proxy")}
     env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))

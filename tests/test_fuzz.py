@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 import fuzz_corpus as corpus
 import importlib
 
-from nst_jax import inputs, run
+from nst_jax import batch, inputs, run
 from nst_jax.cli import app
 from nst_jax.config import StyleConfig
 from nst_jax.errors import ConfigError, NstError, WeightsError
@@ -214,7 +214,8 @@ def fake_stylize(content, style, config, callback=None, **kw):
     consume(config, len(style) if isinstance(style, list) else 1)
     img = np.full((8, 8, 3), 0.25, np.float32)
     history = [run.HistoryRow(0, 2.0, 0, 0, 0), run.HistoryRow(1, 1.0, 0, 0, 0)]
-    return run.Result(img, img, 1.0, history, config.steps, config.steps, "done", 0.1, 0.05, config)
+    return run.Result(image=img, best_image=img, best_loss=1.0, history=history, steps=config.steps,
+                      function_evals=config.steps, stopped="done", seconds=0.1, compile_seconds=0.05, config=config)
 
 
 @fuzz(60)
@@ -253,9 +254,11 @@ def fake_sweep(content, style, config, style_weights=None, layer_weight_sets=Non
         consume(config.replace(style_weight=beta))
     n = len(style_weights) * len(layer_weight_sets) * len(blends or [()])
     img = np.full((n, 8, 8, 3), 0.25, np.float32)
-    return sweep_module.SweepResult(img, img, np.ones(n), np.array([[2.0] * n, [1.0] * n]),
-                                    {k: np.zeros(n) for k in ("content", "style", "tv")}, list(style_weights),
-                                    list(layer_weight_sets), list(blends or [()]), 1, 1, 1, 0.1, 0.05, config)
+    return sweep_module.SweepResult(
+        best_images=img, images=img, best_losses=np.ones(n), history=np.array([[2.0] * n, [1.0] * n]),
+        final_terms={k: np.zeros(n) for k in ("content", "style", "tv")}, style_weights=list(style_weights),
+        layer_weight_sets=list(layer_weight_sets), blends=list(blends or [()]), chunks=1, devices=1, compiles=1,
+        seconds=0.1, compile_seconds=0.05, config=config)
 
 
 SWEEP_ONLY = {"--style-weight": LIST_TEXT, "--layers": st.one_of(
@@ -701,6 +704,7 @@ REAL = {
 @fuzz(6)
 @given(args=option_values(REAL))
 @example(args=("--average=0.5", "--style-weight=3.4e38", "--content-weight=1e30", "--init=noise"))  # a NaN average
+@pytest.mark.slow
 def test_real_runs(tmp_path, images, fabricated, args):
     """Tiny runs with accepted values: done (0), NaN with the best image (3) or no
     progress and nothing written (4)."""
@@ -766,14 +770,14 @@ def test_a_sweep_names_the_cells_that_blew_up_or_never_improved(tmp_path, images
 
 
 def test_an_interrupted_sweep_saves_what_it_has(tmp_path, images, fabricated, monkeypatch):
-    real_drive = sweep_module.drive
+    real_drive = batch.drive
 
     def interrupted_drive(*args, callback=None, **kw):
         def stop(progress):
             raise KeyboardInterrupt  # as Ctrl-C after the first step
         return real_drive(*args, callback=stop, **kw)
 
-    monkeypatch.setattr(sweep_module, "drive", interrupted_drive)
+    monkeypatch.setattr(batch, "drive", interrupted_drive)
     out = tmp_path / "grid"
     before = corpus.snapshot(tmp_path)
     r = invoke(*sweep_args(images, out, "--style-weight", "1e3,1e6"))
@@ -810,7 +814,7 @@ def start(tmp_path: Path, images, *args) -> subprocess.Popen:
                                                         os.environ.get("PYTHONPATH", "")])}
     command = [args[0], *images, *args[1:], "--weights", weights, "--size", 32, "--scales", "none",
                "--steps", 100000, *TINY_LAYERS]
-    return subprocess.Popen([sys.executable, "-m", "nst_jax.cli", *map(str, command)], env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "nst_jax", *map(str, command)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=tmp_path)
 
 

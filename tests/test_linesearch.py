@@ -152,6 +152,7 @@ def test_stepwise_steps_on_vgg_satisfy_the_armijo_condition(vgg16_weights):
 
 
 @pytest.mark.parametrize("init,evals", [("content", 36), ("noisy-content", 36)])
+@pytest.mark.slow
 def test_per_evaluation_against_lbfgs_fixed(init, evals, vgg16_weights):
     """Best loss after the same number of evaluations. Measured (tiny VGG, random weights):
     content 1194 (fixed), 1212 (backtrack), 1376 (armijo, 12 steps) against 1379 (fixed,

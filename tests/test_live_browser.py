@@ -28,6 +28,8 @@ from PIL import Image
 import nst_jax
 from nst_jax.weights import save
 
+pytestmark = pytest.mark.slow  # a real run watched in a browser
+
 SAMPLES = Path(nst_jax.__file__).parent / "samples"
 # Flags for a headless browser in a sandboxed, offline machine: no background traffic.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -57,7 +59,7 @@ def test_the_page_watches_a_real_run(tmp_path, vgg16_weights):
 
     weights = save(vgg16_weights, tmp_path / "vgg16.safetensors")
     out = tmp_path / "out.png"
-    command = [sys.executable, "-m", "nst_jax.cli", "stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg",
+    command = [sys.executable, "-m", "nst_jax", "stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg",
                "-o", out, "--weights", weights, "--size", 32, "--steps", 600, "--optimizer", "adam", "--lr", 0.05,
                "--init", "noise", "--scales", "none", "--log-every", 5, "--live", "--live-linger", 300]
     # Ctrl-C ends the linger, as at a terminal: a runner that ignores SIGINT (a background

@@ -59,6 +59,7 @@ def run(tx, f, x, steps):
     return x, values
 
 
+@pytest.mark.slow
 def test_preconditioned_lbfgs_is_lbfgs_on_the_filtered_coordinates():
     """The defining identity: from x0, the preconditioned L-BFGS's iterates are S z_k,
     where z_k are plain L-BFGS's iterates on z -> f(S z) from z0 = S^-1 x0."""
@@ -77,6 +78,7 @@ def test_no_corner_is_optax_lbfgs():
     np.testing.assert_array_equal(ours, theirs)
 
 
+@pytest.mark.slow
 def test_the_low_pass_helps_where_fine_frequencies_are_stiff():
     """On the quadratic above (optimum 0.7 everywhere, from noise) 15 steps of the
     filtered L-BFGS with the Armijo search end at least 10x lower than unfiltered ones.

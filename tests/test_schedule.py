@@ -108,6 +108,7 @@ def test_the_next_start_gets_the_band_the_coarse_scale_could_not_hold(vgg16_weig
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.slow
 def test_a_multi_scale_run(optimizer, vgg16_weights):
     config = tiny(scales=(16, 23, 32), steps=3, optimizer=optimizer, average=0.9)
     result = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
@@ -132,6 +133,7 @@ def test_multi_scale_resume_across_a_scale_boundary(tmp_path, vgg16_weights):
 
 
 @pytest.mark.parametrize("detail", [0.0, 1.0])
+@pytest.mark.slow
 def test_a_multi_scale_sweep_matches_its_stylize(detail, vgg16_weights):
     config = tiny(scales=(16, 32), steps=2, average=0.5, detail=detail)
     grid = sweep(CONTENT, STYLE, config, [1e2, 1e4], weights=vgg16_weights)

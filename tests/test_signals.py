@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # every test runs the command in a process of its own
+
 SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129}
 RUN = ["stylize", "CONTENT", "STYLE", "--size", "40", "--steps", "12", "--scales", "24,32,40",
        "--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_2"]

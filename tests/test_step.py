@@ -25,6 +25,7 @@ def setup(weights, **changes):
 
 @pytest.mark.parametrize("optimizer,k", [("adam", 1), ("lbfgs", 1), ("lbfgs-fixed", 1), ("adam", 3),
                                          ("lbfgs-backtrack", 1), ("lbfgs-armijo", 1), ("lbfgs-armijo", 3)])
+@pytest.mark.slow
 def test_the_step_is_traced_once(optimizer, k, vgg16_weights):
     run, opt, state = setup(vgg16_weights, optimizer=optimizer)
     chex.clear_trace_counter()

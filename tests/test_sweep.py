@@ -33,6 +33,7 @@ SETS = [(1.0, 0.0), (0.5, 0.5)]
 # 6e-4 with the zoom search, 1.5e-4 with backtracking on an AVX-512 CPU (below 1e-5 on AVX2).
 @pytest.mark.parametrize("optimizer,k,tol", [("adam", 1, 1e-5), ("lbfgs", 1, 1e-3), ("adam", 2, 1e-5),
                                              ("lbfgs-backtrack", 1, 1e-3), ("lbfgs-armijo", 2, 1e-3)])
+@pytest.mark.slow
 def test_each_cell_equals_its_own_stylize(optimizer, k, tol, vgg16_weights):
     config = tiny(optimizer=optimizer, steps=4, init="noisy-content", steps_per_call=k)
     result = sweep(CONTENT, STYLE, config, BETAS, SETS, weights=vgg16_weights)
@@ -83,10 +84,10 @@ def test_chunks_give_the_same_cells_and_compile_once(vgg16_weights):
 
 
 def test_chunks_are_planned_within_max_memory(vgg16_weights, monkeypatch):
-    import nst_jax.sweep as sweep_module
+    import nst_jax.batch as batch_module
 
     budgets = []
-    monkeypatch.setattr(sweep_module, "plan_chunks", lambda *a: budgets.append(a[-1]) or 1)
+    monkeypatch.setattr(batch_module, "plan_chunks", lambda *a: budgets.append(a[-1]) or 1)
     sweep(CONTENT, STYLE, tiny(steps=1, max_memory=0.75), [1e2, 1e3], weights=vgg16_weights)
     assert budgets == [0.75 * 2**30]  # not all that is available
 
@@ -117,6 +118,7 @@ SHARDED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sharded_over_four_cpu_devices_matches_one(vgg16_weights):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     code = SHARDED.format(tests=str(Path(__file__).parent))
@@ -129,6 +131,7 @@ def test_sharded_over_four_cpu_devices_matches_one(vgg16_weights):
     np.testing.assert_allclose(got["last"], here.history[-1], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_sweep_command_writes_cells_sheet_and_json(tmp_path, vgg16_weights, monkeypatch):
     monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
     samples = Path(nst_jax.__file__).parent / "samples"
@@ -153,9 +156,11 @@ def test_sweep_command_writes_cells_sheet_and_json(tmp_path, vgg16_weights, monk
 
 def test_cells_can_be_written_with_sixteen_bits(tmp_path):
     cells = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
-    result = SweepResult(cells, cells, np.ones(2), np.array([[2.0, 2.0], [1.0, 1.0]]),
-                         {k: np.zeros(2) for k in ("content", "style", "tv")}, [1e2, 1e4], [(1.0,)], [()],
-                         1, 1, 1, 0.1, 0.05, tiny(style_layers=("relu1_1",), style_layer_weights=(1.0,)))
+    result = SweepResult(best_images=cells, images=cells, best_losses=np.ones(2),
+                         history=np.array([[2.0, 2.0], [1.0, 1.0]]),
+                         final_terms={k: np.zeros(2) for k in ("content", "style", "tv")}, style_weights=[1e2, 1e4],
+                         layer_weight_sets=[(1.0,)], blends=[()], chunks=1, devices=1, compiles=1, seconds=0.1,
+                         compile_seconds=0.05, config=tiny(style_layers=("relu1_1",), style_layer_weights=(1.0,)))
     write_sweep(result, tmp_path, ["relu1_1"], 16)
     for c in range(2):
         with Image.open(tmp_path / f"cell_r0_c{c}.png") as cell:
@@ -165,6 +170,7 @@ def test_cells_can_be_written_with_sixteen_bits(tmp_path):
         assert sheet.tile[0][3] == "RGB"
 
 
+@pytest.mark.slow
 def test_sweep_command_puts_blends_on_the_rows(tmp_path, vgg16_weights, monkeypatch):
     monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
     samples = Path(nst_jax.__file__).parent / "samples"

@@ -98,6 +98,7 @@ def relative(a, b) -> float:
 
 @pytest.mark.parametrize("name", ["paper norms", "content mean, style mean", "relative norms, gram share",
                                   "two styles, style relative", "masks", "luminance", "paper layers"])
+@pytest.mark.slow
 def test_the_tiled_gradient_is_the_plain_gradient(name, tmp_path, vgg16_weights):
     config, styles = variant(name, tmp_path)
     run = prepare(CONTENT, styles, config.replace(tile=0), vgg16_weights)
@@ -112,6 +113,7 @@ def test_the_tiled_gradient_is_the_plain_gradient(name, tmp_path, vgg16_weights)
     np.testing.assert_allclose(t_grad, grad, rtol=0, atol=1e-4 * float(jnp.abs(grad).max()))
 
 
+@pytest.mark.slow
 def test_a_halo_too_small_gives_a_measurable_error(vgg16_weights):
     config, styles = variant("paper norms", None)
     run = prepare(CONTENT, styles, config.replace(tile=0), vgg16_weights)
@@ -119,6 +121,7 @@ def test_a_halo_too_small_gives_a_measurable_error(vgg16_weights):
     assert relative(t_grad, grad) > 1e-2
 
 
+@pytest.mark.slow
 def test_every_output_differentiates_and_the_problem_does_not(vgg16_weights):
     config, styles = variant("paper norms", None)
     run = prepare(CONTENT, styles, config.replace(tile=0), vgg16_weights)
@@ -144,6 +147,7 @@ def test_targets_computed_in_tiles_are_the_same(tmp_path, vgg16_weights):
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs-backtrack"])
+@pytest.mark.slow
 def test_a_tiled_step_is_the_plain_step(optimizer, vgg16_weights):
     config, styles = variant("paper norms", None)
     config = config.replace(size=32, optimizer=optimizer)  # 2 x 2 tiles
@@ -159,6 +163,7 @@ def test_a_tiled_step_is_the_plain_step(optimizer, vgg16_weights):
     np.testing.assert_allclose(t_image, image, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_coarse_to_fine_tiles_only_the_scales_that_need_it(vgg16_weights, monkeypatch):
     # At these sizes a tile's share of the compiled program (memory.TILE_BYTES) outweighs
     # what tiling saves; without it, the planner's choices are those of large pictures.

@@ -114,6 +114,7 @@ def test_parity_with_pytorch_sequential(arch, vgg16_params, vgg19_params):
 
 
 
+@pytest.mark.slow
 def test_remat_gives_the_same_features_and_gradient(vgg16_params):
     taps = ("relu1_1", "relu3_1", "relu4_2")
     image = jax.random.uniform(jax.random.key(1), (36, 28, 3))

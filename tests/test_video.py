@@ -138,6 +138,7 @@ def test_the_objective_adds_gamma_times_the_temporal_term(vgg16_weights):
     np.testing.assert_allclose(np.stack(same_terms), np.stack(terms), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_temporal_term_of_a_tiled_objective_is_the_whole_ones(vgg16_weights):
     config = tiny()
     run_ = prepare(np.asarray(CONTENT), np.asarray(STYLE), config, vgg16_weights)

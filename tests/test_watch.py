@@ -236,6 +236,7 @@ def test_the_page_ends_saying_how_the_run_ended(tmp_path, monkeypatch, stopped, 
     monkeypatch.setattr(watch, "write_record", lambda record, path: path)
     monkeypatch.setattr(watch, "run_record", lambda result, **kw: {})
     session = watch.Session({Path("o.png"): Path("o.json")}, View(), 600, print)
-    result = run.Result(np.zeros((4, 4, 3)), np.zeros((4, 4, 3)), 1.0, [], 1, 1, stopped, 0.1, 0.0, None)
+    result = run.Result(image=np.zeros((4, 4, 3)), best_image=np.zeros((4, 4, 3)), best_loss=1.0, history=[], steps=1,
+                        function_evals=1, stopped=stopped, seconds=0.1, compile_seconds=0.0, config=None)
     assert session.finished(result, Path("o.png"), result.image) == Path("o.json")
     assert ended == [(status, message, "o.png", result.image)] and session.stay == (stopped != "interrupted")

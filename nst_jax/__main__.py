@@ -1,0 +1,5 @@
+"""``python -m nst_jax``: the ``nst-jax`` command (console.main)."""
+
+from .console import main
+
+main()

@@ -1,0 +1,254 @@
+"""Many runs as one vmapped program: a sweep's grid of loss weights, a folder's photos.
+
+Every cell of a batch runs the same objective at each scale; what differs per cell (a
+sweep cell's loss weights; a photo's targets and start image) rides on a leading batch
+axis of the problem and of the step state. :func:`drive_cells` takes the cells coarse to
+fine (``run.climb``) in equal chunks that fit in memory, sharded over the devices, through
+one compiled program per scale. :func:`stylize_many` groups photos by shape and runs each
+group so, one :class:`~nst_jax.run.Result` per photo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from .config import StyleConfig
+from .errors import NstError
+from .image import read_image, scaled_shape
+from .inputs import prepare, resolve_weights
+from .memory import budget_bytes, estimate_bytes, plan_chunks
+from .objective import Problem
+from .run import (Result, RunState, Trace, climb, default_steps_per_call, drive,
+                  final_pictures, join_traces, scale_of, scale_span, with_picture)
+from .schedule import carry_state, next_start
+from .step import StepState, init_state, make_step, optimizer_for
+from .weights import VGGWeights
+
+
+@dataclass
+class Chunk:
+    """One chunk of cells where it ended, on the host (padding cells removed)."""
+
+    state: StepState  # batched over the chunk's cells
+    trace: dict[str, np.ndarray]  # TERMS -> (steps, cells)
+    cells: int
+    steps: int  # steps completed in total
+    stopped: str  # "done", "nan" (every cell of it), "interrupted" or "callback"
+    seconds: float
+    compile_seconds: float
+
+
+@dataclass
+class Cells:
+    """Where a batch of cells ended (see :func:`drive_cells`)."""
+
+    chunks: list[Chunk]  # those that ran, in cell order
+    chunk: int  # cells per chunk
+    devices: int
+    compiles: int  # compiled step programs
+    stopped: str  # "done", "nan" (every cell) or "interrupted"
+
+    @property
+    def seconds(self) -> float:
+        return sum(c.seconds for c in self.chunks)
+
+    @property
+    def compile_seconds(self) -> float:
+        return sum(c.compile_seconds for c in self.chunks)
+
+
+def chunk_size(config: StyleConfig, arch: str, objective, hw: tuple[int, int], n_cells: int, devices,
+               max_chunk: int | None = None) -> int:
+    """Cells per chunk: as many as the memory estimate lets run at once (at most
+    ``max_chunk``), a multiple of the device count."""
+    taps, conv = objective.model.taps, objective.model.conv
+    fixed = estimate_bytes(arch, *hw, taps, batch=0, conv=conv)
+    per_cell = estimate_bytes(arch, *hw, taps, batch=1, content_taps=config.content_layers,
+                              optimizer=config.optimizer, conv=conv) - fixed
+    # Accelerators each have their own memory; CPU "devices" share the host's RAM.
+    budget = budget_bytes(config.max_memory) * (1 if devices[0].platform == "cpu" else len(devices))
+    if jax.process_count() > 1:  # one plan for all: the least any process has
+        budget = int(gather(np.array([budget], np.float32)).min())
+    chunk = plan_chunks(n_cells, len(devices), per_cell, fixed, budget)
+    if max_chunk:
+        chunk = max(len(devices), min(chunk, max_chunk) // len(devices) * len(devices))
+    return chunk
+
+
+def drive_cells(config: StyleConfig, objectives: list, n_cells: int, chunk: int,
+                cells_at: Callable[[int, np.ndarray], tuple[Problem, jax.Array]], axes: Problem, *,
+                devices, picture_at: Callable | None = None, callback=None,
+                resume: RunState | None = None) -> Cells:
+    """Run ``n_cells`` cells coarse to fine, ``chunk`` at a time (the last chunk padded by
+    wrapping around). ``objectives``: the one objective of every cell per scale of
+    ``config.sizes``; ``cells_at(index, cells)`` -> the problem of those cells at scale
+    ``index``, batched along ``axes`` (None: shared), and their start: (B, H, W, C), or
+    (H, W, C) when every cell starts alike. ``picture_at(index, cells)`` -> a function of a
+    state making what the run would save (for the callback's progress; None: no picture).
+    ``callback(chunk, progress)`` runs after every compiled call; ``resume`` continues a
+    batch of the same cells from an earlier one's state."""
+    optimizer = optimizer_for(config)
+    mesh = Mesh(np.array(devices), ("batch",))
+    batched = NamedSharding(mesh, PartitionSpec("batch"))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    # Every output carries the batch axis (metrics behind the steps axis); pin it to the
+    # mesh so the next call's inputs match (left free, XLA replicates small leaves and
+    # the second call would compile again).
+    jit_kwargs = {"out_shardings": (batched, NamedSharding(mesh, PartitionSpec(None, "batch")))}
+    steps = [jax.vmap(make_step(o, optimizer, config.average), in_axes=(0, axes, None)) for o in objectives]
+    inits = [jax.jit(jax.vmap(partial(init_state, o, optimizer), in_axes=(axes, 0)), out_shardings=batched)
+             for o in objectives]
+    k = config.steps_per_call or default_steps_per_call(devices[0].platform)
+    compiled = [{} for _ in objectives]
+    placed = {}  # per scale: the replicated parts of its problem, put on the mesh once
+
+    def place(index: int, problem: Problem) -> Problem:
+        parts = []
+        for i, (part, axis) in enumerate(zip(problem, axes)):
+            if axis is None:
+                if (index, i) not in placed:
+                    placed[(index, i)] = jax.device_put(part, replicated)
+                parts.append(placed[(index, i)])
+            else:
+                parts.append(jax.device_put(part, batched))
+        return Problem(*parts)
+
+    chunks, stopped = [], "done"
+    for c in range(math.ceil(n_cells / chunk)):
+        idx = np.arange(c * chunk, (c + 1) * chunk) % n_cells
+        problems = {}
+
+        def enter(index, state, moved):
+            problem, start = cells_at(index, idx)
+            problems.clear()  # the state has left the earlier scale: free its inputs
+            problems[index] = place(index, problem)
+            if state is None:
+                if start.ndim == 3:
+                    start = jnp.broadcast_to(jnp.asarray(start), (chunk,) + start.shape)
+                return inits[index](problems[index], start)
+            if moved:
+                fresh = inits[index](problems[index], next_start(state, start, config.detail))
+                return carry_state(state, fresh, optimizer)
+            return state
+
+        def advance(index, state, first, end):
+            report = callback and partial(callback, c)
+            picture = picture_at and picture_at(index, idx)
+            if report and picture:
+                report = partial(with_picture, report, picture)
+            return drive(steps[index], state, problems[index], steps=end, start=first, steps_per_call=k,
+                         log_every=config.log_every, jit_kwargs=jit_kwargs, compiled=compiled[index],
+                         fetch=gather, total=config.steps * len(objectives), callback=report)
+
+        state = None if resume is None else jax.device_put(jax.tree.map(lambda x: x[idx], resume.state), batched)
+        climbed = climb(config, enter, advance, state=state, steps=resume.step if resume else 0,
+                        resumed=resume is not None)
+        keep = min(chunk, n_cells - c * chunk)
+        trace = join_traces(climbed.traces)
+        chunks.append(Chunk(jax.tree.map(lambda x: gather(x)[:keep], climbed.state),
+                            {key: v[:, :keep] for key, v in trace.items()}, keep, climbed.steps,
+                            climbed.stopped, climbed.seconds, climbed.compile_seconds))
+        if climbed.stopped == "interrupted":
+            stopped = "interrupted"
+            break
+        stopped = "nan" if climbed.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
+    return Cells(chunks, chunk, len(devices), sum(len(c) for c in compiled), stopped)
+
+
+def gather(tree):
+    """The full arrays on this host, also when other hosts hold some of their shards."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return jax.tree.map(lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
+    return jax.device_get(tree)
+
+
+def shape_groups(contents: list, sizes: tuple[int, ...]) -> list[list[int]]:
+    """Indices of ``contents`` (paths or (H, W, 3) arrays) grouped by their shape at every
+    size of ``sizes`` (photos of one aspect ratio), in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for i, content in enumerate(contents):
+        hw = read_image(content)[0].shape[:2]
+        groups.setdefault(tuple(scaled_shape(hw, size) for size in sizes), []).append(i)
+    return list(groups.values())
+
+
+def stylize_many(contents: list, style, config: StyleConfig = StyleConfig(), *,
+                 weights: VGGWeights | None = None, callback=None, devices=None,
+                 max_chunk: int | None = None) -> list[Result]:
+    """Stylize each of ``contents`` (paths or (H, W, 3) arrays) in ``style`` as
+    ``run.stylize`` would, photos of one shape batched into one vmapped program per scale:
+    one compile per group and scale instead of one per photo, and on an accelerator the
+    photos of a chunk share each step's launch. Returns one Result per photo, in order
+    (None for those an interruption left out), each with its share of its chunk's time.
+    ``callback(group, chunk, progress)`` runs after every compiled call (``progress.loss``:
+    one value per photo of the chunk)."""
+    weights = resolve_weights(config, weights)
+    devices = list(devices or jax.devices())
+    results: list[Result | None] = [None] * len(contents)
+    groups = shape_groups(contents, config.sizes)
+    plans = [group_plan(contents[group[0]], style, config, weights, len(group), devices, max_chunk)
+             for group in groups]  # every group's sizes checked before any runs
+    for g, (group, (objectives, chunk)) in enumerate(zip(groups, plans)):
+        last = {}  # per photo of the group: its latest prepared scale, without the network's weights
+
+        def cells_at(index, idx):
+            targets, starts, variables, loss_weights = [], [], None, None
+            for i in idx:  # one at a time: each prepared scale holds its own copy of the weights
+                run = prepare(contents[group[i]], style, config, weights, size=config.sizes[index])
+                if run.objective != objectives[index]:  # never: the same shape and config
+                    raise NstError("photos of one shape gave different objectives")
+                variables, loss_weights = run.problem.variables, run.problem.weights
+                last[i] = dataclasses.replace(run, problem=run.problem._replace(variables=None))
+                targets.append(run.problem.targets)
+                starts.append(jnp.asarray(run.start))
+            return (Problem(variables, jax.tree.map(lambda *xs: jnp.stack(xs), *targets), loss_weights),
+                    jnp.stack(starts))
+
+        def report(c, progress):  # the chunk's own photos (the last chunk is padded)
+            cells = min(chunk, len(group) - c * chunk)
+            return callback(g, c, dataclasses.replace(progress, loss=progress.loss[:cells]))
+
+        cells = drive_cells(config, objectives, len(group), chunk, cells_at, Problem(None, 0, None),
+                            devices=devices, callback=callback and report)
+        for c, ch in enumerate(cells.chunks):
+            for j in range(ch.cells):
+                i = c * cells.chunk + j
+                results[group[i]] = photo_result(config, last[i], ch, j)
+        if cells.stopped == "interrupted":
+            break
+    return results
+
+
+def group_plan(content, style, config: StyleConfig, weights: VGGWeights, n_cells: int, devices,
+               max_chunk: int | None) -> tuple[list, int]:
+    """(the objective at each size, photos per chunk) of a group of ``n_cells`` photos of
+    ``content``'s shape; its inputs are checked at every size on the way."""
+    runs = [prepare(content, style, config, weights, size=size) for size in config.sizes]
+    final = runs[-1]
+    return ([r.objective for r in runs],
+            chunk_size(config, final.arch, final.objective, final.content.shape[:2], n_cells, devices, max_chunk))
+
+
+def photo_result(config: StyleConfig, run, chunk: Chunk, j: int) -> Result:
+    """Cell ``j`` of ``chunk`` (a photo prepared at its last scale as ``run``) as a Result,
+    with its share of the chunk's time."""
+    state = jax.tree.map(lambda x: x[j], chunk.state)
+    arrays = {k: v[:, j] for k, v in chunk.trace.items()}
+    finite = np.isfinite(arrays["loss"]) if arrays else np.zeros(0, bool)
+    stopped = "nan" if len(finite) and not finite[-1] and chunk.stopped == "done" else chunk.stopped
+    image, best, average = final_pictures(run, config, state)
+    rows = Trace(arrays).rows() if arrays else []
+    return Result(image, best, float(state.best_loss), rows, chunk.steps, int(state.evals), stopped,
+                  chunk.seconds / chunk.cells, chunk.compile_seconds / chunk.cells, config, RunState(state, chunk.steps, arrays), run.notes,
+                  average, scale_span(config, scale_of(config, chunk.steps))[0], run.colour_content)
