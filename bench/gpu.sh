@@ -5,11 +5,13 @@
 # (bench/highres.py: one step at 4096 and 8192 px, tiled as the memory plan chooses,
 # with the device's peak memory), where a step's device time goes
 # (bench/profile_step.py), `nst-jax stylize` from command to file with a cold and a warm
-# compilation cache (bench/end_to_end.py at 512 and 1024 px), then the quality study
+# compilation cache (bench/end_to_end.py at 512 and 1024 px), a folder of 8 photos batched
+# against one run each (bench/folder.py at 256 px), then the quality study
 # (bench/quality_study.py at 512 px).
 #
 #   bash bench/gpu.sh [RESULTS_DIR]                       (default bench/results)
-#   BENCH_S=280 HIGHRES_S=165 PROFILE_S=65 E2E_S=70 STUDY_S=0 bash bench/gpu.sh   (seconds per stage; 0 skips it)
+#   BENCH_S=220 HIGHRES_S=165 PROFILE_S=65 E2E_S=70 FOLDER_S=60 STUDY_S=0 bash bench/gpu.sh
+#                                                         (seconds per stage; 0 skips it)
 #   BENCH_SKIP=calls,lbfgs,target BENCH_FLAGS=""          (the bench's sections; default: all but
 #                                                          lbfgs and target, with --bf16)
 #   SWEEP_SIZES=128,256                                   (the vmapped sweep's sizes: each compile on
@@ -37,7 +39,7 @@ print("jax", jax.__version__, jax.devices()[0].device_kind, "| torch", torch.__v
 PY
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv,noheader || true
 weights="${NST_VGG16:-embedded}"
-[ "${BENCH_S:-280}" -gt 0 ] && timeout "${BENCH_S:-280}" python3 bench/run.py --sizes 512,1024 --archs vgg19 \
+[ "${BENCH_S:-220}" -gt 0 ] && timeout "${BENCH_S:-220}" python3 bench/run.py --sizes 512,1024 --archs vgg19 \
   --repeats 10 ${BENCH_FLAGS---steps-per-call 1,10,30 --bf16} --compile-torch --sweep-batches 1,8 \
   --sweep-sizes "${SWEEP_SIZES:-128,256}" --skip "${BENCH_SKIP:-lbfgs,target}" --vgg16 "$weights" \
   --out "$out" 2>&1 | tee "$out/gpu-bench.log"
@@ -47,6 +49,8 @@ weights="${NST_VGG16:-embedded}"
   --compile-torch 2>&1 | tee "$out/gpu-profile.log"
 [ "${E2E_S:-70}" -gt 0 ] && timeout "${E2E_S:-70}" python3 bench/end_to_end.py --sizes 512,1024 \
   --weights "$weights" --shared "${NST_SHARED:-../shared}" --name e2e-gpu --out "$out" 2>&1 | tee "$out/gpu-e2e.log"
+[ "${FOLDER_S:-60}" -gt 0 ] && timeout "${FOLDER_S:-60}" python3 bench/folder.py --size 256 --photos 8 \
+  --weights "$weights" --shared "${NST_SHARED:-../shared}" --name gpu-folder-256 --out "$out" 2>&1 | tee "$out/gpu-folder.log"
 [ "${STUDY_S:-0}" -gt 0 ] && JAX_LOG_COMPILES=1 timeout "${STUDY_S:-0}" python3 bench/quality_study.py --size 512 --budget 170 --weights "$weights" --betas 10,30,100,300 \
   --variants scales-recoloured-backtrack,scales-recoloured,scales,baseline \
   --shared "${NST_SHARED:-../shared}" --out "$out/quality-study-gpu" 2>&1 | tee "$out/gpu-study.log"

@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nst_jax.config import ADAM_ON_SUMMED_LOSS, StyleConfig  # noqa: E402
+from nst_jax.config import ADAM_ON_SUMMED_LOSS, LBFGS_NAMES, StyleConfig  # noqa: E402
 from nst_jax.image import load_image  # noqa: E402
 from nst_jax.inputs import prepare  # noqa: E402
 from nst_jax.run import default_steps_per_call, drive  # noqa: E402
@@ -517,10 +517,10 @@ def time_to_target(size, arch="vgg16", budget_evals=300, optimizers=(*JAX_LBFGS,
         return None, None, best
 
     # JAX gets twice the evaluations (four times for Adam) to get there.
-    runs = [(o, f) for o in optimizers for f in (corners if o.startswith("lbfgs") else corners[:1])]
+    runs = [(o, f) for o in optimizers for f in (corners if o in LBFGS_NAMES else corners[:1])]
     for opt_name, corner in runs:
         lr, max_evals = (0.02, 4 * budget_evals) if opt_name == "adam" else (None, 2 * budget_evals)
-        corner = corner if opt_name.startswith("lbfgs") else None  # the others ignore it
+        corner = corner if opt_name in LBFGS_NAMES else None  # the others ignore it
         name = opt_name + (f" f0={corner:g}" if corner else "")
         run_cfg = cfg.replace(precondition=corner or 0.0, optimizer=opt_name, learning_rate=lr, steps=max_evals)
         t0 = time.perf_counter()
