@@ -26,11 +26,12 @@ from .errors import NstError
 from .image import read_image, scaled_shape
 from .inputs import prepare, resolve_weights
 from .memory import budget_bytes, estimate_bytes, plan_chunks
+from .losses import Targets
 from .objective import Problem
 from .run import (Result, RunState, Trace, climb, default_steps_per_call, drive,
                   final_pictures, join_traces, scale_of, scale_span, with_picture)
 from .schedule import carry_state, next_start
-from .step import StepState, init_state, make_step, optimizer_for
+from .step import StepState, averaged, init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
 
@@ -136,7 +137,7 @@ def drive_cells(config: StyleConfig, objectives: list, n_cells: int, chunk: int,
                     start = jnp.broadcast_to(jnp.asarray(start), (chunk,) + start.shape)
                 return inits[index](problems[index], start)
             if moved:
-                fresh = inits[index](problems[index], next_start(state, start, config.detail))
+                fresh = inits[index](problems[index], next_start(mended(state), start, config.detail))
                 return carry_state(state, fresh, optimizer)
             return state
 
@@ -162,6 +163,18 @@ def drive_cells(config: StyleConfig, objectives: list, n_cells: int, chunk: int,
             break
         stopped = "nan" if climbed.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
     return Cells(chunks, chunk, len(devices), sum(len(c) for c in compiled), stopped)
+
+
+@jax.jit
+def mended(state: StepState) -> StepState:
+    """A batch's state with each cell whose iterate or average is not finite (its loss blew
+    up while others went on) put back at its best image, so the next scale starts it
+    from there rather than from NaN."""
+    ok = jnp.isfinite(state.image).all(axis=(-3, -2, -1)) & jnp.isfinite(averaged(state)).all(axis=(-3, -2, -1))
+    ok = ok.reshape(ok.shape + (1, 1, 1))
+    weight = state.average_weight.reshape(state.average_weight.shape + (1, 1, 1))
+    return state._replace(image=jnp.where(ok, state.image, state.best_image),
+                          average=jnp.where(ok, state.average, state.best_image * weight))
 
 
 def gather(tree):
@@ -195,23 +208,26 @@ def stylize_many(contents: list, style, config: StyleConfig = StyleConfig(), *,
     one value per photo of the chunk)."""
     weights = resolve_weights(config, weights)
     devices = list(devices or jax.devices())
+    budget = budget_bytes(config.max_memory)  # read once: every photo gets the same memory plan
     results: list[Result | None] = [None] * len(contents)
     groups = shape_groups(contents, config.sizes)
-    plans = [group_plan(contents[group[0]], style, config, weights, len(group), devices, max_chunk)
+    plans = [group_plan(contents[group[0]], style, config, weights, budget, len(group), devices, max_chunk)
              for group in groups]  # every group's sizes checked before any runs
     for g, (group, (objectives, chunk)) in enumerate(zip(groups, plans)):
-        last = {}  # per photo of the group: its latest prepared scale, without the network's weights
+        last = {}  # per photo of the group: what its Result needs of its latest prepared scale
 
         def cells_at(index, idx):
             targets, starts, variables, loss_weights = [], [], None, None
-            for i in idx:  # one at a time: each prepared scale holds its own copy of the weights
-                run = prepare(contents[group[i]], style, config, weights, size=config.sizes[index])
-                if run.objective != objectives[index]:  # never: the same shape and config
+            for i in idx[idx >= idx[0]]:  # the chunk's own photos; wrapped padding repeats the first
+                run = prepare(contents[group[i]], style, config, weights, size=config.sizes[index], budget=budget)
+                if run.objective != objectives[index]:  # never: the same shape, config and budget
                     raise NstError("photos of one shape gave different objectives")
                 variables, loss_weights = run.problem.variables, run.problem.weights
-                last[i] = dataclasses.replace(run, problem=run.problem._replace(variables=None))
+                last[i] = kept(run)
                 targets.append(run.problem.targets)
                 starts.append(jnp.asarray(run.start))
+            pad = len(idx) - len(targets)
+            targets, starts = targets + targets[:1] * pad, starts + starts[:1] * pad
             return (Problem(variables, jax.tree.map(lambda *xs: jnp.stack(xs), *targets), loss_weights),
                     jnp.stack(starts))
 
@@ -230,14 +246,23 @@ def stylize_many(contents: list, style, config: StyleConfig = StyleConfig(), *,
     return results
 
 
-def group_plan(content, style, config: StyleConfig, weights: VGGWeights, n_cells: int, devices,
+def group_plan(content, style, config: StyleConfig, weights: VGGWeights, budget: int, n_cells: int, devices,
                max_chunk: int | None) -> tuple[list, int]:
     """(the objective at each size, photos per chunk) of a group of ``n_cells`` photos of
     ``content``'s shape; its inputs are checked at every size on the way."""
-    runs = [prepare(content, style, config, weights, size=size) for size in config.sizes]
+    runs = [prepare(content, style, config, weights, size=size, budget=budget) for size in config.sizes]
     final = runs[-1]
     return ([r.objective for r in runs],
             chunk_size(config, final.arch, final.objective, final.content.shape[:2], n_cells, devices, max_chunk))
+
+
+def kept(run):
+    """Of a prepared scale, what its photo's Result needs (the objective, the pixels masks
+    keep, on the host; the content's colours; the notes): the network's weights and the
+    targets on the device are let go."""
+    keep = None if run.problem.targets.keep is None else tuple(np.asarray(x) for x in run.problem.targets.keep)
+    return dataclasses.replace(run, problem=Problem(None, Targets((), (), keep=keep), None), styles=[],
+                               content=None, start=None)
 
 
 def photo_result(config: StyleConfig, run, chunk: Chunk, j: int) -> Result:
@@ -245,8 +270,8 @@ def photo_result(config: StyleConfig, run, chunk: Chunk, j: int) -> Result:
     with its share of the chunk's time."""
     state = jax.tree.map(lambda x: x[j], chunk.state)
     arrays = {k: v[:, j] for k, v in chunk.trace.items()}
-    finite = np.isfinite(arrays["loss"]) if arrays else np.zeros(0, bool)
-    stopped = "nan" if len(finite) and not finite[-1] and chunk.stopped == "done" else chunk.stopped
+    blew_up = bool(arrays) and not np.isfinite(arrays["loss"]).all()  # at some step, if it went on from its best
+    stopped = "nan" if blew_up and chunk.stopped == "done" else chunk.stopped
     image, best, average = final_pictures(run, config, state)
     rows = Trace(arrays).rows() if arrays else []
     return Result(image, best, float(state.best_loss), rows, chunk.steps, int(state.evals), stopped,

@@ -1,10 +1,11 @@
 """The ``nst-jax`` command: a thin Typer layer over the library.
 
 Each command collects options, builds one :class:`StyleConfig` (the options shared by
-``stylize`` and ``sweep`` are declared once, in ``CONFIG_OPTIONS``) and calls one library
-function. Every user error is one line on stderr and a non-zero exit, never a traceback:
-1 = bad input or option, 3 = the loss became NaN/inf (best image saved), 4 = no step
-lowered the loss (nothing written), 130 = interrupted (best image saved; 143 on SIGTERM, 129 on SIGHUP).
+``stylize``, ``sweep`` and ``video`` are declared once, in options.py) and calls one library
+function; what it prints is terminal.py's. Every user error is one line on stderr and a
+non-zero exit, never a traceback: 1 = bad input or option, 3 = the loss became NaN/inf
+(best image saved), 4 = no step lowered the loss (nothing written), 130 = interrupted (best
+image saved; 143 on SIGTERM, 129 on SIGHUP).
 """
 
 import math
@@ -219,7 +220,8 @@ def stylize_folder(jobs: list[tuple[Path, Path]], styles: list[Path], config: St
         raise fail(f"no step lowered the loss of any photo: {advice(config, False)}; nothing was written",
                    EXIT_NO_PROGRESS)
     interrupted = any(r is not None and r.stopped == "interrupted" for r in results)
-    end_of_batch(config, stopped="interrupted" if interrupted else "nan" if blown and len(blown) == len(written) else "done",
+    every_blown = blown and len(blown) == len(written) and not stale
+    end_of_batch(config, stopped="interrupted" if interrupted else "nan" if every_blown else "done",
                  where=str(jobs[0][1].parent), items="of", every="for every photo", stale=stale,
                  stale_kept="not written", blown=blown,
                  interrupted=f"interrupted; saved the best images of {len(written)} of {len(jobs)} photos")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from conftest import CONTENT, STYLE, tiny
+from nst_jax import batch
 from nst_jax.batch import shape_groups, stylize_many
 from nst_jax.run import stylize
 
@@ -38,3 +40,45 @@ def test_each_photo_gets_what_its_own_run_gives(vgg16_weights):
         np.testing.assert_allclose([r.total for r in result.history], [r.total for r in alone.history], rtol=1e-5)
         assert (result.steps, result.function_evals, result.stopped) == (alone.steps, alone.function_evals, "done")
         assert result.improved and result.seconds > 0
+
+
+def test_an_interrupted_padded_chunk_leaves_every_photo_its_own_scale(vgg16_weights):
+    """Three photos of one shape in chunks of two, two scales: Ctrl-C in the second (padded)
+    chunk's first scale. The first chunk's photos end at 32 px, the third at 24 px, each
+    with its own content colours (the padding cell must not replace the first photo's)."""
+    config = tiny(steps=2, scales=(24, 32), colour="original")
+
+    def stop(group, chunk, progress):
+        if chunk == 1:
+            raise KeyboardInterrupt
+
+    results = stylize_many([PHOTOS[0], PHOTOS[2], PHOTOS[3]], STYLE, config, weights=vgg16_weights, max_chunk=2,
+                           callback=stop)
+    assert [r.stopped for r in results] == ["done", "done", "interrupted"]
+    assert [r.output.shape[:2] for r in results] == [(32, 28), (32, 28), (24, 21)]
+    assert results[2].steps == 1 and np.isfinite(results[2].output).all()
+
+
+def test_a_photo_that_blows_up_goes_on_from_its_best_image(vgg16_weights, monkeypatch):
+    """One photo's loss turns NaN at the end of the first scale while the other's does not:
+    the next scale starts it from its best image, it is reported "nan", and its picture
+    is finite; the other photo is untouched by it."""
+    config = tiny(steps=3, scales=(24, 32))
+    real = batch.drive
+
+    def drive(*args, **kw):
+        out = real(*args, **kw)
+        if kw["steps"] == config.steps:  # the first scale's end: photo 1 blows up
+            s = out.state
+            out.state = s._replace(image=s.image.at[1].set(jnp.nan), average=s.average.at[1].set(jnp.nan))
+            out.trace.arrays["loss"][-1, 1] = np.nan
+        return out
+
+    monkeypatch.setattr(batch, "drive", drive)
+    together = stylize_many([PHOTOS[0], PHOTOS[2]], STYLE, config, weights=vgg16_weights)
+    monkeypatch.setattr(batch, "drive", real)
+    alone = stylize_many([PHOTOS[0]], STYLE, config, weights=vgg16_weights)[0]
+    assert [r.stopped for r in together] == ["done", "nan"]
+    assert np.isfinite(together[1].output).all() and np.isfinite(together[1].best_loss)
+    # the same run up to the rounding of a batch of two against one (1e-4 seen here)
+    np.testing.assert_allclose(together[0].output, alone.output, atol=1e-3)

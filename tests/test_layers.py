@@ -20,8 +20,12 @@ def imports_of(path: Path) -> set[str]:
                 found.add(node.module.split(".")[0])
             else:  # from . import a, b
                 found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "nst_jax":  # from nst_jax import a
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("nst_jax."):
             found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):  # import nst_jax.a
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("nst_jax."))
     modules = {p.stem for p in path.parent.glob("*.py")}
     return found & modules - {path.stem}
 
@@ -44,8 +48,10 @@ def test_no_module_imports_one_that_imports_it_back():
 def test_the_check_sees_a_cycle_through_a_function_level_import(tmp_path):
     (tmp_path / "a.py").write_text("import os\n\ndef f():\n    from . import b\n")
     (tmp_path / "b.py").write_text("from .c import g\n")
-    (tmp_path / "c.py").write_text("from nst_jax.a import f\n")
-    assert imports_of(tmp_path / "a.py") == {"b"} and imports_of(tmp_path / "c.py") == {"a"}
+    (tmp_path / "c.py").write_text("from nst_jax.a import f\nimport nst_jax.d\nfrom nst_jax import e\n")
+    for name in "de":
+        (tmp_path / f"{name}.py").write_text("")
+    assert imports_of(tmp_path / "a.py") == {"b"} and imports_of(tmp_path / "c.py") == {"a", "d", "e"}
     try:
         layer_order(tmp_path)
     except AssertionError as e:
