@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import statistics
 import sys
 from pathlib import Path
@@ -24,19 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nst_jax.config import StyleConfig  # noqa: E402
+from old_tree import import_old  # noqa: E402
 from nst_jax.sweep import sweep  # noqa: E402
 from nst_jax.weights import load_weights  # noqa: E402
 from quality import locate_shared  # noqa: E402
-
-
-def import_old(tree: Path):
-    """The old tree's package as ``nst_old``."""
-    spec = importlib.util.spec_from_file_location("nst_old", tree / "nst_jax" / "__init__.py",
-                                                  submodule_search_locations=[str(tree / "nst_jax")])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nst_old"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def main() -> None:

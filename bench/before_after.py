@@ -16,7 +16,7 @@ ratios new / old.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import re
 import statistics
 import sys
@@ -30,17 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench  # noqa: E402  (this tree's bench: images, weights, JaxImpl)
+from old_tree import import_old  # noqa: E402
 
 OPS = ("convolution", "dot", "reduce", "fusion", "copy", "transpose")
-
-
-def import_old(tree: Path):
-    spec = importlib.util.spec_from_file_location("nst_old", tree / "nst_jax" / "__init__.py",
-                                                  submodule_search_locations=[str(tree / "nst_jax")])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nst_old"] = module
-    spec.loader.exec_module(module)
-    return importlib.import_module("nst_old.optimize"), importlib.import_module("nst_old.config")
 
 
 class OldImpl:
@@ -79,7 +71,8 @@ def main() -> None:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--rounds", type=int, default=40)
     args = p.parse_args()
-    optimize, old_config = import_old(args.old.resolve())
+    import_old(args.old.resolve())
+    optimize, old_config = (importlib.import_module(f"nst_old.{m}") for m in ("optimize", "config"))
     content, style = bench.images(args.size)
     weights = bench.weights_for("vgg16")
     # ea7759a's bench config (its defaults were then Adam from the content, summed content loss).
