@@ -68,15 +68,17 @@ class Cells:
 
 
 def chunk_size(config: StyleConfig, arch: str, objective, hw: tuple[int, int], n_cells: int, devices,
-               max_chunk: int | None = None) -> int:
+               max_chunk: int | None = None, budget: int | None = None) -> int:
     """Cells per chunk: as many as the memory estimate lets run at once (at most
-    ``max_chunk``), a multiple of the device count."""
+    ``max_chunk``), a multiple of the device count. ``budget``: a device's bytes, as
+    ``memory.budget_bytes`` reads them (default: read now)."""
     taps, conv = objective.model.taps, objective.model.conv
     fixed = estimate_bytes(arch, *hw, taps, batch=0, conv=conv)
     per_cell = estimate_bytes(arch, *hw, taps, batch=1, content_taps=config.content_layers,
                               optimizer=config.optimizer, conv=conv) - fixed
     # Accelerators each have their own memory; CPU "devices" share the host's RAM.
-    budget = budget_bytes(config.max_memory) * (1 if devices[0].platform == "cpu" else len(devices))
+    budget = budget_bytes(config.max_memory) if budget is None else budget
+    budget *= 1 if devices[0].platform == "cpu" else len(devices)
     if jax.process_count() > 1:  # one plan for all: the least any process has
         budget = int(gather(np.array([budget], np.float32)).min())
     chunk = plan_chunks(n_cells, len(devices), per_cell, fixed, budget)
@@ -253,7 +255,8 @@ def group_plan(content, style, config: StyleConfig, weights: VGGWeights, budget:
     runs = [prepare(content, style, config, weights, size=size, budget=budget) for size in config.sizes]
     final = runs[-1]
     return ([r.objective for r in runs],
-            chunk_size(config, final.arch, final.objective, final.content.shape[:2], n_cells, devices, max_chunk))
+            chunk_size(config, final.arch, final.objective, final.content.shape[:2], n_cells, devices, max_chunk,
+                       budget))
 
 
 def kept(run):
@@ -275,5 +278,6 @@ def photo_result(config: StyleConfig, run, chunk: Chunk, j: int) -> Result:
     image, best, average = final_pictures(run, config, state)
     rows = Trace(arrays).rows() if arrays else []
     return Result(image, best, float(state.best_loss), rows, chunk.steps, int(state.evals), stopped,
-                  chunk.seconds / chunk.cells, chunk.compile_seconds / chunk.cells, config, RunState(state, chunk.steps, arrays), run.notes,
-                  average, scale_span(config, scale_of(config, chunk.steps))[0], run.colour_content)
+                  chunk.seconds / chunk.cells, chunk.compile_seconds / chunk.cells, config,
+                  RunState(state, chunk.steps, arrays), run.notes, average,
+                  scale_span(config, scale_of(config, chunk.steps))[0], run.colour_content)
