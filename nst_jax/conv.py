@@ -161,16 +161,19 @@ def _windows(x: jax.Array, axis: int, count: int) -> jax.Array:
 
 def _apply(mat: np.ndarray, x: jax.Array, axis: int) -> jax.Array:
     """sum_j mat[i, j] x[..., j (at axis), ...] for each row i, stacked on a new first axis;
-    slices and adds that skip the zeros (XLA fuses them; a dot this small would not pay)."""
-    parts = [jax.lax.index_in_dim(x, j, axis, keepdims=False) for j in range(x.shape[axis])]
+    slices and adds that skip the zeros (XLA fuses them; a dot this small would not pay).
+    lax's own ops, not jnp's: the same program, traced in a fraction of the time."""
+    lax = jax.lax
+    parts = [lax.index_in_dim(x, j, axis, keepdims=False) for j in range(x.shape[axis])]
     rows = []
     for row in mat:
-        terms = [p if c == 1 else -p if c == -1 else p * np.float32(c) for c, p in zip(row, parts) if c]
+        terms = [p if c == 1 else lax.neg(p) if c == -1 else lax.mul(p, lax.full_like(p, c))
+                 for c, p in zip(row, parts) if c]
         total = terms[0]
         for t in terms[1:]:
-            total = total + t
-        rows.append(total)
-    return jnp.stack(rows)
+            total = lax.add(total, t)
+        rows.append(lax.expand_dims(total, (0,)))
+    return lax.concatenate(rows, 0)
 
 
 def _winograd(x: jax.Array, u: jax.Array) -> jax.Array:
