@@ -176,6 +176,7 @@ def _apply(mat: np.ndarray, x: jax.Array, axis: int) -> jax.Array:
     return lax.concatenate(rows, 0)
 
 
+@jax.jit  # traced once per shape: a layer's gradient (C_in = C_out) reuses its forward's trace
 def _winograd(x: jax.Array, u: jax.Array) -> jax.Array:
     """SAME 3x3 convolution of NHWC ``x`` with the transformed kernel ``u`` (36, C_in, C_out)."""
     n, h, w, c = x.shape

@@ -9,6 +9,7 @@ drive the same way. Compile time is measured as compile time (``lower().compile(
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -109,7 +110,13 @@ def compile_chunk(step: Callable, k: int, state, problem, jit_kwargs: dict):
         def chunk(state, problem, records):
             return jax.lax.scan(lambda s, r: step(s, problem, r), state, records)
     records = jnp.zeros((k,), bool)
-    return jax.jit(chunk, **jit_kwargs).lower(state, problem, records).compile()
+    collecting = gc.isenabled()
+    gc.disable()  # tracing makes thousands of short-lived objects: no full collections meanwhile
+    try:
+        return jax.jit(chunk, **jit_kwargs).lower(state, problem, records).compile()
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def drive(step: Callable, state: StepState, problem, *, steps: int, start: int = 0,
