@@ -88,6 +88,13 @@ def settle() -> None:
                 signal.signal(sig, signal.SIG_IGN)
 
 
+def only_at_safe_points() -> bool:
+    """Whether no signal can raise in this thread between two safe points: it is not the
+    main thread, or each signal's handler is ours, ignored or the default (none raises)."""
+    return threading.current_thread() is not threading.main_thread() or all(
+        signal.getsignal(sig) in (_note, signal.SIG_IGN, signal.SIG_DFL, None) for sig in SIGNALS)
+
+
 def requested() -> bool:
     """Whether a signal asked the run to stop."""
     return _pending is not None

@@ -1,11 +1,12 @@
 """The live view: a local web page that shows a run as it goes, without slowing it.
 
-The run's callback (:meth:`LiveView.progress`) only stores references under a lock: the
-progress's picture maker, bound to the latest state, and this call's losses, already on
-the host. Everything else happens on the server's threads, when a page asks: the losses
-become JSON, and the picture (a device transfer, the objective's picture, a JPEG) is made
-at most every :data:`IMAGE_INTERVAL` seconds and only for a state not yet shown. The
-server never calls into the step.
+The run's callback (:meth:`LiveView.progress`) only stores references under a lock: this
+call's losses, already on the host, and, when a page asked for a picture since the last
+(at most every :data:`IMAGE_INTERVAL` seconds), a picture maker holding a device copy of
+the state's images (the next step may write over the state's own buffers). Everything
+else happens on the server's threads, when a page asks: the losses become JSON, and the
+picture (a device transfer, the objective's picture, a JPEG) is made only for a state not
+yet shown. The server never calls into the step.
 
 It serves three routes and nothing else: ``/`` (the page, one static file read at start),
 ``/state`` (JSON; ``?since=N``: only the losses of calls N and later) and ``/image.jpg``
@@ -139,6 +140,9 @@ class LiveView:
         self._encoded: dict = {}
         self._image_key = None
         self._image_time = 0.0
+        self._held = 0  # picture makers taken from the run so far
+        self._held_at = 0.0  # when the last was
+        self._asked = False  # a viewer asked for a picture since
 
     def plan(self, text: str) -> None:
         """The run's memory plan, one line (memory.describe_plans)."""
@@ -146,12 +150,18 @@ class LiveView:
             self._info["plan"] = text
 
     def progress(self, progress, chunk: int = 0) -> None:
-        """The run's callback (``sweep`` passes its chunk): references only, no device work."""
+        """The run's callback (``sweep`` passes its chunk): references, and a device copy of
+        the pictures when a page asked for one."""
         now = time.perf_counter()
         with self._lock:
             cells = self._cells(progress, chunk)
             self._calls.append((cells, int(progress.step), progress.metrics, progress.loss))
-            self._latest = (progress.picture, cells)
+            if progress.hold is None:  # a state no later call reuses: its picture can wait
+                self._latest = (progress.picture, cells)
+                self._held += 1
+            elif self._latest is None or (self._asked and now - self._held_at >= IMAGE_INTERVAL):
+                self._latest, self._asked, self._held_at = (progress.hold(), cells), False, now
+                self._held += 1
             if self._last is not None and progress.step > self._last[1] and chunk == self._chunk:
                 self._step_times.append((now - self._last[0]) / (progress.step - self._last[1]))
             self._last = (now, int(progress.step))
@@ -176,6 +186,7 @@ class LiveView:
                 images = np.asarray(images)
                 cells = list(range(1 if images.ndim == 3 else len(images)))
                 self._latest = ((lambda: images), cells)
+                self._held += 1
             self._version += 1
 
     # ------------------------------------------------------------ what the page asks
@@ -210,11 +221,12 @@ class LiveView:
         the last (the request waits for that); otherwise the last one is served."""
         with self._image_lock:
             with self._lock:
-                latest, key = self._latest, (self._run, self._version)
+                latest, key = self._latest, (self._run, self._held)
+                self._asked = True
             if latest is not None and latest[0] is not None and key != self._image_key:
                 time.sleep(max(0.0, self._image_time + IMAGE_INTERVAL - time.monotonic()))
                 with self._lock:  # the newest state by now
-                    latest, key = self._latest, (self._run, self._version)
+                    latest, key = self._latest, (self._run, self._held)
                 self._image_key, self._image_time = key, time.monotonic()
                 make, cells = latest
                 try:

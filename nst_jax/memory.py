@@ -58,8 +58,9 @@ FILTER_IMAGES = 6
 
 
 def image_buffers(optimizer: str = "adam") -> int:
-    """Image-sized buffers alive in a run of ``optimizer``: its state twice (the step's
-    input and output are separate buffers: XLA does not reuse the input's),
+    """Image-sized buffers alive in a run of ``optimizer``: its state twice (the scale's
+    start, which the run keeps, and the state each step writes over: run.drive donates it;
+    where it cannot, a library run's step holds its input and output apart, a third),
     :data:`OTHER_IMAGES` and, for L-BFGS, :data:`FILTER_IMAGES`: 24 for Adam, 76 for
     L-BFGS. Counted per optimizer because a 4096 px L-BFGS run outgrew a plan that
     counted every optimizer as Adam (docs/highres.md)."""

@@ -87,6 +87,9 @@ class Progress:
     metrics: StepMetrics | None = None  # this call's, on the host, stacked over its steps
     # () -> what the run would save if it stopped now (see output_picture); a device transfer
     picture: Callable[[], np.ndarray] | None = None
+    # () -> such a picture maker that stays valid after the callback (the next call may reuse
+    # the state's buffers): the pictures' arrays copied on the device, brought over when asked
+    hold: Callable[[], Callable[[], np.ndarray]] | None = None
 
 
 @dataclass
@@ -101,7 +104,8 @@ class Outcome:
 
 def compile_chunk(step: Callable, k: int, state, problem, jit_kwargs: dict):
     """``k`` steps as one compiled program ``(state, problem, records[k]) -> (state,
-    metrics stacked over k)``: the step itself for k = 1, else a ``lax.scan`` over it."""
+    metrics stacked over k)``: the step itself for k = 1, else a ``lax.scan`` over it.
+    ``jit_kwargs`` go to ``jax.jit`` (``donate_argnums=0``: the new state reuses the old one's buffers)."""
     if k == 1:
         def chunk(state, problem, records):
             state, metrics = step(state, problem, records[0])
@@ -136,22 +140,31 @@ def drive(step: Callable, state: StepState, problem, *, steps: int, start: int =
     ``compiled`` caches the compiled programs by steps per call (pass one dict to several
     drives of the same shapes to compile once); ``fetch`` brings metrics to the host;
     ``total`` is what progress reports count to (default ``steps``).
+
+    Where no signal can interrupt a call (:func:`interrupt.only_at_safe_points`: the command line),
+    each call's state is donated: the step writes the new state over the old one's buffers,
+    so a run holds its optimizer's state once instead of twice. ``state`` itself is copied
+    first and stays valid; a callback's ``progress.state`` is valid during the callback only.
     """
     compiled = {} if compiled is None else compiled
     trace, stopped, done = Trace(), "done", start
     compile_seconds, t_start = 0.0, time.perf_counter()
+    donate = interrupt.only_at_safe_points()
+    if donate:
+        state = jax.device_put(state, may_alias=False)  # its own buffers: the caller's stay valid
+        jit_kwargs = {**(jit_kwargs or {}), "donate_argnums": 0}
     try:
         while done < steps:
             k = min(steps_per_call, steps - done)
             if checkpoint_every:
                 k = min(k, checkpoint_every - done % checkpoint_every)
-            if k not in compiled:
+            if (k, donate) not in compiled:
                 t0 = time.perf_counter()
-                compiled[k] = compile_chunk(step, k, state, problem, jit_kwargs or {})
+                compiled[k, donate] = compile_chunk(step, k, state, problem, jit_kwargs or {})
                 compile_seconds += time.perf_counter() - t0
             idx = np.arange(done, done + k)
             records = jnp.asarray((idx % log_every == 0) | (idx == steps - 1))
-            new_state, metrics = compiled[k](state, problem, records)
+            new_state, metrics = compiled[k, donate](state, problem, records)
             metrics = fetch(metrics)  # the one host sync of the call
             state, done = new_state, done + k
             trace.extend(metrics)
@@ -276,8 +289,15 @@ def output_picture(objective, problem, config: StyleConfig, colour_content, stat
 
 def with_picture(callback: Callable[[Progress], object], picture: Callable, progress: Progress):
     """``callback(progress)``, the progress able to make its picture: ``picture(state)``
-    bound to its state, computed only if the callback asks."""
-    return callback(replace(progress, picture=partial(picture, progress.state)))
+    bound to its state, computed only if the callback asks (``hold``: bound to a copy)."""
+    return callback(replace(progress, picture=partial(picture, progress.state),
+                            hold=partial(held_picture, picture, progress.state)))
+
+
+def held_picture(picture: Callable, state: StepState) -> Callable[[], np.ndarray]:
+    """``picture`` bound to a device copy of what it reads of ``state`` (all but the
+    optimizer's state): valid whatever later steps do with ``state``'s buffers."""
+    return partial(picture, jax.device_put(state._replace(opt_state=None), may_alias=False))
 
 
 @dataclass

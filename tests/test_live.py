@@ -265,7 +265,7 @@ def test_a_thousand_concurrent_polls_change_nothing_in_the_run(vgg16_weights, ca
             return lambda: made.append(1) or make()
 
         def callback(p):
-            view.progress(dataclasses.replace(p, picture=counted(p.picture)))
+            view.progress(dataclasses.replace(p, picture=counted(p.picture), hold=lambda: counted(p.hold())))
             stepping.set()
 
         thread_running = [True]

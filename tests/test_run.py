@@ -258,3 +258,64 @@ def test_a_progress_pictures_what_the_run_would_save(vgg16_weights):
     assert [p.step for p in seen] == list(range(1, 7)) and all(len(p.metrics.loss) == 1 for p in seen)
     assert seen[2].picture().shape[:2] != seen[-1].picture().shape[:2]  # each scale at its size
     np.testing.assert_array_equal(seen[-1].picture(), result.output)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs-backtrack"])
+def test_a_donated_state_gives_the_same_run(optimizer, tmp_path, vgg16_weights):
+    """Where signals wait for a safe point (the command line), each call writes its state
+    over the last one's buffers: the run is the same bit for bit, the caller's start stays
+    valid, a progress's state is gone after its callback, and its held picture is not."""
+    from nst_jax import interrupt
+
+    config = tiny(optimizer=optimizer, learning_rate=None if optimizer != "adam" else 0.02, steps=4,
+                  scales=(24, 32), average=0.5, log_every=2)
+    plain = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
+    seen = []
+    with interrupt.installed():
+        assert interrupt.only_at_safe_points()
+        donated = stylize(CONTENT, STYLE, config, weights=vgg16_weights, callback=seen.append,
+                          checkpoint=tmp_path / "run.ckpt", checkpoint_every=3)
+    assert not interrupt.only_at_safe_points()
+    np.testing.assert_array_equal(donated.image, plain.image)
+    np.testing.assert_array_equal(donated.output, plain.output)
+    assert [r.total for r in donated.history] == [r.total for r in plain.history]
+    assert seen[0].state.image.is_deleted()  # the next call reused its buffers
+    assert not seen[-1].state.image.is_deleted()  # the run's last state: the result's
+    np.testing.assert_array_equal(seen[-1].hold()(), donated.output)
+    with pytest.raises(RuntimeError, match="deleted"):  # a picture is held during its callback
+        seen[0].hold()
+
+
+def test_a_held_picture_outlives_the_next_step(vgg16_weights):
+    from nst_jax import interrupt
+
+    held, pictures = [], []
+
+    def callback(p):
+        held.append(p.hold())  # during the callback, as the live view takes it
+        pictures.append(p.picture())
+
+    with interrupt.installed():
+        stylize(CONTENT, STYLE, tiny(steps=3), weights=vgg16_weights, callback=callback)
+    for hold, picture in zip(held, pictures):
+        np.testing.assert_array_equal(hold(), picture)
+
+
+def test_the_step_writes_its_state_over_the_last_one(vgg16_weights):
+    """XLA's own account of the donating program: the state's buffers are its outputs'."""
+    import jax
+
+    from nst_jax.inputs import prepare
+    from nst_jax.run import compile_chunk
+    from nst_jax.step import init_state, make_step, optimizer_for
+
+    config = tiny(optimizer="lbfgs-backtrack", learning_rate=None)
+    run = prepare(CONTENT, STYLE, config, vgg16_weights)
+    optimizer = optimizer_for(config)
+    state = init_state(run.objective, optimizer, run.problem, run.start)
+    step = make_step(run.objective, optimizer)
+    state_bytes = sum(x.nbytes for x in jax.tree.leaves(state))
+    kept = compile_chunk(step, 1, state, run.problem, {}).memory_analysis()
+    reused = compile_chunk(step, 1, state, run.problem, {"donate_argnums": 0}).memory_analysis()
+    assert kept.alias_size_in_bytes == 0
+    assert reused.alias_size_in_bytes >= 0.95 * state_bytes, (reused.alias_size_in_bytes, state_bytes)
