@@ -3,6 +3,7 @@
     python bench/highres.py                                  # the CPU defaults below
     python bench/highres.py --runs plain:1024,tiled-512:2048 # more, where there is time
     python bench/highres.py --runs auto:8192 --steps 0       # tiles as the memory plan chooses
+    python bench/highres.py --whole 1024,2048,4096           # whole default runs: process peak against the plan
 
 Each measurement runs in a fresh process (``--one``), so peaks do not mix: VGG19 on
 He-initialised weights (speed and memory do not depend on the values), the sample images
@@ -22,6 +23,13 @@ Per run it records:
   first; with ``--steps 0``, the first call, where one step takes minutes).
 
 Writes bench/results/highres-<machine>.json, .md and .png (memory and time against size).
+
+``--whole``: each size is a whole default run of the command (``nst-jax stylize`` with
+every default but ``--steps``, every scale of the ladder, the He-initialised ``--arch``
+saved as a weights file), in a fresh process; its peak resident memory (the kernel's
+maximum RSS of the process: the interpreter, the earlier scales, the compiles, the
+files) against the memory plan the run printed, whose largest scale is what it budgets.
+Writes highres-whole-<machine>.json and .md.
 """
 
 from __future__ import annotations
@@ -292,6 +300,8 @@ def main() -> None:
     p.add_argument("--report", action="store_true", help="only rewrite the report of the results file, with the "
                    "estimates of the current memory.py")
     p.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    p.add_argument("--whole", default=None, help="sizes of whole default runs (e.g. 1024,2048,4096); "
+                   "--steps is then the steps per scale")
     p.add_argument("--one", nargs=2, metavar=("MODE", "SIZE"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one:
@@ -301,6 +311,25 @@ def main() -> None:
     from nst_jax.memory import budget_bytes
 
     m = machine()
+    if args.whole:
+        import tempfile
+
+        from nst_jax.weights import save as save_weights
+
+        stem = args.out / (args.name or f"highres-whole-cpu-{m['cores']}c")
+        result = {"machine": m, "arch": args.arch, "steps": args.steps, "runs": [], "notes": args.note}
+        with tempfile.TemporaryDirectory() as folder:
+            weights = save_weights(he_weights(args.arch), Path(folder) / f"{args.arch}.safetensors")
+            for size in map(int, args.whole.split(",")):
+                print(f"whole run {size} px ...", file=sys.stderr, flush=True)
+                x = whole_run(size, args.steps, weights, Path(folder))
+                print(f"  exit {x['exit']}, peak {x['peak_gib']:.2f} GiB, plan {x['plan']}, {x['seconds']:.0f} s",
+                      file=sys.stderr, flush=True)
+                result["runs"].append(x)
+                stem.parent.mkdir(parents=True, exist_ok=True)
+                stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+                write_whole(result, stem)
+        return
     name = args.name or f"highres-cpu-{m['cores']}c"
     stem = args.out / name
     if args.report:
@@ -332,6 +361,50 @@ def main() -> None:
                   "budget_gib": round(budget_bytes() / 2**30, 1)}
         result["planned"] = extrapolate(args.arch, result["budget_gib"], runs)
         save(result, stem)  # after every run: partial results survive
+
+
+def whole_run(size: int, steps: int, weights: Path, folder: Path) -> dict:
+    """A default ``nst-jax stylize`` at ``size`` in a child process: its peak RSS, exit code,
+    seconds, and the memory plan from its record (the largest scale's bytes and the budget)."""
+    images = Path(ROOT).parent / "shared" / "images"
+    content, style = ((images / "tubingen.jpg", images / "starry_night.jpg") if images.is_dir() else
+                      (ROOT / "nst_jax" / "samples" / "content.jpg", ROOT / "nst_jax" / "samples" / "style.jpg"))
+    out = folder / f"whole-{size}.png"
+    command = [sys.executable, "-m", "nst_jax", "stylize", str(content), str(style), "-o", str(out),
+               "--size", str(size), "--steps", str(steps), "--weights", str(weights)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: its peak RSS in KiB
+    seconds = time.perf_counter() - t0
+    stderr = proc.stderr.read()
+    code = os.waitstatus_to_exitcode(status)
+    record = out.with_suffix(".json")
+    plans = json.loads(record.read_text())["memory"]["plans"] if record.exists() else []
+    largest = max(plans, key=lambda x: x["bytes"], default=None)
+    plan_line = next((line for line in stderr.splitlines() if line.startswith("memory:")), "")
+    return {"size": size, "steps": steps, "exit": code, "seconds": seconds, "peak_gib": usage.ru_maxrss / 2**20,
+            "plan_gib": largest and largest["bytes"] / 2**30, "budget_gib": largest and largest["budget"] / 2**30,
+            "plan": plan_line.removeprefix("memory: "), "last_lines": stderr.strip().splitlines()[-2:]}
+
+
+def write_whole(result: dict, stem: Path) -> None:
+    lines = [f"# Whole default runs: process peak against the memory plan ({stem.name})", "",
+             f"Machine: {result['machine']['cpu']} ({result['machine']['cores']} cores, "
+             f"{result['machine']['mem_gib']} GiB), jax {result['machine']['jax']}, {result['machine']['date']}. "
+             f"`nst-jax stylize` with every default but `--steps {result['steps']}` (each scale of the ladder), "
+             f"{result['arch']} (He-initialised weights file), in a fresh process each: "
+             f"`python bench/highres.py --whole {','.join(str(x['size']) for x in result['runs'])} "
+             f"--steps {result['steps']} --arch {result['arch']}`.", "",
+             "Peak: the process's maximum resident memory (the kernel's count). Plan: the largest scale's "
+             "estimate in the plan the run printed, and the budget it planned against.", "",
+             "| size | plan | peak GiB | peak / plan | budget GiB | exit | seconds |", "|---|---|---|---|---|---|---|"]
+    for x in result["runs"]:
+        ratio = f"{x['peak_gib'] / x['plan_gib']:.2f}" if x["plan_gib"] else "-"
+        budget = f"{x['budget_gib']:.1f}" if x["budget_gib"] else "-"
+        lines.append(f"| {x['size']} | {x['plan'] or '-'} | {x['peak_gib']:.1f} | {ratio} | {budget} | {x['exit']} | "
+                     f"{x['seconds']:.0f} |")
+    lines += [""] + [f"Note: {n}" for n in result.get("notes", [])]
+    stem.with_suffix(".md").write_text("\n".join(lines).rstrip() + "\n")
 
 
 def save(result: dict, stem: Path) -> None:
