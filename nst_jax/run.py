@@ -141,15 +141,16 @@ def drive(step: Callable, state: StepState, problem, *, steps: int, start: int =
     drives of the same shapes to compile once); ``fetch`` brings metrics to the host;
     ``total`` is what progress reports count to (default ``steps``).
 
-    Where no signal can interrupt a call (:func:`interrupt.only_at_safe_points`: the command line),
-    each call's state is donated: the step writes the new state over the old one's buffers
+    Where no signal can interrupt a call (:func:`interrupt.only_at_safe_points`: the command line)
+    and the state lives in this process, each call's state is donated: the step writes the new state over the old one's buffers
     instead of holding both. ``state`` itself is copied first and stays valid; a callback's
     ``progress.state`` is valid during the callback only (``progress.hold`` outlives it).
     """
     compiled = {} if compiled is None else compiled
     trace, stopped, done = Trace(), "done", start
     compile_seconds, t_start = 0.0, time.perf_counter()
-    donate = interrupt.only_at_safe_points()
+    donate = interrupt.only_at_safe_points() and all(  # not across processes: no local copy of those
+        getattr(x, "is_fully_addressable", True) for x in jax.tree.leaves(state))
     if donate:
         state = jax.device_put(state, may_alias=False)  # its own buffers: the caller's stay valid
         jit_kwargs = {**(jit_kwargs or {}), "donate_argnums": 0}
