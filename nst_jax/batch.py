@@ -200,14 +200,15 @@ def shape_groups(contents: list, sizes: tuple[int, ...]) -> list[list[int]]:
 
 def stylize_many(contents: list, style, config: StyleConfig = StyleConfig(), *,
                  weights: VGGWeights | None = None, callback=None, devices=None,
-                 max_chunk: int | None = None) -> list[Result]:
+                 max_chunk: int | None = None, on_plan=None) -> list[Result]:
     """Stylize each of ``contents`` (paths or (H, W, 3) arrays) in ``style`` as
     ``run.stylize`` would, photos of one shape batched into one vmapped program per scale:
     one compile per group and scale instead of one per photo, and on an accelerator the
     photos of a chunk share each step's launch. Returns one Result per photo, in order
     (None for those an interruption left out), each with its share of its chunk's time.
     ``callback(group, chunk, progress)`` runs after every compiled call (``progress.loss``:
-    one value per photo of the chunk)."""
+    one value per photo of the chunk); ``on_plan(group, photos, plans)`` once per group before
+    it runs (its photos' indices, and the memory plan of each one's scales)."""
     weights = resolve_weights(config, weights)
     devices = list(devices or jax.devices())
     budget = budget_bytes(config.max_memory)  # read once: every photo gets the same memory plan
@@ -215,7 +216,9 @@ def stylize_many(contents: list, style, config: StyleConfig = StyleConfig(), *,
     groups = shape_groups(contents, config.sizes)
     plans = [group_plan(contents[group[0]], style, config, weights, budget, len(group), devices, max_chunk)
              for group in groups]  # every group's sizes checked before any runs
-    for g, (group, (objectives, chunk)) in enumerate(zip(groups, plans)):
+    for g, (group, (objectives, chunk, memory)) in enumerate(zip(groups, plans)):
+        if on_plan is not None:
+            on_plan(g, group, memory)
         last = {}  # per photo of the group: what its Result needs of its latest prepared scale
 
         def cells_at(index, idx):
@@ -249,14 +252,14 @@ def stylize_many(contents: list, style, config: StyleConfig = StyleConfig(), *,
 
 
 def group_plan(content, style, config: StyleConfig, weights: VGGWeights, budget: int, n_cells: int, devices,
-               max_chunk: int | None) -> tuple[list, int]:
-    """(the objective at each size, photos per chunk) of a group of ``n_cells`` photos of
-    ``content``'s shape; its inputs are checked at every size on the way."""
+               max_chunk: int | None) -> tuple[list, int, tuple]:
+    """(the objective at each size, photos per chunk, each photo's memory plans) of a group
+    of ``n_cells`` photos of ``content``'s shape; its inputs are checked at every size on the way."""
     runs = [prepare(content, style, config, weights, size=size, budget=budget) for size in config.sizes]
     final = runs[-1]
     return ([r.objective for r in runs],
             chunk_size(config, final.arch, final.objective, final.content.shape[:2], n_cells, devices, max_chunk,
-                       budget))
+                       budget), final.plans)
 
 
 def kept(run):

@@ -9,6 +9,7 @@ image saved; 143 on SIGTERM, 129 on SIGHUP).
 """
 
 import math
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -19,6 +20,7 @@ from .config import StyleConfig
 from .errors import NstError
 from .files import check_clashes, check_snapshots, content_jobs, run_inputs, same_file, same_path, sweep_files
 from .options import FLAGS, BitDepth, D, with_config_options
+from .record import CallTimes
 from .specs import config_from_options, parse_blend_grid, parse_layer_sets, parse_numbers
 from .terminal import (EXIT_NAN, EXIT_NO_PROGRESS, OneLineErrors, advice, end_of_batch, err, explain, fail, out,
                        print_plan, progress_report, say, scale_text)
@@ -187,21 +189,28 @@ def stylize_folder(jobs: list[tuple[Path, Path]], styles: list[Path], config: St
     from .batch import stylize_many
 
     total, chunks = config.steps * len(config.sizes), {}  # chunks: (group, chunk) -> its photos, as they ran
+    times, memory, place, last_call = {}, {}, {}, [time.perf_counter()]  # per chunk, per group, per photo
     style_names = list(map(str, styles))
     try:
         session.begin(config, title=f"{len(jobs)} photos in the style of {', '.join(s.name for s in styles)}",
                       inputs={"content": [str(c) for c, _ in jobs], "styles": style_names})
         with progress_report(total * len(jobs), f"{len(jobs)} photos") as update:
+            def on_plan(group: int, photos: list[int], plans) -> None:
+                memory[group] = plans
+                place.update((photo, (group, k)) for k, photo in enumerate(photos))
+
             def on_progress(group: int, chunk: int, p) -> None:
                 chunks.setdefault((group, chunk), len(p.loss))
                 before = total * sum(n for key, n in chunks.items() if key != (group, chunk))
                 update(before + p.step * len(p.loss), float(p.loss.mean()), scale_text(config, p.step))
+                times.setdefault((group, chunk), CallTimes(start=last_call[0]))(p)  # from the chunk's start
+                last_call[0] = time.perf_counter()
                 session.progress(p)
 
             results = stylize_many([c for c, _ in jobs], styles if len(styles) > 1 else styles[0], config,
-                                   callback=on_progress)
+                                   callback=on_progress, on_plan=on_plan)
         written, stale, blown = [], [], []
-        for (content, output), result in zip(jobs, results):
+        for i, ((content, output), result) in enumerate(zip(jobs, results)):
             if result is None:  # an interrupted batch: its later photos never ran
                 continue
             for note in result.notes:
@@ -212,7 +221,9 @@ def stylize_folder(jobs: list[tuple[Path, Path]], styles: list[Path], config: St
             blown += [content.name] * (result.stopped == "nan")
             picture = result.output if save_best or result.stopped != "done" else result.finish(result.image)
             image.save_image(picture, output, bit_depth)
-            session.finished(result, output, picture, inputs={"content": str(content), "styles": style_names})
+            group, k = place[i]
+            session.finished(result, output, picture, inputs={"content": str(content), "styles": style_names},
+                             times=times.get((group, k // chunks.get((group, 0), 1))), plans=memory[group])
             written.append(output)
     except NstError as e:
         raise fail(explain(e)) from None

@@ -127,15 +127,17 @@ class Session:
         if self.view is not None:
             self.view.plan(describe_plans(plans))
 
-    def finished(self, result, output: Path, images, inputs: dict | None = None) -> Path | None:
+    def finished(self, result, output: Path, images, inputs: dict | None = None, times=None,
+                 plans=None) -> Path | None:
         """The run's output is written: write its record (returns its path, or None) and
-        show ``images`` (what was saved) as the page's last state. ``inputs``: this
-        output's own, where a batch began with several."""
+        show ``images`` (what was saved) as the page's last state. ``inputs``, ``times``
+        and ``plans``: this output's own, where a batch began with several."""
         path = self.records.get(Path(output))
         if path is not None:
-            make = sweep_record if self.sweep else functools.partial(run_record, plans=self.plans)
+            make = sweep_record if self.sweep else functools.partial(
+                run_record, plans=self.plans if plans is None else plans)
             write_record(make(result, command=command_line(), inputs=inputs or self.inputs, output=output,
-                              times=self.times), path)
+                              times=times or self.times), path)
         if self.view is not None:
             status = result.stopped if result.stopped in ENDINGS else "done"
             saved = f"{ENDINGS.get(status, 'saved')} {output}" + (f" and its record {path}" if path else "")

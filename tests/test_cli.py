@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -55,8 +56,12 @@ def captured(monkeypatch):
                           seconds=0.1, compile_seconds=0.05, config=config)
 
     monkeypatch.setattr(run, "stylize", fake_stylize)
-    monkeypatch.setattr(batch, "stylize_many", lambda contents, style, config, callback=None, **kw: [
-        fake_stylize(c, style, config) for c in contents])
+    def fake_stylize_many(contents, style, config, callback=None, on_plan=None, **kw):
+        if on_plan is not None:
+            on_plan(0, list(range(len(contents))), ())
+        return [fake_stylize(c, style, config) for c in contents]
+
+    monkeypatch.setattr(batch, "stylize_many", fake_stylize_many)
     return seen
 
 
@@ -208,7 +213,11 @@ def test_a_folder_runs_as_batches_with_the_results_of_single_runs(tmp_path, vgg1
         together, single = (np.asarray(Image.open(p), np.float32) for p in (tmp_path / "batch" / f"{name}.png",
                                                                             tmp_path / f"{name}.png"))
         assert together.shape == single.shape and np.abs(together - single).max() <= 1, name  # 8-bit rounding
-        assert (tmp_path / "batch" / f"{name}.json").exists()
+        record = json.loads((tmp_path / "batch" / f"{name}.json").read_text())
+        single_record = json.loads((tmp_path / f"{name}.json").read_text())
+        plans = [[(p["width"], p["height"], p["tiles"]) for p in r["memory"]["plans"]] for r in (record, single_record)]
+        assert plans[0] == plans[1] and len(plans[0]) == 2, plans  # the photo's own plan, as a run of its own
+        assert record["calls"]["step"] == single_record["calls"]["step"] == [1, 2, 3, 4, 5, 6]  # its own batch's calls
     save_image(rng.uniform(size=(32, 16, 3)), photos / "d.png")  # too narrow at 24 px: said before any run
     r = invoke("stylize", photos, SAMPLES / "style.jpg", "-o", tmp_path / "again", *common)
     assert "the content at the coarse scale of 24 px is 12x24 px" in one_line_error(r)
