@@ -116,3 +116,20 @@ def test_a_signal_after_the_command_has_finished_changes_nothing(tmp_path):
         proc.communicate(timeout=60)
         codes.append(proc.returncode)
     assert codes == [0] * 8
+
+
+def test_names_that_are_not_utf8(images, env, tmp_path):
+    """A file name may be any bytes but / and NUL: one that decodes to no text is read,
+    written and named in messages like any other."""
+    content, out = tmp_path / os.fsdecode(b"c\xff.png"), tmp_path / os.fsdecode(b"o\xfe.png")
+    content.write_bytes(images[0].read_bytes())
+    weights = tmp_path / os.fsdecode(b"w\xff.safetensors")
+    weights.write_bytes(b"not weights")
+    main = [sys.executable, "-c", "from nst_jax.console import main; main()"]
+    r = subprocess.run([*main, "weights", "convert", weights], env=env, capture_output=True, timeout=120)
+    assert r.returncode == 1 and r.stdout == b"" and r.stderr.count(b"\n") == 1, r.stderr
+    assert r.stderr.startswith(b"error: ") and b"Traceback" not in r.stderr
+    r = subprocess.run([*main, "stylize", content, images[1], "-o", out, "--size", "32", "--steps", "2",
+                        "--scales", "none"], env=env, capture_output=True, timeout=300)
+    assert r.returncode == 0 and b"Traceback" not in r.stderr, r.stderr
+    assert out.exists() and out.with_suffix(".json").exists() and pixels(out).shape == (32, 26, 3)
