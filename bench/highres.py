@@ -372,19 +372,19 @@ def whole_run(size: int, steps: int, weights: Path, folder: Path) -> dict:
     out = folder / f"whole-{size}.png"
     command = [sys.executable, "-m", "nst_jax", "stylize", str(content), str(style), "-o", str(out),
                "--size", str(size), "--steps", str(steps), "--weights", str(weights)]
+    log = folder / f"whole-{size}.log"  # a file, not a pipe: nothing is read while the child runs
     t0 = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: its peak RSS in KiB
+    with open(log, "w") as output:
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage: its peak RSS in KiB
     seconds = time.perf_counter() - t0
-    stderr = proc.stderr.read()
-    code = os.waitstatus_to_exitcode(status)
     record = out.with_suffix(".json")
-    plans = json.loads(record.read_text())["memory"]["plans"] if record.exists() else []
-    largest = max(plans, key=lambda x: x["bytes"], default=None)
-    plan_line = next((line for line in stderr.splitlines() if line.startswith("memory:")), "")
-    return {"size": size, "steps": steps, "exit": code, "seconds": seconds, "peak_gib": usage.ru_maxrss / 2**20,
-            "plan_gib": largest and largest["bytes"] / 2**30, "budget_gib": largest and largest["budget"] / 2**30,
-            "plan": plan_line.removeprefix("memory: "), "last_lines": stderr.strip().splitlines()[-2:]}
+    memory = json.loads(record.read_text())["memory"] if record.exists() else {"plan": None, "plans": []}
+    largest = max(memory["plans"], key=lambda x: x["bytes"], default=None)
+    return {"size": size, "steps": steps, "exit": os.waitstatus_to_exitcode(status), "seconds": seconds,
+            "peak_gib": usage.ru_maxrss / 2**20, "plan_gib": largest and largest["bytes"] / 2**30,
+            "budget_gib": largest and largest["budget"] / 2**30, "plan": memory["plan"] or "",
+            "last_lines": log.read_text().strip().splitlines()[-2:]}
 
 
 def write_whole(result: dict, stem: Path) -> None:
