@@ -141,10 +141,11 @@ def drive(step: Callable, state: StepState, problem, *, steps: int, start: int =
     drives of the same shapes to compile once); ``fetch`` brings metrics to the host;
     ``total`` is what progress reports count to (default ``steps``).
 
-    Where no signal can interrupt a call (:func:`interrupt.only_at_safe_points`: the command line)
-    and the state lives in this process, each call's state is donated: the step writes the new state over the old one's buffers
-    instead of holding both. ``state`` itself is copied first and stays valid; a callback's
-    ``progress.state`` is valid during the callback only (``progress.hold`` outlives it).
+    Where no signal can interrupt a call (:func:`interrupt.only_at_safe_points`: the command
+    line) and the state lives in this process, each call's state is donated: the step writes
+    the new state over the old one's buffers instead of holding both. ``state`` itself is
+    copied first and stays valid; a callback's ``progress.state`` is valid during the
+    callback only (``progress.hold`` outlives it).
     """
     compiled = {} if compiled is None else compiled
     trace, stopped, done = Trace(), "done", start

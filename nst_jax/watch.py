@@ -137,7 +137,7 @@ class Session:
             make = sweep_record if self.sweep else functools.partial(
                 run_record, plans=self.plans if plans is None else plans)
             write_record(make(result, command=command_line(), inputs=inputs or self.inputs, output=output,
-                              times=times or self.times), path)
+                              times=self.times if times is None else times), path)
         if self.view is not None:
             status = result.stopped if result.stopped in ENDINGS else "done"
             saved = f"{ENDINGS.get(status, 'saved')} {output}" + (f" and its record {path}" if path else "")
