@@ -151,6 +151,11 @@ class Balance(Choice):
     fixed = "fixed"  # J_style as it is: beta alone sets the balance (the paper)
 
 
+class StyleLoss(Choice):
+    gram = "gram"  # the paper's: squared differences of Gram matrices
+    wasserstein = "wasserstein"  # 2-Wasserstein distance of the features' mean and covariance
+
+
 class StyleNorm(Choice):
     paper = "paper"
     mean = "mean"
@@ -245,6 +250,9 @@ class StyleConfig:
     # Style-loss normaliser: "paper" 1/(4 N^2 M^2), "mean" (the PyTorch tutorial's) or "relative" (over |G_S|^2).
     # The paper's: the other two did worse in the quality study (docs/defaults.md#style_norm).
     style_norm: str = StyleNorm.paper.value
+    # Style loss: "gram" (the paper's) or "wasserstein" (the features' mean and covariance, losses.wasserstein_loss).
+    # The paper's; the other is measured in docs/defaults.md#style_loss.
+    style_loss: str = StyleLoss.gram.value
     # Content-loss normaliser: "sum" (the paper's 1/2 sum (F - P)^2), "mean" (over N M), "relative" (over 1/2 sum P^2).
     # "relative": the content term as a fraction of the photo's own features, the same at every size and pair.
     content_norm: str = ContentNorm.relative.value
@@ -327,7 +335,7 @@ class StyleConfig:
                 raise ConfigError(names, "must name at least one layer")
         for name, kind in (("style_norm", StyleNorm), ("pooling", Pooling), ("init", Init),
                            ("dtype", DType), ("content_norm", ContentNorm), ("colour", Colour),
-                           ("colour_match", ColourMatch), ("conv", Conv), ("balance", Balance),
+                           ("colour_match", ColourMatch), ("conv", Conv), ("balance", Balance), ("style_loss", StyleLoss),
                            ("gram_precision", GramPrecision)):
             object.__setattr__(self, name, choice(kind, getattr(self, name), name))
         canonical = str(self.optimizer).lower().replace("_", "-")  # "LBFGS_Backtrack" is lbfgs-backtrack

@@ -111,13 +111,15 @@ def image_grams(objective: Objective, variables, image, own=None) -> dict:
     given), tile by tile for a tiled objective."""
     layers = objective.style_layers
     if objective.tiles is not None:
-        return tiled_grams(objective.model, variables, image, objective.tiles, layers, own)
-    return layer_grams(objective.model.apply(variables, image), layers, own)
+        return tiled_grams(objective.model, variables, image, objective.tiles, layers, own, objective.moments)
+    return layer_grams(objective.model.apply(variables, image), layers, own, objective.moments)
 
 
-def layer_grams(feats: dict, layers, own=None) -> dict:
-    """{layer: Gram of its features in ``feats``}, guided by ``own`` (one channel per layer) when given."""
-    return {n: gram(feats[n]) if own is None else guided_gram(feats[n], own[i]) for i, n in enumerate(layers)}
+def layer_grams(feats: dict, layers, own=None, moments: bool = False) -> dict:
+    """{layer: Gram of its features in ``feats``}, guided by ``own`` (one channel per layer) when
+    given; ``moments``: as losses.gram."""
+    return {n: gram(feats[n], moments=moments) if own is None else guided_gram(feats[n], own[i], moments=moments)
+            for i, n in enumerate(layers)}
 
 
 def content_features(objective: Objective, variables, content: np.ndarray) -> tuple[jax.Array, ...]:
@@ -146,9 +148,9 @@ def content_targets(objective: Objective, variables, content, style_grams: tuple
     rows = []
     for k in range(style_grams[0].shape[0]):
         own = None if guides is None else [g[k] for g in guides]
-        grams = (layer_grams(feats, layers, own) if objective.tiles is None  # the pass above
+        grams = (layer_grams(feats, layers, own, objective.moments) if objective.tiles is None  # the pass above
                  else image_grams(objective, variables, content, own))
-        rows.append([style_gram_loss(style_grams[i][k], grams[n], shapes[n], objective.style_norm)
+        rows.append([style_gram_loss(style_grams[i][k], grams[n], shapes[n], objective.style_norm, objective.style_loss)
                      for i, n in enumerate(layers)])
     return features, jnp.asarray(rows, jnp.float32).T
 

@@ -129,14 +129,23 @@ def _weighted_gram_jvp(precision, primals, tangents):
     return out, tangent
 
 
-def gram(features: jax.ArrayLike, precision: str = "float32") -> jax.Array:
+def gram(features: jax.ArrayLike, precision: str = "float32", moments: bool = False) -> jax.Array:
     """G_kk' = sum_ij a_ijk a_ijk' for features of shape (H, W, C); returns (C, C).
 
     ``precision``: one of :data:`GRAM_PRECISIONS`, never a single TF32 or bf16 pass: style
-    losses are differences of large Grams, and those passes lose them.
+    losses are differences of large Grams, and those passes lose them. ``moments``: the Gram
+    of the features with a channel of ones appended, (C + 1, C + 1), which holds the position
+    count, the features' sum and their Gram (:func:`moments_of`).
     """
+    flat = _flat(features, moments)
+    return weighted_gram(flat, None, precision)
+
+
+def _flat(features: jax.ArrayLike, moments: bool) -> jax.Array:
+    """Features (H, W, C) as (H W, C), with a channel of ones appended when ``moments``."""
     features = jnp.asarray(features)
-    return weighted_gram(features.reshape(-1, features.shape[-1]), None, precision)
+    flat = features.reshape(-1, features.shape[-1])
+    return jnp.concatenate([flat, jnp.ones_like(flat[:, :1])], axis=1) if moments else flat
 
 
 def content_normalizer(target: jax.ArrayLike, norm: str = "sum"):
@@ -192,21 +201,90 @@ def style_normalizer(shape: tuple[int, ...], norm: str = "paper", target_gram=No
 
 
 def style_gram_loss(target_gram: jax.ArrayLike, gram_matrix: jax.ArrayLike, shape: tuple[int, ...],
-                    norm: str = "paper") -> jax.Array:
+                    norm: str = "paper", kind: str = "gram") -> jax.Array:
     """J_style^l as a function of the Gram G_G of a layer of ``shape`` = (H, W, C):
-    sum (G_S - G_G)^2 / :func:`style_normalizer`. The loss depends on the features only
-    through G_G, a sum over positions, which is what lets tiling.py accumulate it tile by
-    tile and differentiate it with G_G held fixed."""
+    sum (G_S - G_G)^2 / :func:`style_normalizer`, or with ``kind`` "wasserstein"
+    :func:`wasserstein_loss` of the two Grams with moments. The loss depends on the
+    features only through G_G, a sum over positions, which is what lets tiling.py
+    accumulate it tile by tile and differentiate it with G_G held fixed."""
+    if kind == "wasserstein":
+        return wasserstein_loss(target_gram, gram_matrix, norm)
     diff = jnp.asarray(gram_matrix) - jnp.asarray(target_gram)
     return jnp.sum(jnp.square(diff)) / style_normalizer(shape, norm, target_gram)
 
 
 def style_layer_loss(target_gram: jax.ArrayLike, features: jax.ArrayLike,
-                     norm: str = "paper", precision: str = "float32") -> jax.Array:
+                     norm: str = "paper", precision: str = "float32", kind: str = "gram") -> jax.Array:
     """J_style^l = sum (G_S - G_G)^2 / (4 N^2 M^2) (Gatys et al. eq. 4), or another
-    :func:`style_normalizer`."""
+    :func:`style_normalizer`; or the ``kind`` "wasserstein" distance."""
     features = jnp.asarray(features)
-    return style_gram_loss(target_gram, gram(features, precision), features.shape, norm)
+    return style_gram_loss(target_gram, gram(features, precision, kind == "wasserstein"), features.shape,
+                           norm, kind)
+
+
+def moments_of(moment_gram: jax.ArrayLike) -> tuple[jax.Array, jax.Array]:
+    """(mean (C,), covariance (C, C)) of the features whose :func:`gram` with moments is
+    ``moment_gram`` (C + 1, C + 1): its corner is the position count M (or the guide's total
+    weight), its last column the features' sum, the rest their Gram."""
+    g = jnp.asarray(moment_gram)
+    c = g.shape[-1] - 1
+    count = jnp.maximum(g[c, c], jnp.finfo(g.dtype).tiny)
+    mean = g[:c, c] / count
+    return mean, g[:c, :c] / count - jnp.outer(mean, mean)
+
+
+def _psd_eigh(m: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Eigenvalues (floored at 0) and eigenvectors of the symmetric part of ``m``."""
+    w, v = jnp.linalg.eigh(0.5 * (m + m.T))
+    return jnp.maximum(w, 0.0), v
+
+
+@jax.custom_vjp
+def trace_sqrt(m: jax.Array) -> jax.Array:
+    """tr(M^(1/2)) of a symmetric positive semi-definite M: the sum of the square roots of
+    its eigenvalues. Its gradient 1/2 M^(-1/2) is written out with the eigenvalues floored at
+    1e-6 of the largest (JAX's own derivative of eigh divides by eigenvalue gaps, infinite
+    for the repeated zeros of a rank-deficient covariance)."""
+    return jnp.sum(jnp.sqrt(_psd_eigh(m)[0]))
+
+
+def _trace_sqrt_fwd(m):
+    w, v = _psd_eigh(m)
+    floor = 1e-6 * jnp.maximum(jnp.max(w), jnp.finfo(w.dtype).tiny)
+    return jnp.sum(jnp.sqrt(w)), (v, jnp.sqrt(jnp.maximum(w, floor)))
+
+
+def _trace_sqrt_bwd(residuals, g):
+    v, root = residuals
+    return (0.5 * g * (v / root) @ v.T,)
+
+
+trace_sqrt.defvjp(_trace_sqrt_fwd, _trace_sqrt_bwd)
+
+
+def sqrtm_psd(m: jax.Array) -> jax.Array:
+    """M^(1/2) of a symmetric positive semi-definite M (no gradient: used on targets)."""
+    w, v = _psd_eigh(jax.lax.stop_gradient(m))
+    return (v * jnp.sqrt(w)) @ v.T
+
+
+def wasserstein_loss(target_gram: jax.ArrayLike, moment_gram: jax.ArrayLike, norm: str = "paper") -> jax.Array:
+    """The squared 2-Wasserstein distance between the Gaussians with the features' mean and
+    covariance and the target's (Grams with moments, :func:`gram`), per channel:
+
+        (|mu - mu_S|^2 + tr C + tr C_S - 2 tr (C_S^(1/2) C C_S^(1/2))^(1/2)) / N
+
+    (the mean-and-covariance style loss of crowsonkb/style-transfer-pytorch, after Li et
+    al. 2017's and Kolkin et al. 2019's moment matching). ``norm`` "relative": divided by the
+    target's E|a|^2 = tr C_S + |mu_S|^2 instead of N, a fraction of the painting's own energy."""
+    mu_s, cov_s = moments_of(target_gram)
+    mu, cov = moments_of(moment_gram)
+    root = sqrtm_psd(cov_s)
+    cross = trace_sqrt(root @ cov @ root)
+    distance = jnp.sum(jnp.square(mu - mu_s)) + jnp.trace(cov) + jnp.trace(cov_s) - 2.0 * cross
+    if norm == "relative":
+        return distance / jnp.maximum(jnp.trace(cov_s) + jnp.sum(jnp.square(mu_s)), jnp.finfo(distance.dtype).tiny)
+    return distance / float(mu_s.shape[0])
 
 
 def blended_gram(grams: jax.ArrayLike, blend: jax.ArrayLike) -> jax.Array:
@@ -215,23 +293,23 @@ def blended_gram(grams: jax.ArrayLike, blend: jax.ArrayLike) -> jax.Array:
                          precision=jax.lax.Precision.HIGHEST)
 
 
-def guided_gram(features: jax.ArrayLike, guide: jax.ArrayLike, precision: str = "float32") -> jax.Array:
+def guided_gram(features: jax.ArrayLike, guide: jax.ArrayLike, precision: str = "float32",
+                moments: bool = False) -> jax.Array:
     """G_kk' = sum_ij t_ij a_ijk a_ijk' for features (H, W, C) and a guidance channel t (H, W);
     returns (C, C). With t = 1 everywhere this is :func:`gram`, bit for bit (the same
     product, of the same numbers).
 
     Gatys et al. (2017) multiply the feature maps by the guidance channel, so their Gram
     weighs each position by its square; :func:`nst_jax.masks.normalised_guides` passes that
-    square in, normalised (see there).
+    square in, normalised (see there). ``moments``: as for :func:`gram`.
     """
-    features = jnp.asarray(features)
-    flat = features.reshape(-1, features.shape[-1])
+    flat = _flat(features, moments)
     return weighted_gram(flat, jnp.asarray(guide, flat.dtype).reshape(-1, 1), precision)
 
 
 def guided_style_layer_loss(target_grams: jax.ArrayLike, features: jax.ArrayLike, guides: jax.ArrayLike,
                             region_weights: jax.ArrayLike, norm: str = "paper",
-                            precision: str = "float32") -> jax.Array:
+                            precision: str = "float32", kind: str = "gram") -> jax.Array:
     """J_style^l = sum_r w_r sum (G_r(x) - T_r)^2 / (4 N^2 M^2), G_r(x) = guided_gram(F, t_r).
 
     ``target_grams`` (R, C, C) are each region's target T_r, ``guides`` (R, H, W) the
@@ -241,15 +319,15 @@ def guided_style_layer_loss(target_grams: jax.ArrayLike, features: jax.ArrayLike
     :func:`gram` computes (a batched product may round differently).
     """
     features = jnp.asarray(features)
-    grams = [guided_gram(features, guides[r], precision) for r in range(len(target_grams))]
-    return guided_style_gram_loss(target_grams, grams, features.shape, region_weights, norm)
+    grams = [guided_gram(features, guides[r], precision, kind == "wasserstein") for r in range(len(target_grams))]
+    return guided_style_gram_loss(target_grams, grams, features.shape, region_weights, norm, kind)
 
 
 def guided_style_gram_loss(target_grams: jax.ArrayLike, grams, shape: tuple[int, ...],
-                           region_weights: jax.ArrayLike, norm: str = "paper") -> jax.Array:
+                           region_weights: jax.ArrayLike, norm: str = "paper", kind: str = "gram") -> jax.Array:
     """:func:`guided_style_layer_loss` as a function of the R guided Grams G_r (a list or an
     (R, C, C) array) of a layer of ``shape`` = (H, W, C)."""
-    per_region = [style_gram_loss(target_grams[r], grams[r], shape, norm) for r in range(len(target_grams))]
+    per_region = [style_gram_loss(target_grams[r], grams[r], shape, norm, kind) for r in range(len(target_grams))]
     return jnp.dot(jnp.asarray(region_weights), jnp.stack(per_region))
 
 
@@ -293,21 +371,21 @@ class Targets(NamedTuple):
 
 
 def style_layer_term(targets: Targets, i: int, features: jax.Array, weights: LossWeights,
-                     norm: str = "paper", precision: str = "float32") -> jax.Array:
+                     norm: str = "paper", precision: str = "float32", kind: str = "gram") -> jax.Array:
     """J_style^l of style tap ``i``: against the blended Gram, or region by region with masks."""
     if targets.guides is None:
-        return style_layer_loss(blended_gram(targets.style[i], weights.blend), features, norm, precision)
+        return style_layer_loss(blended_gram(targets.style[i], weights.blend), features, norm, precision, kind)
     return guided_style_layer_loss(targets.style[i], features, targets.guides[i], weights.blend, norm,
-                                   precision)
+                                   precision, kind)
 
 
 def style_gram_term(targets: Targets, i: int, grams: jax.Array, shape: tuple[int, ...],
-                    weights: LossWeights, norm: str = "paper") -> jax.Array:
+                    weights: LossWeights, norm: str = "paper", kind: str = "gram") -> jax.Array:
     """:func:`style_layer_term` from the layer's Gram (C, C), or with masks its (R, C, C)
     guided Grams, of features of ``shape``."""
     if targets.guides is None:
-        return style_gram_loss(blended_gram(targets.style[i], weights.blend), grams, shape, norm)
-    return guided_style_gram_loss(targets.style[i], grams, shape, weights.blend, norm)
+        return style_gram_loss(blended_gram(targets.style[i], weights.blend), grams, shape, norm, kind)
+    return guided_style_gram_loss(targets.style[i], grams, shape, weights.blend, norm, kind)
 
 
 def gap_fraction(style: jax.Array, targets: Targets, weights: LossWeights, shares) -> jax.Array:
@@ -332,19 +410,19 @@ def gap_fraction(style: jax.Array, targets: Targets, weights: LossWeights, share
 def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Targets,
                layers: tuple[tuple[str, ...], tuple[str, ...]], weights: LossWeights,
                norm: str = "paper", content_norm: str = "sum", precision: str = "float32",
-               per_channel: float = 0.0) -> LossTerms:
+               per_channel: float = 0.0, kind: str = "gram") -> LossTerms:
     """J_content, J_style and J_tv of one image, each summed with its per-layer weights.
 
     ``layers`` = (content layer names, style layer names), in the order of ``targets``;
     ``precision``: the Grams' matmul (:data:`GRAM_PRECISIONS`); ``per_channel``: see
-    :func:`gram_share`.
+    :func:`gram_share`; ``kind``: the style loss, "gram" (the paper's) or "wasserstein".
     """
     content_layers, style_layers = layers
     content = sum(weights.content_layers[i] * content_loss(targets.content[i], features[name], content_norm)
                   for i, name in enumerate(content_layers))
     shares = [gram_share(features[name].shape, per_channel) for name in style_layers]
     style = sum(weights.style_layers[i] * shares[i] * style_layer_term(targets, i, features[name], weights, norm,
-                                                                        precision)
+                                                                        precision, kind)
                 for i, name in enumerate(style_layers))
     style = gap_fraction(style, targets, weights, shares)
     return LossTerms(jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32),

@@ -58,6 +58,13 @@ class Objective:
     gram_precision: str = "float32"
     # Positions per channel a style layer needs for its whole weight (losses.gram_share).
     per_channel: float = 0.0
+    # The style loss: "gram" (the paper's) or "wasserstein" (its Grams carry moments: losses.gram).
+    style_loss: str = "gram"
+
+    @property
+    def moments(self) -> bool:
+        """Whether the style Grams carry the features' count and sum (losses.gram)."""
+        return self.style_loss == "wasserstein"
 
     def picture(self, problem: Problem, image: jax.Array) -> jax.Array:
         """The RGB picture an iterate stands for, what the losses see.
@@ -94,7 +101,7 @@ class Objective:
         features = self.model.apply(problem.variables, image)
         terms = loss_terms(features, image, problem.targets, (self.content_layers, self.style_layers),
                            problem.weights, self.style_norm, self.content_norm, self.gram_precision,
-                           self.per_channel)
+                           self.per_channel, self.style_loss)
         return total_loss(terms, problem.weights), terms
 
     def value(self, problem: Problem, image: jax.Array) -> jax.Array:
@@ -109,7 +116,7 @@ def build_objective(arch: str, pixel_space: str, config: StyleConfig, tiles: Til
                 remat=config.remat, conv=resolve(config.conv, config.dtype))
     return Objective(model, config.content_layers, config.style_layers, config.style_norm,
                      config.content_norm, config.colour == Colour.luminance, tiles,
-                     gram_precision(config.gram_precision), config.per_channel)
+                     gram_precision(config.gram_precision), config.per_channel, config.style_loss)
 
 
 def loss_weights(config: StyleConfig, blend: tuple[float, ...] = (1.0,)) -> LossWeights:

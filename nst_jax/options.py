@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from .config import (Balance, Colour, ColourMatch, ContentNorm, Conv, DType, GramPrecision, Init,
-                     OptimizerName, Pooling, StyleConfig, StyleNorm)
+                     OptimizerName, Pooling, StyleConfig, StyleLoss, StyleNorm)
 from .specs import FIELD_OF, LAYER_WEIGHTS
 
 D = StyleConfig()
@@ -42,6 +42,9 @@ CONFIG_OPTIONS = {
                                                  "(relu1_1..relu5_1, 0.2 each).")], "paper"),
     "style_norm": (Annotated[StyleNorm, typer.Option("--style-norm", help="paper: 1/(4 N^2 M^2); "
                                                      "mean: the PyTorch tutorial's; relative: over |G_S|^2.")], StyleNorm(D.style_norm)),
+    "style_loss": (Annotated[StyleLoss, typer.Option(
+        "--style-loss", help="gram: the paper's Gram matrices; wasserstein: the 2-Wasserstein distance of "
+                             "the features' mean and covariance.")], StyleLoss(D.style_loss)),
     "content_norm": (Annotated[ContentNorm, typer.Option(
         "--content-norm", help="sum: the paper's 1/2 sum (grows with size); mean: per element; relative: "
                                "over 1/2 sum P^2, the same at every size and for every photo.")],

@@ -191,11 +191,12 @@ def tile_stats(objective, problem, crop: jax.Array, tile: Tile, previous=None) -
     style = []
     for i, n in enumerate(objective.style_layers):
         if targets.guides is None:
-            style.append(gram(feats[n], objective.gram_precision))
+            style.append(gram(feats[n], objective.gram_precision, objective.moments))
         else:
             rows, cols = positions(tile, pools[n], False)
             guides = targets.guides[i][:, rows, cols]
-            style.append(jnp.stack([guided_gram(feats[n], g, objective.gram_precision) for g in guides]))
+            style.append(jnp.stack([guided_gram(feats[n], g, objective.gram_precision, objective.moments)
+                                    for g in guides]))
     return Stats(content, tuple(style))
 
 
@@ -211,7 +212,8 @@ def stats_loss(objective, problem, stats: Stats, height: int, width: int):
                   for i, n in enumerate(objective.content_layers))
     shares = [gram_share(shapes[n], objective.per_channel) for n in objective.style_layers]
     style = sum(weights.style_layers[i] * shares[i]
-                * style_gram_term(targets, i, stats.style[i], shapes[n], weights, objective.style_norm)
+                * style_gram_term(targets, i, stats.style[i], shapes[n], weights, objective.style_norm,
+                                  objective.style_loss)
                 for i, n in enumerate(objective.style_layers))
     style = gap_fraction(style, targets, weights, shares)
     content, style = jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32)
@@ -306,15 +308,18 @@ def tiled_features(model, variables, image: jax.Array, plan: TilePlan, names) ->
     return out
 
 
-def tiled_grams(model, variables, image: jax.Array, plan: TilePlan, names, guides=None) -> dict[str, jax.Array]:
+def tiled_grams(model, variables, image: jax.Array, plan: TilePlan, names, guides=None,
+                moments: bool = False) -> dict[str, jax.Array]:
     """Per layer of ``names`` the Gram sum_i F_i^T F_i of the whole picture, or with
-    ``guides`` (one (H_l, W_l) channel per name) the guided Gram, tile by tile."""
+    ``guides`` (one (H_l, W_l) channel per name) the guided Gram, tile by tile; ``moments``:
+    as losses.gram."""
     h, w = image.shape[:2]
     pools = {l.name: l.pools for l in layout(model.arch)}
     total, previous = None, None
     for tile in plan.grid(h, w, alignment(model.arch, model.taps)):
         feats = tile_features(model, variables, crop_of(image, tile), tile, names, previous)
-        grams = {n: gram(f) if guides is None else guided_gram(f, guides[i][positions(tile, pools[n], False)])
+        grams = {n: gram(f, moments=moments) if guides is None
+                 else guided_gram(f, guides[i][positions(tile, pools[n], False)], moments=moments)
                  for i, (n, f) in enumerate(feats.items())}
         total = grams if total is None else jax.tree.map(jnp.add, total, grams)
         previous = token(grams)

@@ -32,17 +32,19 @@ def test_gap_fraction_by_hand():
     assert float(gap_fraction(jnp.asarray(4.0), targets._replace(gaps=None), w, (1.0, 0.25))) == 4.0
 
 
-@pytest.mark.parametrize("size, tile", [(32, "auto"), (64, "auto"), (64, 32)])
-def test_the_style_term_reads_one_at_the_photo_at_every_size(size, tile, vgg16_weights):
+@pytest.mark.parametrize("size, tile, loss", [(32, "auto", "gram"), (64, "auto", "gram"), (64, 32, "gram"),
+                                              (64, "auto", "wasserstein"), (64, 32, "wasserstein")])
+def test_the_style_term_reads_one_at_the_photo_at_every_size(size, tile, loss, vgg16_weights):
     """The point of the balance: at the photo J_style = 1 and J_content = 0, whatever the
-    pair, the size, or whether the objective runs whole or in tiles."""
+    pair, the size, the style loss, or whether the objective runs whole or in tiles."""
     for style in (STYLE, OTHER_STYLE):
-        run = prepare(CONTENT, style, gap_config(size=size, tile=tile), vgg16_weights)
+        run = prepare(CONTENT, style, gap_config(size=size, tile=tile, style_loss=loss), vgg16_weights)
         assert (run.objective.tiles is not None) == (tile == 32)
         _, terms = jax.jit(run.objective)(run.problem, jnp.asarray(run.content))
         assert float(terms.style) == pytest.approx(1.0, rel=1e-5)
         assert float(terms.content) == pytest.approx(0.0, abs=1e-6)
-        fixed = prepare(CONTENT, style, gap_config(size=size, tile=tile, balance="fixed"), vgg16_weights)
+        fixed = prepare(CONTENT, style, gap_config(size=size, tile=tile, balance="fixed", style_loss=loss),
+                        vgg16_weights)
         _, raw = jax.jit(fixed.objective)(fixed.problem, jnp.asarray(fixed.content))
         x = jnp.asarray(np.random.default_rng(0).uniform(size=run.content.shape), jnp.float32)
         _, at_x = jax.jit(run.objective)(run.problem, x)

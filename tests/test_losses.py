@@ -13,8 +13,8 @@ from jax.test_util import check_grads
 
 from nst_jax.errors import ConfigError
 from nst_jax.losses import (LossWeights, Targets, blended_gram, content_loss, gram, gram_precision, gram_share,
-                            guided_gram, guided_style_layer_loss, loss_terms, style_layer_loss, style_normalizer,
-                            total_loss, tv_loss)
+                            guided_gram, guided_style_layer_loss, loss_terms, moments_of, style_layer_loss,
+                            style_normalizer, total_loss, trace_sqrt, tv_loss, wasserstein_loss)
 
 pytestmark = pytest.mark.usefixtures("strict_promotion")
 
@@ -143,6 +143,81 @@ def test_an_all_ones_guide_is_the_unguided_loss_exactly():
     guided = jax.jit(guided_style_layer_loss)(target[None], feats, jnp.ones((1, 12, 10)), jnp.ones((1,)))
     assert float(plain) > 0 and np.asarray(guided) == np.asarray(plain)
     np.testing.assert_array_equal(jax.jit(guided_gram)(feats, jnp.ones((12, 10))), jax.jit(gram)(feats))
+
+
+def test_gram_with_moments_by_hand():
+    # A with a channel of ones: positions (1, 2, 1), (3, 4, 1): the Gram, the sums (4, 6), the count 2
+    np.testing.assert_allclose(jax.jit(gram, static_argnums=(1, 2))(A, "float32", True),
+                               [[10.0, 14.0, 4.0], [14.0, 20.0, 6.0], [4.0, 6.0, 2.0]])
+    mean, cov = moments_of(gram(A, moments=True))
+    # mean (2, 3); both channels move together by +-1: covariance [[1, 1], [1, 1]]
+    np.testing.assert_allclose(mean, [2.0, 3.0])
+    np.testing.assert_allclose(cov, [[1.0, 1.0], [1.0, 1.0]], atol=1e-6)
+    # guided: weights (2, 0.5) -> count 2.5, sums (2 + 1.5, 4 + 2) = (3.5, 6)
+    np.testing.assert_allclose(guided_gram(A, np.array([[2.0], [0.5]], np.float32), moments=True)[2],
+                               [3.5, 6.0, 2.5], rtol=1e-6)
+
+
+# Four positions on a square: x at (0|2, 0|2): mean (1, 1), covariance diag(1, 1);
+# the target at (1|5, 1|5): mean (3, 3), covariance diag(4, 4).
+SQUARE = np.array([[[0.0, 0.0], [2.0, 0.0]], [[0.0, 2.0], [2.0, 2.0]]], np.float32)
+
+
+def test_wasserstein_loss_by_hand():
+    target = gram(1.0 + 2.0 * SQUARE, moments=True)
+    # commuting covariances: W2^2 = |mu - mu_S|^2 + sum_i (sqrt c_i - sqrt c_S,i)^2
+    # = (4 + 4) + (1 - 2)^2 + (1 - 2)^2 = 10; per channel 10 / 2
+    assert float(jax.jit(wasserstein_loss)(target, gram(SQUARE, moments=True))) == pytest.approx(5.0, rel=1e-6)
+    assert float(style_layer_loss(target, SQUARE, kind="wasserstein")) == pytest.approx(5.0, rel=1e-6)
+    # "relative": over the target's E|a|^2 = tr C_S + |mu_S|^2 = 8 + 18
+    assert float(wasserstein_loss(target, gram(SQUARE, moments=True), "relative")) == pytest.approx(10 / 26,
+                                                                                                    rel=1e-6)
+    # the target scaled to another position count (inputs.style_targets) is the same distribution
+    assert float(wasserstein_loss(3.0 * target, gram(SQUARE, moments=True))) == pytest.approx(5.0, rel=1e-6)
+
+
+def test_wasserstein_loss_matches_scipy():
+    """Non-commuting covariances against scipy's matrix square root, in float64."""
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(6, 5, 4)) @ rng.normal(size=(4, 4)) + 1.0).astype(np.float32)
+    y = rng.normal(size=(7, 3, 4)).astype(np.float32)
+    fx, fy = (np.asarray(f, np.float64).reshape(-1, 4) for f in (x, y))
+    cx, cy = np.cov(fx.T, bias=True), np.cov(fy.T, bias=True)
+    root = scipy_linalg.sqrtm(cy).real
+    want = (np.sum((fx.mean(0) - fy.mean(0)) ** 2) + np.trace(cx) + np.trace(cy)
+            - 2.0 * np.trace(scipy_linalg.sqrtm(root @ cx @ root).real)) / 4
+    got = float(jax.jit(wasserstein_loss)(gram(y, moments=True), gram(x, moments=True)))
+    assert got == pytest.approx(want, rel=1e-4)
+
+
+def test_trace_sqrt_and_its_gradient_by_hand():
+    # M = diag(4, 9, 0): tr M^(1/2) = 5; gradient 1/2 M^(-1/2) = diag(1/4, 1/6, .) with the zero
+    # eigenvalue floored at 1e-6 of the largest: finite
+    m = jnp.diag(jnp.array([4.0, 9.0, 0.0]))
+    assert float(jax.jit(trace_sqrt)(m)) == pytest.approx(5.0)
+    g = jax.jit(jax.grad(trace_sqrt))(m)
+    np.testing.assert_allclose(jnp.diag(g)[:2], [0.25, 1 / 6], rtol=1e-5)
+    assert bool(jnp.all(jnp.isfinite(g))) and float(g[2, 2]) == pytest.approx(0.5 / np.sqrt(9e-6), rel=1e-3)
+
+
+def test_wasserstein_gradient_matches_finite_differences():
+    x = jax.random.uniform(jax.random.key(3), (4, 5, 3), jnp.float32)
+    target = gram(jax.random.normal(jax.random.key(4), (6, 6, 3)), moments=True)
+    with jax.enable_x64(True):
+        check_grads(jax.jit(lambda f: style_layer_loss(target.astype(jnp.float64), f, kind="wasserstein")),
+                    (x.astype(jnp.float64),), order=1, modes=("rev",))
+
+
+def test_wasserstein_is_zero_at_the_target_with_fewer_positions_than_channels():
+    """A deep layer of a small picture: 3 positions of 8 channels, a covariance of rank 2.
+    At its own statistics the distance is 0, to what float32 allows (the square roots of
+    the zero eigenvalues' rounding, ~1e-4 of tr C), and the gradient finite."""
+    x = jax.random.uniform(jax.random.key(5), (1, 3, 8), jnp.float32)
+    target = gram(x, moments=True)
+    value, grad = jax.jit(jax.value_and_grad(lambda f: style_layer_loss(target, f, kind="wasserstein")))(x)
+    assert abs(float(value)) < 1e-3 * float(jnp.trace(moments_of(target)[1])) / 8
+    assert bool(jnp.all(jnp.isfinite(grad)))
 
 
 def test_tv_loss_by_hand():

@@ -67,13 +67,16 @@ def variant(name: str, tmp_path) -> tuple[StyleConfig, list]:
         return base.replace(content_norm="relative", style_norm="relative", per_channel=4.0), [STYLE]
     if name == "two styles, style relative":
         return base.replace(style_blend=(3.0, 1.0), style_norm="relative"), [STYLE, OTHER_STYLE]
-    if name == "masks":
+    if name == "wasserstein":
+        return base.replace(style_loss="wasserstein", per_channel=4.0), [STYLE]
+    if name in ("masks", "masks, wasserstein"):
         left = np.zeros((32, 28, 3), np.float32)
         left[:, :12] = 1.0
         left[4:9, 12:15] = 0.5  # a soft edge
         save_image(left, tmp_path / "left.png")
         save_image(1.0 - left, tmp_path / "right.png")
-        return base.replace(masks=(str(tmp_path / "left.png"), str(tmp_path / "right.png"))), [STYLE, OTHER_STYLE]
+        return base.replace(masks=(str(tmp_path / "left.png"), str(tmp_path / "right.png")),
+                            style_loss="wasserstein" if "wasserstein" in name else "gram"), [STYLE, OTHER_STYLE]
     if name == "luminance":
         return base.replace(colour="luminance"), [STYLE]
     if name == "paper layers":  # VGG16 to relu5_1: R = 58 px, 16 px grid
@@ -97,7 +100,8 @@ def relative(a, b) -> float:
 
 
 @pytest.mark.parametrize("name", ["paper norms", "content mean, style mean", "relative norms, gram share",
-                                  "two styles, style relative", "masks", "luminance", "paper layers"])
+                                  "two styles, style relative", "masks", "luminance", "paper layers",
+                                  "wasserstein", "masks, wasserstein"])
 @pytest.mark.slow
 def test_the_tiled_gradient_is_the_plain_gradient(name, tmp_path, vgg16_weights):
     config, styles = variant(name, tmp_path)
@@ -105,12 +109,16 @@ def test_the_tiled_gradient_is_the_plain_gradient(name, tmp_path, vgg16_weights)
     tile = 32 if name == "paper layers" else 24
     ((value, terms), grad), ((t_value, t_terms), t_grad) = plain_and_tiled(run, tile)[0]
     assert len(tile_grid(*run.start.shape[:2], tile, 0, 4)) >= 6
-    np.testing.assert_allclose(t_value, value, rtol=1e-5)
+    # The Wasserstein loss's tr (.)^(1/2) takes square roots of small eigenvalues, which
+    # magnify float32 rounding: the plain gradient itself is 4.5e-4 from float64's here
+    # (the tiled one 4.4e-4), and values ~3e-5 apart.
+    rtol, gtol = (1e-4, 2e-3) if "wasserstein" in name else (1e-5, 1e-4)
+    np.testing.assert_allclose(t_value, value, rtol=rtol)
     for a, b in zip(t_terms, terms):
-        np.testing.assert_allclose(a, b, rtol=1e-5)
+        np.testing.assert_allclose(a, b, rtol=rtol)
     assert float(jnp.abs(grad).max()) > 0
-    assert relative(t_grad, grad) < 1e-4
-    np.testing.assert_allclose(t_grad, grad, rtol=0, atol=1e-4 * float(jnp.abs(grad).max()))
+    assert relative(t_grad, grad) < gtol
+    np.testing.assert_allclose(t_grad, grad, rtol=0, atol=gtol * float(jnp.abs(grad).max()))
 
 
 @pytest.mark.slow
