@@ -147,7 +147,8 @@ class ContentNorm(Choice):
 
 
 class Balance(Choice):
-    gap = "gap"  # J_style as a fraction of the photo's own (losses.gap_fraction)
+    gap = "gap"  # J_style as a fraction of the photo's own (losses.balanced_style)
+    layers = "layers"  # each layer's J_style^l as a fraction of the photo's own, averaged
     fixed = "fixed"  # J_style as it is: beta alone sets the balance (the paper)
 
 

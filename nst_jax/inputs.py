@@ -134,7 +134,7 @@ def content_targets(objective: Objective, variables, content, style_grams: tuple
     with one network pass when untiled. The gaps (n_style_layers, K), computed when
     ``style_grams`` are given: J_style^l (without lambda_l) of the ``content`` picture
     against each style image's target Gram (with masks: each region's, its guided Gram
-    against that region's target), as the objective computes J_style^l. losses.gap_fraction
+    against that region's target), as the objective computes J_style^l. losses.balanced_style
     measures J_style in these."""
     model, layers = objective.model, objective.style_layers
     if objective.tiles is None:
@@ -161,7 +161,11 @@ def describe_balance(config: StyleConfig, gaps: jax.Array, blend, shape, arch: s
 
     sizes = {l.name: (h, w, l.c_out) for l, h, w in layer_sizes(arch, *shape, config.style_layers)}
     shares = [gram_share(sizes[n], config.per_channel) for n in config.style_layers]
-    gap = float(np.dot(np.asarray(config.style_layer_weights) * shares, np.asarray(gaps) @ np.asarray(blend)))
+    per_layer = np.asarray(gaps) @ np.asarray(blend)
+    if config.balance == Balance.layers:
+        return (f"balance: beta {config.style_weight:g} on each style layer's gap (the photo's own J_style^l at "
+                f"{max(shape)} px: {', '.join(f'{g:.3g}' for g in per_layer)})")
+    gap = float(np.dot(np.asarray(config.style_layer_weights) * shares, per_layer))
     return (f"balance: beta {config.style_weight:g} on the style gap (J_style of the photo, {gap:.3g} at "
             f"{max(shape)} px): {config.style_weight / gap:.3g} on J_style itself")
 
@@ -273,7 +277,7 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     style_grams = style_targets(objective, variables, style_imgs, (h, w), style_guides)
     output_guides = None if guides is None else tuple(jnp.asarray(g) for g in guides)
     features, gaps = content_targets(objective, variables, content_img,
-                                     style_grams if config.balance == Balance.gap else None, output_guides)
+                                     style_grams if config.balance != Balance.fixed else None, output_guides)
     targets = Targets(features, style_grams, output_guides,
                       None if free is None else (jnp.asarray(free), jnp.asarray(kept)), gaps)
     if gaps is not None and size == config.size:

@@ -361,7 +361,7 @@ class Targets(NamedTuple):
     # content's values (see Objective.picture). None: every pixel is optimised.
     keep: tuple[jax.Array, jax.Array] | None = None
     # (n_style, K): J_style^l of the content image against each style image's target (each
-    # region's, with masks), the style gap J_style is measured in (:func:`gap_fraction`).
+    # region's, with masks), the style gap J_style is measured in (:func:`balanced_style`).
     # None: J_style as it is (the paper's).
     gaps: jax.Array | None = None
     # (target (H, W, C), weight (H, W, 1)) of a video frame's temporal term: the earlier
@@ -388,44 +388,50 @@ def style_gram_term(targets: Targets, i: int, grams: jax.Array, shape: tuple[int
     return guided_style_gram_loss(targets.style[i], grams, shape, weights.blend, norm, kind)
 
 
-def gap_fraction(style: jax.Array, targets: Targets, weights: LossWeights, shares) -> jax.Array:
-    """``style`` (sum_l lambda_l s_l J_style^l, s_l the layers' :func:`gram_share`) as a
-    fraction of the same sum for the content image, the style gap:
+def balanced_style(layer_terms, targets: Targets, weights: LossWeights, shares, per_layer: bool = False) -> jax.Array:
+    """J_style from each style layer's J_style^l (``layer_terms``, in the order of the
+    layers), their weights lambda_l and :func:`gram_share` s_l:
 
-        J_style / sum_l lambda_l s_l sum_k w_k gap_lk
+    - ``targets.gaps`` None (the paper's): sum_l lambda_l s_l J_style^l;
+    - the style gap: that sum as a fraction of the same sum for the photo,
+      sum_l lambda_l s_l J_style^l / sum_l lambda_l s_l gap_l;
+    - ``per_layer``: each layer as a fraction of the photo's own distance at that layer,
+      sum_l lambda_l s_l J_style^l / gap_l / sum_l lambda_l s_l.
 
-    1 where the picture is as far from the painting's statistics as the photo is, 0 where
-    it matches them. With one style the denominator is J_style(content) exactly; with
-    several it is the blend of each one's gap (an upper bound of the blended target's gap,
-    linear in the traced weights so a sweep can batch them). ``targets.gaps`` None: ``style``
-    as it is."""
+    Either balance reads 1 at the photo and 0 at the painting's statistics, for every pair
+    and size. gap_l = sum_k w_k gap_lk blends each style image's gap: with one style it is
+    J_style^l of the photo exactly, with several an upper bound of the blended target's (linear
+    in the traced weights, so a sweep can batch them)."""
+    lam = weights.style_layers * jnp.asarray(shares, jnp.float32)
+    terms = jnp.stack([jnp.asarray(t, jnp.float32) for t in layer_terms])
+    hi = jax.lax.Precision.HIGHEST
     if targets.gaps is None:
-        return style
-    per_layer = targets.gaps @ weights.blend
-    gap = jnp.dot(weights.style_layers * jnp.asarray(shares, jnp.float32), per_layer,
-                  precision=jax.lax.Precision.HIGHEST)
-    return style / jnp.maximum(gap, jnp.finfo(jnp.float32).tiny)
+        return jnp.dot(lam, terms, precision=hi)
+    tiny = jnp.finfo(jnp.float32).tiny
+    gaps = targets.gaps @ weights.blend
+    if per_layer:
+        return jnp.dot(lam, terms / jnp.maximum(gaps, tiny), precision=hi) / jnp.maximum(jnp.sum(lam), tiny)
+    return jnp.dot(lam, terms, precision=hi) / jnp.maximum(jnp.dot(lam, gaps, precision=hi), tiny)
 
 
 def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Targets,
                layers: tuple[tuple[str, ...], tuple[str, ...]], weights: LossWeights,
                norm: str = "paper", content_norm: str = "sum", precision: str = "float32",
-               per_channel: float = 0.0, kind: str = "gram") -> LossTerms:
+               per_channel: float = 0.0, kind: str = "gram", per_layer: bool = False) -> LossTerms:
     """J_content, J_style and J_tv of one image, each summed with its per-layer weights.
 
     ``layers`` = (content layer names, style layer names), in the order of ``targets``;
     ``precision``: the Grams' matmul (:data:`GRAM_PRECISIONS`); ``per_channel``: see
-    :func:`gram_share`; ``kind``: the style loss, "gram" (the paper's) or "wasserstein".
+    :func:`gram_share`; ``kind``: the style loss, "gram" (the paper's) or "wasserstein";
+    ``per_layer``: see :func:`balanced_style`.
     """
     content_layers, style_layers = layers
     content = sum(weights.content_layers[i] * content_loss(targets.content[i], features[name], content_norm)
                   for i, name in enumerate(content_layers))
     shares = [gram_share(features[name].shape, per_channel) for name in style_layers]
-    style = sum(weights.style_layers[i] * shares[i] * style_layer_term(targets, i, features[name], weights, norm,
-                                                                        precision, kind)
-                for i, name in enumerate(style_layers))
-    style = gap_fraction(style, targets, weights, shares)
-    return LossTerms(jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32),
+    style = balanced_style([style_layer_term(targets, i, features[name], weights, norm, precision, kind)
+                            for i, name in enumerate(style_layers)], targets, weights, shares, per_layer)
+    return LossTerms(jnp.asarray(content, jnp.float32), style,
                      tv_loss(image))
 
 

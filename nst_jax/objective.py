@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .config import Colour, StyleConfig
+from .config import Balance, Colour, StyleConfig
 from .conv import resolve
 from .losses import LossTerms, LossWeights, Targets, gram_precision, loss_terms, temporal_loss, total_loss
 from .tiling import TilePlan, tiled_objective
@@ -60,6 +60,8 @@ class Objective:
     per_channel: float = 0.0
     # The style loss: "gram" (the paper's) or "wasserstein" (its Grams carry moments: losses.gram).
     style_loss: str = "gram"
+    # With style gaps: each layer measured against the photo's own (losses.balanced_style).
+    per_layer: bool = False
 
     @property
     def moments(self) -> bool:
@@ -101,7 +103,7 @@ class Objective:
         features = self.model.apply(problem.variables, image)
         terms = loss_terms(features, image, problem.targets, (self.content_layers, self.style_layers),
                            problem.weights, self.style_norm, self.content_norm, self.gram_precision,
-                           self.per_channel, self.style_loss)
+                           self.per_channel, self.style_loss, self.per_layer)
         return total_loss(terms, problem.weights), terms
 
     def value(self, problem: Problem, image: jax.Array) -> jax.Array:
@@ -116,7 +118,8 @@ def build_objective(arch: str, pixel_space: str, config: StyleConfig, tiles: Til
                 remat=config.remat, conv=resolve(config.conv, config.dtype))
     return Objective(model, config.content_layers, config.style_layers, config.style_norm,
                      config.content_norm, config.colour == Colour.luminance, tiles,
-                     gram_precision(config.gram_precision), config.per_channel, config.style_loss)
+                     gram_precision(config.gram_precision), config.per_channel, config.style_loss,
+                     config.balance == Balance.layers)
 
 
 def loss_weights(config: StyleConfig, blend: tuple[float, ...] = (1.0,)) -> LossWeights:

@@ -51,7 +51,8 @@ CONFIG_OPTIONS = {
         ContentNorm(D.content_norm)),
     "balance": (Annotated[Balance, typer.Option(
         help="gap: beta weighs the style term as a fraction of the photo's own distance from the painting "
-             "(1 at the photo), the same trade for every pair and size; fixed: the style term as it is "
+             "(1 at the photo), the same trade for every pair and size; layers: each style layer as a "
+             "fraction of the photo's own distance at that layer; fixed: the style term as it is "
              "(the paper).")], Balance(D.balance)),
     "per_channel": (Annotated[float, typer.Option(
         "--per-channel", help="A style layer keeps its whole weight when its Gram averages this many "

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from .errors import NstError
-from .losses import (LossTerms, content_loss, content_normalizer, gap_fraction, gram, gram_share, guided_gram,
+from .losses import (LossTerms, content_loss, content_normalizer, balanced_style, gram, gram_share, guided_gram,
                      style_gram_term, total_loss, tv_loss)
 from .vgg import deepest, layer_sizes, layout
 
@@ -211,12 +211,11 @@ def stats_loss(objective, problem, stats: Stats, height: int, width: int):
                                                                                     objective.content_norm)
                   for i, n in enumerate(objective.content_layers))
     shares = [gram_share(shapes[n], objective.per_channel) for n in objective.style_layers]
-    style = sum(weights.style_layers[i] * shares[i]
-                * style_gram_term(targets, i, stats.style[i], shapes[n], weights, objective.style_norm,
-                                  objective.style_loss)
-                for i, n in enumerate(objective.style_layers))
-    style = gap_fraction(style, targets, weights, shares)
-    content, style = jnp.asarray(content, jnp.float32), jnp.asarray(style, jnp.float32)
+    style = balanced_style([style_gram_term(targets, i, stats.style[i], shapes[n], weights, objective.style_norm,
+                                            objective.style_loss)
+                            for i, n in enumerate(objective.style_layers)], targets, weights, shares,
+                           objective.per_layer)
+    content = jnp.asarray(content, jnp.float32)
     return weights.content * content + weights.style * style, (content, style)
 
 

@@ -1,4 +1,5 @@
-"""The balance: J_style measured as a fraction of the photo's own style gap (losses.gap_fraction)."""
+"""The balance: J_style measured as a fraction of the photo's own style gap, whole or layer by
+layer (losses.balanced_style)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from conftest import CONTENT, STYLE, tiny
 from nst_jax.config import StyleConfig
 from nst_jax.image import save_image
 from nst_jax.inputs import prepare
-from nst_jax.losses import LossWeights, Targets, gap_fraction
+from nst_jax.losses import LossWeights, Targets, balanced_style
 from nst_jax.run import stylize
 
 OTHER_STYLE = np.random.default_rng(5).uniform(size=(30, 26, 3)).astype(np.float32)
@@ -22,40 +23,61 @@ def gap_config(**changes) -> StyleConfig:
                                "init": "content", **changes})
 
 
-def test_gap_fraction_by_hand():
-    # two layers x two style images: gaps [[2, 4], [10, 30]]; lambda (0.5, 1), shares (1, 0.25),
-    # blend (0.25, 0.75): layer 1: 0.25*2 + 0.75*4 = 3.5, layer 2: 2.5 + 22.5 = 25;
-    # gap = 0.5*1*3.5 + 1*0.25*25 = 8
+def test_balanced_style_by_hand():
+    # two layers x two style images: gaps [[2, 4], [10, 30]], blend (0.25, 0.75): per layer
+    # 0.25*2 + 0.75*4 = 3.5 and 2.5 + 22.5 = 25; lambda (0.5, 1) times shares (1, 0.25): (0.5, 0.25);
+    # the layers' terms J_style^l = (3.5, 9)
     targets = Targets(content=(), style=(), gaps=jnp.asarray([[2.0, 4.0], [10.0, 30.0]]))
     w = LossWeights(*(jnp.asarray(v, jnp.float32) for v in (1.0, 1.0, 0.0, [1.0], [0.5, 1.0], [0.25, 0.75])))
-    assert float(jax.jit(gap_fraction, static_argnums=3)(jnp.asarray(4.0), targets, w, (1.0, 0.25))) == 0.5
-    assert float(gap_fraction(jnp.asarray(4.0), targets._replace(gaps=None), w, (1.0, 0.25))) == 4.0
+    terms, shares = [jnp.asarray(3.5), jnp.asarray(9.0)], (1.0, 0.25)
+    fn = jax.jit(balanced_style, static_argnums=(3, 4))
+    # the paper's: 0.5*3.5 + 0.25*9 = 4
+    assert float(fn(terms, targets._replace(gaps=None), w, shares, False)) == pytest.approx(4.0)
+    # the style gap: 4 / (0.5*3.5 + 0.25*25 = 8)
+    assert float(fn(terms, targets, w, shares, False)) == pytest.approx(0.5)
+    # layer by layer: (0.5 * 3.5/3.5 + 0.25 * 9/25) / (0.5 + 0.25) = 0.59 / 0.75
+    assert float(fn(terms, targets, w, shares, True)) == pytest.approx(0.59 / 0.75)
 
 
-@pytest.mark.parametrize("size, tile, loss", [(32, "auto", "gram"), (64, "auto", "gram"), (64, 32, "gram"),
-                                              (64, "auto", "wasserstein"), (64, 32, "wasserstein")])
-def test_the_style_term_reads_one_at_the_photo_at_every_size(size, tile, loss, vgg16_weights):
+@pytest.mark.parametrize("size, tile, loss, balance", [
+    (32, "auto", "gram", "gap"), (64, "auto", "gram", "gap"), (64, 32, "gram", "gap"),
+    (64, "auto", "wasserstein", "gap"), (64, 32, "wasserstein", "gap"), (64, "auto", "gram", "layers"),
+    (64, 32, "gram", "layers")])
+def test_the_style_term_reads_one_at_the_photo_at_every_size(size, tile, loss, balance, vgg16_weights):
     """The point of the balance: at the photo J_style = 1 and J_content = 0, whatever the
     pair, the size, the style loss, or whether the objective runs whole or in tiles."""
+    # layer by layer, the shares s_l at 1 (per_channel 0) so the expected value is a plain mean
+    changes = dict(size=size, tile=tile, style_loss=loss, **({"per_channel": 0.0} if balance == "layers" else {}))
     for style in (STYLE, OTHER_STYLE):
-        run = prepare(CONTENT, style, gap_config(size=size, tile=tile, style_loss=loss), vgg16_weights)
+        run = prepare(CONTENT, style, gap_config(balance=balance, **changes), vgg16_weights)
         assert (run.objective.tiles is not None) == (tile == 32)
-        _, terms = jax.jit(run.objective)(run.problem, jnp.asarray(run.content))
+        objective = jax.jit(run.objective)
+        _, terms = objective(run.problem, jnp.asarray(run.content))
         assert float(terms.style) == pytest.approx(1.0, rel=1e-5)
         assert float(terms.content) == pytest.approx(0.0, abs=1e-6)
-        fixed = prepare(CONTENT, style, gap_config(size=size, tile=tile, balance="fixed", style_loss=loss),
-                        vgg16_weights)
-        _, raw = jax.jit(fixed.objective)(fixed.problem, jnp.asarray(fixed.content))
+        fixed = prepare(CONTENT, style, gap_config(balance="fixed", **changes), vgg16_weights)
         x = jnp.asarray(np.random.default_rng(0).uniform(size=run.content.shape), jnp.float32)
-        _, at_x = jax.jit(run.objective)(run.problem, x)
-        _, raw_x = jax.jit(fixed.objective)(fixed.problem, x)
-        assert float(at_x.style) == pytest.approx(float(raw_x.style) / float(raw.style), rel=1e-5)
+        _, at_x = objective(run.problem, x)
+
+        def raw(weights, image):  # J_style of the paper's loss with these layer weights
+            problem = fixed.problem._replace(weights=fixed.problem.weights._replace(style_layers=weights))
+            return float(jax.jit(fixed.objective)(problem, jnp.asarray(image))[1].style)
+
+        lam = np.asarray(fixed.problem.weights.style_layers)
+        if balance == "gap":
+            want = raw(lam, x) / raw(lam, fixed.content)
+        else:
+            ones = np.eye(len(lam), dtype=np.float32)
+            want = sum(lam[l] * raw(ones[l], x) / raw(ones[l], fixed.content) for l in range(len(lam))) / lam.sum()
+        assert float(at_x.style) == pytest.approx(want, rel=1e-5)
 
 
-def test_the_gap_of_a_blend_and_of_masks(tmp_path, vgg16_weights):
+@pytest.mark.parametrize("balance", ["gap", "layers"])
+def test_the_gap_of_a_blend_and_of_masks(balance, tmp_path, vgg16_weights):
     """Several styles: the blend of each one's gap; masks: each region's guided gap. At the
     photo a single style image in a blend or a mask reads 1."""
-    blended = prepare(CONTENT, [STYLE, OTHER_STYLE], gap_config(style_blend=(1.0, 0.0)), vgg16_weights)
+    blended = prepare(CONTENT, [STYLE, OTHER_STYLE], gap_config(style_blend=(1.0, 0.0), balance=balance),
+                      vgg16_weights)
     _, terms = jax.jit(blended.objective)(blended.problem, jnp.asarray(blended.content))
     assert float(terms.style) == pytest.approx(1.0, rel=1e-5)
     half = np.zeros((32, 28, 3), np.float32)
@@ -63,7 +85,8 @@ def test_the_gap_of_a_blend_and_of_masks(tmp_path, vgg16_weights):
     save_image(half, tmp_path / "left.png")
     save_image(1.0 - half, tmp_path / "right.png")
     masked = prepare(CONTENT, [STYLE, OTHER_STYLE], gap_config(masks=(str(tmp_path / "left.png"),
-                                                                       str(tmp_path / "right.png"))),
+                                                                       str(tmp_path / "right.png")),
+                                                               balance=balance),
                      vgg16_weights)
     assert masked.problem.targets.gaps.shape == (2, 2)
     _, terms = jax.jit(masked.objective)(masked.problem, jnp.asarray(masked.content))
