@@ -10,6 +10,7 @@ scored the same way; ours passes when both its distances are at most the referen
     python bench/robustness.py --sizes 256,512 --out bench/results/robustness
     python bench/robustness.py --sizes 1024 --pairs tubingen_starry,garden_scream,couch_balloon
     python bench/robustness.py --variant paper --sizes 256      # the paper's loss, beta 1000
+    python bench/robustness.py --variant gap20 --sizes 512      # the defaults before the layer balance
 
 Every result is appended to ``rows.jsonl`` as it is scored; a second run skips what is
 already there, so an interrupted study continues where it stopped.
@@ -57,6 +58,8 @@ VARIANTS = {
     "defaults": {},
     # the loss of the defaults before the study: the paper's style term, beta 1000
     "paper": dict(content_norm="mean", style_norm="paper", style_weight=1000.0),
+    # the defaults of 2026-12-05 to 2026-12-06: the whole style gap, beta 20
+    "gap20": dict(balance="gap", style_weight=20.0),
 }
 
 

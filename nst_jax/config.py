@@ -257,7 +257,8 @@ class StyleConfig:
     # Content-loss normaliser: "sum" (the paper's 1/2 sum (F - P)^2), "mean" (over N M), "relative" (over 1/2 sum P^2).
     # "relative": the content term as a fraction of the photo's own features, the same at every size and pair.
     content_norm: str = ContentNorm.relative.value
-    # How beta is measured: "fixed" = J_style as it is (the paper's), "gap" = J_style at the photo reads 1.
+    # How beta is measured: "fixed" = J_style as it is (the paper's), "gap" = J_style at the photo reads 1,
+    # "layers" = each style layer's does (docs/defaults.md#balance).
     # "gap": the paper's balance shifts with each pair's magnitudes and pasted paintings' figures into photos.
     balance: str = Balance.gap.value
     # Positions per channel a style layer's Gram must average to keep its whole lambda_l (losses.gram_share).
@@ -336,7 +337,8 @@ class StyleConfig:
                 raise ConfigError(names, "must name at least one layer")
         for name, kind in (("style_norm", StyleNorm), ("pooling", Pooling), ("init", Init),
                            ("dtype", DType), ("content_norm", ContentNorm), ("colour", Colour),
-                           ("colour_match", ColourMatch), ("conv", Conv), ("balance", Balance), ("style_loss", StyleLoss),
+                           ("colour_match", ColourMatch), ("conv", Conv), ("balance", Balance),
+                           ("style_loss", StyleLoss),
                            ("gram_precision", GramPrecision)):
             object.__setattr__(self, name, choice(kind, getattr(self, name), name))
         canonical = str(self.optimizer).lower().replace("_", "-")  # "LBFGS_Backtrack" is lbfgs-backtrack
