@@ -150,8 +150,8 @@ def content_targets(objective: Objective, variables, content, style_grams: tuple
         own = None if guides is None else [g[k] for g in guides]
         grams = (layer_grams(feats, layers, own, objective.moments) if objective.tiles is None  # the pass above
                  else image_grams(objective, variables, content, own))
-        rows.append([style_gram_loss(style_grams[i][k], grams[n], shapes[n], objective.style_norm, objective.style_loss)
-                     for i, n in enumerate(layers)])
+        rows.append([style_gram_loss(style_grams[i][k], grams[n], shapes[n], objective.style_norm,
+                                     objective.style_loss) for i, n in enumerate(layers)])
     return features, jnp.asarray(rows, jnp.float32).T
 
 
@@ -159,12 +159,12 @@ def describe_balance(config: StyleConfig, gaps: jax.Array, blend, shape, arch: s
     """One line: beta against the style gap, and what that is on J_style itself."""
     from .losses import gram_share
 
-    sizes = {l.name: (h, w, l.c_out) for l, h, w in layer_sizes(arch, *shape, config.style_layers)}
-    shares = [gram_share(sizes[n], config.per_channel) for n in config.style_layers]
     per_layer = np.asarray(gaps) @ np.asarray(blend)
     if config.balance == Balance.layers:
         return (f"balance: beta {config.style_weight:g} on each style layer's gap (the photo's own J_style^l at "
                 f"{max(shape)} px: {', '.join(f'{g:.3g}' for g in per_layer)})")
+    sizes = {l.name: (h, w, l.c_out) for l, h, w in layer_sizes(arch, *shape, config.style_layers)}
+    shares = [gram_share(sizes[n], config.per_channel) for n in config.style_layers]
     gap = float(np.dot(np.asarray(config.style_layer_weights) * shares, per_layer))
     return (f"balance: beta {config.style_weight:g} on the style gap (J_style of the photo, {gap:.3g} at "
             f"{max(shape)} px): {config.style_weight / gap:.3g} on J_style itself")

@@ -402,16 +402,19 @@ def balanced_style(layer_terms, targets: Targets, weights: LossWeights, shares, 
     and size. gap_l = sum_k w_k gap_lk blends each style image's gap: with one style it is
     J_style^l of the photo exactly, with several an upper bound of the blended target's (linear
     in the traced weights, so a sweep can batch them)."""
-    lam = weights.style_layers * jnp.asarray(shares, jnp.float32)
-    terms = jnp.stack([jnp.asarray(t, jnp.float32) for t in layer_terms])
-    hi = jax.lax.Precision.HIGHEST
-    if targets.gaps is None:
-        return jnp.dot(lam, terms, precision=hi)
+    # summed term by term in the layers' order, as the paper's J_style always was: the default
+    # run's rounding does not depend on how a backend reduces a dot product
     tiny = jnp.finfo(jnp.float32).tiny
-    gaps = targets.gaps @ weights.blend
-    if per_layer:
-        return jnp.dot(lam, terms / jnp.maximum(gaps, tiny), precision=hi) / jnp.maximum(jnp.sum(lam), tiny)
-    return jnp.dot(lam, terms, precision=hi) / jnp.maximum(jnp.dot(lam, gaps, precision=hi), tiny)
+    lam = [weights.style_layers[i] * share for i, share in enumerate(shares)]
+    gaps = None if targets.gaps is None else targets.gaps @ weights.blend
+    if gaps is not None and per_layer:
+        layer_terms = [t / jnp.maximum(gaps[i], tiny) for i, t in enumerate(layer_terms)]
+    style = jnp.asarray(sum(l * t for l, t in zip(lam, layer_terms)), jnp.float32)
+    if gaps is None:
+        return style
+    whole = sum(lam) if per_layer else jnp.dot(weights.style_layers * jnp.asarray(shares, jnp.float32), gaps,
+                                                precision=jax.lax.Precision.HIGHEST)
+    return style / jnp.maximum(whole, tiny)
 
 
 def loss_terms(features: dict[str, jax.Array], image: jax.Array, targets: Targets,

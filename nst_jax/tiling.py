@@ -48,7 +48,7 @@ import jax.numpy as jnp
 from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from .errors import NstError
-from .losses import (LossTerms, content_loss, content_normalizer, balanced_style, gram, gram_share, guided_gram,
+from .losses import (LossTerms, balanced_style, content_loss, content_normalizer, gram, gram_share, guided_gram,
                      style_gram_term, total_loss, tv_loss)
 from .vgg import deepest, layer_sizes, layout
 
