@@ -211,12 +211,17 @@ def test_wasserstein_gradient_matches_finite_differences():
 
 def test_wasserstein_is_zero_at_the_target_with_fewer_positions_than_channels():
     """A deep layer of a small picture: 3 positions of 8 channels, a covariance of rank 2.
-    At its own statistics the distance is 0, to what float32 allows (the square roots of
-    the zero eigenvalues' rounding, ~1e-4 of tr C), and the gradient finite."""
-    x = jax.random.uniform(jax.random.key(5), (1, 3, 8), jnp.float32)
+    At its own statistics the distance is 0 to what float32 allows, and the gradient finite.
+    The bound: eigh leaves each of the N - r zero eigenvalues of C_S^(1/2) C C_S^(1/2) ~ C^2
+    at up to N eps lambda_max^2, whose square roots enter the distance twice:
+    |d| <= 2 (N - r) sqrt(N eps) tr C = 1.2e-2 tr C here (measured over ten seeds on an
+    AVX-512 CPU: 1.4e-4 to 1.1e-3 tr C)."""
+    n, rank = 8, 2
+    x = jax.random.uniform(jax.random.key(5), (1, 3, n), jnp.float32)
     target = gram(x, moments=True)
     value, grad = jax.jit(jax.value_and_grad(lambda f: style_layer_loss(target, f, kind="wasserstein")))(x)
-    assert abs(float(value)) < 1e-3 * float(jnp.trace(moments_of(target)[1])) / 8
+    bound = 2 * (n - rank) * np.sqrt(n * np.finfo(np.float32).eps) * float(jnp.trace(moments_of(target)[1]))
+    assert abs(float(value)) * n < bound  # the loss is the distance per channel
     assert bool(jnp.all(jnp.isfinite(grad)))
 
 
