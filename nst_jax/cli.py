@@ -300,7 +300,8 @@ def sweep(
         several = distributed or (coordinator, num_processes, process_id) != (None, None, None)
         files, inputs = sweep_files(output, len(row_labels), len(betas)), run_inputs(config, [content], styles)
         check_clashes(files, inputs)
-        session = watch.start([output], written=files, read=inputs, say=say, sweep=True, distributed=several)
+        session = watch.start([output], written=files, read=inputs, say=say, kind="sweep", folder=True,
+                              distributed=several)
         if several:
             start_distributed(coordinator, num_processes, process_id, notify=lambda m: err.print(
                 f"note: {m}", highlight=False))

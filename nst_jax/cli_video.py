@@ -14,11 +14,13 @@ import typer
 from . import interrupt
 from .options import FLAGS, with_config_options
 from .specs import config_from_options
-from .terminal import EXIT_NAN, advice, err, explain, fail, format_seconds, out, print_plan
+from .terminal import EXIT_NAN, advice, err, explain, fail, format_seconds, out, print_plan, say
 from .clip import open_clip
 from .errors import NstError
 from .flow import PRESETS
-from .video import VideoConfig, stylize_video
+from .image import load_image
+from .video import VideoConfig, frame_name, frames_dir, is_folder, stylize_video
+from .watch import WatchOptions, with_watch_options
 
 V = VideoConfig()
 LONG_TERM = (1, 2, 4)  # Ruder et al.'s J for long-term consistency (sec. 3.2)
@@ -45,6 +47,7 @@ def parse_start(spec: str, fps: Fraction) -> int:
 
 
 @with_config_options(exclude=("scales", "detail", "steps"))
+@with_watch_options
 def video(
     source: Annotated[Path, typer.Argument(help="A video file (.mp4, .webm, .mov, .mkv, .gif) or a folder "
                                            "of frames.")],
@@ -70,6 +73,7 @@ def video(
     resume: Annotated[bool, typer.Option("--resume", help="Continue an earlier run (the default whenever "
                                          "its settings match); fail if there is none.")] = False,
     options: dict = None,
+    watch: WatchOptions = None,
 ) -> None:
     """Stylize a video (or a folder of frames) without flicker (Ruder et al. 2016)."""
     try:
@@ -85,10 +89,34 @@ def video(
                                previous=LONG_TERM if long_term else (1,), flow=flow, start=first, frames=frames)
         if source.exists() and output.exists() and source.resolve() == output.resolve():
             raise NstError(f"refusing to write into {output}: it is the input")
+        session = watch.start([output], written=[frames_dir(output)], read=[source, *styles], say=say,
+                              kind="video", folder=is_folder(output))
         report = FrameReport(steps)
+
+        def on_start(done: int, total: int) -> None:
+            session.begin_video(config, settings, done=done, frames=total, inputs={
+                "content": str(source), "styles": list(map(str, styles))},
+                title=f"{source.name} in the style of {', '.join(s.name for s in styles)}")
+
+        def on_step(p) -> None:
+            report.step(p)
+            session.progress(p)
+
+        def on_frame(p) -> None:
+            report(p)
+            session.frame(p, report.eta)
+
+        def on_plan(plans) -> None:
+            print_plan(plans)
+            session.plan(plans)
+
         result = stylize_video(source, styles if len(styles) > 1 else styles[0], output, config, settings,
-                               fps=rate, restart=restart, resume=resume, callback=report.step, on_frame=report,
-                               on_plan=print_plan)
+                               fps=rate, restart=restart, resume=resume, callback=on_step, on_frame=on_frame,
+                               on_plan=on_plan, on_start=on_start)
+        last = result.frames_dir / frame_name(result.done - 1)
+        ended = {"interrupted": "interrupted", "nan": "the loss became NaN/inf"}.get(result.stopped)
+        record = session.finished(result, output, load_image(last) if result.done and last.is_file() else None,
+                                  message=ended and f"{ended}; the finished frames are in {result.frames_dir}")
     except NstError as e:
         raise fail(explain(e, VIDEO_FLAGS)) from None
     for note in result.notes:
@@ -106,7 +134,8 @@ def video(
     later = result.frame_seconds[1:] if result.done == made else result.frame_seconds
     out.print(f"{made} frames stylized{rate_text}"
               + (f", {sum(later) / len(later):.1f} s per frame after it" if later else "")
-              + f" (compile {result.compile_seconds:.1f} s)\nwrote {result.output}", highlight=False)
+              + f" (compile {result.compile_seconds:.1f} s)\nwrote {result.output}"
+              + (f" and its record {record}" if record else ""), highlight=False)
 
 
 class FrameReport:
@@ -116,6 +145,7 @@ class FrameReport:
         self.later_steps = later_steps
         self.times: list[tuple[int, float, int]] = []  # (index, seconds, steps) of each frame
         self.last = time.perf_counter()
+        self.eta: float | None = None  # seconds the frames left should take
 
     def step(self, p) -> None:
         """Within a frame (the first one's steps may take minutes): a line every 10 seconds."""
@@ -131,5 +161,6 @@ class FrameReport:
         # after the first alone, its seconds per step times the later frames' steps.
         later = [s for i, s, _ in self.times if i > 0]
         per = sum(later) / len(later) if later else p.seconds / max(p.steps, 1) * self.later_steps
+        self.eta = (p.total - p.done) * per
         err.print(f"frame {p.done}/{p.total}  {p.steps} steps  loss {p.loss:.4g}  {p.seconds:.1f} s/frame  "
-                  f"ETA {format_seconds((p.total - p.done) * per)}", highlight=False)
+                  f"ETA {format_seconds(self.eta)}", highlight=False)

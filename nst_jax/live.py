@@ -111,20 +111,23 @@ class LiveView:
 
     def begin(self, *, kind: str = "stylize", title: str = "", settings: dict | None = None,
               total: int = 0, sizes=(), rows: int = 1, cols: int = 1, row_labels=(), col_labels=(),
-              steps_per_scale: int = 0) -> None:
+              steps_per_scale: int = 0, frames: tuple[int, int] | None = None) -> None:
         """A new run: forget the last one's numbers and pictures. ``settings`` (JSON-able)
         is shown as it is; ``sizes`` and ``steps_per_scale`` place the scales; ``rows`` x
-        ``cols`` cells for a sweep (cells in row-major order, as ``SweepResult``)."""
+        ``cols`` cells for a sweep (cells in row-major order, as ``SweepResult``); a video's
+        ``frames``: (finished, in all)."""
         with self._image_lock, self._lock:
             self._run += 1
+            frame = None if frames is None else {"done": frames[0], "total": frames[1], "seconds": None,
+                                                 "eta": None}
             self._reset(kind=kind, title=title, settings=settings or {}, total=total, sizes=list(sizes),
                         rows=rows, cols=cols, row_labels=list(row_labels), col_labels=list(col_labels),
-                        steps_per_scale=steps_per_scale)
+                        steps_per_scale=steps_per_scale, frame=frame)
 
     def _reset(self, kind: str = "stylize", total: int = 0, rows: int = 1, cols: int = 1, **run) -> None:
         self._info = {"status": "starting", "message": "", "output": None, "plan": None, "kind": kind,
                       "rows": rows, "cols": cols, "title": "", "settings": {}, "sizes": [], "row_labels": [],
-                      "col_labels": [], "steps_per_scale": 0, **run}
+                      "col_labels": [], "steps_per_scale": 0, "frame": None, **run}
         self._total = total
         self._calls: list = []  # (cells, steps done, metrics, loss) per compiled call
         self._points: list[str] = []  # each call's losses as a JSON fragment, made on first request
@@ -134,7 +137,7 @@ class LiveView:
         self._chunks = 1
         self._step_times: deque = deque(maxlen=RATE_WINDOW)  # seconds per step of recent calls
         self._last = None  # (time, steps done) of the last call
-        self._started = time.perf_counter()
+        self._started = self._frame_at = time.perf_counter()
         self._ended = None
         self._images: dict = {}
         self._encoded: dict = {}
@@ -176,6 +179,14 @@ class LiveView:
         self._chunks = max(1, math.ceil(n / size))
         return [(chunk * size + i) % n for i in range(min(size, n - chunk * size))]
 
+    def frame(self, done: int, total: int, seconds: float, eta: float | None) -> None:
+        """A video's frame is finished: ``done`` of ``total``, in ``seconds``; ``eta``: the
+        seconds its other frames should take (frames, unlike steps, include the flow)."""
+        with self._lock:
+            self._info["frame"] = {"done": done, "total": total, "seconds": seconds, "eta": eta}
+            self._frame_at = time.perf_counter()
+            self._version += 1
+
     def finish(self, status: str, message: str, output: str | None = None, images=None) -> None:
         """The run ended (``status``: done, nan, interrupted, failed); ``images``: what it
         saved (one picture, or one per cell) to show from now on."""
@@ -208,9 +219,12 @@ class LiveView:
             points = fragments[since:n]
         done_steps = chunk * total + step
         left = chunks * total - done_steps
+        eta = left * per_step if per_step is not None else None
+        if info["frame"] is not None and info["frame"]["eta"] is not None:  # counted down since given
+            eta = max(0.0, info["frame"]["eta"] - (time.perf_counter() - self._frame_at))
         head = {"run": self._run, **info, "step": step, "total": total, "chunk": chunk, "chunks": chunks,
                 "steps_per_second": 1 / per_step if per_step else None,
-                "eta": left * per_step if per_step is not None and info["status"] == "running" else None,
+                "eta": eta if info["status"] == "running" else None,
                 "elapsed": elapsed, "version": version, "from": since, "next": n, "memory": self._memory_now()}
         text = json.dumps(_finite(head), allow_nan=False)
         return (text[:-1] + ', "points": [' + ",".join(points) + "]}").encode()

@@ -1,12 +1,13 @@
-"""The record of a run: what was asked, on what machine, and how it went, as one JSON file.
+"""The record of a run (an image, a sweep or a video): what was asked, on what machine, and
+how it went, as one JSON file.
 
 A record holds the command line and the config, the versions, the machine and its
 devices, the memory plan, the scales, every step's losses (from the run's history) and
 the time of every compiled call (from its callback), the stop reason and the compile and
 run seconds. It is strict JSON (a NaN or infinite loss is ``null``) written atomically,
-beside the output by default (``out.png`` -> ``out.json``; a sweep's in its folder).
-:func:`plot_record` draws its
-loss curves with matplotlib (the ``plot`` extra).
+beside the output by default (``out.png`` -> ``out.json``, ``out.mp4`` -> ``out.json``; a
+sweep's, or a video's written as frames, in its folder). :func:`plot_record` draws its loss
+curves with matplotlib (the ``plot`` extra).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .sweep import json_safe
 FORMAT = "nst-jax run record"
 VERSION = 1
 LOSSES = ("loss", "content", "style", "tv")  # the history's columns, total first
+MARKED_FRAMES = 40  # a plot marks where each frame begins up to this many
 PACKAGES = ("nst-jax", "jax", "jaxlib", "flax", "optax", "numpy", "pillow")
 
 
@@ -142,19 +144,42 @@ def _common(result, *, command, inputs: dict, output, times: CallTimes | None) -
     }
 
 
+def _history(rows) -> dict:
+    """A single-image run's history (HistoryRow list) as columns."""
+    rows = np.array([tuple(r) for r in rows], np.float64).reshape(-1, 5)
+    return {"step": rows[:, 0].astype(int).tolist(), **{name: rows[:, i + 1].tolist() for i, name in enumerate(LOSSES)}}
+
+
+def _memory(plans) -> dict:
+    from .memory import describe_plans
+
+    return {"plan": describe_plans(plans) if plans else None, "plans": [_plan(p) for p in plans]}
+
+
 def run_record(result, *, command, inputs: dict, output, times: CallTimes | None = None, plans=()) -> dict:
     """The record of one ``stylize()`` :class:`~nst_jax.run.Result` (``plans``: the memory
     plans its ``on_plan`` saw)."""
-    from .memory import describe_plans
-
-    rows = np.array([tuple(r) for r in result.history], np.float64).reshape(-1, 5)
-    history = {"step": rows[:, 0].astype(int).tolist(),
-               **{name: rows[:, i + 1].tolist() for i, name in enumerate(LOSSES)}}
     return json_safe({
         "kind": "stylize", **_common(result, command=command, inputs=inputs, output=output, times=times),
-        "memory": {"plan": describe_plans(plans) if plans else None, "plans": [_plan(p) for p in plans]},
-        "steps": result.steps, "function_evals": result.function_evals, "best_loss": result.best_loss,
-        "history": history,
+        "memory": _memory(plans), "steps": result.steps, "function_evals": result.function_evals,
+        "best_loss": result.best_loss, "history": _history(result.history),
+    })
+
+
+def video_record(result, *, command, inputs: dict, output, times: CallTimes | None = None, plans=()) -> dict:
+    """The record of one ``stylize_video()`` :class:`~nst_jax.video.VideoResult`: its
+    history runs through the frames this run made, one after another; ``frames`` says
+    where each began. Frames an earlier run finished are counted, not recorded."""
+    firsts = np.cumsum([0] + [f.steps for f in result.made]).tolist()
+    frames = [{"index": f.index, "first_step": first, "steps": f.steps, "seconds": f.seconds, "loss": f.loss}
+              for f, first in zip(result.made, firsts)]
+    return json_safe({
+        "kind": "video", **_common(result, command=command, inputs=inputs, output=output, times=times),
+        "scales": [],  # one size; the frames take their place
+        "video": dataclasses.asdict(result.video), "memory": _memory(plans),
+        "frames": frames, "frames_done": result.done, "frames_before": result.done - len(result.made),
+        "frames_total": result.total, "frames_dir": str(result.frames_dir), "steps": len(result.history),
+        "history": _history(result.history),
     })
 
 
@@ -220,7 +245,7 @@ def loss_curves(record: dict) -> dict[str, np.ndarray]:
 
 def plot_record(record: dict, out: str | Path) -> Path:
     """Draw the record's loss curves, one panel per term with positive values (log axis),
-    one line per cell, dotted lines where a scale begins; write ``out`` atomically (the
+    one line per cell, dotted lines where a scale (or a video's frame) begins; write ``out`` atomically (the
     format from its extension: png, pdf, svg...)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -242,8 +267,8 @@ def plot_record(record: dict, out: str | Path) -> Path:
             ok = np.isfinite(values[:, cell]) & (values[:, cell] > 0)  # terms are logged every few steps
             label = cells[cell] if cell < len(cells) else None
             ax.plot(steps[: len(values)][ok], values[ok, cell], lw=1.2, label=label)
-        for scale in record.get("scales", [])[1:]:
-            ax.axvline(scale["first_step"], color="grey", ls=":", lw=1)
+        for first in _marks(record):
+            ax.axvline(first, color="grey", ls=":", lw=1)
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_title("total" if name == "loss" else name)
@@ -261,6 +286,15 @@ def plot_record(record: dict, out: str | Path) -> Path:
     except OSError as e:
         raise NstError(f"cannot write {out}: {e.strerror or e}") from None
     return out
+
+
+def _marks(record: dict) -> list[int]:
+    """Steps where a scale, or a video's frame, begins (frames only while few enough to read)."""
+    starts = [s.get("first_step") for s in record.get("scales", [])[1:]]
+    frames = record.get("frames", [])
+    if not starts and 1 < len(frames) <= MARKED_FRAMES:
+        starts = [f.get("first_step") for f in frames[1:]]
+    return [x for x in starts if isinstance(x, (int, float))]
 
 
 def command_line() -> list[str]:

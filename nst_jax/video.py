@@ -31,6 +31,7 @@ import shutil
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from functools import partial
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -49,7 +50,8 @@ from .flow import PRESETS, consistency, fold, later_frame_wins, optical_flow, wa
 from .image import check_directory, load_image, resize, save_image
 from .inputs import Prepared, content_features, prepare, resolve_weights, start_image
 from .memory import budget_bytes
-from .run import Progress, averaged_or_best, default_steps_per_call, drive, finished, pictures
+from .run import (HistoryRow, Progress, averaged_or_best, default_steps_per_call, drive, finished, output_picture,
+                  pictures, with_picture)
 from .step import averaged, init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
@@ -95,6 +97,12 @@ class VideoConfig:
             raise ConfigError("flow", f"must be one of {', '.join(PRESETS)}, not {self.flow!r}")
 
 
+def frame_steps(video: VideoConfig, index: int) -> int:
+    """Steps of frame ``index`` of the part: the first frame, and every frame when none is
+    held to an earlier one, starts from the config's init."""
+    return video.steps if video.previous and index > 0 else video.first_steps
+
+
 @dataclass
 class FrameProgress:
     """What a callback sees after each finished frame."""
@@ -114,10 +122,19 @@ class VideoResult:
     done: int  # frames finished
     total: int
     stopped: str  # "done", "nan" or "interrupted"
-    frame_seconds: list[float] = field(default_factory=list)  # each frame this run made
+    config: StyleConfig
+    video: VideoConfig
+    made: list[FrameProgress] = field(default_factory=list)  # each frame this run finished
+    # every step this run took, its frames one after another (an interrupted frame's too)
+    history: list[HistoryRow] = field(default_factory=list)
+    seconds: float = 0.0
     compile_seconds: float = 0.0
     compiles: int = 0  # step programs compiled (1 per clip)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def frame_seconds(self) -> list[float]:
+        return [f.seconds for f in self.made]
 
 
 def frames_dir(output: Path) -> Path:
@@ -139,7 +156,8 @@ def stylize_video(source, styles, output: str | Path, config: StyleConfig = Styl
                   fps: Fraction | None = None, restart: bool = False, resume: bool = False,
                   callback: Callable[[Progress], object] | None = None,
                   on_frame: Callable[[FrameProgress], object] | None = None,
-                  on_plan: Callable | None = None) -> VideoResult:
+                  on_plan: Callable | None = None,
+                  on_start: Callable[[int, int], object] | None = None) -> VideoResult:
     """Stylize the frames ``video.start`` .. of ``source`` (a video file or a folder of
     frames; ``fps`` a folder's rate) into ``output`` (a video file, or a folder of numbered
     frames), each frame held to the earlier ones by the temporal term.
@@ -148,10 +166,13 @@ def stylize_video(source, styles, output: str | Path, config: StyleConfig = Styl
     after them; an earlier run of other settings is refused unless ``restart`` (its frames
     are then removed); ``resume`` insists that there is a run to continue. ``callback``
     sees each compiled call's progress (as ``run.drive``'s), ``on_frame`` each finished
-    frame, ``on_plan`` the memory plan of a frame (once, before the first step). Ctrl-C
+    frame (``callback`` counts each frame's steps from 0; its progress can make the frame's
+    picture), ``on_start`` (frames finished before, frames in all) once the run knows them,
+    then ``on_plan`` the memory plan of a frame, both before the first step. Ctrl-C
     stops after the last finished frame (``stopped="interrupted"``), and a
     video file is then not written.
     """
+    t0 = time.perf_counter()
     output = Path(output)
     config = config.replace(scales=())  # one size: every frame after the first starts from its result
     clip = open_clip(source, fps)
@@ -170,14 +191,16 @@ def stylize_video(source, styles, output: str | Path, config: StyleConfig = Styl
     weights = resolve_weights(config, weights)
     first = next(read_frames(clip, video.start, 1))
     run = prepare(first, styles, config, weights, budget=budget)
-    if on_plan is not None:
-        on_plan(run.plans)
     record = run_record(clip, config, video, run.digest)
     done = previous_run(folder, record, restart, resume)
+    if on_start is not None:
+        on_start(done, total)
+    if on_plan is not None:
+        on_plan(run.plans)
     with created(folder):
         (folder / META).mkdir(exist_ok=True)
         _write_json(folder / META / "run.json", record)
-    result = VideoResult(output, folder, done, total, "done", notes=list(run.notes))
+    result = VideoResult(output, folder, done, total, "done", config, video, notes=list(run.notes))
     try:
         _frames(clip, run, config, video, folder, total, result, callback, on_frame)
     except KeyboardInterrupt:
@@ -186,6 +209,7 @@ def stylize_video(source, styles, output: str | Path, config: StyleConfig = Styl
         frames = (load_image(folder / frame_name(i)) for i in range(total))
         result.notes += write_video(frames, output, clip.fps,
                                     (clip, video.start, total) if clip.audio else None)
+    result.seconds = time.perf_counter() - t0
     return result
 
 
@@ -223,11 +247,14 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
         start = (np.clip(warp(earlier_pictures[0], pairs[0][0]), 0.0, 1.0) if earlier
                  else own_start(config, content, run.styles[0]))
         start = start[..., :1] if objective.luminance and earlier else start
-        steps = video.steps if earlier else video.first_steps
+        steps = frame_steps(video, index)
+        watched = callback and partial(with_picture, callback,
+                                       partial(output_picture, objective, problem, config, colour_content))
         outcome = drive(step, init(objective, optimizer, problem, start), problem, steps=steps,
-                        steps_per_call=k, log_every=config.log_every, callback=callback, compiled=compiled)
+                        steps_per_call=k, log_every=config.log_every, callback=watched, compiled=compiled)
         result.compile_seconds += outcome.compile_seconds
         result.compiles = len(compiled)
+        result.history += outcome.trace.rows(len(result.history))
         if outcome.stopped != "done":
             result.stopped = "interrupted" if outcome.stopped in ("interrupted", "callback") else outcome.stopped
             return
@@ -238,10 +265,10 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
             save_image(picture, raw_dir / frame_name(index))
         save_image(finished(picture, colour_content, config), folder / frame_name(index))
         result.done = index + 1
-        result.frame_seconds.append(time.perf_counter() - t0)
+        result.made.append(FrameProgress(index, result.done, total, time.perf_counter() - t0,
+                                         float(final.best_loss), steps))
         if on_frame is not None:
-            on_frame(FrameProgress(index, result.done, total, result.frame_seconds[-1], float(final.best_loss),
-                                   steps))
+            on_frame(result.made[-1])
 
 
 def own_start(config: StyleConfig, content: np.ndarray, style: np.ndarray) -> np.ndarray:

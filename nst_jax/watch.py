@@ -1,4 +1,5 @@
-"""What ``stylize`` and ``sweep`` add to a run to watch it: the live page and the run record.
+"""What ``stylize``, ``sweep`` and ``video`` add to a run to watch it: the live page and the
+run record.
 
 The options are declared once here and added to a command by :func:`with_watch_options`
 (the command gets them as one :class:`WatchOptions`). Before its run the command calls
@@ -22,7 +23,8 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from .errors import NstError
-from .record import CallTimes, check_record_path, command_line, record_path, run_record, sweep_record, write_record
+from .record import (CallTimes, check_record_path, command_line, record_path, run_record, sweep_record,
+                     video_record, write_record)
 
 # The options, by parameter name: (annotation, default).
 WATCH_OPTIONS = {
@@ -37,8 +39,8 @@ WATCH_OPTIONS = {
     "live_linger": (Annotated[float, typer.Option(
         "--live-linger", help="Seconds the page stays up after the run (Ctrl-C ends it sooner).")], 600.0),
     "record": (Annotated[Optional[Path], typer.Option(
-        "--record", help="Write the run record here (default: beside the output image, NAME.json; a "
-                         "sweep's in its folder, record.json).")], None),
+        "--record", help="Write the run record here (default: beside the output, NAME.json; in a sweep's "
+                         "folder, or a folder of frames, record.json).")], None),
     "no_record": (Annotated[bool, typer.Option("--no-record", help="Write no run record.")], False),
 }
 # What the page says at the end of a run, by how it stopped.
@@ -56,10 +58,11 @@ class WatchOptions:
     session: Session | None = field(default=None, init=False)  # what start() began
 
     def start(self, outputs: list[Path], *, written=(), read=(), say: Callable[[str], object] = print,
-              sweep: bool = False, distributed: bool = False) -> "Session":
+              kind: str = "stylize", folder: bool = False, distributed: bool = False) -> "Session":
         """Check the record paths (one per path of ``outputs``: beside it, or ``record``)
         against every path the run writes (``outputs``, ``written``) or reads (``read``)
-        and start the page; any problem is one :class:`NstError`, before the run."""
+        and start the page; any problem is one :class:`NstError`, before the run. ``kind``:
+        stylize, sweep or video; ``folder``: the output is a folder (the record goes in it)."""
         from .live import LiveView
 
         live = self.live or self.live_port is not None or self.live_host is not None
@@ -75,7 +78,7 @@ class WatchOptions:
             raise NstError("--record takes one content image (a folder's records go beside each output)")
         records = {}
         for output in outputs:
-            path = None if self.no_record else self.record or record_path(output, folder=sweep)
+            path = None if self.no_record else self.record or record_path(output, folder=folder)
             if path is not None:
                 check_record_path(path, [*outputs, *written], read)
             records[Path(output)] = path
@@ -86,7 +89,7 @@ class WatchOptions:
             if not view.loopback:
                 say(f"warning: the live page listens on {view.host}, not only this machine: anyone who can "
                     "reach it can watch the run and its settings")
-        self.session = Session(records, view, self.live_linger, say, sweep)
+        self.session = Session(records, view, self.live_linger, say, kind)
         return self.session
 
     def close(self) -> None:
@@ -98,23 +101,44 @@ class WatchOptions:
 class Session:
     """One command's record writing and page; see the module's docstring."""
 
-    def __init__(self, records: dict[Path, Path | None], view, linger: float, say, sweep: bool = False) -> None:
-        self.records, self.view, self.linger, self.say, self.sweep = records, view, linger, say, sweep
+    def __init__(self, records: dict[Path, Path | None], view, linger: float, say, kind: str = "stylize") -> None:
+        self.records, self.view, self.linger, self.say, self.kind = records, view, linger, say, kind
         self.times, self.plans, self.inputs, self.stay = CallTimes(), (), {}, False
+        self.offset = self.total = 0  # a video's: steps of the frames before this one, and of the run
 
     def begin(self, config, *, title: str, inputs: dict, rows: int = 1, cols: int = 1,
               row_labels=(), col_labels=()) -> None:
         """A run starts (``inputs``: the files it reads, as the record lists them)."""
         self.times, self.plans, self.inputs, self.stay = CallTimes(), (), inputs, False
         if self.view is not None:
-            self.view.begin(kind="sweep" if self.sweep else "stylize", title=title,
+            self.view.begin(kind=self.kind, title=title,
                             settings={"config": dataclasses.asdict(config), "command": command_line()},
                             total=config.steps * len(config.sizes), sizes=config.sizes,
                             steps_per_scale=config.steps, rows=rows, cols=cols, row_labels=row_labels,
                             col_labels=col_labels)
 
+    def begin_video(self, config, video, *, title: str, inputs: dict, done: int, frames: int) -> None:
+        """A video run starts with ``done`` of its ``frames`` finished by an earlier one; its
+        steps are counted through the frames it makes, one after another."""
+        from .video import frame_steps
+
+        self.times, self.plans, self.inputs, self.stay = CallTimes(), (), inputs, False
+        self.offset, self.total = 0, sum(frame_steps(video, i) for i in range(done, frames))
+        if self.view is not None:
+            self.view.begin(kind="video", title=title, total=self.total, frames=(done, frames),
+                            settings={"config": dataclasses.asdict(config), "video": dataclasses.asdict(video),
+                                      "command": command_line()})
+
+    def frame(self, progress, eta: float | None) -> None:
+        """A video's frame is finished (a :class:`~nst_jax.video.FrameProgress`)."""
+        self.offset += progress.steps
+        if self.view is not None:
+            self.view.frame(progress.done, progress.total, progress.seconds, eta)
+
     def progress(self, progress, chunk: int = 0) -> None:
         """The run's callback: the call's time, and the page's references."""
+        if self.kind == "video":  # its frames' steps, one after another
+            progress = dataclasses.replace(progress, step=self.offset + progress.step, total=self.total)
         self.times(progress)
         if self.view is not None:
             self.view.progress(progress, chunk)
@@ -128,20 +152,22 @@ class Session:
             self.view.plan(describe_plans(plans))
 
     def finished(self, result, output: Path, images, inputs: dict | None = None, times=None,
-                 plans=None) -> Path | None:
+                 plans=None, message: str | None = None) -> Path | None:
         """The run's output is written: write its record (returns its path, or None) and
         show ``images`` (what was saved) as the page's last state. ``inputs``, ``times``
-        and ``plans``: this output's own, where a batch began with several."""
+        and ``plans``: this output's own, where a batch began with several; ``message``:
+        the page's last words, where the usual ones would not be true."""
         path = self.records.get(Path(output))
         if path is not None:
-            make = sweep_record if self.sweep else functools.partial(
-                run_record, plans=self.plans if plans is None else plans)
+            plans = self.plans if plans is None else plans
+            make = {"sweep": sweep_record, "video": functools.partial(video_record, plans=plans)}.get(
+                self.kind, functools.partial(run_record, plans=plans))
             write_record(make(result, command=command_line(), inputs=inputs or self.inputs, output=output,
                               times=self.times if times is None else times), path)
         if self.view is not None:
             status = result.stopped if result.stopped in ENDINGS else "done"
-            saved = f"{ENDINGS.get(status, 'saved')} {output}" + (f" and its record {path}" if path else "")
-            self.view.finish(status, saved, str(output), images)
+            saved = message or f"{ENDINGS.get(status, 'saved')} {output}"
+            self.view.finish(status, saved + (f" and its record {path}" if path else ""), str(output), images)
         self.stay = result.stopped != "interrupted"
         return path
 

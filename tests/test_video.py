@@ -1,8 +1,15 @@
-"""Video: the warp, the consistency check, the temporal term, and whole clips end to end."""
+"""Video: the warp, the consistency check, the temporal term, whole clips end to end, and a
+clip watched live with its record."""
 
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
+import socket
+import threading
+import time
+import urllib.request
 from fractions import Fraction
 from pathlib import Path
 
@@ -339,6 +346,61 @@ def test_a_gif_in_and_numbered_frames_out_with_start_in_seconds(tmp_path, fabric
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in (tmp_path / "frames").glob("*.png")) == ["000000.png", "000001.png"]
     assert load_image(tmp_path / "frames" / "000000.png").shape == (24, 32, 3)
+    assert json.loads((tmp_path / "frames" / "record.json").read_text())["frames_done"] == 2  # in the folder
+
+
+def test_a_watched_clip_has_its_page_and_its_record(tmp_path, fabricated):
+    """--live shows the clip's frames as they are made, its steps one after another, and ends
+    saying done; the record beside the video holds every frame's steps, losses and times."""
+    from PIL import Image
+
+    source, style = folder_clip(tmp_path / "in", pan(3)), save_image(STYLE, tmp_path / "style.png")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    states, pictures, stop = [], [], threading.Event()
+
+    def viewer():
+        while not stop.is_set():
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/state", timeout=5) as answer:
+                    states.append(json.loads(answer.read()))
+                if states[-1]["version"] > 0 and len(pictures) < 3:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/image.jpg", timeout=5) as answer:
+                        pictures.append(Image.open(io.BytesIO(answer.read())).size)
+            except OSError:
+                pass
+            time.sleep(0.05)
+
+    watching = threading.Thread(target=viewer)
+    watching.start()
+    try:
+        r = invoke("video", source, style, "-o", tmp_path / "out.mp4", "--live-port", port, "--live-linger", 1,
+                   *TINY_FLAGS)
+    finally:
+        stop.set()
+        watching.join()
+    assert r.exit_code == 0, r.output
+    assert f"wrote {tmp_path / 'out.mp4'} and its record {tmp_path / 'out.json'}" in r.stdout
+    begun = [s for s in states if s["run"]]  # (before the run begins, the page has nothing to show)
+    assert any(s["status"] == "running" for s in begun)
+    assert all(s["kind"] == "video" and s["settings"]["video"]["steps"] == 2 for s in begun)
+    last = states[-1]
+    assert last["status"] == "done" and "saved" in last["message"] and last["output"] == str(tmp_path / "out.mp4")
+    assert (last["frame"]["done"], last["frame"]["total"]) == (3, 3) and (last["step"], last["total"]) == (7, 7)
+    assert [p[1] for p in last["points"]] == list(range(7))  # frames of 3, 2 and 2 steps, one after another
+    assert pictures and set(pictures) == {(32, 24)}
+    record = json.loads((tmp_path / "out.json").read_text())
+    assert record["kind"] == "video" and record["stopped"] == "done" and record["inputs"]["content"] == str(source)
+    assert [(f["index"], f["first_step"], f["steps"]) for f in record["frames"]] == [(0, 0, 3), (1, 3, 2), (2, 5, 2)]
+    assert record["history"]["step"] == list(range(7)) and record["calls"]["step"][-1] == 7
+    assert (record["frames_before"], record["frames_done"], record["frames_total"]) == (0, 3, 3)
+    assert record["video"]["steps"] == 2 and record["memory"]["plan"].startswith("32x24")
+    assert invoke("plot", tmp_path / "out.json", "-o", tmp_path / "losses.png").exit_code == 0
+    # again: nothing left to make, and the record says so
+    r = invoke("video", source, style, "-o", tmp_path / "out.mp4", *TINY_FLAGS)
+    record = json.loads((tmp_path / "out.json").read_text())
+    assert r.exit_code == 0 and (record["frames_before"], record["frames"], record["history"]["step"]) == (3, [], [])
 
 
 def test_parse_start():
