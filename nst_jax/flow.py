@@ -5,13 +5,16 @@ pixel p of that frame shows what the other frame shows at p + f(p). For a frame 
 earlier frame s, the *backward* flow b (t -> s, on frame t's grid) warps s onto t, and the
 *forward* flow (s -> t, on frame s's grid) checks it (Ruder et al. 2016, sec. 3.1):
 
-- warp          w(x_s)(p) = x_s(p + b(p)), bicubic (:func:`warp`)
+- warp          w(x_s)(p) = x_s(p + b(p)), quintic spline interpolation (:func:`warp`)
 - disocclusion  |f~ + b|^2 > 0.01 (|f~|^2 + |b|^2) + 0.5, f~ = w(f) the forward flow warped to t
 - motion edge   |grad b_x|^2 + |grad b_y|^2 > 0.01 |b|^2 + 0.002
 - weight        c = 0 where either holds or p + b(p) leaves the frame, 1 elsewhere
 
 The flow itself is OpenCV's DIS (Kroeger et al., "Fast Optical Flow using Dense Inverse
-Search", ECCV 2016): no learned weights, milliseconds per pair at video sizes.
+Search", ECCV 2016): no learned weights, milliseconds per pair at video sizes. The warp is
+a quintic spline, not the paper's bilinear: each frame starts from the last one warped, so
+the interpolation's blur compounds from frame to frame (Unser, "Splines: a perfect fit for
+signal and image processing", IEEE SPM 1999, for the prefilter and the kernel).
 
 References:
   Ruder, Dosovitskiy & Brox, "Artistic style transfer for videos", GCPR 2016,
@@ -28,6 +31,9 @@ from .errors import NstError
 
 # DIS presets by name (OpenCV's own): finer presets search more patches and iterate more.
 PRESETS = ("ultrafast", "fast", "medium")
+# DIS runs on the frames magnified this many times: its patches (8-12 px) are coarse on small
+# frames, and at 2x the flow's error halved on the bench's clips (docs/video.md).
+FLOW_UPSCALE = 2
 
 
 def _cv2():
@@ -40,14 +46,20 @@ def _cv2():
 
 def optical_flow(a: np.ndarray, b: np.ndarray, preset: str = "medium") -> np.ndarray:
     """The flow from frame ``a`` to frame ``b`` (float RGB (H, W, 3) in [0, 1]), on ``a``'s
-    grid: a(p) ~ b(p + f(p)); returns (H, W, 2) float32 (dx, dy), DIS on the luminance."""
+    grid: a(p) ~ b(p + f(p)); returns (H, W, 2) float32 (dx, dy), DIS on the luminance at
+    :data:`FLOW_UPSCALE` times the frames' size, averaged back down."""
     cv2 = _cv2()
     if preset not in PRESETS:
         raise NstError(f"unknown flow preset {preset!r}: use {', '.join(PRESETS)}")
     dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
-    grey = lambda x: np.ascontiguousarray(  # noqa: E731  (ITU-R 601 luma, as OpenCV's own)
-        np.clip(np.asarray(x, np.float32) @ np.float32([0.299, 0.587, 0.114]) * 255.0 + 0.5, 0, 255).astype(np.uint8))
-    return np.asarray(dis.calc(grey(a), grey(b), None), np.float32)
+    h, w = np.shape(a)[:2]
+
+    def grey(x):  # ITU-R 601 luma, as OpenCV's own, magnified
+        y = np.clip(np.asarray(x, np.float32) @ np.float32([0.299, 0.587, 0.114]) * 255.0 + 0.5, 0, 255)
+        return cv2.resize(y.astype(np.uint8), (w * FLOW_UPSCALE, h * FLOW_UPSCALE), interpolation=cv2.INTER_CUBIC)
+
+    flow = dis.calc(grey(a), grey(b), None)
+    return np.asarray(cv2.resize(flow, (w, h), interpolation=cv2.INTER_AREA), np.float32) / FLOW_UPSCALE
 
 
 def _sample(image: jax.Array, rows: jax.Array, cols: jax.Array) -> jax.Array:
@@ -64,37 +76,61 @@ def _grid(flow: jax.Array) -> tuple[jax.Array, jax.Array]:
     return rows + flow[..., 1], cols + flow[..., 0]
 
 
-def keys(t: jax.Array, a: float = -0.5) -> jax.Array:
-    """Keys' cubic convolution kernel (a = -0.5: exact on quadratics; Catmull-Rom's)."""
+# The quintic B-spline at 0, 1, 2 (its values at the integers: the interpolation's prefilter).
+BSPLINE5_AT_INTEGERS = (66 / 120, 26 / 120, 1 / 120)
+
+
+def bspline5(t: jax.Array) -> jax.Array:
+    """The quintic B-spline (support |t| < 3)."""
     t = jnp.abs(t)
-    near = (a + 2) * t**3 - (a + 3) * t**2 + 1
-    far = a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a
-    return jnp.where(t <= 1, near, jnp.where(t < 2, far, 0.0))
+    return sum(jnp.where(t < k, (k - t) ** 5, 0.0) * c for k, c in ((3, 1), (2, -6), (1, 15))) / 120
+
+
+def spline_coefficients(image: jax.Array, axis: int) -> jax.Array:
+    """Quintic spline coefficients along ``axis``: the c with sum_j c_j beta5(i - j) = x_i,
+    the picture mirrored at its ends (x_{-i} = x_i, whole-sample symmetry), by FFT."""
+    n = image.shape[axis]
+    if n < 2:
+        return image
+    x = jnp.moveaxis(image, axis, 0)
+    period = jnp.concatenate([x, x[-2:0:-1]], axis=0)  # 2n - 2 samples
+    omega = 2 * jnp.pi * jnp.fft.rfftfreq(2 * n - 2)
+    b0, b1, b2 = BSPLINE5_AT_INTEGERS
+    response = b0 + 2 * b1 * jnp.cos(omega) + 2 * b2 * jnp.cos(2 * omega)  # >= 16/120 (at omega = pi)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    c = jnp.fft.irfft(jnp.fft.rfft(period, axis=0) / response.reshape(shape), n=2 * n - 2, axis=0)[:n]
+    return jnp.moveaxis(c, 0, axis)
 
 
 @jax.jit
 def warp(image: jax.ArrayLike, flow: jax.ArrayLike) -> jax.Array:
-    """w(x)(p) = x(p + f(p)): ``image`` (H, W, C) pulled along ``flow`` (H, W, 2), bicubic
-    (Keys' kernel on the 4 x 4 pixels around p + f(p)); positions past the border take the
-    nearest border pixel. Not clipped: cubic weights overshoot at sharp edges.
-
-    Bicubic, not Ruder et al.'s bilinear: each frame starts from the last one warped, and
-    bilinear sampling low-passes a stylized texture at every sub-pixel shift, which the
-    later frames' few steps do not restore (bench/results/video-cpu-warp-blur.md).
-    """
+    """w(x)(p) = x(p + f(p)): ``image`` (H, W, C) pulled along ``flow`` (H, W, 2) by quintic
+    spline interpolation (exact at the pixels, the picture mirrored past its ends);
+    positions past the border take the border's value. Not clipped: the spline overshoots
+    at sharp edges."""
     image, flow = jnp.asarray(image, jnp.float32), jnp.asarray(flow, jnp.float32)
     h, w = image.shape[:2]
+    c = spline_coefficients(spline_coefficients(image, 0), 1)
     rows, cols = _grid(flow)
+    rows, cols = jnp.clip(rows, 0, h - 1), jnp.clip(cols, 0, w - 1)
     r0, c0 = jnp.floor(rows), jnp.floor(cols)
     out = jnp.zeros_like(image)
-    for dr in (-1, 0, 1, 2):
+    for dr in (-2, -1, 0, 1, 2, 3):
         r = r0 + dr
-        ri = jnp.clip(r, 0, h - 1).astype(jnp.int32)
-        for dc in (-1, 0, 1, 2):
-            c = c0 + dc
-            ci = jnp.clip(c, 0, w - 1).astype(jnp.int32)
-            out = out + (keys(rows - r) * keys(cols - c))[..., None] * image[ri, ci]
+        ri = _mirror(r, h)
+        for dc in (-2, -1, 0, 1, 2, 3):
+            cc = c0 + dc
+            out = out + (bspline5(rows - r) * bspline5(cols - cc))[..., None] * c[ri, _mirror(cc, w)]
     return out
+
+
+def _mirror(i: jax.Array, n: int) -> jax.Array:
+    """Index ``i`` reflected into [0, n - 1] (whole-sample symmetry: -1 -> 1, n -> n - 2)."""
+    if n < 2:
+        return jnp.zeros_like(i, jnp.int32)
+    period = 2 * n - 2
+    i = jnp.mod(i, period)
+    return jnp.where(i < n, i, period - i).astype(jnp.int32)
 
 
 @jax.jit

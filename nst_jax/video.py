@@ -46,7 +46,7 @@ from .clip import Clip, check_video_path, open_clip, read_frames, write_video
 from .colour import before_run, luminance
 from .config import Colour, StyleConfig
 from .errors import ConfigError, VideoError
-from .flow import PRESETS, consistency, fold, later_frame_wins, optical_flow, warp
+from .flow import FLOW_UPSCALE, PRESETS, consistency, fold, later_frame_wins, optical_flow, warp
 from .image import check_directory, load_image, resize, save_image
 from .inputs import Prepared, content_features, prepare, resolve_weights, start_image
 from .memory import budget_bytes
@@ -224,7 +224,7 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
     k = config.steps_per_call or default_steps_per_call()
     compiled, h, w = {}, *run.content.shape[:2]
     raw_dir = folder / META / "raw" if config.colour in (Colour.original, Colour.luminance) else folder
-    flows = folder / META / f"flow-{video.flow}-{w}x{h}"
+    flows = folder / META / f"flow-{video.flow}-x{FLOW_UPSCALE}-{w}x{h}"  # the estimate its name says
     recent = deque(maxlen=max(video.previous, default=0) + 1)  # the content frames the flows need
     for index, frame in enumerate(read_frames(clip, video.start, total)):
         colour_content = resize(frame, h, w)
