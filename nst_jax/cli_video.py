@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import interrupt
-from .options import FLAGS, with_config_options
+from .options import FLAGS, D, with_config_options
 from .specs import config_from_options
 from .terminal import EXIT_NAN, advice, err, explain, fail, format_seconds, out, print_plan, say
 from .clip import open_clip
@@ -54,7 +54,7 @@ def video(
     styles: Annotated[list[Path], typer.Argument(help="Style image(s); several are blended.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Output video (.mp4, .mov, .mkv, .webm, .gif), "
                                          "or a folder for numbered PNG frames.")] = Path("out.mp4"),
-    style_weight: Annotated[float, typer.Option("--style-weight", help="beta.")] = 1000.0,
+    style_weight: Annotated[float, typer.Option("--style-weight", help="beta.")] = D.style_weight,
     temporal_weight: Annotated[float, typer.Option(
         "--temporal-weight", help="gamma: how strongly each frame holds to the earlier ones (0 = only the "
                                   "warped start).")] = V.temporal_weight,

@@ -434,3 +434,16 @@ def test_parse_start():
     assert parse_start("0.1s", Fraction(30000, 1001)) == 2
     with pytest.raises(NstError, match="--start takes"):
         parse_start("-1", 1)
+
+
+def test_the_options_it_shares_with_stylize_have_its_defaults():
+    """beta and every other option both commands take default alike (--steps, a later
+    frame's steps, and --resume, a flag, mean other things here); video once kept beta 1000
+    after stylize's became 20 on the gap."""
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+    defaults = {name: {p.name: p.default for p in commands[name].params} for name in ("stylize", "video")}
+    shared = (set(defaults["stylize"]) & set(defaults["video"])) - {"steps", "resume", "output", "styles"}
+    assert {"style_weight", "content_weight", "size", "optimizer", "live"} <= shared
+    assert {k: defaults["video"][k] for k in shared} == {k: defaults["stylize"][k] for k in shared}
