@@ -245,10 +245,10 @@ def write_table(rows: list[dict], path: Path, args, h: int, w: int) -> None:
              "| clip | method | steps first/later | E | per-frame E / E | style | style / per-frame | "
              "s first frame | s per later frame |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
+    for r in rows:  # (an E under 1e-9 is the warp's float32 rounding of an exact shift: no ratio)
         base = per_frame[r["clip"]]
         cells = [r["clip"], r["method"], r["steps"], f"{r['E']:.2e}",
-                 f"{base['E'] / r['E']:.1f}x" if r["E"] > 1e-9 else "-",  # (the warp's float32 rounding) f"{r['style']:.3f}",
+                 f"{base['E'] / r['E']:.1f}x" if r["E"] > 1e-9 else "-", f"{r['style']:.3f}",
                  f"{r['style'] / base['style']:.3f}", f"{r['first']:.1f}", f"{r['later']:.1f}"]
         lines.append("| " + " | ".join(c.replace("nan", "-") for c in cells) + " |")
     path.write_text("\n".join(lines) + "\n")
