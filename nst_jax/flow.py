@@ -105,14 +105,13 @@ def spline_coefficients(image: jax.Array, axis: int) -> jax.Array:
 @jax.jit
 def warp(image: jax.ArrayLike, flow: jax.ArrayLike) -> jax.Array:
     """w(x)(p) = x(p + f(p)): ``image`` (H, W, C) pulled along ``flow`` (H, W, 2) by quintic
-    spline interpolation (exact at the pixels, the picture mirrored past its ends);
-    positions past the border take the border's value. Not clipped: the spline overshoots
-    at sharp edges."""
+    spline interpolation (exact at the pixels), the picture mirrored past its borders: what
+    a pan brings into view starts as a reflection of the strokes beside it, not as the edge
+    pixels smeared. Not clipped: the spline overshoots at sharp edges."""
     image, flow = jnp.asarray(image, jnp.float32), jnp.asarray(flow, jnp.float32)
     h, w = image.shape[:2]
     c = spline_coefficients(spline_coefficients(image, 0), 1)
     rows, cols = _grid(flow)
-    rows, cols = jnp.clip(rows, 0, h - 1), jnp.clip(cols, 0, w - 1)
     r0, c0 = jnp.floor(rows), jnp.floor(cols)
     out = jnp.zeros_like(image)
     for dr in (-2, -1, 0, 1, 2, 3):
