@@ -22,8 +22,8 @@ from .files import check_clashes, check_snapshots, content_jobs, run_inputs, sam
 from .options import FLAGS, BitDepth, D, with_config_options
 from .record import CallTimes
 from .specs import config_from_options, parse_blend_grid, parse_layer_sets, parse_numbers
-from .terminal import (EXIT_NAN, EXIT_NO_PROGRESS, OneLineErrors, advice, end_of_batch, err, explain, fail, out,
-                       print_plan, progress_report, say, scale_text)
+from .terminal import (CACHE, EXIT_NAN, EXIT_NO_PROGRESS, OneLineErrors, advice, end_of_batch, err, explain, fail,
+                       out, print_plan, progress_report, say, scale_text, use_cache)
 from .watch import WatchOptions, with_watch_options
 
 
@@ -49,17 +49,6 @@ def main_options(version: Annotated[bool, typer.Option("--version", callback=ver
     """Neural style transfer (Gatys, Ecker & Bethge) in JAX."""
     CACHE["off"] = no_cache
 
-
-CACHE = {"off": False}
-
-
-def use_cache() -> None:
-    """Compiled programs from the persistent cache (cache.py) unless turned off; before
-    the first compile of a command that runs."""
-    from .cache import cache_off, enable_cache
-
-    if not (CACHE["off"] or cache_off()):
-        enable_cache(notify=lambda message: err.print(f"note: {message}", highlight=False))
 
 
 

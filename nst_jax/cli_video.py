@@ -14,7 +14,7 @@ import typer
 from . import interrupt
 from .options import FLAGS, D, with_config_options
 from .specs import config_from_options
-from .terminal import EXIT_NAN, advice, err, explain, fail, format_seconds, out, print_plan, say
+from .terminal import EXIT_NAN, advice, err, explain, fail, format_seconds, out, print_plan, say, use_cache
 from .clip import open_clip
 from .errors import NstError
 from .flow import PRESETS
@@ -91,6 +91,7 @@ def video(
             raise NstError(f"refusing to write into {output}: it is the input")
         session = watch.start([output], written=[frames_dir(output)], read=[source, *styles], say=say,
                               kind="video", folder=is_folder(output))
+        use_cache()
         report = FrameReport(steps)
 
         def on_start(done: int, total: int) -> None:

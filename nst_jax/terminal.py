@@ -78,6 +78,19 @@ def say(message: str) -> None:
     err.print(message, highlight=False, markup=False)
 
 
+# The main command's --no-cache, for the commands that run.
+CACHE = {"off": False}
+
+
+def use_cache() -> None:
+    """Compiled programs from the persistent cache (cache.py) unless turned off; before
+    the first compile of a command that runs."""
+    from .cache import cache_off, enable_cache
+
+    if not (CACHE["off"] or cache_off()):
+        enable_cache(notify=lambda message: err.print(f"note: {message}", highlight=False))
+
+
 def print_plan(plans) -> None:
     """The memory plan of a run, one line before its first step."""
     from .memory import describe_plans

@@ -98,3 +98,22 @@ def test_where_the_cache_lives(monkeypatch, tmp_path):
     for value, off in [("", False), ("0", False), ("no", False), ("1", True), ("yes", True)]:
         monkeypatch.setenv("NST_JAX_NO_CACHE", value)
         assert cache_off() is off
+
+
+@pytest.mark.slow
+def test_the_video_command_uses_it_too(tmp_path):
+    """``nst-jax video`` fills the cache as ``stylize`` does, and ``--no-cache`` leaves it empty."""
+    content, style = images(tmp_path)
+    frames = tmp_path / "clip"
+    frames.mkdir()
+    for i in range(2):
+        (frames / f"{i}.png").write_bytes(content.read_bytes())
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "NST_JAX"))}
+    for extra, cache in (([], tmp_path / "cache"), (["--no-cache"], tmp_path / "none")):
+        command = [sys.executable, "-m", "nst_jax", *extra, "video", str(frames), str(style), "-o",
+                   str(tmp_path / f"out{len(extra)}"), "--size", "40", "--first-steps", "2", "--steps", "1",
+                   "--style-layers", "relu1_1,relu2_1", "--content-layers", "relu2_1"]
+        done = subprocess.run(command, env={**environ, "NST_JAX_CACHE_DIR": str(cache)}, capture_output=True,
+                              text=True, timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert bool(entries(cache)) == (not extra), sorted(cache.glob("*"))
