@@ -93,49 +93,57 @@ def command_with_a_page(command, deadline_s: float = 120):
     assert "Traceback" not in text and "stays up" in text, text
 
 
-def test_the_page_watches_a_real_run(tmp_path, vgg16_weights):
-    browser_path = chromium()
+@contextlib.contextmanager
+def page_at(url: str, browser_path: str):
+    """Headless Chromium showing ``url``; yields (page, the page's script errors so far)."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            problems = []
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(url)
+            yield page, problems
+        finally:
+            browser.close()
+
+
+def test_the_page_watches_a_real_run(tmp_path, vgg16_weights):
+    browser_path = chromium()
     weights = save(vgg16_weights, tmp_path / "vgg16.safetensors")
     out = tmp_path / "out.png"
     command = [sys.executable, "-m", "nst_jax", "stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg",
                "-o", out, "--weights", weights, "--size", 32, "--steps", 600, "--optimizer", "adam", "--lr", 0.05,
                "--init", "noise", "--scales", "none", "--log-every", 5, "--live", "--live-linger", 300]
     with command_with_a_page(command) as (proc, url, lines):
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=browser_path, args=CHROMIUM_FLAGS)
-            try:
-                page = browser.new_page(viewport={"width": 1200, "height": 900})
-                problems = []
-                page.on("pageerror", lambda e: problems.append(str(e)))
-                page.goto(url)
-                assert page.title().startswith("nst-jax")
+        with page_at(url, browser_path) as (page, problems):
+            assert page.title().startswith("nst-jax")
 
-                step = lambda: int(page.inner_text("#step").split("/")[0])  # noqa: E731
-                page.wait_for_function(f"() => document.getElementById('status').textContent === 'running' "
-                                       f"&& ({SHOWN})()", timeout=120_000)
-                first_src, first_step = page.evaluate(SHOWN), step()
-                first = page.locator("#image").screenshot()
-                page.wait_for_function(f"() => parseInt(document.getElementById('step').textContent) >= "
-                                       f"{first_step + 30} && ({SHOWN})() && ({SHOWN})() !== {first_src!r}",
-                                       timeout=60_000)
-                second, second_step = page.locator("#image").screenshot(), step()
-                assert second_step < 600, "the run ended before the second picture"
-                assert np.abs(pixels(first) - pixels(second)).max() > 0, "the picture did not change"
-                assert page.inner_text("#status") == "running" and page.inner_text("#speed").endswith("steps/s")
+            step = lambda: int(page.inner_text("#step").split("/")[0])  # noqa: E731
+            page.wait_for_function(f"() => document.getElementById('status').textContent === 'running' "
+                                   f"&& ({SHOWN})()", timeout=120_000)
+            first_src, first_step = page.evaluate(SHOWN), step()
+            first = page.locator("#image").screenshot()
+            page.wait_for_function(f"() => parseInt(document.getElementById('step').textContent) >= "
+                                   f"{first_step + 30} && ({SHOWN})() && ({SHOWN})() !== {first_src!r}",
+                                   timeout=60_000)
+            second, second_step = page.locator("#image").screenshot(), step()
+            assert second_step < 600, "the run ended before the second picture"
+            assert np.abs(pixels(first) - pixels(second)).max() > 0, "the picture did not change"
+            assert page.inner_text("#status") == "running" and page.inner_text("#speed").endswith("steps/s")
 
-                points = page.eval_on_selector_all("#charts canvas", "cs => cs.map(c => Number(c.dataset.points))")
-                assert len(points) == 4 and min(points[:3]) > 0, points  # total, content, style
+            points = page.eval_on_selector_all("#charts canvas", "cs => cs.map(c => Number(c.dataset.points))")
+            assert len(points) == 4 and min(points[:3]) > 0, points  # total, content, style
 
-                page.wait_for_function("() => document.getElementById('status').textContent === 'done'",
-                                       timeout=120_000)
-                assert page.inner_text("#message") == f"saved {out} and its record {tmp_path / 'out.json'}"
-                assert page.inner_text("#step") == "600 / 600" and page.inner_text("#eta") == "-"
-                page.screenshot(path=tmp_path / "page.png", full_page=True)
-                assert problems == []
-            finally:
-                browser.close()
+            page.wait_for_function("() => document.getElementById('status').textContent === 'done'",
+                                   timeout=120_000)
+            assert page.inner_text("#message") == f"saved {out} and its record {tmp_path / 'out.json'}"
+            assert page.inner_text("#step") == "600 / 600" and page.inner_text("#eta") == "-"
+            page.screenshot(path=tmp_path / "page.png", full_page=True)
+            assert problems == []
+
         proc.send_signal(signal.SIGINT)  # Ctrl-C ends the linger
         assert proc.wait(60) == 0
         assert out.exists() and (tmp_path / "out.json").exists()
@@ -145,8 +153,6 @@ def test_the_page_watches_a_video_frame_by_frame(tmp_path, vgg16_weights):
     """A folder of four frames made into numbered frames: the page names the frame being
     made, shows it, and ends with the last frame and the folder's record."""
     browser_path = chromium()
-    from playwright.sync_api import sync_playwright
-
     from nst_jax.image import load_image, save_image
 
     weights = save(vgg16_weights, tmp_path / "vgg16.safetensors")
@@ -159,29 +165,22 @@ def test_the_page_watches_a_video_frame_by_frame(tmp_path, vgg16_weights):
                "--size", 32, "--first-steps", 150, "--steps", 100, "--optimizer", "adam", "--lr", 0.05,
                "--live", "--live-linger", 300]
     with command_with_a_page(command) as (proc, url, lines):
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=browser_path, args=CHROMIUM_FLAGS)
-            try:
-                page = browser.new_page(viewport={"width": 1200, "height": 900})
-                problems = []
-                page.on("pageerror", lambda e: problems.append(str(e)))
-                page.goto(url)
-                page.wait_for_function(f"() => document.getElementById('status').textContent === 'running' "
-                                       f"&& ({SHOWN})()", timeout=120_000)
-                assert page.inner_text("#scale-label") == "frame"
-                assert re.fullmatch(r"[1-4] of 4(; the last took [0-9.]+ s)?", page.inner_text("#scale"))
-                page.wait_for_function("() => document.getElementById('status').textContent === 'done'",
-                                       timeout=120_000)
-                assert re.fullmatch(r"4 of 4; the last took [0-9.]+ s", page.inner_text("#scale"))
-                assert page.inner_text("#message") == f"saved {out} and its record {out / 'record.json'}"
-                assert page.inner_text("#step") == "450 / 450"
-                page.wait_for_function(f"() => ({SHOWN})()", timeout=30_000)
-                shown = pixels(page.locator("#image").screenshot())
-                assert shown.std() > 0
-                assert "video.steps" in page.inner_text("#settings")
-                assert problems == []
-            finally:
-                browser.close()
+        with page_at(url, browser_path) as (page, problems):
+            page.wait_for_function(f"() => document.getElementById('status').textContent === 'running' "
+                                   f"&& ({SHOWN})()", timeout=120_000)
+            assert page.inner_text("#scale-label") == "frame"
+            assert re.fullmatch(r"[1-4] of 4(; the last took [0-9.]+ s)?", page.inner_text("#scale"))
+            page.wait_for_function("() => document.getElementById('status').textContent === 'done'",
+                                   timeout=120_000)
+            assert re.fullmatch(r"4 of 4; the last took [0-9.]+ s", page.inner_text("#scale"))
+            assert page.inner_text("#message") == f"saved {out} and its record {out / 'record.json'}"
+            assert page.inner_text("#step") == "450 / 450"
+            page.wait_for_function(f"() => ({SHOWN})()", timeout=30_000)
+            shown = pixels(page.locator("#image").screenshot())
+            assert shown.std() > 0
+            assert "video.steps" in page.inner_text("#settings")
+            assert problems == []
+
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     assert sorted(p.name for p in out.glob("*.png")) == [f"00000{i}.png" for i in range(4)]
