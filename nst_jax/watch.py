@@ -109,10 +109,9 @@ class Session:
     def begin(self, config, *, title: str, inputs: dict, rows: int = 1, cols: int = 1,
               row_labels=(), col_labels=()) -> None:
         """A run starts (``inputs``: the files it reads, as the record lists them)."""
-        self.times, self.plans, self.inputs, self.stay = CallTimes(), (), inputs, False
+        settings = self._new_run(config, inputs)
         if self.view is not None:
-            self.view.begin(kind=self.kind, title=title,
-                            settings={"config": dataclasses.asdict(config), "command": command_line()},
+            self.view.begin(kind=self.kind, title=title, settings=settings,
                             total=config.steps * len(config.sizes), sizes=config.sizes,
                             steps_per_scale=config.steps, rows=rows, cols=cols, row_labels=row_labels,
                             col_labels=col_labels)
@@ -122,12 +121,15 @@ class Session:
         steps are counted through the frames it makes, one after another."""
         from .video import frame_steps
 
-        self.times, self.plans, self.inputs, self.stay = CallTimes(), (), inputs, False
+        settings = self._new_run(config, inputs, video=dataclasses.asdict(video))
         self.offset, self.total = 0, sum(frame_steps(video, i) for i in range(done, frames))
         if self.view is not None:
-            self.view.begin(kind="video", title=title, total=self.total, frames=(done, frames),
-                            settings={"config": dataclasses.asdict(config), "video": dataclasses.asdict(video),
-                                      "command": command_line()})
+            self.view.begin(kind="video", title=title, settings=settings, total=self.total, frames=(done, frames))
+
+    def _new_run(self, config, inputs: dict, **more) -> dict:
+        """Forget the last run's times and plans; the settings the page shows."""
+        self.times, self.plans, self.inputs, self.stay = CallTimes(), (), inputs, False
+        return {"config": dataclasses.asdict(config), **more, "command": command_line()}
 
     def frame(self, progress, eta: float | None) -> None:
         """A video's frame is finished (a :class:`~nst_jax.video.FrameProgress`)."""
