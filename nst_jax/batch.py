@@ -44,8 +44,8 @@ class Chunk:
     cells: int
     steps: int  # steps completed in total
     stopped: str  # "done", "nan" (every cell of it), "interrupted" or "callback"
-    seconds: float
-    compile_seconds: float
+    seconds: float  # its climb's, each scale's preparation included
+    compile_seconds: float  # of those, making programs (run.compile_clock)
 
 
 @dataclass
@@ -57,14 +57,6 @@ class Cells:
     devices: int
     compiles: int  # compiled step programs
     stopped: str  # "done", "nan" (every cell) or "interrupted"
-
-    @property
-    def seconds(self) -> float:
-        return sum(c.seconds for c in self.chunks)
-
-    @property
-    def compile_seconds(self) -> float:
-        return sum(c.compile_seconds for c in self.chunks)
 
 
 def chunk_size(config: StyleConfig, arch: str, objective, hw: tuple[int, int], n_cells: int, devices,

@@ -112,7 +112,14 @@ def image_grams(objective: Objective, variables, image, own=None) -> dict:
     layers = objective.style_layers
     if objective.tiles is not None:
         return tiled_grams(objective.model, variables, image, objective.tiles, layers, own, objective.moments)
-    return layer_grams(objective.model.apply(variables, image), layers, own, objective.moments)
+    return layer_grams(one_pass(objective.model).apply(variables, image), layers, own, objective.moments)
+
+
+def one_pass(model):
+    """The network for a target's single forward pass: XLA's own convolutions. A step runs
+    its network hundreds of times, a target once, and Winograd's longer program would
+    cost more to trace and lower than it saves (docs/performance.md#compiles)."""
+    return model.clone(conv="lax")
 
 
 def layer_grams(feats: dict, layers, own=None, moments: bool = False) -> dict:
@@ -138,7 +145,7 @@ def content_targets(objective: Objective, variables, content, style_grams: tuple
     measures J_style in these."""
     model, layers = objective.model, objective.style_layers
     if objective.tiles is None:
-        feats = model.apply(variables, content)
+        feats = one_pass(model).apply(variables, content)
     else:
         feats = tiled_features(model, variables, content, objective.tiles, objective.content_layers)
     features = tuple(feats[n] for n in objective.content_layers)
@@ -259,7 +266,8 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     style_side = max(1, round(config.size * config.style_scale))  # at the largest size
     for raw_style in raw_styles:
         check_forward(weights.arch, *scaled_shape(raw_style.shape[:2], style_side), taps, budget=budget,
-                      tiles=plans[-1].tiles, what="the style image at ", conv=objective.model.conv)
+                      tiles=plans[-1].tiles, what="the style image at ",
+                      conv="lax" if plans[-1].tiles is None else objective.model.conv)
     style_imgs = [load_sized(s, size * config.style_scale, weights.arch, taps, "style", notes)
                   for s in raw_styles]
     content_img, style_imgs = before_run(colour_content, style_imgs, config.colour, config.colour_match)

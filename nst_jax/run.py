@@ -39,6 +39,28 @@ STEPS_PER_CALL = {"cpu": 1, "gpu": 10, "tpu": 10}
 TERMS = ("loss", "content", "style", "tv", "evals")
 
 
+# JAX's events for making a program: tracing, lowering to MLIR, and XLA's compile (or the
+# persistent cache's load). Their sum is what a run spends on compiles, its preparation's included.
+COMPILE_EVENTS = frozenset({"/jax/core/compile/jaxpr_trace_duration",
+                            "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                            "/jax/core/compile/backend_compile_duration"})
+_compiling = [0.0]
+
+
+def _count_compile(event: str, seconds: float, **_) -> None:
+    if event in COMPILE_EVENTS:
+        _compiling[0] += seconds
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compile)
+
+
+def compile_clock() -> float:
+    """Seconds this process has spent making programs (tracing, lowering, compiling or
+    loading them): a run's compile time is the clock's difference over the run."""
+    return _compiling[0]
+
+
 def default_steps_per_call(platform: str | None = None) -> int:
     return STEPS_PER_CALL.get(platform or jax.default_backend(), 1)
 
@@ -225,8 +247,8 @@ class Result:
     steps: int  # steps completed in total
     function_evals: int
     stopped: str  # "done", "nan", "interrupted" or "callback"
-    seconds: float
-    compile_seconds: float
+    seconds: float  # the whole call's, preparation and compiles included
+    compile_seconds: float  # of those, making programs (compile_clock)
     config: StyleConfig = field(repr=False)
     state: RunState | None = field(default=None, repr=False)  # to continue the run
     notes: list[str] = field(default_factory=list)  # things the user should know
@@ -310,8 +332,8 @@ class Climb:
     steps: int  # steps completed in total
     stopped: str  # "done", "nan", "interrupted" or "callback"
     traces: list[dict[str, np.ndarray]]  # each driven scale's Trace arrays
-    seconds: float
-    compile_seconds: float
+    seconds: float  # the climb's, each scale's preparation included
+    compile_seconds: float  # of those, making programs (compile_clock)
 
 
 def climb(config: StyleConfig, enter: Callable[[int, StepState | None, bool], StepState],
@@ -328,7 +350,8 @@ def climb(config: StyleConfig, enter: Callable[[int, StepState | None, bool], St
     scale's state (``interrupted(state, steps)`` is told)."""
     current = scale_of(config, steps) if resumed else None
     traces = [] if traces is None else traces
-    stopped, seconds, compile_seconds, entered = "done", 0.0, 0.0, False
+    stopped, entered = "done", False
+    t_start, c_start = time.perf_counter(), compile_clock()
     for index in range(len(config.sizes)):
         if current is not None and index < current:
             continue
@@ -350,11 +373,9 @@ def climb(config: StyleConfig, enter: Callable[[int, StepState | None, bool], St
         outcome = advance(index, state, max(first, steps), end)
         state, steps, stopped = outcome.state, outcome.steps, outcome.stopped
         traces.append(outcome.trace.arrays)
-        seconds += outcome.seconds
-        compile_seconds += outcome.compile_seconds
         if stopped != "done":
             break
-    return Climb(state, steps, stopped, traces, seconds, compile_seconds)
+    return Climb(state, steps, stopped, traces, time.perf_counter() - t_start, compile_clock() - c_start)
 
 
 def stylize(content, style, config: StyleConfig = StyleConfig(), *,
@@ -375,6 +396,7 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     size (memory.describe_plans makes one line of them); the budget they share is read
     once, at the start.
     """
+    t_start, c_start = time.perf_counter(), compile_clock()
     budget = budget_bytes(config.max_memory)
     weights = resolve_weights(config, weights)
     optimizer = optimizer_for(config)
@@ -434,7 +456,8 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     image, best, average = final_pictures(run, config, final)
     done = result.steps
     return Result(image, best, float(final.best_loss), rows, done, int(final.evals), result.stopped,
-                  result.seconds, result.compile_seconds, config, RunState(final, done, joined), notes, average,
+                  time.perf_counter() - t_start, compile_clock() - c_start, config, RunState(final, done, joined),
+                  notes, average,
                   scale_span(config, scale_of(config, done))[0], run.colour_content)
 
 

@@ -23,6 +23,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -37,8 +38,8 @@ from .errors import ConfigError, NstError
 from .inputs import as_list, normalised_blend, prepare, resolve_weights
 from .losses import LossWeights
 from .objective import Problem, loss_weights
-from .run import (TERMS, RunState, averaged_or_best, final_pictures, finished, output_picture, prepared_at,
-                  scale_of, scale_span)
+from .run import (TERMS, RunState, averaged_or_best, compile_clock, final_pictures, finished, output_picture,
+                  prepared_at, scale_of, scale_span)
 from .weights import VGGWeights
 
 
@@ -64,8 +65,8 @@ class SweepResult:
     chunks: int
     devices: int
     compiles: int  # compiled step programs (1: the whole grid shares one)
-    seconds: float
-    compile_seconds: float
+    seconds: float  # the whole call's, preparation and compiles included
+    compile_seconds: float  # of those, making programs (run.compile_clock)
     config: StyleConfig = field(repr=False)
     stopped: str = "done"  # "done", "nan" (every cell) or "interrupted"
     state: RunState | None = field(default=None, repr=False)  # batched over the cells
@@ -141,6 +142,7 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     ``callback(chunk, progress)`` runs after every compiled call; ``resume`` continues
     from an earlier sweep's ``result.state`` (same grid).
     """
+    since = time.perf_counter(), compile_clock()
     style_weights = list(style_weights or [config.style_weight])
     layer_weight_sets = [tuple(map(float, s)) for s in (layer_weight_sets or [config.style_layer_weights])]
     check_grid(config, style_weights, layer_weight_sets, blends or [])
@@ -166,11 +168,12 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
 
     cells = drive_cells(config, [r.objective for r in runs], n_cells, chunk, cells_at, Problem(None, None, 0),
                         devices=devices, picture_at=picture_at, callback=callback, resume=resume)
-    return _collect(cells, runs, config, (style_weights, layer_weight_sets, blends), resume)
+    return _collect(cells, runs, config, (style_weights, layer_weight_sets, blends), resume, since)
 
 
-def _collect(cells: Cells, runs, config, grid_axes, resume) -> SweepResult:
-    """Join the chunks' states and traces into one result."""
+def _collect(cells: Cells, runs, config, grid_axes, resume, since: tuple[float, float]) -> SweepResult:
+    """Join the chunks' states and traces into one result; ``since``: the sweep's start on
+    the wall clock and run.compile_clock."""
     state = jax.tree.map(lambda *xs: np.concatenate(xs), *[c.state for c in cells.chunks])
     # the scale the images are at (an earlier one when every cell stopped on NaN)
     run = prepared_at(runs, state)
@@ -190,7 +193,8 @@ def _collect(cells: Cells, runs, config, grid_axes, resume) -> SweepResult:
     image, best, average = final_pictures(run, config, state)
     return SweepResult(best, image, state.best_loss,
                        arrays["loss"], last, *grid_axes, len(cells.chunks), cells.devices,
-                       cells.compiles, cells.seconds, cells.compile_seconds, config, cells.stopped,
+                       cells.compiles, time.perf_counter() - since[0], compile_clock() - since[1], config,
+                       cells.stopped,
                        RunState(state, done, arrays), run.notes, average,
                        scale_span(config, scale_of(config, done))[0], run.colour_content)
 

@@ -50,8 +50,8 @@ from .flow import FLOW_UPSCALE, PRESETS, consistency, fold, later_frame_wins, op
 from .image import check_directory, load_image, resize, save_image
 from .inputs import Prepared, content_features, prepare, resolve_weights, start_image
 from .memory import budget_bytes
-from .run import (HistoryRow, Progress, averaged_or_best, default_steps_per_call, drive, finished, output_picture,
-                  pictures, with_picture)
+from .run import (HistoryRow, Progress, averaged_or_best, compile_clock, default_steps_per_call, drive, finished,
+                  output_picture, pictures, with_picture)
 from .step import averaged, init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
@@ -128,7 +128,7 @@ class VideoResult:
     # every step this run took, its frames one after another (an interrupted frame's too)
     history: list[HistoryRow] = field(default_factory=list)
     seconds: float = 0.0
-    compile_seconds: float = 0.0
+    compile_seconds: float = 0.0  # of those, making programs (run.compile_clock)
     compiles: int = 0  # step programs compiled (1 per clip)
     notes: list[str] = field(default_factory=list)
 
@@ -172,7 +172,7 @@ def stylize_video(source, styles, output: str | Path, config: StyleConfig = Styl
     stops after the last finished frame (``stopped="interrupted"``), and a
     video file is then not written.
     """
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), compile_clock()
     output = Path(output)
     config = config.replace(scales=())  # one size: every frame after the first starts from its result
     clip = open_clip(source, fps)
@@ -209,7 +209,7 @@ def stylize_video(source, styles, output: str | Path, config: StyleConfig = Styl
         frames = (load_image(folder / frame_name(i)) for i in range(total))
         result.notes += write_video(frames, output, clip.fps,
                                     (clip, video.start, total) if clip.audio else None)
-    result.seconds = time.perf_counter() - t0
+    result.seconds, result.compile_seconds = time.perf_counter() - t0, compile_clock() - c0
     return result
 
 
@@ -252,7 +252,6 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
                                        partial(output_picture, objective, problem, config, colour_content))
         outcome = drive(step, init(objective, optimizer, problem, start), problem, steps=steps,
                         steps_per_call=k, log_every=config.log_every, callback=watched, compiled=compiled)
-        result.compile_seconds += outcome.compile_seconds
         result.compiles = len(compiled)
         result.history += outcome.trace.rows(len(result.history))
         if outcome.stopped != "done":

@@ -117,3 +117,28 @@ def test_the_video_command_uses_it_too(tmp_path):
                               text=True, timeout=300, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         assert bool(entries(cache)) == (not extra), sorted(cache.glob("*"))
+
+
+def test_a_runs_compile_seconds_count_its_preparation_too(vgg16_weights, monkeypatch):
+    """The compile time a run reports covers every program it makes: the targets' forward
+    passes of each scale as well as the step's."""
+    from conftest import CONTENT, STYLE, tiny
+    from nst_jax import run as run_module
+
+    spans = {"prepare": 0.0, "drive": 0.0}
+
+    def timed(name, function):
+        def call(*args, **kwargs):
+            before = run_module.compile_clock()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spans[name] += run_module.compile_clock() - before
+        return call
+
+    monkeypatch.setattr(run_module, "prepare", timed("prepare", run_module.prepare))
+    monkeypatch.setattr(run_module, "drive", timed("drive", run_module.drive))
+    result = run_module.stylize(CONTENT, STYLE, tiny(size=37, steps=2), weights=vgg16_weights)  # a shape of its own
+    assert spans["prepare"] > 0 and spans["drive"] > 0
+    assert result.compile_seconds >= spans["prepare"] + spans["drive"]
+    assert result.seconds > result.compile_seconds

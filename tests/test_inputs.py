@@ -42,6 +42,22 @@ def test_one_style_of_the_output_size_is_the_papers_gram(vgg16_weights):
                                    gram(features(run, run.content, layer)), rtol=1e-5)
 
 
+def test_the_targets_come_from_xla_convolutions_whatever_the_step_uses(vgg16_weights):
+    """A target is one forward pass: it runs XLA's own convolutions (a short program to trace)
+    even where the step's network runs Winograd's."""
+    from nst_jax.vgg import VGG
+
+    config = tiny(conv="winograd", size=128, balance="gap", content_norm="relative")  # relu2_1 Winograd there
+    run = prepare(CONTENT, STYLE, config, vgg16_weights)
+    assert run.objective.model.conv == "winograd"
+    xla = VGG(arch="vgg16", taps=run.objective.model.taps, conv="lax")
+    feats = jax.jit(xla.apply)(run.problem.variables, run.content)
+    np.testing.assert_array_equal(run.problem.targets.content[0], feats["relu2_1"])
+    style = jax.jit(xla.apply)(run.problem.variables, run.styles[0])["relu2_1"]
+    scale = feats["relu2_1"].shape[0] * feats["relu2_1"].shape[1] / (style.shape[0] * style.shape[1])
+    np.testing.assert_allclose(run.problem.targets.style[1][0], scale * gram(style), rtol=1e-6)
+
+
 def test_blend_weights():
     assert normalised_blend((), 2) == (0.5, 0.5)
     assert normalised_blend((3, 7), 2) == (0.3, 0.7)
