@@ -22,11 +22,13 @@ import numpy as np
 
 from . import interrupt
 from .checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
+from .cache import kept_program
 from .colour import after_run
 from .config import StyleConfig
 from .inputs import prepare, resolve_weights
 from .memory import MemoryPlan, budget_bytes
 from .schedule import carry_state, next_start
+from .losses import LossTerms
 from .step import StepMetrics, StepState, averaged, init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
@@ -124,10 +126,12 @@ class Outcome:
     compile_seconds: float
 
 
-def compile_chunk(step: Callable, k: int, state, problem, jit_kwargs: dict):
+def compile_chunk(step: Callable, k: int, state, problem, jit_kwargs: dict, kept: tuple | None = None):
     """``k`` steps as one compiled program ``(state, problem, records[k]) -> (state,
     metrics stacked over k)``: the step itself for k = 1, else a ``lax.scan`` over it.
-    ``jit_kwargs`` go to ``jax.jit`` (``donate_argnums=0``: the new state reuses the old one's buffers)."""
+    ``jit_kwargs`` go to ``jax.jit`` (``donate_argnums=0``: the new state reuses the old one's buffers).
+    ``kept``: what a :func:`~nst_jax.step.make_step` step is made of, to keep its traced
+    program between processes (cache.kept_program; not for a sharded batch's)."""
     if k == 1:
         def chunk(state, problem, records):
             state, metrics = step(state, problem, records[0])
@@ -139,10 +143,22 @@ def compile_chunk(step: Callable, k: int, state, problem, jit_kwargs: dict):
     collecting = gc.isenabled()
     gc.disable()  # tracing makes thousands of short-lived objects: no full collections meanwhile
     try:
+        if kept is not None and set(jit_kwargs) <= {"donate_argnums"}:
+            out_tree = jax.tree.structure((state, StepMetrics(0, LossTerms(0, 0, 0), 0)))
+            program = kept_program(("chunk", k, kept), chunk, (state, problem, records), out_tree,
+                                   jit_kwargs.get("donate_argnums"))
+            if program is not None:
+                return program
         return jax.jit(chunk, **jit_kwargs).lower(state, problem, records).compile()
     finally:
         if collecting:
             gc.enable()
+
+
+def step_made_of(objective, config: StyleConfig) -> tuple:
+    """What ``make_step(objective, optimizer_for(config), config.average)`` closes over, as
+    cache.kept_program keys it (the code itself is in the key)."""
+    return (objective, config.optimizer, config.learning_rate, config.precondition, config.average)
 
 
 def drive(step: Callable, state: StepState, problem, *, steps: int, start: int = 0,
@@ -151,7 +167,7 @@ def drive(step: Callable, state: StepState, problem, *, steps: int, start: int =
           checkpoint: Callable[[StepState, int, Trace], None] | None = None,
           checkpoint_every: int = 0, jit_kwargs: dict | None = None,
           compiled: dict | None = None, fetch: Callable = jax.device_get,
-          total: int | None = None) -> Outcome:
+          total: int | None = None, kept: tuple | None = None) -> Outcome:
     """Run ``step`` from step index ``start`` up to ``steps`` (exclusive).
 
     Stops early on a NaN/inf loss in every image (``"nan"``; each image's best iterate is
@@ -161,7 +177,8 @@ def drive(step: Callable, state: StepState, problem, *, steps: int, start: int =
     Step i records the separate loss terms when i % log_every == 0 or it is the last.
     ``compiled`` caches the compiled programs by steps per call (pass one dict to several
     drives of the same shapes to compile once); ``fetch`` brings metrics to the host;
-    ``total`` is what progress reports count to (default ``steps``).
+    ``total`` is what progress reports count to (default ``steps``); ``kept``: see
+    :func:`compile_chunk`.
 
     Where no signal can interrupt a call (:func:`interrupt.only_at_safe_points`: the command
     line) and the state lives in this process, each call's state is donated: the step writes
@@ -184,7 +201,7 @@ def drive(step: Callable, state: StepState, problem, *, steps: int, start: int =
                 k = min(k, checkpoint_every - done % checkpoint_every)
             if (k, donate) not in compiled:
                 t0 = time.perf_counter()
-                compiled[k, donate] = compile_chunk(step, k, state, problem, jit_kwargs or {})
+                compiled[k, donate] = compile_chunk(step, k, state, problem, jit_kwargs or {}, kept)
                 compile_seconds += time.perf_counter() - t0
             idx = np.arange(done, done + k)
             records = jnp.asarray((idx % log_every == 0) | (idx == steps - 1))
@@ -439,10 +456,11 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
         run = runs[index]
         picture = partial(output_picture, run.objective, run.problem, config, run.colour_content)
         return drive(make_step(run.objective, optimizer, config.average), state, run.problem, steps=end,
-                        start=first, steps_per_call=k, log_every=config.log_every,
-                        callback=callback and partial(with_picture, callback, picture),
-                        checkpoint=partial(save, run=run), total=total,
-                        checkpoint_every=checkpoint_every if checkpoint is not None else 0)
+                     start=first, steps_per_call=k, log_every=config.log_every,
+                     callback=callback and partial(with_picture, callback, picture),
+                     checkpoint=partial(save, run=run), total=total,
+                     checkpoint_every=checkpoint_every if checkpoint is not None else 0,
+                     kept=step_made_of(run.objective, config))
 
     def interrupted(state, steps_done):  # between scales: saved with the scale it was made at
         save(state, steps_done, Trace(), prepared_at(runs.values(), state))

@@ -142,3 +142,125 @@ def test_a_runs_compile_seconds_count_its_preparation_too(vgg16_weights, monkeyp
     assert spans["prepare"] > 0 and spans["drive"] > 0
     assert result.compile_seconds >= spans["prepare"] + spans["drive"]
     assert result.seconds > result.compile_seconds
+
+
+@pytest.fixture
+def kept_in(tmp_path, monkeypatch):
+    """kept_program's folder in tmp_path (as enable_cache sets it), its notes collected."""
+    from nst_jax import cache
+
+    notes = []
+    monkeypatch.setitem(cache.PROGRAMS, "folder", tmp_path / "programs")
+    monkeypatch.setitem(cache.PROGRAMS, "notify", notes.append)
+    monkeypatch.setitem(cache.PROGRAMS, "said", False)
+    return tmp_path / "programs", notes
+
+
+def kept_step():
+    """A small function of NamedTuple pytrees, as a step is: (state, data) -> (state, metrics)."""
+    from typing import NamedTuple
+
+    import jax.numpy as jnp
+
+    class State(NamedTuple):
+        x: object
+        n: object
+
+    def step(state, data):
+        x = jnp.tanh(state.x @ data["w"]) + data["b"]
+        return State(x, state.n + 1), {"loss": jnp.sum(x**2)}
+
+    state = State(jnp.linspace(-1, 1, 12, dtype=jnp.float32).reshape(3, 4), jnp.zeros((), jnp.int32))
+    data = {"w": jnp.eye(4, dtype=jnp.float32) * 0.5, "b": jnp.ones((4,), jnp.float32)}
+    return step, state, data
+
+
+def test_a_kept_program_is_the_jitted_one_and_the_next_process_loads_it(kept_in, monkeypatch):
+    import jax
+
+    from nst_jax.cache import kept_program
+
+    folder, notes = kept_in
+    step, state, data = kept_step()
+    want = jax.jit(step)(state, data)
+    out_tree = jax.tree.structure(want)
+    first = kept_program(("step", 1), step, (state, data), out_tree)
+    np.testing.assert_array_equal(first(state, data)[0].x, want[0].x)
+    assert first(state, data)[0].n == 1 and float(first(state, data)[1]["loss"]) == float(want[1]["loss"])
+    assert len(list(folder.glob("*.jaxexport"))) == 1 and not notes
+
+    traced = []
+    export = jax.export.export
+    monkeypatch.setattr(jax.export, "export", lambda *a, **k: traced.append(1) or export(*a, **k))
+    again = kept_program(("step", 1), step, (state, data), out_tree)  # as a new process would: the file
+    np.testing.assert_array_equal(again(state, data)[0].x, want[0].x)
+    assert not traced
+    kept_program(("step", 2), step, (state, data), out_tree)  # another description: another program
+    assert len(traced) == 1
+    kept_program(("step", 1), step, (state._replace(x=state.x[:2]), data), out_tree)  # other shapes too
+    assert len(traced) == 2 and len(list(folder.glob("*.jaxexport"))) == 3
+
+
+def test_a_kept_program_donates_what_it_is_told(kept_in):
+    import jax
+
+    from nst_jax.cache import kept_program
+
+    step, state, data = kept_step()
+    out_tree = jax.tree.structure(jax.eval_shape(step, state, data))
+    program = kept_program(("donating",), step, (state, data), out_tree, donate=0)
+    copy = jax.device_put(state, may_alias=False)
+    program(copy, data)
+    assert copy.x.is_deleted() and not data["w"].is_deleted()
+
+
+def test_a_torn_or_unwritable_program_file_costs_a_trace_and_one_note(kept_in):
+    import jax
+
+    from nst_jax.cache import kept_program
+
+    folder, notes = kept_in
+    step, state, data = kept_step()
+    out_tree = jax.tree.structure(jax.eval_shape(step, state, data))
+    kept_program(("torn",), step, (state, data), out_tree)
+    (entry,) = folder.glob("*.jaxexport")
+    entry.write_bytes(entry.read_bytes()[:100])
+    program = kept_program(("torn",), step, (state, data), out_tree)
+    np.testing.assert_array_equal(program(state, data)[0].x, jax.jit(step)(state, data)[0].x)
+    assert len(notes) == 1 and "could not be read" in notes[0]
+    assert entry.stat().st_size > 100  # written again, whole
+    for path in folder.glob("*.jaxexport"):
+        path.unlink()
+    folder.rmdir()
+    folder.write_text("a file where the folder should be")
+    program = kept_program(("unwritable",), step, (state, data), out_tree)
+    np.testing.assert_array_equal(program(state, data)[0].x, jax.jit(step)(state, data)[0].x)
+    assert len(notes) == 1  # once per process
+    assert not list(folder.parent.glob(".*.tmp"))
+
+
+def test_no_folder_or_an_unstable_description_keeps_nothing(kept_in, monkeypatch):
+    from nst_jax import cache
+
+    step, state, data = kept_step()
+    assert cache.kept_program((object(),), step, (state, data), None) is None  # "<object at 0x...>"
+    monkeypatch.setitem(cache.PROGRAMS, "folder", None)
+    assert cache.kept_program(("step",), step, (state, data), None) is None
+
+
+@pytest.mark.slow
+def test_a_second_run_loads_its_steps_traced_and_paints_the_same(tmp_path):
+    """The step programs a run keeps are what a second run uses (it writes no new ones), and
+    both paint the picture a run with the cache off paints, bit for bit."""
+    from nst_jax.image import load_image
+
+    cache = tmp_path / "cache"
+    assert run(tmp_path, cache).returncode == 0
+    kept = {p.name: p.stat().st_mtime_ns for p in (cache / "programs").glob("*.jaxexport")}
+    assert len(kept) == 1  # one scale, one step program
+    first = load_image(tmp_path / "out.png")
+    assert run(tmp_path, cache).returncode == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (cache / "programs").glob("*.jaxexport")} == kept
+    np.testing.assert_array_equal(load_image(tmp_path / "out.png"), first)
+    assert run(tmp_path, cache, "--no-cache").returncode == 0
+    np.testing.assert_array_equal(load_image(tmp_path / "out.png"), first)
