@@ -17,12 +17,14 @@ import importlib.metadata
 import os
 import re
 import tempfile
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 import jax
+import numpy as np
 
 # Where the cache lives unless NST_JAX_CACHE_DIR says otherwise; NST_JAX_NO_CACHE=1 turns it off.
 ENV_DIR, ENV_OFF = "NST_JAX_CACHE_DIR", "NST_JAX_NO_CACHE"
@@ -85,66 +87,106 @@ def _notify_once_on_errors(folder: Path, notify: Callable[[str], object]) -> Non
     warnings.showwarning = show
 
 
+# The programs kept_program has compiled in this process, by key.
+LOADED: dict[str, Callable] = {}
 # Where kept_program keeps traced programs (set by enable_cache; None: not kept), and whom it tells.
 PROGRAMS: dict = {"folder": None, "notify": print, "said": False}
-# JAX's options that change what a traced program is.
-TRACING_OPTIONS = ("jax_enable_x64", "jax_default_matmul_precision", "jax_numpy_dtype_promotion",
-                   "jax_numpy_rank_promotion", "jax_default_prng_impl")
-# The most programs the folder keeps (each ~0.1 MB); the least recently written go first.
+# JAX's options that cannot change a traced program (where files go, what is logged); every other one is in the key.
+NOT_TRACING = ("cache", "log", "dump", "traceback", "pprint", "profile", "source_url", "timeout")
+# The most programs the folder keeps (each ~0.1 MB); the least recently used go first.
 MAX_PROGRAMS = 1000
+# A half-written entry older than this (its writer was killed) is let go.
+STALE_SECONDS = 3600
 
 
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """A digest of this package's source and of the libraries a traced step depends on:
-    a kept program is used only by the code that made it."""
+def source_digest() -> str:
+    """A digest of this package's source files as they are on disk now."""
     digest = hashlib.sha256()
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    for name in ("jax", "jaxlib", "flax", "optax", "numpy"):
-        digest.update(f"{name} {importlib.metadata.version(name)}".encode())
     return digest.hexdigest()
+
+
+# The source this process imported (the package's modules are imported with this one or after it).
+IMPORTED_SOURCE = source_digest()
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> str:
+    return " ".join(f"{name} {importlib.metadata.version(name)}" for name in ("jax", "jaxlib", "flax", "optax", "numpy"))
 
 
 def kept_program(what: tuple, fun: Callable, args: tuple, out_tree, donate: int | None = None) -> Callable | None:
     """``fun(*args)`` compiled for ``args`` (pytrees of arrays) as ``jax.jit`` would, its
     result of structure ``out_tree``, through the folder of traced programs: loaded from it
     when this code made it before on this device for the same ``what`` (everything ``fun``
-    closes over, described by its repr) and the same argument shapes, else traced, lowered
-    and written there. ``donate``: the index of an argument whose buffers the result may
-    reuse. None (the caller compiles as usual) when the cache is off or ``what`` has no
-    stable description; an entry that cannot be read or written costs a trace and one note."""
+    closes over, described by its repr), the same argument structure, shapes and dtypes and
+    the same JAX options, else traced, lowered and written there. ``donate``: the index of
+    an argument whose buffers the result may reuse. None (the caller compiles as usual)
+    when the cache is off, ``what`` has no stable description, or the package's source
+    changed on disk since it was imported; any entry or folder that cannot be used costs a
+    trace and one note, never the run."""
     folder = PROGRAMS["folder"]
     described = repr(what)
     if folder is None or re.search(r" at 0x[0-9a-f]+", described):  # an object's address: not stable
         return None
     leaves, in_tree = jax.tree.flatten(args)
+    if not all(isinstance(x, (jax.Array, np.ndarray)) and not isinstance(x, jax.core.Tracer) for x in leaves):
+        return None  # inside another program (part of it), or Python values jit would take as they are
+    try:
+        key = program_key(described, in_tree, leaves, donate)
+        if key in LOADED:
+            return LOADED[key]
+        if source_digest() != IMPORTED_SOURCE:  # this process's code is not what the key names
+            return None
+        program = _load_or_trace(folder / f"{key}.jaxexport", fun, in_tree, leaves, out_tree, args, donate)
+    except Exception as e:  # noqa: BLE001 - the folder is a cache: the run goes on without it
+        _tell(f"traced programs not kept ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})")
+        return None
+    if program is not None:
+        LOADED[key] = program
+    return program
+
+
+def program_key(described: str, in_tree, leaves: list, donate: int | None) -> str:
     device = jax.devices()[0]
-    tracing = [getattr(jax.config, name) for name in TRACING_OPTIONS]
-    key = hashlib.sha256(repr((described, str(in_tree), [(x.shape, str(x.dtype)) for x in leaves], donate,
-                               device.platform, device.device_kind, len(jax.devices()), tracing, code_version())
-                              ).encode()).hexdigest()[:40]
-    path = folder / f"{key}.jaxexport"
-    exported = None
+    options = sorted((k, repr(v)) for k, v in jax.config.values.items() if not any(w in k for w in NOT_TRACING))
+    return hashlib.sha256(repr((
+        described, str(in_tree), [(x.shape, str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves],
+        donate, device.platform, device.device_kind, len(jax.devices()), options, IMPORTED_SOURCE,
+        library_versions())).encode()).hexdigest()[:40]
+
+
+def _load_or_trace(path: Path, fun: Callable, in_tree, leaves: list, out_tree, args: tuple,
+                   donate: int | None) -> Callable | None:
+    """The compiled program of :func:`kept_program`: from ``path`` when it holds a usable one
+    (a torn or foreign entry is replaced), else traced and written there."""
+    first = sum(len(jax.tree.leaves(a)) for a in args[:donate]) if donate is not None else 0
+    donated = tuple(range(first, first + len(jax.tree.leaves(args[donate])))) if donate is not None else ()
+    compiled = None
     if path.exists():
         try:
             exported = jax.export.deserialize(bytearray(path.read_bytes()))
-        except Exception:  # noqa: BLE001 - a torn or foreign file: trace again
-            _tell(f"a traced program in {folder} could not be read; tracing it again")
-    if exported is None:
+            compiled = jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile()
+            os.utime(path)  # used: the last to go
+        except Exception:  # noqa: BLE001 - torn, or made for something else: trace again
+            _tell(f"a traced program in {path.parent} could not be used; tracing it again")
+    if compiled is None:
+        made = []
+
         def flat(*xs):
-            return jax.tree.leaves(fun(*jax.tree.unflatten(in_tree, xs)))
+            out = fun(*jax.tree.unflatten(in_tree, xs))
+            made.append(jax.tree.structure(out))
+            return jax.tree.leaves(out)
 
         try:
             exported = jax.export.export(jax.jit(flat))(*leaves)
         except Exception:  # noqa: BLE001 - e.g. a host callback, which no program file can hold
             return None
-        if len(exported.out_avals) != out_tree.num_leaves:
+        if made[-1] != out_tree:  # the caller's structure is not the result's: not kept
             return None
+        compiled = jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile()
         _write(path, exported.serialize())
-    first = sum(len(jax.tree.leaves(a)) for a in args[:donate]) if donate is not None else 0
-    donated = tuple(range(first, first + len(jax.tree.leaves(args[donate])))) if donate is not None else ()
-    compiled = jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile()
 
     def call(*arguments):
         return jax.tree.unflatten(out_tree, compiled(*jax.tree.leaves(arguments)))
@@ -152,9 +194,17 @@ def kept_program(what: tuple, fun: Callable, args: tuple, out_tree, donate: int 
     return call
 
 
+def kept_or_jitted(what: tuple, fun: Callable, args: tuple, out_tree):
+    """``fun(*args)`` (``fun`` jitted) through its kept program (:func:`kept_program`)
+    where there is one: for a run's programs other than its steps, e.g. its targets'."""
+    program = kept_program(what, fun, args, out_tree)
+    return fun(*args) if program is None else program(*args)
+
+
 def _write(path: Path, data: bytes) -> None:
-    """``data`` to ``path`` whole or not at all (another process may be reading it), the
-    oldest entries let go past MAX_PROGRAMS."""
+    """``data`` to ``path`` whole or not at all (another process may be reading it); past
+    MAX_PROGRAMS the least recently used entries are let go, and half-written ones of
+    killed writers."""
     temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -167,15 +217,16 @@ def _write(path: Path, data: bytes) -> None:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
         return
-    entries = sorted(path.parent.glob("*.jaxexport"), key=_written)
-    for old in entries[:max(0, len(entries) - MAX_PROGRAMS)]:
+    entries = sorted(path.parent.glob("*.jaxexport"), key=_used)
+    stale = [p for p in path.parent.glob(".*.tmp") if _used(p) < time.time() - STALE_SECONDS]
+    for old in entries[:max(0, len(entries) - MAX_PROGRAMS)] + stale:
         try:
             old.unlink(missing_ok=True)
         except OSError:
             pass  # another process's to let go, or none's: the folder only grows
 
 
-def _written(path: Path) -> float:
+def _used(path: Path) -> float:
     try:
         return path.stat().st_mtime
     except OSError:  # let go by another process meanwhile

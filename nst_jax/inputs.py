@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .cache import kept_or_jitted
 from .colour import before_run, luminance, match_colour_histogram
 from .config import WEIGHT, Balance, Init, StyleConfig
 from .conv import resolve, with_transforms
@@ -90,15 +91,19 @@ def style_targets(objective: Objective, variables, styles: list[np.ndarray], out
 
     A tiled objective computes the Grams tile by tile too (forward only, with its tiles).
     """
-    per_style = [scaled_grams(objective, variables, style, tuple(out_hw),
-                              None if guides is None or guides[k] is None else [g[0] for g in guides[k]])
+    out_hw, layers = tuple(out_hw), objective.style_layers
+    grams = partial(scaled_grams, objective, out_hw=out_hw)
+    per_style = [kept_or_jitted(("scaled_grams", objective, out_hw), grams,
+                                (variables, style, None if guides is None or guides[k] is None
+                                 else [g[0] for g in guides[k]]), jax.tree.structure((0,) * len(layers)))
                  for k, style in enumerate(styles)]
     return tuple(jnp.stack(g) for g in zip(*per_style))
 
 
-@partial(jax.jit, static_argnums=(0, 3))
-def scaled_grams(objective: Objective, variables, image, out_hw: tuple[int, int], own=None) -> tuple:
-    """One style image's T_k^l of :func:`style_targets` per style layer, as one program."""
+@partial(jax.jit, static_argnames=("objective", "out_hw"))
+def scaled_grams(objective: Objective, variables, image, own=None, *, out_hw: tuple[int, int]) -> tuple:
+    """One style image's T_k^l of :func:`style_targets` per style layer, as one program
+    (kept between runs: cache.kept_or_jitted)."""
     arch, layers = objective.model.arch, objective.style_layers
     positions = {l.name: h * w for l, h, w in layer_sizes(arch, *out_hw, layers)}
     sizes = {l.name: h * w for l, h, w in layer_sizes(arch, *image.shape[:2], layers)}
@@ -134,11 +139,19 @@ def content_features(objective: Objective, variables, content: np.ndarray) -> tu
     return content_targets(objective, variables, content)[0]
 
 
-@partial(jax.jit, static_argnums=(0,))
 def content_targets(objective: Objective, variables, content, style_grams: tuple | None = None,
                     guides: tuple | None = None):
     """(the content taps' features of ``content``, its style gaps or None), as one program
-    with one network pass when untiled. The gaps (n_style_layers, K), computed when
+    (kept between runs: cache.kept_or_jitted) with one network pass when untiled."""
+    out_tree = jax.tree.structure(((0,) * len(objective.content_layers), None if style_grams is None else 0))
+    return kept_or_jitted(("content_targets", objective), partial(_content_targets, objective),
+                          (variables, content, style_grams, guides), out_tree)
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _content_targets(objective: Objective, variables, content, style_grams: tuple | None = None,
+                     guides: tuple | None = None):
+    """:func:`content_targets`' program. The gaps (n_style_layers, K), computed when
     ``style_grams`` are given: J_style^l (without lambda_l) of the ``content`` picture
     against each style image's target Gram (with masks: each region's, its guided Gram
     against that region's target), as the objective computes J_style^l. losses.balanced_style

@@ -17,6 +17,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from .cache import kept_or_jitted
 from .config import LBFGS_NAMES
 from .step import Optimizer, StepState, averaged, box
 
@@ -32,9 +33,9 @@ def resample(x: jax.Array, height: int, width: int) -> jax.Array:
     return jnp.where(jnp.all(x >= 0), jnp.maximum(out, 0.0), out)
 
 
-@partial(jax.jit, static_argnums=2)  # one program per scale change, not one per operation
 def next_start(state: StepState, start: jax.Array, detail: float = 0.0) -> jax.Array:
-    """The next scale's first iterate: this scale's output (the iterate average when
+    """The next scale's first iterate (one program per scale change, kept between runs:
+    cache.kept_or_jitted): this scale's output (the iterate average when
     averaging is on, else the last iterate) upsampled to the size of ``start`` (the next
     scale's own start image), plus ``detail`` times the band of ``start`` that this scale
     was too small to hold (``start`` minus itself resampled down to this scale and back),
@@ -45,6 +46,12 @@ def next_start(state: StepState, start: jax.Array, detail: float = 0.0) -> jax.A
     scales found is kept and only the fine scale's texture is left to optimise. The band
     has zero mean per channel (``resample`` keeps means), so it adds no colour cast; a
     coarse result that never moved from its start comes back as the full-size start."""
+    return kept_or_jitted(("next_start", detail), partial(_next_start, detail=detail), (state, start),
+                          jax.tree.structure(0))
+
+
+@partial(jax.jit, static_argnames="detail")
+def _next_start(state: StepState, start: jax.Array, detail: float) -> jax.Array:
     height, width = start.shape[-3:-1]
     coarse = averaged(state)
     out = resample(coarse, height, width)
@@ -58,7 +65,15 @@ def carry_state(state: StepState, fresh: StepState, optimizer: Optimizer) -> Ste
     """Move ``state`` (the end of one scale) into ``fresh`` (``init_state`` at the next
     scale, from :func:`next_start`): evaluation counts and the iterate average carry over,
     a first-order optimizer's image-shaped buffers are resampled; L-BFGS starts afresh.
-    The best image and loss start afresh too: losses at different sizes do not compare."""
+    The best image and loss start afresh too: losses at different sizes do not compare.
+    One program per scale change, kept between runs (cache.kept_or_jitted)."""
+    lbfgs = optimizer.name in LBFGS_NAMES
+    return kept_or_jitted(("carry_state", lbfgs), partial(_carry_state, lbfgs=lbfgs), (state, fresh),
+                          jax.tree.structure(fresh))
+
+
+@partial(jax.jit, static_argnames="lbfgs")
+def _carry_state(state: StepState, fresh: StepState, lbfgs: bool) -> StepState:
     height, width = fresh.image.shape[-3:-1]
 
     def carry(old, new):
@@ -66,8 +81,7 @@ def carry_state(state: StepState, fresh: StepState, optimizer: Optimizer) -> Ste
             return old
         return resample(old, height, width)  # image-shaped buffers (Adam's moments)
 
-    opt_state = fresh.opt_state if optimizer.name in LBFGS_NAMES else jax.tree.map(
-        carry, state.opt_state, fresh.opt_state)
+    opt_state = fresh.opt_state if lbfgs else jax.tree.map(carry, state.opt_state, fresh.opt_state)
     return fresh._replace(opt_state=opt_state, evals=fresh.evals + state.evals,
                           average=resample(state.average, height, width),
                           average_weight=state.average_weight)

@@ -51,7 +51,7 @@ from .image import check_directory, load_image, resize, save_image
 from .inputs import Prepared, content_features, prepare, resolve_weights, start_image
 from .memory import budget_bytes
 from .run import (HistoryRow, Progress, averaged_or_best, compile_clock, default_steps_per_call, drive, finished,
-                  output_picture, pictures, with_picture)
+                  output_picture, pictures, step_made_of, with_picture)
 from .step import averaged, init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
@@ -251,7 +251,8 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
         watched = callback and partial(with_picture, callback,
                                        partial(output_picture, objective, problem, config, colour_content))
         outcome = drive(step, init(objective, optimizer, problem, start), problem, steps=steps,
-                        steps_per_call=k, log_every=config.log_every, callback=watched, compiled=compiled)
+                        steps_per_call=k, log_every=config.log_every, callback=watched, compiled=compiled,
+                        kept=step_made_of(objective, config))
         result.compiles = len(compiled)
         result.history += outcome.trace.rows(len(result.history))
         if outcome.stopped != "done":

@@ -150,6 +150,7 @@ def kept_in(tmp_path, monkeypatch):
     from nst_jax import cache
 
     notes = []
+    monkeypatch.setattr(cache, "LOADED", {})
     monkeypatch.setitem(cache.PROGRAMS, "folder", tmp_path / "programs")
     monkeypatch.setitem(cache.PROGRAMS, "notify", notes.append)
     monkeypatch.setitem(cache.PROGRAMS, "said", False)
@@ -178,6 +179,7 @@ def kept_step():
 def test_a_kept_program_is_the_jitted_one_and_the_next_process_loads_it(kept_in, monkeypatch):
     import jax
 
+    from nst_jax import cache
     from nst_jax.cache import kept_program
 
     folder, notes = kept_in
@@ -192,7 +194,8 @@ def test_a_kept_program_is_the_jitted_one_and_the_next_process_loads_it(kept_in,
     traced = []
     export = jax.export.export
     monkeypatch.setattr(jax.export, "export", lambda *a, **k: traced.append(1) or export(*a, **k))
-    again = kept_program(("step", 1), step, (state, data), out_tree)  # as a new process would: the file
+    monkeypatch.setattr(cache, "LOADED", {})  # as a new process: only the file
+    again = kept_program(("step", 1), step, (state, data), out_tree)
     np.testing.assert_array_equal(again(state, data)[0].x, want[0].x)
     assert not traced
     kept_program(("step", 2), step, (state, data), out_tree)  # another description: another program
@@ -217,6 +220,7 @@ def test_a_kept_program_donates_what_it_is_told(kept_in):
 def test_a_torn_or_unwritable_program_file_costs_a_trace_and_one_note(kept_in):
     import jax
 
+    from nst_jax import cache
     from nst_jax.cache import kept_program
 
     folder, notes = kept_in
@@ -225,10 +229,18 @@ def test_a_torn_or_unwritable_program_file_costs_a_trace_and_one_note(kept_in):
     kept_program(("torn",), step, (state, data), out_tree)
     (entry,) = folder.glob("*.jaxexport")
     entry.write_bytes(entry.read_bytes()[:100])
+    cache.LOADED.clear()  # as a new process
     program = kept_program(("torn",), step, (state, data), out_tree)
     np.testing.assert_array_equal(program(state, data)[0].x, jax.jit(step)(state, data)[0].x)
-    assert len(notes) == 1 and "could not be read" in notes[0]
+    assert len(notes) == 1 and "could not be used" in notes[0]
     assert entry.stat().st_size > 100  # written again, whole
+    small = state._replace(x=state.x[:2])  # a whole program, but made for other shapes
+    kept_program(("torn",), step, (small, data), out_tree)
+    (other,) = set(folder.glob("*.jaxexport")) - {entry}
+    entry.write_bytes(other.read_bytes())
+    cache.LOADED.clear()
+    program = kept_program(("torn",), step, (state, data), out_tree)
+    np.testing.assert_array_equal(program(state, data)[0].x, jax.jit(step)(state, data)[0].x)
     for path in folder.glob("*.jaxexport"):
         path.unlink()
     folder.rmdir()
@@ -237,6 +249,40 @@ def test_a_torn_or_unwritable_program_file_costs_a_trace_and_one_note(kept_in):
     np.testing.assert_array_equal(program(state, data)[0].x, jax.jit(step)(state, data)[0].x)
     assert len(notes) == 1  # once per process
     assert not list(folder.parent.glob(".*.tmp"))
+
+
+def test_what_changes_a_traced_program_changes_its_key(kept_in, monkeypatch):
+    """JAX's options, weak types and the code itself: each a program of its own, or none."""
+    import jax
+    import jax.numpy as jnp
+
+    from nst_jax import cache
+
+    folder, _ = kept_in
+    step, state, data = kept_step()
+    out_tree = jax.tree.structure(jax.eval_shape(step, state, data))
+    cache.kept_program(("step",), step, (state, data), out_tree)
+    with jax.default_matmul_precision("highest"):
+        cache.kept_program(("step",), step, (state, data), out_tree)
+    weak = state._replace(n=jnp.asarray(0))  # a weakly typed int32 where the first had a strong one
+    assert weak.n.weak_type and weak.n.dtype == state.n.dtype
+    cache.kept_program(("step",), step, (weak, data), out_tree)
+    assert len(list(folder.glob("*.jaxexport"))) == 3
+    monkeypatch.setattr(cache, "LOADED", {})
+    monkeypatch.setattr(cache, "source_digest", lambda: "the files changed since this process imported them")
+    assert cache.kept_program(("step",), step, (state, data), out_tree) is None
+
+
+def test_a_result_of_another_structure_than_the_callers_is_not_kept(kept_in):
+    import jax
+
+    from nst_jax import cache
+
+    folder, _ = kept_in
+    step, state, data = kept_step()
+    same_count = jax.tree.structure(((0, 0), 0))  # three leaves, as the step's, in another shape
+    assert cache.kept_program(("step",), step, (state, data), same_count) is None
+    assert not list(folder.glob("*.jaxexport"))
 
 
 def test_no_folder_or_an_unstable_description_keeps_nothing(kept_in, monkeypatch):
@@ -256,11 +302,11 @@ def test_a_second_run_loads_its_steps_traced_and_paints_the_same(tmp_path):
 
     cache = tmp_path / "cache"
     assert run(tmp_path, cache).returncode == 0
-    kept = {p.name: p.stat().st_mtime_ns for p in (cache / "programs").glob("*.jaxexport")}
-    assert len(kept) == 1  # one scale, one step program
+    kept = {p.name: p.stat().st_ino for p in (cache / "programs").glob("*.jaxexport")}
+    assert len(kept) == 3  # one scale: its step, its style Grams, its content targets
     first = load_image(tmp_path / "out.png")
     assert run(tmp_path, cache).returncode == 0
-    assert {p.name: p.stat().st_mtime_ns for p in (cache / "programs").glob("*.jaxexport")} == kept
+    assert {p.name: p.stat().st_ino for p in (cache / "programs").glob("*.jaxexport")} == kept  # none written again
     np.testing.assert_array_equal(load_image(tmp_path / "out.png"), first)
     assert run(tmp_path, cache, "--no-cache").returncode == 0
     np.testing.assert_array_equal(load_image(tmp_path / "out.png"), first)
