@@ -130,6 +130,8 @@ def kept_program(what: tuple, fun: Callable, args: tuple, out_tree, donate: int 
     described = repr(what)
     if folder is None or re.search(r" at 0x[0-9a-f]+", described):  # an object's address: not stable
         return None
+    if jax.process_count() > 1:  # every process of a multi-process run must run the very same programs
+        return None
     leaves, in_tree = jax.tree.flatten(args)
     if not all(isinstance(x, (jax.Array, np.ndarray)) and not isinstance(x, jax.core.Tracer) for x in leaves):
         return None  # inside another program (part of it), or Python values jit would take as they are
