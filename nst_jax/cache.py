@@ -142,11 +142,11 @@ def kept_program(what: tuple, fun: Callable, args: tuple, out_tree, donate: int 
         if source_digest() != IMPORTED_SOURCE:  # this process's code is not what the key names
             return None
         program = _load_or_trace(folder / f"{key}.jaxexport", fun, in_tree, leaves, out_tree, args, donate)
-    except Exception as e:  # noqa: BLE001 - the folder is a cache: the run goes on without it
+    except Exception as e:  # noqa: BLE001 - the folder is a cache: the process goes on without it
+        PROGRAMS["folder"] = None
         _tell(f"traced programs not kept ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})")
         return None
-    if program is not None:
-        LOADED[key] = program
+    LOADED[key] = program  # None too: a program that cannot be kept is not traced twice
     return program
 
 

@@ -285,6 +285,27 @@ def test_a_result_of_another_structure_than_the_callers_is_not_kept(kept_in):
     assert not list(folder.glob("*.jaxexport"))
 
 
+def test_an_unexpected_error_is_one_note_and_keeps_nothing_more(kept_in, monkeypatch):
+    import importlib.metadata
+
+    import jax
+
+    from nst_jax import cache
+
+    folder, notes = kept_in
+    step, state, data = kept_step()
+    out_tree = jax.tree.structure(jax.eval_shape(step, state, data))
+
+    def missing():
+        raise importlib.metadata.PackageNotFoundError("jaxlib")  # e.g. JAX run from a source checkout
+
+    monkeypatch.setattr(cache, "library_versions", missing)
+    assert cache.kept_program(("step",), step, (state, data), out_tree) is None
+    assert cache.PROGRAMS["folder"] is None  # not tried again in this process
+    assert cache.kept_or_jitted(("step",), jax.jit(step), (state, data), out_tree)[0].n == 1
+    assert len(notes) == 1 and "PackageNotFoundError" in notes[0] and not folder.exists()
+
+
 def test_no_folder_or_an_unstable_description_keeps_nothing(kept_in, monkeypatch):
     from nst_jax import cache
 
