@@ -170,9 +170,13 @@ def _load_or_trace(path: Path, fun: Callable, in_tree, leaves: list, out_tree, a
         try:
             exported = jax.export.deserialize(bytearray(path.read_bytes()))
             compiled = jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile()
-            os.utime(path)  # used: the last to go
         except Exception:  # noqa: BLE001 - torn, or made for something else: trace again
             _tell(f"a traced program in {path.parent} could not be used; tracing it again")
+        else:
+            try:
+                os.utime(path)  # used: the last to go
+            except OSError:
+                pass  # a folder this process may read but not write
     if compiled is None:
         made = []
 
