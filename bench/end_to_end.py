@@ -27,17 +27,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # noqa: E402
 from robustness import cpu_name  # noqa: E402
 
+from nst_jax.run import COMPILE_EVENTS  # noqa: E402
+
 FINAL = re.compile(r"(\d+) steps, \d+ loss evaluations in ([\d.]+) s \(compile ([\d.]+) s\)")
-# The child counts every program it makes (tracing, lowering, XLA compile or cache load) from
-# JAX's own events, whatever the command prints: the same measure for any version of nst-jax.
-LAUNCH = """import atexit, sys, jax.monitoring
+# The child counts every program it makes from JAX's own events (run.COMPILE_EVENTS, which
+# run.compile_clock sums), whatever the command prints: the same measure for any version of
+# nst-jax the child imports.
+LAUNCH = f"""import atexit, sys, jax.monitoring
 made = [0.0]
 def count(event, seconds, **_):
-    if event.startswith("/jax/core/compile/") and event.endswith(("trace_duration", "module_duration",
-                                                                  "backend_compile_duration")):
+    if event in {sorted(COMPILE_EVENTS)!r}:
         made[0] += seconds
 jax.monitoring.register_event_duration_secs_listener(count)
-atexit.register(lambda: print(f"ALL_COMPILES {made[0]:.3f}", file=sys.stderr))
+atexit.register(lambda: print(f"ALL_COMPILES {{made[0]:.3f}}", file=sys.stderr))
 from nst_jax.console import main; main()"""
 
 

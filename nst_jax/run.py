@@ -26,9 +26,9 @@ from .cache import kept_program
 from .colour import after_run
 from .config import StyleConfig
 from .inputs import prepare, resolve_weights
+from .losses import LossTerms
 from .memory import MemoryPlan, budget_bytes
 from .schedule import carry_state, next_start
-from .losses import LossTerms
 from .step import StepMetrics, StepState, averaged, init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
