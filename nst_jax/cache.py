@@ -5,9 +5,10 @@ versions, and a later process with the same program loads it instead of compilin
 folder is shared safely by several processes (entries are written under a file lock), and
 a cache that cannot be read or written only costs a compile: one note, never a failure.
 
-That cache keys on the lowered program, so a warm run still traces and lowers each step.
-:func:`kept_program` keeps the step's traced program too (``jax.export``), in ``programs/``
-beside it, keyed by what the step is made of; a warm run then skips both.
+That cache keys on the lowered program, so a warm run would still trace and lower each
+program. :func:`kept_program` keeps a run's programs compiled (serialized executables) in
+``programs/`` beside it, keyed by what each is made of; a warm run loads them and skips
+tracing, lowering and the cache's lookup.
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+import platform
 import re
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
 import jax
 import numpy as np
+from jax.experimental.serialize_executable import deserialize_and_load, serialize
 
 # Where the cache lives unless NST_JAX_CACHE_DIR says otherwise; NST_JAX_NO_CACHE=1 turns it off.
 ENV_DIR, ENV_OFF = "NST_JAX_CACHE_DIR", "NST_JAX_NO_CACHE"
@@ -93,8 +97,13 @@ LOADED: dict[str, Callable] = {}
 PROGRAMS: dict = {"folder": None, "notify": print, "said": False}
 # JAX's options that cannot change a traced program (where files go, what is logged); every other one is in the key.
 NOT_TRACING = ("cache", "log", "dump", "traceback", "pprint", "profile", "source_url", "timeout")
-# The most programs the folder keeps (each ~0.1 MB); the least recently used go first.
-MAX_PROGRAMS = 1000
+# The most bytes of programs the folder keeps (a 512 px default run's are ~6 MB); the least
+# recently used go first.
+MAX_PROGRAM_BYTES = 2**30
+# A kept program's file name ends so.
+SUFFIX = ".program"
+# The event a program's loading is recorded as (beside JAX's for tracing, lowering, compiling).
+LOAD_EVENT = "/nst_jax/kept_program_load_duration"
 # A half-written entry older than this (its writer was killed) is let go.
 STALE_SECONDS = 3600
 
@@ -112,16 +121,29 @@ IMPORTED_SOURCE = source_digest()
 
 
 @lru_cache(maxsize=1)
+def machine() -> str:
+    """The processor a compiled program's machine code is for: its architecture and, on Linux,
+    a digest of its instruction set extensions (an AVX-512 program must not run on AVX2)."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    return f"{platform.machine()} {platform.processor()} {hashlib.sha256(flags.encode()).hexdigest()[:16]}"
+
+
+@lru_cache(maxsize=1)
 def library_versions() -> str:
     return " ".join(f"{name} {importlib.metadata.version(name)}" for name in ("jax", "jaxlib", "flax", "optax", "numpy"))
 
 
 def kept_program(what: tuple, fun: Callable, args: tuple, out_tree, donate: int | None = None) -> Callable | None:
     """``fun(*args)`` compiled for ``args`` (pytrees of arrays) as ``jax.jit`` would, its
-    result of structure ``out_tree``, through the folder of traced programs: loaded from it
-    when this code made it before on this device for the same ``what`` (everything ``fun``
+    result of structure ``out_tree``, through the folder of kept programs: loaded from it
+    when this code made it before on this machine for the same ``what`` (everything ``fun``
     closes over, described by its repr), the same argument structure, shapes and dtypes and
-    the same JAX options, else traced, lowered and written there. ``donate``: the index of
+    the same JAX options, else traced, compiled and written there. ``donate``: the index of
     an argument whose buffers the result may reuse. None (the caller compiles as usual)
     when the cache is off, ``what`` has no stable description, or the package's source
     changed on disk since it was imported; any entry or folder that cannot be used costs a
@@ -141,7 +163,7 @@ def kept_program(what: tuple, fun: Callable, args: tuple, out_tree, donate: int 
             return LOADED[key]
         if source_digest() != IMPORTED_SOURCE:  # this process's code is not what the key names
             return None
-        program = _load_or_trace(folder / f"{key}.jaxexport", fun, in_tree, leaves, out_tree, args, donate)
+        program = _load_or_trace(folder / f"{key}{SUFFIX}", fun, in_tree, leaves, out_tree, args, donate)
     except Exception as e:  # noqa: BLE001 - the folder is a cache: the process goes on without it
         PROGRAMS["folder"] = None
         _tell(f"traced programs not kept ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})")
@@ -155,23 +177,30 @@ def program_key(described: str, in_tree, leaves: list, donate: int | None) -> st
     options = sorted((k, repr(v)) for k, v in jax.config.values.items() if not any(w in k for w in NOT_TRACING))
     return hashlib.sha256(repr((
         described, str(in_tree), [(x.shape, str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves],
-        donate, device.platform, device.device_kind, len(jax.devices()), options, IMPORTED_SOURCE,
+        donate, device.platform, device.device_kind, len(jax.devices()), machine(), options, IMPORTED_SOURCE,
         library_versions())).encode()).hexdigest()[:40]
 
 
 def _load_or_trace(path: Path, fun: Callable, in_tree, leaves: list, out_tree, args: tuple,
                    donate: int | None) -> Callable | None:
     """The compiled program of :func:`kept_program`: from ``path`` when it holds a usable one
-    (a torn or foreign entry is replaced), else traced and written there."""
+    (a torn or foreign entry is replaced), else traced, compiled and written there."""
     first = sum(len(jax.tree.leaves(a)) for a in args[:donate]) if donate is not None else 0
     donated = tuple(range(first, first + len(jax.tree.leaves(args[donate])))) if donate is not None else ()
+    # The compiled program takes and gives flat lists of arrays: its trees need no keeping.
+    flat_in = jax.tree.structure((tuple(leaves), {}))
+    flat_out = jax.tree.structure(list(range(out_tree.num_leaves))) if out_tree is not None else None
     compiled = None
-    if path.exists():
+    if path.exists() and flat_out is not None:
         try:
-            exported = jax.export.deserialize(bytearray(path.read_bytes()))
-            compiled = jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile()
-        except Exception:  # noqa: BLE001 - torn, or made for something else: trace again
-            _tell(f"a traced program in {path.parent} could not be used; tracing it again")
+            t0 = time.perf_counter()
+            compiled = deserialize_and_load(path.read_bytes(), flat_in, flat_out)
+            jax.monitoring.record_event_duration_secs(LOAD_EVENT, time.perf_counter() - t0)
+            if compiled.in_avals[0] != tuple(jax.typeof(x) for x in leaves):  # made for other arguments
+                raise ValueError(path.name)
+        except Exception:  # noqa: BLE001 - torn, or made for something else: compile again
+            compiled = None
+            _tell(f"a kept program in {path.parent} could not be used; compiling it again")
         else:
             try:
                 os.utime(path)  # used: the last to go
@@ -185,19 +214,41 @@ def _load_or_trace(path: Path, fun: Callable, in_tree, leaves: list, out_tree, a
             made.append(jax.tree.structure(out))
             return jax.tree.leaves(out)
 
+        hits = _cache_hits[0]
         try:
-            exported = jax.export.export(jax.jit(flat))(*leaves)
-        except Exception:  # noqa: BLE001 - e.g. a host callback, which no program file can hold
+            with _compiled_here():
+                compiled = jax.jit(flat, donate_argnums=donated).lower(*leaves).compile()
+            # XLA:CPU cannot serialize again what it loaded from JAX's cache (it would not run)
+            data = serialize(compiled)[0] if _cache_hits[0] == hits else None
+        except Exception:  # noqa: BLE001 - e.g. a host callback or a constant, which no program file can hold
             return None
         if made[-1] != out_tree:  # the caller's structure is not the result's: not kept
             return None
-        compiled = jax.jit(exported.call, donate_argnums=donated).lower(*leaves).compile()
-        _write(path, exported.serialize())
+        if data is not None:
+            _write(path, data)
 
     def call(*arguments):
         return jax.tree.unflatten(out_tree, compiled(*jax.tree.leaves(arguments)))
 
     return call
+
+
+_cache_hits = [0]
+jax.monitoring.register_event_listener(
+    lambda event, **_: _cache_hits.__setitem__(0, _cache_hits[0] + (event == "/jax/compilation_cache/cache_hits")))
+
+
+@contextmanager
+def _compiled_here():
+    """Programs compiled meanwhile are not written to JAX's cache: a kept program is kept in
+    its own file, and so never found there (see the note in _load_or_trace)."""
+    option = "jax_persistent_cache_min_compile_time_secs"
+    before = jax.config.values[option]
+    jax.config.update(option, float("inf"))
+    try:
+        yield
+    finally:
+        jax.config.update(option, before)
 
 
 def kept_or_jitted(what: tuple, fun: Callable, args: tuple, out_tree):
@@ -209,7 +260,7 @@ def kept_or_jitted(what: tuple, fun: Callable, args: tuple, out_tree):
 
 def _write(path: Path, data: bytes) -> None:
     """``data`` to ``path`` whole or not at all (another process may be reading it); past
-    MAX_PROGRAMS the least recently used entries are let go, and half-written ones of
+    MAX_PROGRAM_BYTES the least recently used entries are let go, and half-written ones of
     killed writers."""
     temporary = None
     try:
@@ -223,9 +274,10 @@ def _write(path: Path, data: bytes) -> None:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
         return
-    entries = sorted(path.parent.glob("*.jaxexport"), key=_used)
+    entries = sorted(path.parent.glob("[!.]*"), key=_used, reverse=True)  # the newest first
+    sizes = np.cumsum([_size(p) for p in entries])
     stale = [p for p in path.parent.glob(".*.tmp") if _used(p) < time.time() - STALE_SECONDS]
-    for old in entries[:max(0, len(entries) - MAX_PROGRAMS)] + stale:
+    for old in [p for p, total in zip(entries, sizes) if total > MAX_PROGRAM_BYTES] + stale:
         try:
             old.unlink(missing_ok=True)
         except OSError:
@@ -237,6 +289,13 @@ def _used(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:  # let go by another process meanwhile
         return 0.0
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _tell(message: str) -> None:

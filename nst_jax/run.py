@@ -22,7 +22,7 @@ import numpy as np
 
 from . import interrupt
 from .checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
-from .cache import kept_program
+from .cache import LOAD_EVENT, kept_program
 from .colour import after_run
 from .config import StyleConfig
 from .inputs import prepare, resolve_weights
@@ -41,11 +41,12 @@ STEPS_PER_CALL = {"cpu": 1, "gpu": 10, "tpu": 10}
 TERMS = ("loss", "content", "style", "tv", "evals")
 
 
-# JAX's events for making a program: tracing, lowering to MLIR, and XLA's compile (or the
-# persistent cache's load). Their sum is what a run spends on compiles, its preparation's included.
+# The events of making a program: JAX's tracing, lowering to MLIR and XLA's compile (or the
+# persistent cache's load), and loading a kept one. Their sum is what a run spends on compiles,
+# its preparation's included.
 COMPILE_EVENTS = frozenset({"/jax/core/compile/jaxpr_trace_duration",
                             "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                            "/jax/core/compile/backend_compile_duration"})
+                            "/jax/core/compile/backend_compile_duration", LOAD_EVENT})
 _compiling = [0.0]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nst_jax.cache import cache_dir, cache_off
+from nst_jax.cache import SUFFIX, cache_dir, cache_off
 from nst_jax.image import save_image
 
 
@@ -189,32 +189,38 @@ def test_a_kept_program_is_the_jitted_one_and_the_next_process_loads_it(kept_in,
     first = kept_program(("step", 1), step, (state, data), out_tree)
     np.testing.assert_array_equal(first(state, data)[0].x, want[0].x)
     assert first(state, data)[0].n == 1 and float(first(state, data)[1]["loss"]) == float(want[1]["loss"])
-    assert len(list(folder.glob("*.jaxexport"))) == 1 and not notes
+    assert len(list(folder.glob(f"*{SUFFIX}"))) == 1 and not notes
 
     traced = []
-    export = jax.export.export
-    monkeypatch.setattr(jax.export, "export", lambda *a, **k: traced.append(1) or export(*a, **k))
+
+    def counted(*args):  # called only while a program is traced
+        traced.append(1)
+        return step(*args)
+
     monkeypatch.setattr(cache, "LOADED", {})  # as a new process: only the file
-    again = kept_program(("step", 1), step, (state, data), out_tree)
+    again = kept_program(("step", 1), counted, (state, data), out_tree)
     np.testing.assert_array_equal(again(state, data)[0].x, want[0].x)
     assert not traced
-    kept_program(("step", 2), step, (state, data), out_tree)  # another description: another program
+    kept_program(("step", 2), counted, (state, data), out_tree)  # another description: another program
     assert len(traced) == 1
-    kept_program(("step", 1), step, (state._replace(x=state.x[:2]), data), out_tree)  # other shapes too
-    assert len(traced) == 2 and len(list(folder.glob("*.jaxexport"))) == 3
+    kept_program(("step", 1), counted, (state._replace(x=state.x[:2]), data), out_tree)  # other shapes too
+    assert len(traced) == 2 and len(list(folder.glob(f"*{SUFFIX}"))) == 3
 
 
 def test_a_kept_program_donates_what_it_is_told(kept_in):
     import jax
 
+    from nst_jax import cache
     from nst_jax.cache import kept_program
 
     step, state, data = kept_step()
     out_tree = jax.tree.structure(jax.eval_shape(step, state, data))
-    program = kept_program(("donating",), step, (state, data), out_tree, donate=0)
-    copy = jax.device_put(state, may_alias=False)
-    program(copy, data)
-    assert copy.x.is_deleted() and not data["w"].is_deleted()
+    for _ in ("compiled", "loaded"):
+        program = kept_program(("donating",), step, (state, data), out_tree, donate=0)
+        copy = jax.device_put(state, may_alias=False)
+        program(copy, data)
+        assert copy.x.is_deleted() and not data["w"].is_deleted()
+        cache.LOADED.clear()  # as a new process: from the file
 
 
 def test_a_torn_or_unwritable_program_file_costs_a_trace_and_one_note(kept_in):
@@ -227,7 +233,7 @@ def test_a_torn_or_unwritable_program_file_costs_a_trace_and_one_note(kept_in):
     step, state, data = kept_step()
     out_tree = jax.tree.structure(jax.eval_shape(step, state, data))
     kept_program(("torn",), step, (state, data), out_tree)
-    (entry,) = folder.glob("*.jaxexport")
+    (entry,) = folder.glob(f"*{SUFFIX}")
     entry.write_bytes(entry.read_bytes()[:100])
     cache.LOADED.clear()  # as a new process
     program = kept_program(("torn",), step, (state, data), out_tree)
@@ -236,12 +242,12 @@ def test_a_torn_or_unwritable_program_file_costs_a_trace_and_one_note(kept_in):
     assert entry.stat().st_size > 100  # written again, whole
     small = state._replace(x=state.x[:2])  # a whole program, but made for other shapes
     kept_program(("torn",), step, (small, data), out_tree)
-    (other,) = set(folder.glob("*.jaxexport")) - {entry}
+    (other,) = set(folder.glob(f"*{SUFFIX}")) - {entry}
     entry.write_bytes(other.read_bytes())
     cache.LOADED.clear()
     program = kept_program(("torn",), step, (state, data), out_tree)
     np.testing.assert_array_equal(program(state, data)[0].x, jax.jit(step)(state, data)[0].x)
-    for path in folder.glob("*.jaxexport"):
+    for path in folder.glob(f"*{SUFFIX}"):
         path.unlink()
     folder.rmdir()
     folder.write_text("a file where the folder should be")
@@ -251,8 +257,8 @@ def test_a_torn_or_unwritable_program_file_costs_a_trace_and_one_note(kept_in):
     assert not list(folder.parent.glob(".*.tmp"))
 
 
-def test_what_changes_a_traced_program_changes_its_key(kept_in, monkeypatch):
-    """JAX's options, weak types and the code itself: each a program of its own, or none."""
+def test_what_changes_a_kept_program_changes_its_key(kept_in, monkeypatch):
+    """JAX's options, weak types, the processor and the code itself: each a program of its own, or none."""
     import jax
     import jax.numpy as jnp
 
@@ -267,7 +273,9 @@ def test_what_changes_a_traced_program_changes_its_key(kept_in, monkeypatch):
     weak = state._replace(n=jnp.asarray(0))  # a weakly typed int32 where the first had a strong one
     assert weak.n.weak_type and weak.n.dtype == state.n.dtype
     cache.kept_program(("step",), step, (weak, data), out_tree)
-    assert len(list(folder.glob("*.jaxexport"))) == 3
+    monkeypatch.setattr(cache, "machine", lambda: "another processor")  # e.g. a home folder shared by two machines
+    cache.kept_program(("step",), step, (state, data), out_tree)
+    assert len(list(folder.glob(f"*{SUFFIX}"))) == 4
     monkeypatch.setattr(cache, "LOADED", {})
     monkeypatch.setattr(cache, "source_digest", lambda: "the files changed since this process imported them")
     assert cache.kept_program(("step",), step, (state, data), out_tree) is None
@@ -282,7 +290,7 @@ def test_a_result_of_another_structure_than_the_callers_is_not_kept(kept_in):
     step, state, data = kept_step()
     same_count = jax.tree.structure(((0, 0), 0))  # three leaves, as the step's, in another shape
     assert cache.kept_program(("step",), step, (state, data), same_count) is None
-    assert not list(folder.glob("*.jaxexport"))
+    assert not list(folder.glob(f"*{SUFFIX}"))
 
 
 def test_an_unexpected_error_is_one_note_and_keeps_nothing_more(kept_in, monkeypatch):
@@ -323,11 +331,89 @@ def test_a_second_run_loads_its_steps_traced_and_paints_the_same(tmp_path):
 
     cache = tmp_path / "cache"
     assert run(tmp_path, cache).returncode == 0
-    kept = {p.name: p.stat().st_ino for p in (cache / "programs").glob("*.jaxexport")}
+    kept = {p.name: p.stat().st_ino for p in (cache / "programs").glob(f"*{SUFFIX}")}
     assert len(kept) == 3  # one scale: its step, its style Grams, its content targets
     first = load_image(tmp_path / "out.png")
     assert run(tmp_path, cache).returncode == 0
-    assert {p.name: p.stat().st_ino for p in (cache / "programs").glob("*.jaxexport")} == kept  # none written again
+    assert {p.name: p.stat().st_ino for p in (cache / "programs").glob(f"*{SUFFIX}")} == kept  # none written again
     np.testing.assert_array_equal(load_image(tmp_path / "out.png"), first)
     assert run(tmp_path, cache, "--no-cache").returncode == 0
     np.testing.assert_array_equal(load_image(tmp_path / "out.png"), first)
+
+
+def test_the_least_recently_used_programs_go_past_the_folders_size(kept_in, monkeypatch):
+    import os
+
+    import jax
+
+    from nst_jax import cache
+
+    folder, _ = kept_in
+    step, state, data = kept_step()
+    out_tree = jax.tree.structure(jax.eval_shape(step, state, data))
+    cache.kept_program(("first",), step, (state, data), out_tree)
+    (first,) = folder.glob(f"*{SUFFIX}")
+    os.utime(first, (1, 1))  # long unused
+    monkeypatch.setattr(cache, "MAX_PROGRAM_BYTES", int(first.stat().st_size * 2.5))
+    cache.kept_program(("second",), step, (state, data), out_tree)
+    assert first.exists()  # two fit
+    cache.kept_program(("third",), step, (state, data), out_tree)
+    assert len(list(folder.glob(f"*{SUFFIX}"))) == 2 and not first.exists()
+
+
+def test_a_program_jaxs_cache_held_is_not_kept(kept_in, monkeypatch):
+    """XLA:CPU writes a program it loaded from JAX's cache so that it cannot run: such a one
+    is used by this process and not kept."""
+    from contextlib import contextmanager
+
+    import jax
+
+    from nst_jax import cache
+
+    folder, notes = kept_in
+    step, state, data = kept_step()
+    out_tree = jax.tree.structure(jax.eval_shape(step, state, data))
+
+    @contextmanager
+    def found_in_jaxs_cache():
+        jax.monitoring.record_event("/jax/compilation_cache/cache_hits")
+        yield
+
+    monkeypatch.setattr(cache, "_compiled_here", found_in_jaxs_cache)
+    program = cache.kept_program(("held",), step, (state, data), out_tree)
+    np.testing.assert_array_equal(program(state, data)[0].x, jax.jit(step)(state, data)[0].x)
+    assert not list(folder.glob(f"*{SUFFIX}")) and not notes
+
+
+KEEP_ONE = """
+import sys, jax, jax.numpy as jnp
+from nst_jax import cache
+cache.enable_cache(sys.argv[1])
+def step(x, w):
+    y = jnp.tanh(x @ w) + jnp.broadcast_to(w.sum(0), x.shape)
+    return {"y": y, "s": jnp.sum(y ** 2)}
+x, w = jnp.ones((64, 32)), jnp.eye(32) * 0.5
+program = cache.kept_program(("one",), step, (x, w), jax.tree.structure(jax.eval_shape(step, x, w)))
+print(float(program(x, w)["s"]), float(jax.jit(step)(x, w)["s"]))
+"""
+
+
+@pytest.mark.slow
+def test_a_program_kept_again_after_its_file_went_runs_in_the_next_process(tmp_path):
+    """Its file lost (let go, or the code changed) while JAX's cache stays: the program is
+    compiled again, not taken from JAX's cache, and what is kept runs."""
+    folder = tmp_path / "cache"
+
+    def process():
+        done = subprocess.run([sys.executable, "-c", KEEP_ONE, str(folder)], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-600:]
+        kept, jitted = done.stdout.split()
+        assert kept == jitted
+
+    process()
+    for path in (folder / "programs").glob(f"*{SUFFIX}"):
+        path.unlink()
+    process()
+    process()  # loads what the second kept
+    assert len(list((folder / "programs").glob(f"*{SUFFIX}"))) == 1
