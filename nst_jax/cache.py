@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+import pickle
 import platform
 import re
 import tempfile
@@ -140,7 +141,8 @@ def library_versions() -> str:
 
 def kept_program(what: tuple, fun: Callable, args: tuple, out_tree, donate: int | None = None) -> Callable | None:
     """``fun(*args)`` compiled for ``args`` (pytrees of arrays) as ``jax.jit`` would, its
-    result of structure ``out_tree``, through the folder of kept programs: loaded from it
+    result of structure ``out_tree`` (None: whatever the trace gives, kept with the program),
+    through the folder of kept programs: loaded from it
     when this code made it before on this machine for the same ``what`` (everything ``fun``
     closes over, described by its repr), the same argument structure, shapes and dtypes and
     the same JAX options, else traced, compiled and written there. ``donate``: the index of
@@ -187,14 +189,17 @@ def _load_or_trace(path: Path, fun: Callable, in_tree, leaves: list, out_tree, a
     (a torn or foreign entry is replaced), else traced, compiled and written there."""
     first = sum(len(jax.tree.leaves(a)) for a in args[:donate]) if donate is not None else 0
     donated = tuple(range(first, first + len(jax.tree.leaves(args[donate])))) if donate is not None else ()
-    # The compiled program takes and gives flat lists of arrays: its trees need no keeping.
+    # The compiled program takes and gives flat lists of arrays; the file keeps its result's structure.
     flat_in = jax.tree.structure((tuple(leaves), {}))
-    flat_out = jax.tree.structure(list(range(out_tree.num_leaves))) if out_tree is not None else None
     compiled = None
-    if path.exists() and flat_out is not None:
+    if path.exists():
         try:
             t0 = time.perf_counter()
-            compiled = deserialize_and_load(path.read_bytes(), flat_in, flat_out)
+            kept_tree, data = pickle.loads(path.read_bytes())
+            if out_tree is not None and kept_tree != out_tree:
+                raise ValueError(path.name)
+            out_tree = kept_tree
+            compiled = deserialize_and_load(data, flat_in, jax.tree.structure(list(range(out_tree.num_leaves))))
             jax.monitoring.record_event_duration_secs(LOAD_EVENT, time.perf_counter() - t0)
             if compiled.in_avals[0] != tuple(jax.typeof(x) for x in leaves):  # made for other arguments
                 raise ValueError(path.name)
@@ -222,8 +227,13 @@ def _load_or_trace(path: Path, fun: Callable, in_tree, leaves: list, out_tree, a
             data = serialize(compiled)[0] if _cache_hits[0] == hits else None
         except Exception:  # noqa: BLE001 - e.g. a host callback or a constant, which no program file can hold
             return None
-        if made[-1] != out_tree:  # the caller's structure is not the result's: not kept
+        if out_tree is not None and made[-1] != out_tree:  # the caller's structure is not the result's: not kept
             return None
+        out_tree = made[-1]
+        try:
+            data = None if data is None else pickle.dumps((out_tree, data))
+        except (pickle.PicklingError, AttributeError, TypeError):  # e.g. a class local to a function: not kept
+            data = None
         if data is not None:
             _write(path, data)
 
@@ -251,7 +261,7 @@ def _compiled_here():
         jax.config.update(option, before)
 
 
-def kept_or_jitted(what: tuple, fun: Callable, args: tuple, out_tree):
+def kept_or_jitted(what: tuple, fun: Callable, args: tuple, out_tree=None):
     """``fun(*args)`` (``fun`` jitted) through its kept program (:func:`kept_program`)
     where there is one: for a run's programs other than its steps, e.g. its targets'."""
     program = kept_program(what, fun, args, out_tree)

@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .cache import kept_or_jitted
+
 M = 4  # output tile side of F(4x4, 3x3)
 A = M + 2  # input tile side
 # Interpolation points 0, 1, -1, 2, -2 and infinity (Lavin & Gray, section 4.2).
@@ -143,9 +145,12 @@ def with_transforms(variables: dict, sizes) -> dict:
     style image) runs a subset of these layers as Winograd; one the set lacks computes its
     transforms in the call."""
     params = variables["params"]
-    transforms = jax.jit(kernel_transforms)
-    return {**variables, COLLECTION: {l.name: transforms(params[l.name]["kernel"]) for l, h, w in sizes
-                                      if l.kind == "conv" and uses_winograd(h, w, l.c_in, l.c_out)}}
+    return {**variables, COLLECTION: {
+        l.name: kept_or_jitted(("kernel_transforms",), _transforms, (params[l.name]["kernel"],))
+        for l, h, w in sizes if l.kind == "conv" and uses_winograd(h, w, l.c_in, l.c_out)}}
+
+
+_transforms = jax.jit(kernel_transforms)  # one program per kernel shape, kept between runs
 
 
 def _windows(x: jax.Array, axis: int, count: int) -> jax.Array:

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import interrupt
 from .checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
-from .cache import LOAD_EVENT, kept_program
+from .cache import LOAD_EVENT, kept_or_jitted, kept_program
 from .colour import after_run
 from .config import StyleConfig
 from .inputs import prepare, resolve_weights
@@ -160,6 +160,18 @@ def step_made_of(objective, config: StyleConfig) -> tuple:
     """What ``make_step(objective, optimizer_for(config), config.average)`` closes over, as
     cache.kept_program keys it (the code itself is in the key)."""
     return (objective, config.optimizer, config.learning_rate, config.precondition, config.average)
+
+
+def init_program(config: StyleConfig, optimizer) -> Callable:
+    """``(objective, problem, image) -> init_state(objective, optimizer, problem, image)``
+    jitted, each program kept between runs (cache.kept_or_jitted; with L-BFGS it evaluates
+    the loss and gradient: a whole pass of the network)."""
+    init = jax.jit(init_state, static_argnums=(0, 1))
+
+    def start(objective, problem, image) -> StepState:
+        return kept_or_jitted(("init", step_made_of(objective, config)), partial(init, objective, optimizer),
+                              (problem, image))
+    return start
 
 
 def drive(step: Callable, state: StepState, problem, *, steps: int, start: int = 0,
@@ -418,7 +430,7 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     budget = budget_bytes(config.max_memory)
     weights = resolve_weights(config, weights)
     optimizer = optimizer_for(config)
-    init = jax.jit(init_state, static_argnums=(0, 1))
+    init = init_program(config, optimizer)
     k = config.steps_per_call or default_steps_per_call()
     state, done, history = None, 0, {}
     if isinstance(resume, RunState):
@@ -438,12 +450,12 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
         nonlocal on_plan
         run = runs[index] = prepare(content, style, config, weights, size=config.sizes[index], budget=budget)
         if state is None and resume is not None:  # a checkpoint file, made at this scale
-            template = init(run.objective, optimizer, run.problem, run.start)
+            template = init(run.objective, run.problem, run.start)
             state, _, saved[0] = load_checkpoint(resume, template, config, run.digest, TERMS)
         elif state is None:
-            state = init(run.objective, optimizer, run.problem, run.start)
+            state = init(run.objective, run.problem, run.start)
         elif moved:
-            fresh = init(run.objective, optimizer, run.problem, next_start(state, run.start, config.detail))
+            fresh = init(run.objective, run.problem, next_start(state, run.start, config.detail))
             state = carry_state(state, fresh, optimizer)
         for earlier in [i for i in runs if i < index]:  # the state has left them: free their inputs
             del runs[earlier]

@@ -264,12 +264,10 @@ class VGG(nn.Module):
 
 
 def param_shapes(arch: str) -> dict[str, tuple[int, ...]]:
-    """Flat ``{"conv1_1.kernel": shape, ...}`` of the full model, from ``jax.eval_shape``."""
-    model = VGG(arch=arch)
-    variables = jax.eval_shape(model.init, jax.random.key(0),
-                               jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32))
-    return {f"{layer}.{kind}": tuple(leaf.shape)
-            for layer, sub in variables["params"].items() for kind, leaf in sub.items()}
+    """Flat ``{"conv1_1.kernel": shape, ...}`` of the full model (HWIO kernels), from the
+    layout, as the model declares them (tested against its ``init``)."""
+    return {f"{name}.{kind}": shape for name, (c_in, c_out) in conv_shapes(arch).items()
+            for kind, shape in (("kernel", (3, 3, c_in, c_out)), ("bias", (c_out,)))}
 
 
 def feature_shapes(arch: str, height: int, width: int, taps: tuple[str, ...] = ()) -> dict:

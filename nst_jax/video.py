@@ -51,8 +51,8 @@ from .image import check_directory, load_image, resize, save_image
 from .inputs import Prepared, content_features, prepare, resolve_weights, start_image
 from .memory import budget_bytes
 from .run import (HistoryRow, Progress, averaged_or_best, compile_clock, default_steps_per_call, drive, finished,
-                  output_picture, pictures, step_made_of, with_picture)
-from .step import averaged, init_state, make_step, optimizer_for
+                  init_program, output_picture, pictures, step_made_of, with_picture)
+from .step import averaged, make_step, optimizer_for
 from .weights import VGGWeights
 
 FORMAT = "nst-jax-video"
@@ -219,7 +219,7 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
     objective, base = run.objective, run.problem
     optimizer = optimizer_for(config)
     step = make_step(objective, optimizer, config.average)
-    init = jax.jit(init_state, static_argnums=(0, 1))
+    init = init_program(config, optimizer)
     gamma = jnp.asarray(video.temporal_weight, jnp.float32)
     k = config.steps_per_call or default_steps_per_call()
     compiled, h, w = {}, *run.content.shape[:2]
@@ -250,7 +250,7 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
         steps = frame_steps(video, index)
         watched = callback and partial(with_picture, callback,
                                        partial(output_picture, objective, problem, config, colour_content))
-        outcome = drive(step, init(objective, optimizer, problem, start), problem, steps=steps,
+        outcome = drive(step, init(objective, problem, start), problem, steps=steps,
                         steps_per_call=k, log_every=config.log_every, callback=watched, compiled=compiled,
                         kept=step_made_of(objective, config))
         result.compiles = len(compiled)

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -157,15 +158,16 @@ def kept_in(tmp_path, monkeypatch):
     return tmp_path / "programs", notes
 
 
-def kept_step():
-    """A small function of NamedTuple pytrees, as a step is: (state, data) -> (state, metrics)."""
-    from typing import NamedTuple
+class State(NamedTuple):
+    x: object
+    n: object
 
+
+def kept_step(state_type=State):
+    """A small function of NamedTuple pytrees, as a step is: (state, data) -> (state, metrics)."""
     import jax.numpy as jnp
 
-    class State(NamedTuple):
-        x: object
-        n: object
+    State = state_type
 
     def step(state, data):
         x = jnp.tanh(state.x @ data["w"]) + data["b"]
@@ -324,15 +326,15 @@ def test_no_folder_or_an_unstable_description_keeps_nothing(kept_in, monkeypatch
 
 
 @pytest.mark.slow
-def test_a_second_run_loads_its_steps_traced_and_paints_the_same(tmp_path):
-    """The step programs a run keeps are what a second run uses (it writes no new ones), and
+def test_a_second_run_loads_its_programs_kept_and_paints_the_same(tmp_path):
+    """The programs a run keeps are what a second run uses (it writes no new ones), and
     both paint the picture a run with the cache off paints, bit for bit."""
     from nst_jax.image import load_image
 
     cache = tmp_path / "cache"
     assert run(tmp_path, cache).returncode == 0
     kept = {p.name: p.stat().st_ino for p in (cache / "programs").glob(f"*{SUFFIX}")}
-    assert len(kept) == 3  # one scale: its step, its style Grams, its content targets
+    assert len(kept) == 4  # one scale: its step, its first state, its style Grams, its content targets
     first = load_image(tmp_path / "out.png")
     assert run(tmp_path, cache).returncode == 0
     assert {p.name: p.stat().st_ino for p in (cache / "programs").glob(f"*{SUFFIX}")} == kept  # none written again
@@ -417,3 +419,19 @@ def test_a_program_kept_again_after_its_file_went_runs_in_the_next_process(tmp_p
     process()
     process()  # loads what the second kept
     assert len(list((folder / "programs").glob(f"*{SUFFIX}"))) == 1
+
+
+def test_a_result_whose_structure_cannot_be_written_is_used_not_kept(kept_in):
+    import jax
+
+    from nst_jax import cache
+
+    class Local(NamedTuple):  # no pickle can name it
+        x: object
+        n: object
+
+    folder, notes = kept_in
+    step, state, data = kept_step(Local)
+    program = cache.kept_program(("local",), step, (state, data), None)
+    np.testing.assert_array_equal(program(state, data)[0].x, jax.jit(step)(state, data)[0].x)
+    assert not list(folder.glob(f"*{SUFFIX}")) and not notes and cache.PROGRAMS["folder"] is not None

@@ -26,10 +26,15 @@ def test_layer_names_follow_the_vgg_paper():
     assert "conv5_4" not in layer_names("vgg16") and len(layer_names("vgg16")) == 13 * 2 + 5
 
 
-def test_param_shapes_from_eval_shape():
-    shapes = param_shapes("vgg19")
-    assert shapes["conv1_1.kernel"] == (3, 3, 3, 64) and shapes["conv5_4.bias"] == (512,)
-    assert len(shapes) == 2 * sum(BLOCKS["vgg19"])
+@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+def test_param_shapes_are_the_models_own(arch):
+    shapes = param_shapes(arch)
+    if arch == "vgg19":
+        assert shapes["conv1_1.kernel"] == (3, 3, 3, 64) and shapes["conv5_4.bias"] == (512,)
+    assert len(shapes) == 2 * sum(BLOCKS[arch])
+    declared = jax.eval_shape(VGG(arch=arch).init, jax.random.key(0), jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32))
+    assert shapes == {f"{layer}.{kind}": tuple(leaf.shape)
+                      for layer, sub in declared["params"].items() for kind, leaf in sub.items()}
 
 
 def test_returns_exactly_the_taps_asked_and_stops_at_the_deepest(vgg16_params):
