@@ -183,6 +183,7 @@ def test_a_kept_program_is_the_jitted_one_and_the_next_process_loads_it(kept_in,
 
     from nst_jax import cache
     from nst_jax.cache import kept_program
+    from nst_jax.run import compile_clock
 
     folder, notes = kept_in
     step, state, data = kept_step()
@@ -200,7 +201,9 @@ def test_a_kept_program_is_the_jitted_one_and_the_next_process_loads_it(kept_in,
         return step(*args)
 
     monkeypatch.setattr(cache, "LOADED", {})  # as a new process: only the file
+    before = compile_clock()
     again = kept_program(("step", 1), counted, (state, data), out_tree)
+    assert compile_clock() > before  # loading it counts as making it
     np.testing.assert_array_equal(again(state, data)[0].x, want[0].x)
     assert not traced
     kept_program(("step", 2), counted, (state, data), out_tree)  # another description: another program
