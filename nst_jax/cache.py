@@ -223,16 +223,14 @@ def _load_or_trace(path: Path, fun: Callable, in_tree, leaves: list, out_tree, a
         try:
             with _compiled_here():
                 compiled = jax.jit(flat, donate_argnums=donated).lower(*leaves).compile()
-            # XLA:CPU cannot serialize again what it loaded from JAX's cache (it would not run)
-            data = serialize(compiled)[0] if _cache_hits[0] == hits else None
-        except Exception:  # noqa: BLE001 - e.g. a host callback or a constant, which no program file can hold
+        except Exception:  # noqa: BLE001 - the caller's own jit will say what is wrong
             return None
         if out_tree is not None and made[-1] != out_tree:  # the caller's structure is not the result's: not kept
             return None
         out_tree = made[-1]
-        try:
-            data = None if data is None else pickle.dumps((out_tree, data))
-        except (pickle.PicklingError, AttributeError, TypeError):  # e.g. a class local to a function: not kept
+        try:  # XLA:CPU cannot serialize again what it loaded from JAX's cache (it would not run)
+            data = pickle.dumps((out_tree, serialize(compiled)[0])) if _cache_hits[0] == hits else None
+        except Exception:  # noqa: BLE001 - e.g. a constant or a local class no file can hold: used, not kept
             data = None
         if data is not None:
             _write(path, data)

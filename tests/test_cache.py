@@ -438,3 +438,25 @@ def test_a_result_whose_structure_cannot_be_written_is_used_not_kept(kept_in):
     program = cache.kept_program(("local",), step, (state, data), None)
     np.testing.assert_array_equal(program(state, data)[0].x, jax.jit(step)(state, data)[0].x)
     assert not list(folder.glob(f"*{SUFFIX}")) and not notes and cache.PROGRAMS["folder"] is not None
+
+
+def test_a_program_that_cannot_be_written_is_compiled_once_and_used(kept_in, monkeypatch):
+    import jax
+
+    from nst_jax import cache
+
+    folder, notes = kept_in
+    step, state, data = kept_step()
+    traced = []
+
+    def counted(*args):
+        traced.append(1)
+        return step(*args)
+
+    def refuses(compiled):
+        raise NotImplementedError("serialize_executables with const_args")
+
+    monkeypatch.setattr(cache, "serialize", refuses)
+    program = cache.kept_program(("unwritable",), counted, (state, data), None)
+    np.testing.assert_array_equal(program(state, data)[0].x, jax.jit(step)(state, data)[0].x)
+    assert len(traced) == 1 and not list(folder.glob(f"*{SUFFIX}")) and not notes
