@@ -94,9 +94,9 @@ def _notify_once_on_errors(folder: Path, notify: Callable[[str], object]) -> Non
 
 # The programs kept_program has compiled in this process, by key.
 LOADED: dict[str, Callable] = {}
-# Where kept_program keeps traced programs (set by enable_cache; None: not kept), and whom it tells.
+# Where kept_program keeps compiled programs (set by enable_cache; None: not kept), and whom it tells.
 PROGRAMS: dict = {"folder": None, "notify": print, "said": False}
-# JAX's options that cannot change a traced program (where files go, what is logged); every other one is in the key.
+# JAX's options that cannot change a program (where files go, what is logged); every other one is in the key.
 NOT_TRACING = ("cache", "log", "dump", "traceback", "pprint", "profile", "source_url", "timeout")
 # The most bytes of programs the folder keeps (a 512 px default run's are ~6 MB); the least
 # recently used go first.
@@ -149,7 +149,7 @@ def kept_program(what: tuple, fun: Callable, args: tuple, out_tree, donate: int 
     an argument whose buffers the result may reuse. None (the caller compiles as usual)
     when the cache is off, ``what`` has no stable description, or the package's source
     changed on disk since it was imported; any entry or folder that cannot be used costs a
-    trace and one note, never the run."""
+    compile and one note, never the run."""
     folder = PROGRAMS["folder"]
     described = repr(what)
     if folder is None or re.search(r" at 0x[0-9a-f]+", described):  # an object's address: not stable
@@ -165,12 +165,12 @@ def kept_program(what: tuple, fun: Callable, args: tuple, out_tree, donate: int 
             return LOADED[key]
         if source_digest() != IMPORTED_SOURCE:  # this process's code is not what the key names
             return None
-        program = _load_or_trace(folder / f"{key}{SUFFIX}", fun, in_tree, leaves, out_tree, args, donate)
+        program = _load_or_compile(folder / f"{key}{SUFFIX}", fun, in_tree, leaves, out_tree, args, donate)
     except Exception as e:  # noqa: BLE001 - the folder is a cache: the process goes on without it
         PROGRAMS["folder"] = None
-        _tell(f"traced programs not kept ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})")
+        _tell(f"programs not kept ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})")
         return None
-    LOADED[key] = program  # None too: a program that cannot be kept is not traced twice
+    LOADED[key] = program  # None too: a program that cannot be kept is not tried twice
     return program
 
 
@@ -183,7 +183,7 @@ def program_key(described: str, in_tree, leaves: list, donate: int | None) -> st
         library_versions())).encode()).hexdigest()[:40]
 
 
-def _load_or_trace(path: Path, fun: Callable, in_tree, leaves: list, out_tree, args: tuple,
+def _load_or_compile(path: Path, fun: Callable, in_tree, leaves: list, out_tree, args: tuple,
                    donate: int | None) -> Callable | None:
     """The compiled program of :func:`kept_program`: from ``path`` when it holds a usable one
     (a torn or foreign entry is replaced), else traced, compiled and written there."""
@@ -249,7 +249,7 @@ jax.monitoring.register_event_listener(
 @contextmanager
 def _compiled_here():
     """Programs compiled meanwhile are not written to JAX's cache: a kept program is kept in
-    its own file, and so never found there (see the note in _load_or_trace)."""
+    its own file, and so never found there (see the note in _load_or_compile)."""
     option = "jax_persistent_cache_min_compile_time_secs"
     before = jax.config.values[option]
     jax.config.update(option, float("inf"))
@@ -278,7 +278,7 @@ def _write(path: Path, data: bytes) -> None:
             f.write(data)
         os.replace(temporary, path)
     except OSError as e:
-        _tell(f"cannot keep traced programs in {path.parent} ({e.strerror or e})")
+        _tell(f"cannot keep programs in {path.parent} ({e.strerror or e})")
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
         return

@@ -280,7 +280,7 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
     for raw_style in raw_styles:
         check_forward(weights.arch, *scaled_shape(raw_style.shape[:2], style_side), taps, budget=budget,
                       tiles=plans[-1].tiles, what="the style image at ",
-                      conv="lax" if plans[-1].tiles is None else objective.model.conv)
+                      conv=(one_pass(objective.model) if plans[-1].tiles is None else objective.model).conv)
     style_imgs = [load_sized(s, size * config.style_scale, weights.arch, taps, "style", notes)
                   for s in raw_styles]
     content_img, style_imgs = before_run(colour_content, style_imgs, config.colour, config.colour_match)

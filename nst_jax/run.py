@@ -131,7 +131,7 @@ def compile_chunk(step: Callable, k: int, state, problem, jit_kwargs: dict, kept
     """``k`` steps as one compiled program ``(state, problem, records[k]) -> (state,
     metrics stacked over k)``: the step itself for k = 1, else a ``lax.scan`` over it.
     ``jit_kwargs`` go to ``jax.jit`` (``donate_argnums=0``: the new state reuses the old one's buffers).
-    ``kept``: what a :func:`~nst_jax.step.make_step` step is made of, to keep its traced
+    ``kept``: what a :func:`~nst_jax.step.make_step` step is made of, to keep its compiled
     program between processes (cache.kept_program; not for a sharded batch's)."""
     if k == 1:
         def chunk(state, problem, records):
