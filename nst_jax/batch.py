@@ -3,8 +3,8 @@
 Every cell of a batch runs the same objective at each scale; what differs per cell (a
 sweep cell's loss weights; a photo's targets and start image) rides on a leading batch
 axis of the problem and of the step state. :func:`drive_cells` takes the cells coarse to
-fine (``run.climb``) in equal chunks that fit in memory, sharded over the devices, through
-one compiled program per scale. :func:`stylize_many` groups photos by shape and runs each
+fine through ``run.run_cells``, as one picture runs, in equal chunks that fit in memory,
+sharded over the devices, through one compiled program per scale. :func:`stylize_many` groups photos by shape and runs each
 group so, one :class:`~nst_jax.run.Result` per photo.
 """
 
@@ -26,12 +26,9 @@ from .errors import NstError
 from .image import read_image, scaled_shape
 from .inputs import prepare, resolve_weights
 from .memory import budget_bytes, estimate_bytes, plan_chunks
-from .losses import Targets
 from .objective import Problem
-from .run import (Result, RunState, Trace, climb, default_steps_per_call, drive,
-                  final_pictures, join_traces, scale_of, scale_span, with_picture)
-from .schedule import carry_state, next_start
-from .step import StepState, averaged, init_state, make_step, optimizer_for
+from .run import Lanes, Result, RunState, Scale, cell_result, join_traces, light, run_cells
+from .step import StepState, init_state, optimizer_for
 from .weights import VGGWeights
 
 
@@ -44,7 +41,7 @@ class Chunk:
     cells: int
     steps: int  # steps completed in total
     stopped: str  # "done", "nan" (every cell of it), "interrupted" or "callback"
-    seconds: float  # its climb's, each scale's preparation included
+    seconds: float  # its run's, each scale's preparation included
     compile_seconds: float  # of those, making programs (run.compile_clock)
 
 
@@ -84,27 +81,56 @@ def drive_cells(config: StyleConfig, objectives: list, n_cells: int, chunk: int,
                 devices, picture_at: Callable | None = None, callback=None,
                 resume: RunState | None = None) -> Cells:
     """Run ``n_cells`` cells coarse to fine, ``chunk`` at a time (the last chunk padded by
-    wrapping around). ``objectives``: the one objective of every cell per scale of
+    wrapping around), each chunk through ``run.run_cells`` with the cells on a leading
+    axis. ``objectives``: the one objective of every cell per scale of
     ``config.sizes``; ``cells_at(index, cells)`` -> the problem of those cells at scale
     ``index``, batched along ``axes`` (None: shared), and their start: (B, H, W, C), or
     (H, W, C) when every cell starts alike. ``picture_at(index, cells)`` -> a function of a
     state making what the run would save (for the callback's progress; None: no picture).
     ``callback(chunk, progress)`` runs after every compiled call; ``resume`` continues a
     batch of the same cells from an earlier one's state."""
+    lanes = batch_lanes(config, axes, chunk, devices)
+    compiled = {}  # per scale: its step programs, shared by the chunks
+    chunks, stopped = [], "done"
+    for c in range(math.ceil(n_cells / chunk)):
+        idx = np.arange(c * chunk, (c + 1) * chunk) % n_cells
+
+        def scale_at(index):
+            return Scale(objectives[index], *cells_at(index, idx))
+
+        state = None if resume is None else jax.tree.map(lambda x: x[idx], resume.state)
+        climbed = run_cells(config, lanes, scale_at, state=state, steps=resume.step if resume else 0,
+                            resumed=resume is not None, picture_at=picture_at and (lambda index: picture_at(index, idx)),
+                            callback=callback and partial(callback, c), compiled=compiled)
+        keep = min(chunk, n_cells - c * chunk)
+        trace = join_traces(climbed.traces)
+        chunks.append(Chunk(jax.tree.map(lambda x: gather(x)[:keep], climbed.state),
+                            {key: v[:, :keep] for key, v in trace.items()}, keep, climbed.steps,
+                            climbed.stopped, climbed.seconds, climbed.compile_seconds))
+        if climbed.stopped == "interrupted":
+            stopped = "interrupted"
+            break
+        stopped = "nan" if climbed.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
+    return Cells(chunks, chunk, len(devices), sum(len(p) for p in compiled.values()), stopped)
+
+
+def batch_lanes(config: StyleConfig, axes: Problem, chunk: int, devices) -> Lanes:
+    """Lanes of ``chunk`` cells on a leading axis, sharded over ``devices``: the problem's
+    parts along ``axes`` (None: shared by every cell, put on the devices once per scale)."""
     optimizer = optimizer_for(config)
     mesh = Mesh(np.array(devices), ("batch",))
     batched = NamedSharding(mesh, PartitionSpec("batch"))
     replicated = NamedSharding(mesh, PartitionSpec())
-    # Every output carries the batch axis (metrics behind the steps axis); pin it to the
-    # mesh so the next call's inputs match (left free, XLA replicates small leaves and
-    # the second call would compile again).
-    jit_kwargs = {"out_shardings": (batched, NamedSharding(mesh, PartitionSpec(None, "batch")))}
-    steps = [jax.vmap(make_step(o, optimizer, config.average), in_axes=(0, axes, None)) for o in objectives]
-    inits = [jax.jit(jax.vmap(partial(init_state, o, optimizer), in_axes=(axes, 0)), out_shardings=batched)
-             for o in objectives]
-    k = config.steps_per_call or default_steps_per_call(devices[0].platform)
-    compiled = [{} for _ in objectives]
+    inits = {}  # per objective: its vmapped init program
     placed = {}  # per scale: the replicated parts of its problem, put on the mesh once
+
+    def init(objective, problem, start):
+        if objective not in inits:
+            inits[objective] = jax.jit(jax.vmap(partial(init_state, objective, optimizer), in_axes=(axes, 0)),
+                                       out_shardings=batched)
+        if start.ndim == 3:
+            start = jnp.broadcast_to(jnp.asarray(start), (chunk,) + start.shape)
+        return inits[objective](problem, start)
 
     def place(index: int, problem: Problem) -> Problem:
         parts = []
@@ -117,58 +143,13 @@ def drive_cells(config: StyleConfig, objectives: list, n_cells: int, chunk: int,
                 parts.append(jax.device_put(part, batched))
         return Problem(*parts)
 
-    chunks, stopped = [], "done"
-    for c in range(math.ceil(n_cells / chunk)):
-        idx = np.arange(c * chunk, (c + 1) * chunk) % n_cells
-        problems = {}
-
-        def enter(index, state, moved):
-            problem, start = cells_at(index, idx)
-            problems.clear()  # the state has left the earlier scale: free its inputs
-            problems[index] = place(index, problem)
-            if state is None:
-                if start.ndim == 3:
-                    start = jnp.broadcast_to(jnp.asarray(start), (chunk,) + start.shape)
-                return inits[index](problems[index], start)
-            if moved:
-                fresh = inits[index](problems[index], next_start(mended(state), start, config.detail))
-                return carry_state(state, fresh, optimizer)
-            return state
-
-        def advance(index, state, first, end):
-            report = callback and partial(callback, c)
-            picture = picture_at and picture_at(index, idx)
-            if report and picture:
-                report = partial(with_picture, report, picture)
-            return drive(steps[index], state, problems[index], steps=end, start=first, steps_per_call=k,
-                         log_every=config.log_every, jit_kwargs=jit_kwargs, compiled=compiled[index],
-                         fetch=gather, total=config.steps * len(objectives), callback=report)
-
-        state = None if resume is None else jax.device_put(jax.tree.map(lambda x: x[idx], resume.state), batched)
-        climbed = climb(config, enter, advance, state=state, steps=resume.step if resume else 0,
-                        resumed=resume is not None)
-        keep = min(chunk, n_cells - c * chunk)
-        trace = join_traces(climbed.traces)
-        chunks.append(Chunk(jax.tree.map(lambda x: gather(x)[:keep], climbed.state),
-                            {key: v[:, :keep] for key, v in trace.items()}, keep, climbed.steps,
-                            climbed.stopped, climbed.seconds, climbed.compile_seconds))
-        if climbed.stopped == "interrupted":
-            stopped = "interrupted"
-            break
-        stopped = "nan" if climbed.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
-    return Cells(chunks, chunk, len(devices), sum(len(c) for c in compiled), stopped)
-
-
-@jax.jit
-def mended(state: StepState) -> StepState:
-    """A batch's state with each cell whose iterate or average is not finite (its loss blew
-    up while others went on) put back at its best image, so the next scale starts it
-    from there rather than from NaN."""
-    ok = jnp.isfinite(state.image).all(axis=(-3, -2, -1)) & jnp.isfinite(averaged(state)).all(axis=(-3, -2, -1))
-    ok = ok.reshape(ok.shape + (1, 1, 1))
-    weight = state.average_weight.reshape(state.average_weight.shape + (1, 1, 1))
-    return state._replace(image=jnp.where(ok, state.image, state.best_image),
-                          average=jnp.where(ok, state.average, state.best_image * weight))
+    # Every output carries the batch axis (metrics behind the steps axis); pin it to the
+    # mesh so the next call's inputs match (left free, XLA replicates small leaves and
+    # the second call would compile again).
+    return Lanes(init, lambda step: jax.vmap(step, in_axes=(0, axes, None)), place,
+                 partial(jax.device_put, device=batched),
+                 {"out_shardings": (batched, NamedSharding(mesh, PartitionSpec(None, "batch")))}, gather,
+                 devices[0].platform)
 
 
 def gather(tree):
@@ -220,7 +201,7 @@ def stylize_many(contents: list, style, config: StyleConfig = StyleConfig(), *,
                 if run.objective != objectives[index]:  # never: the same shape, config and budget
                     raise NstError("photos of one shape gave different objectives")
                 variables, loss_weights = run.problem.variables, run.problem.weights
-                last[i] = kept(run)
+                last[i] = light(run)
                 targets.append(run.problem.targets)
                 starts.append(jnp.asarray(run.start))
             pad = len(idx) - len(targets)
@@ -254,15 +235,6 @@ def group_plan(content, style, config: StyleConfig, weights: VGGWeights, budget:
                        budget), final.plans)
 
 
-def kept(run):
-    """Of a prepared scale, what its photo's Result needs (the objective, the pixels masks
-    keep, on the host; the content's colours; the notes): the network's weights and the
-    targets on the device are let go."""
-    keep = None if run.problem.targets.keep is None else tuple(np.asarray(x) for x in run.problem.targets.keep)
-    return dataclasses.replace(run, problem=Problem(None, Targets((), (), keep=keep), None), styles=[],
-                               content=None, start=None)
-
-
 def photo_result(config: StyleConfig, run, chunk: Chunk, j: int) -> Result:
     """Cell ``j`` of ``chunk`` (a photo prepared at its last scale as ``run``) as a Result,
     with its share of the chunk's time."""
@@ -270,9 +242,5 @@ def photo_result(config: StyleConfig, run, chunk: Chunk, j: int) -> Result:
     arrays = {k: v[:, j] for k, v in chunk.trace.items()}
     blew_up = bool(arrays) and not np.isfinite(arrays["loss"]).all()  # at some step, if it went on from its best
     stopped = "nan" if blew_up and chunk.stopped == "done" else chunk.stopped
-    image, best, average = final_pictures(run, config, state)
-    rows = Trace(arrays).rows() if arrays else []
-    return Result(image, best, float(state.best_loss), rows, chunk.steps, int(state.evals), stopped,
-                  chunk.seconds / chunk.cells, chunk.compile_seconds / chunk.cells, config,
-                  RunState(state, chunk.steps, arrays), run.notes, average,
-                  scale_span(config, scale_of(config, chunk.steps))[0], run.colour_content)
+    return cell_result(config, run, state, arrays, chunk.steps, stopped, chunk.seconds / chunk.cells,
+                       chunk.compile_seconds / chunk.cells, run.notes)

@@ -1,10 +1,12 @@
-"""The one driver: compiled chunks of steps, NaN stop, Ctrl-C, history, checkpoints.
+"""The one driver and the one runner: compiled chunks of steps, NaN stop, Ctrl-C, history,
+checkpoints; coarse to fine.
 
 :func:`drive` runs any step ``(state, problem, record) -> (state, metrics)`` -- one image
 or a vmapped batch of them -- for a number of steps, ``steps_per_call`` of them per call
 of one compiled program (a ``lax.scan`` when more than one), with one host sync per call.
-:func:`stylize` is prepare -> init -> drive -> result, and ``sweep()`` and the benchmarks
-drive the same way. Compile time is measured as compile time (``lower().compile()``).
+:func:`run_cells` takes cells coarse to fine through it: one picture (:func:`stylize`),
+or a chunk of a sweep's grid or of a folder's photos on a leading batch axis (batch.py's
+lanes). Compile time is measured as compile time (``lower().compile()``).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from .cache import LOAD_EVENT, kept_or_jitted, kept_program
 from .colour import after_run
 from .config import StyleConfig
 from .inputs import prepare, resolve_weights
-from .losses import LossTerms
+from .losses import LossTerms, Targets
 from .memory import MemoryPlan, budget_bytes
-from .schedule import carry_state, next_start
+from .objective import Problem
+from .schedule import carry_state, mended, next_start
 from .step import StepMetrics, StepState, averaged, init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
@@ -356,39 +359,90 @@ def held_picture(picture: Callable, state: StepState) -> Callable[[], np.ndarray
 
 @dataclass
 class Climb:
-    """Where a coarse-to-fine run ended (see :func:`climb`)."""
+    """Where a coarse-to-fine run ended (see :func:`run_cells`)."""
 
     state: StepState | None
     steps: int  # steps completed in total
     stopped: str  # "done", "nan", "interrupted" or "callback"
     traces: list[dict[str, np.ndarray]]  # each driven scale's Trace arrays
-    seconds: float  # the climb's, each scale's preparation included
+    seconds: float  # the run's, each scale's preparation included
     compile_seconds: float  # of those, making programs (compile_clock)
 
 
-def climb(config: StyleConfig, enter: Callable[[int, StepState | None, bool], StepState],
-          advance: Callable[[int, StepState, int, int], Outcome], *, state: StepState | None = None,
-          steps: int = 0, resumed: bool = False, traces: list | None = None,
-          interrupted: Callable[[StepState, int], object] | None = None) -> Climb:
-    """The coarse-to-fine loop of every run (one picture, a sweep's chunk), scale by scale of
-    ``config.sizes`` from the one ``steps`` reached (a resumed run) or the first:
-    ``state = enter(index, state, moved)`` makes the scale's start (fresh when ``state`` is
-    None, the last scale's carried over when ``moved``, else the resumed state as it is),
-    then ``advance(index, state, first, end)`` drives steps ``first`` to ``end`` unless
-    they are done, appending its trace to ``traces`` (a list the caller may read meanwhile).
-    Stops after a scale that did not finish; Ctrl-C between two scales keeps the last
-    scale's state (``interrupted(state, steps)`` is told)."""
-    current = scale_of(config, steps) if resumed else None
+class Scale(NamedTuple):
+    """A runner's cells at one scale: their objective, problem, and start image(s)."""
+
+    objective: object  # objective.Objective
+    problem: object  # objective.Problem
+    start: jax.Array  # (H, W, C), or (B, H, W, C) one per cell of a batch
+
+
+@dataclass(frozen=True)
+class Lanes:
+    """How a runner's cells meet its programs. :func:`one_lane`: one picture, the step on
+    its own state, every program kept between runs; batch.py's: cells on a leading axis of
+    the state, the step vmapped and sharded over devices."""
+
+    init: Callable  # (objective, problem, start) -> the cells' first state
+    vectorise: Callable = lambda step: step  # make_step's step -> the step of the cells
+    place: Callable = lambda index, problem: problem  # scale ``index``'s problem on the devices
+    put: Callable = lambda state: state  # a resumed state (from the host) on the devices
+    jit_kwargs: dict = field(default_factory=dict)
+    fetch: Callable = jax.device_get  # metrics to the host
+    platform: str | None = None  # whose default steps per call (None: the default device's)
+
+
+def one_lane(config: StyleConfig) -> Lanes:
+    """The lanes of a single picture (``stylize``)."""
+    return Lanes(init_program(config, optimizer_for(config)))
+
+
+def run_cells(config: StyleConfig, lanes: Lanes, scale_at: Callable[[int], Scale], *,
+              state: StepState | None = None, steps: int = 0, resumed: bool = False,
+              restore: Callable[[int, StepState], StepState] | None = None,
+              picture_at: Callable[[int], Callable] | None = None,
+              callback: Callable[[Progress], object] | None = None,
+              checkpoint: Callable | None = None, checkpoint_every: int = 0,
+              compiled: dict | None = None, traces: list | None = None,
+              interrupted: Callable[[StepState, int], object] | None = None) -> Climb:
+    """The one coarse-to-fine runner: cells (one picture, a chunk of a batch) through
+    ``lanes``' programs, scale by scale of ``config.sizes`` from the one ``steps`` reached
+    (``resumed``: ``state`` is that run's) or the first.
+
+    ``scale_at(index)`` -> the cells' :class:`Scale` there. The first state is
+    ``lanes.init``'s (then ``restore(index, it)``'s when given: a checkpoint read into its
+    shapes); each next scale starts from :func:`schedule.next_start` of the last, with its
+    state carried over. ``picture_at(index)`` -> a function of a state making what the run
+    would save (the callback's ``progress.picture``); ``checkpoint(index, state, steps,
+    trace)`` every ``checkpoint_every`` steps; ``compiled``: each scale's step programs by
+    index, shared by the chunks of a batch; each driven scale's trace is appended to
+    ``traces`` (a list the caller may read meanwhile). Stops after a scale that did not
+    finish; Ctrl-C between two scales keeps the last scale's state (``interrupted(state,
+    steps)`` is told)."""
+    optimizer = optimizer_for(config)
+    k = config.steps_per_call or default_steps_per_call(lanes.platform)
+    compiled = {} if compiled is None else compiled
     traces = [] if traces is None else traces
+    state = None if state is None else lanes.put(state)
+    current = scale_of(config, steps) if resumed else None
     stopped, entered = "done", False
     t_start, c_start = time.perf_counter(), compile_clock()
     for index in range(len(config.sizes)):
         if current is not None and index < current:
             continue
         try:
-            if state is not None and current != index:  # a safe point between two scales
+            moved = state is not None and current != index
+            if moved:  # a safe point between two scales
                 interrupt.check()
-            state = enter(index, state, current != index)
+            scale = scale_at(index)
+            scale = scale._replace(problem=lanes.place(index, scale.problem))
+            if state is None:
+                state = lanes.init(scale.objective, scale.problem, scale.start)
+                state = state if restore is None else restore(index, state)
+            elif moved:
+                state = mended(state)
+                fresh = lanes.init(scale.objective, scale.problem, next_start(state, scale.start, config.detail))
+                state = carry_state(state, fresh, optimizer)
         except KeyboardInterrupt:
             if not entered:  # no scale began: nothing to keep
                 raise
@@ -400,12 +454,32 @@ def climb(config: StyleConfig, enter: Callable[[int, StepState | None, bool], St
         first, end = scale_span(config, index)
         if steps >= end:
             continue
-        outcome = advance(index, state, max(first, steps), end)
+        report = callback
+        if callback and picture_at:
+            report = partial(with_picture, callback, picture_at(index))
+        outcome = drive(lanes.vectorise(make_step(scale.objective, optimizer, config.average)), state,
+                        scale.problem, steps=end, start=max(first, steps), steps_per_call=k,
+                        log_every=config.log_every, callback=report,
+                        checkpoint=checkpoint and partial(checkpoint, index),
+                        checkpoint_every=checkpoint_every if checkpoint else 0, jit_kwargs=lanes.jit_kwargs,
+                        compiled=compiled.setdefault(index, {}), fetch=lanes.fetch,
+                        total=config.steps * len(config.sizes), kept=step_made_of(scale.objective, config))
         state, steps, stopped = outcome.state, outcome.steps, outcome.stopped
         traces.append(outcome.trace.arrays)
         if stopped != "done":
             break
     return Climb(state, steps, stopped, traces, time.perf_counter() - t_start, compile_clock() - c_start)
+
+
+def cell_result(config: StyleConfig, run, state: StepState, arrays: dict[str, np.ndarray], steps: int,
+                stopped: str, seconds: float, compile_seconds: float, notes: list[str]) -> Result:
+    """The :class:`Result` of one picture whose ``state`` (on the host) is at its prepared
+    scale ``run`` after ``steps``, ``arrays`` its whole Trace."""
+    image, best, average = final_pictures(run, config, state)
+    rows = Trace(arrays).rows() if arrays else []
+    return Result(image, best, float(state.best_loss), rows, steps, int(state.evals), stopped, seconds,
+                  compile_seconds, config, RunState(state, steps, arrays), notes, average,
+                  scale_span(config, scale_of(config, steps))[0], run.colour_content)
 
 
 def stylize(content, style, config: StyleConfig = StyleConfig(), *,
@@ -424,77 +498,68 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     ``checkpoint``: a file written every ``checkpoint_every`` steps and on Ctrl-C.
     ``on_plan(plans)`` is called once before the first step with the memory plan of each
     size (memory.describe_plans makes one line of them); the budget they share is read
-    once, at the start.
+    once, at the start. The run is :func:`run_cells`' with one cell.
     """
     t_start, c_start = time.perf_counter(), compile_clock()
     budget = budget_bytes(config.max_memory)
     weights = resolve_weights(config, weights)
-    optimizer = optimizer_for(config)
-    init = init_program(config, optimizer)
-    k = config.steps_per_call or default_steps_per_call()
     state, done, history = None, 0, {}
     if isinstance(resume, RunState):
         state, done, history = resume
     elif resume is not None:
         done = checkpoint_step(resume)
-    total = config.steps * len(config.sizes)
     runs, notes, saved = {}, [], [history]  # runs: prepared scales by index; saved: a resume's steps
-    climbed = []  # the traces of the scales driven in this call (climb appends them)
+    climbed = []  # the traces of the scales driven in this call (run_cells appends them)
 
-    def save(state, steps_done, trace, run):
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, state, steps_done, join_traces(saved + climbed + [trace.arrays]), config,
-                            run.digest)
-
-    def enter(index, state, moved):
+    def scale_at(index):
         nonlocal on_plan
         run = runs[index] = prepare(content, style, config, weights, size=config.sizes[index], budget=budget)
-        if state is None and resume is not None:  # a checkpoint file, made at this scale
-            template = init(run.objective, run.problem, run.start)
-            state, _, saved[0] = load_checkpoint(resume, template, config, run.digest, TERMS)
-        elif state is None:
-            state = init(run.objective, run.problem, run.start)
-        elif moved:
-            fresh = init(run.objective, run.problem, next_start(state, run.start, config.detail))
-            state = carry_state(state, fresh, optimizer)
-        for earlier in [i for i in runs if i < index]:  # the state has left them: free their inputs
-            del runs[earlier]
+        for earlier in [i for i in runs if i < index]:  # the state leaves them: free their inputs
+            runs[earlier] = light(runs[earlier])
         if on_plan is not None:
             on_plan(run.plans)
             on_plan = None  # once
         notes.extend(n for n in run.notes if n not in notes)
+        return Scale(run.objective, run.problem, run.start)
+
+    def restore(index, template):  # a checkpoint file, made at this scale
+        state, _, saved[0] = load_checkpoint(resume, template, config, runs[index].digest, TERMS)
         return state
 
-    def advance(index, state, first, end):
+    def picture_at(index):
         run = runs[index]
-        picture = partial(output_picture, run.objective, run.problem, config, run.colour_content)
-        return drive(make_step(run.objective, optimizer, config.average), state, run.problem, steps=end,
-                     start=first, steps_per_call=k, log_every=config.log_every,
-                     callback=callback and partial(with_picture, callback, picture),
-                     checkpoint=partial(save, run=run), total=total,
-                     checkpoint_every=checkpoint_every if checkpoint is not None else 0,
-                     kept=step_made_of(run.objective, config))
+        return partial(output_picture, run.objective, run.problem, config, run.colour_content)
+
+    def save(index, state, steps_done, trace):
+        save_checkpoint(checkpoint, state, steps_done, join_traces(saved + climbed + [trace.arrays]), config,
+                        runs[index].digest)
 
     def interrupted(state, steps_done):  # between scales: saved with the scale it was made at
-        save(state, steps_done, Trace(), prepared_at(runs.values(), state))
+        run = prepared_at(runs.values(), state)
+        save(next(i for i in runs if runs[i] is run), state, steps_done, Trace())
 
-    result = climb(config, enter, advance, state=state, steps=done, resumed=resume is not None,
-                   traces=climbed, interrupted=interrupted)
-    run = prepared_at(runs.values(), result.state)
+    result = run_cells(config, one_lane(config), scale_at, state=state, steps=done, resumed=resume is not None,
+                       restore=restore if resume is not None and state is None else None, picture_at=picture_at,
+                       callback=callback, checkpoint=save if checkpoint is not None else None,
+                       checkpoint_every=checkpoint_every, traces=climbed,
+                       interrupted=interrupted if checkpoint is not None else None)
     final = jax.device_get(result.state)
-    joined = join_traces(saved + climbed)
-    rows = Trace(joined).rows() if joined else []
-    image, best, average = final_pictures(run, config, final)
-    done = result.steps
-    return Result(image, best, float(final.best_loss), rows, done, int(final.evals), result.stopped,
-                  time.perf_counter() - t_start, compile_clock() - c_start, config, RunState(final, done, joined),
-                  notes, average,
-                  scale_span(config, scale_of(config, done))[0], run.colour_content)
+    return cell_result(config, prepared_at(runs.values(), final), final, join_traces(saved + climbed), result.steps,
+                       result.stopped, time.perf_counter() - t_start, compile_clock() - c_start, notes)
 
 
 def prepared_at(runs, state: StepState):
-    """The prepared scale (inputs.prepare) whose size ``state``'s images have."""
-    return next(r for r in runs if r.content.shape[:2] == state.image.shape[-3:-1])
+    """The prepared scale (inputs.prepare, or its :func:`light` copy) whose size ``state``'s images have."""
+    return next(r for r in runs if r.colour_content.shape[:2] == state.image.shape[-3:-1])
+
+
+def light(run):
+    """Of a prepared scale, what a Result needs (the objective, the pixels masks keep, on
+    the host; the content's colours; the notes; the digest): the network's weights and
+    the targets on the device are let go."""
+    keep = None if run.problem.targets.keep is None else tuple(np.asarray(x) for x in run.problem.targets.keep)
+    return replace(run, problem=Problem(None, Targets((), (), keep=keep), None), styles=[], content=None,
+                   start=None)
 
 
 def join_traces(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -61,6 +61,23 @@ def _next_start(state: StepState, start: jax.Array, detail: float) -> jax.Array:
     return box(out)
 
 
+def mended(state: StepState) -> StepState:
+    """``state`` with each image (of a batch, on a leading axis) whose iterate or average is
+    not finite (its loss blew up while others went on) put back at its best image, so the
+    next scale starts it from there rather than from NaN. One program per scale change,
+    kept between runs (cache.kept_or_jitted)."""
+    return kept_or_jitted(("mended",), _mended, (state,), jax.tree.structure(state))
+
+
+@jax.jit
+def _mended(state: StepState) -> StepState:
+    ok = jnp.isfinite(state.image).all(axis=(-3, -2, -1)) & jnp.isfinite(averaged(state)).all(axis=(-3, -2, -1))
+    ok = ok.reshape(ok.shape + (1, 1, 1))
+    weight = state.average_weight.reshape(state.average_weight.shape + (1, 1, 1))
+    return state._replace(image=jnp.where(ok, state.image, state.best_image),
+                          average=jnp.where(ok, state.average, state.best_image * weight))
+
+
 def carry_state(state: StepState, fresh: StepState, optimizer: Optimizer) -> StepState:
     """Move ``state`` (the end of one scale) into ``fresh`` (``init_state`` at the next
     scale, from :func:`next_start`): evaluation counts and the iterate average carry over,

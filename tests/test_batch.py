@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import CONTENT, STYLE, tiny
-from nst_jax import batch
+from nst_jax import run
 from nst_jax.batch import shape_groups, stylize_many
 from nst_jax.run import stylize
 
@@ -64,7 +64,7 @@ def test_a_photo_that_blows_up_goes_on_from_its_best_image(vgg16_weights, monkey
     the next scale starts it from its best image, it is reported "nan", and its picture
     is finite; the other photo is untouched by it."""
     config = tiny(steps=3, scales=(24, 32))
-    real = batch.drive
+    real = run.drive
 
     def drive(*args, **kw):
         out = real(*args, **kw)
@@ -74,9 +74,9 @@ def test_a_photo_that_blows_up_goes_on_from_its_best_image(vgg16_weights, monkey
             out.trace.arrays["loss"][-1, 1] = np.nan
         return out
 
-    monkeypatch.setattr(batch, "drive", drive)
+    monkeypatch.setattr(run, "drive", drive)
     together = stylize_many([PHOTOS[0], PHOTOS[2]], STYLE, config, weights=vgg16_weights)
-    monkeypatch.setattr(batch, "drive", real)
+    monkeypatch.setattr(run, "drive", real)
     alone = stylize_many([PHOTOS[0]], STYLE, config, weights=vgg16_weights)[0]
     assert [r.stopped for r in together] == ["done", "nan"]
     assert np.isfinite(together[1].output).all() and np.isfinite(together[1].best_loss)

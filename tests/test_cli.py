@@ -228,14 +228,14 @@ def test_an_interrupted_folder_keeps_the_photos_it_began(tmp_path, vgg16_weights
     """Ctrl-C in the first group's first step: its photos get their best image so far, the
     later group never starts; exit 130 and one line that says so."""
     monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
-    real_drive = batch.drive
+    real_drive = run.drive
 
     def interrupted(*args, callback=None, **kw):
         def stop(progress):
             raise KeyboardInterrupt
         return real_drive(*args, callback=stop, **kw)
 
-    monkeypatch.setattr(batch, "drive", interrupted)
+    monkeypatch.setattr(run, "drive", interrupted)
     photos = tmp_path / "photos"
     for name, shape in [("a.png", (24, 32)), ("b.png", (24, 32)), ("c.png", (32, 24))]:
         save_image(np.random.default_rng(1).uniform(size=(*shape, 3)), photos / name)

@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 import fuzz_corpus as corpus
 import importlib
 
-from nst_jax import batch, inputs, run
+from nst_jax import inputs, run
 from nst_jax.cli import app
 from nst_jax.config import StyleConfig
 from nst_jax.errors import ConfigError, NstError, WeightsError
@@ -770,14 +770,14 @@ def test_a_sweep_names_the_cells_that_blew_up_or_never_improved(tmp_path, images
 
 
 def test_an_interrupted_sweep_saves_what_it_has(tmp_path, images, fabricated, monkeypatch):
-    real_drive = batch.drive
+    real_drive = run.drive
 
     def interrupted_drive(*args, callback=None, **kw):
         def stop(progress):
             raise KeyboardInterrupt  # as Ctrl-C after the first step
         return real_drive(*args, callback=stop, **kw)
 
-    monkeypatch.setattr(batch, "drive", interrupted_drive)
+    monkeypatch.setattr(run, "drive", interrupted_drive)
     out = tmp_path / "grid"
     before = corpus.snapshot(tmp_path)
     r = invoke(*sweep_args(images, out, "--style-weight", "1e3,1e6"))
