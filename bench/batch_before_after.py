@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nst_jax.config import StyleConfig  # noqa: E402
 from old_tree import import_old  # noqa: E402
-from nst_jax.sweep import sweep  # noqa: E402
+from nst_jax.sweeps import sweep  # noqa: E402
 from nst_jax.weights import load_weights  # noqa: E402
 from quality import locate_shared  # noqa: E402
 

@@ -30,7 +30,7 @@ import quality  # noqa: E402
 from nst_jax.config import ADAM_ON_SUMMED_LOSS, StyleConfig  # noqa: E402
 from nst_jax.image import contact_sheet, resize_longest, save_image  # noqa: E402
 from nst_jax.config import scale_ladder  # noqa: E402
-from nst_jax.sweep import sweep  # noqa: E402
+from nst_jax.sweeps import sweep  # noqa: E402
 from nst_jax.weights import load_weights  # noqa: E402
 
 # Each variant: changes to StyleConfig(size=SIZE, content_norm="mean"); "ladder": the

@@ -37,7 +37,7 @@ from nst_jax.image import load_image  # noqa: E402
 from nst_jax.inputs import prepare  # noqa: E402
 from nst_jax.run import default_steps_per_call, drive  # noqa: E402
 from nst_jax.step import init_state, make_step, optimizer_for  # noqa: E402
-from nst_jax.sweep import sweep  # noqa: E402
+from nst_jax.sweeps import sweep  # noqa: E402
 from nst_jax.vgg import conv_shapes, forward_flops  # noqa: E402
 from nst_jax.weights import VGGWeights, load_embedded, load_weights  # noqa: E402
 from torch_ref import FastNST, TutorialNST  # noqa: E402

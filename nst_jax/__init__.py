@@ -22,7 +22,7 @@ _EXPORTS = {
     "objective": ["Objective", "Problem", "build_objective", "loss_weights"],
     "run": ["Progress", "Result", "RunState", "drive", "stylize"],
     "step": ["StepState", "init_state", "make_optimizer", "make_step"],
-    "sweep": ["SweepResult", "sweep"],
+    "sweeps": ["SweepResult", "sweep"],
     "vgg": ["VGG", "layer_names", "layout"],
     "video": ["VideoConfig", "VideoResult", "stylize_video"],
     "weights": ["VGGWeights", "convert", "load_weights"],

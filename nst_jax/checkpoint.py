@@ -33,6 +33,7 @@ def _json_config(config: StyleConfig) -> dict:
 def save_checkpoint(path: str | Path, state: StepState, step: int, history: dict[str, np.ndarray],
                     config: StyleConfig, digest: str) -> Path:
     """Write the run state after ``step`` completed steps to ``path`` atomically."""
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     path = Path(path)
@@ -44,8 +45,8 @@ def save_checkpoint(path: str | Path, state: StepState, step: int, history: dict
     try:
         with created(path.parent), atomic_path(path) as tmp:
             save_file(arrays, tmp, metadata=meta)
-    except OSError as e:
-        raise NstError(f"cannot write the checkpoint {path}: {e.strerror or e}") from None
+    except (OSError, SafetensorError) as e:  # the latter: a full disk while it writes
+        raise NstError(f"cannot write the checkpoint {path}: {getattr(e, 'strerror', None) or e}") from None
     return path
 
 
@@ -64,15 +65,15 @@ def load_checkpoint(path: str | Path, template: StepState, config: StyleConfig, 
     the history's keys (none when no step was taken).
     """
     arrays, meta = _read(Path(path))
-    if meta.get("digest") != digest:
-        raise NstError(f"{path} was made for other content/style images or other weights")
     saved = {**ADDED_FIELDS, **meta.get("config", {})}
     ours = {k: v for k, v in _json_config(config).items() if k in config.objective_fields()}
     changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
-    if changed:
+    if changed:  # before the inputs: a new size changes their digest too, and this names it
         was = ", ".join(f"{k} ({saved.get(k)!r} there, {ours[k]!r} here)" for k in changed)
         raise NstError(f"{path} was made with a different {was}; "
                        f"a run resumes only with the same objective and optimizer")
+    if meta.get("digest") != digest:
+        raise NstError(f"{path} was made for other content/style images or other weights")
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     restored = []
     for key, like in leaves:

@@ -89,8 +89,8 @@ def stylize(
         jobs = content_jobs(content, output)
         for _, out_path in jobs:
             image.check_writable(out_path, bit_depth)
-        if len(jobs) > 1 and (resume or checkpoint):
-            raise NstError("--resume and --checkpoint take one content image, not a folder")
+        if len(jobs) > 1 and (resume or checkpoint or checkpoint_every):
+            raise NstError("--resume, --checkpoint and --checkpoint-every take one content image, not a folder")
         ckpt = checkpoint or (output.with_suffix(".ckpt") if checkpoint_every or resume else None)
         if ckpt is not None:
             image.check_directory(Path(ckpt).parent)
@@ -267,7 +267,7 @@ def sweep(
 ) -> None:
     """Stylize a whole grid of style weights x layer sets in one vmapped program."""
     from . import image
-    from .sweep import is_writer, start_distributed, sweep as run_sweep, write_sweep
+    from .sweeps import is_writer, start_distributed, sweep as run_sweep, write_sweep
 
     try:
         betas = parse_numbers(style_weights, "--style-weight")

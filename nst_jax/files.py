@@ -52,14 +52,20 @@ def content_jobs(content: Path, output: Path) -> list[tuple[Path, Path]]:
 
     if not content.is_dir():
         return [(content, output)]
-    if output.suffix:
+    if output.suffix and not output.is_dir():  # a folder may have a dot in its name
         raise NstError(f"{content} is a folder: give -o a folder for the results, not {output}")
     readable = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif"}
     photos = sorted(p for p in content.iterdir() if p.is_file() and p.suffix.lower() in readable)
     if not photos:
         raise NstError(f"{content} holds no images ({', '.join(sorted(readable))})")
     ext = ".png" if ".png" in writable_extensions() else writable_extensions()[0]
-    return [(p, output / f"{p.stem}{ext}") for p in photos]
+    jobs = [(p, output / f"{p.stem}{ext}") for p in photos]
+    by_output = {}
+    for photo, out in jobs:
+        if out in by_output:
+            raise NstError(f"{by_output[out]} and {photo} would both be written to {out}: rename one of them")
+        by_output[out] = photo
+    return jobs
 
 
 def sweep_files(output: Path, rows: int, cols: int) -> list[Path]:

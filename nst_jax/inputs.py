@@ -176,16 +176,25 @@ def _content_targets(objective: Objective, variables, content, style_grams: tupl
 
 
 def describe_balance(config: StyleConfig, gaps: jax.Array, blend, shape, arch: str) -> str:
-    """One line: beta against the style gap, and what that is on J_style itself."""
+    """One line: beta against the style gap, and what that is on J_style itself. Raises
+    when the photo already has the painting's statistics (a gap of 0 leaves nothing to
+    measure the style loss against)."""
     from .losses import gram_share
 
     per_layer = np.asarray(gaps) @ np.asarray(blend)
     if config.balance == Balance.layers:
+        flat = [n for n, g, lam in zip(config.style_layers, per_layer, config.style_layer_weights) if lam and not g > 0]
+        if flat:
+            raise NstError(f"the photo already has the style's statistics at {', '.join(flat)} (a style gap of 0): "
+                           "is the style image the photo? --balance fixed measures the style loss as it is")
         return (f"balance: beta {config.style_weight:g} on each style layer's gap (the photo's own J_style^l at "
                 f"{max(shape)} px: {', '.join(f'{g:.3g}' for g in per_layer)})")
     sizes = {l.name: (h, w, l.c_out) for l, h, w in layer_sizes(arch, *shape, config.style_layers)}
     shares = [gram_share(sizes[n], config.per_channel) for n in config.style_layers]
     gap = float(np.dot(np.asarray(config.style_layer_weights) * shares, per_layer))
+    if not gap > 0:
+        raise NstError("the photo already has the style's statistics (a style gap of 0): is the style image the "
+                       "photo? --balance fixed measures the style loss as it is")
     return (f"balance: beta {config.style_weight:g} on the style gap (J_style of the photo, {gap:.3g} at "
             f"{max(shape)} px): {config.style_weight / gap:.3g} on J_style itself")
 
@@ -301,8 +310,10 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
                                      style_grams if config.balance != Balance.fixed else None, output_guides)
     targets = Targets(features, style_grams, output_guides,
                       None if free is None else (jnp.asarray(free), jnp.asarray(kept)), gaps)
-    if gaps is not None and size == config.size:
-        notes.append(describe_balance(config, gaps, blend, (h, w), weights.arch))
+    if gaps is not None:  # checked at every size; said once, at the run's own
+        balance = describe_balance(config, gaps, blend, (h, w), weights.arch)
+        if size == config.size:
+            notes.append(balance)
     problem = Problem(variables, targets, loss_weights(config, blend))
     spatial = list(guides or ()) + [g for own in style_guides if own for g in own]
     return Prepared(objective, problem, content_img, style_imgs, start,

@@ -27,7 +27,7 @@ import numpy as np
 from .atomic import atomic_path, created
 from .errors import NstError
 from .run import scale_span
-from .sweep import json_safe
+from .sweeps import json_safe
 
 FORMAT = "nst-jax run record"
 VERSION = 1
@@ -75,6 +75,9 @@ def check_record_path(path: str | Path, outputs, inputs) -> Path:
             if same_path(path, Path(other)):
                 raise NstError(f"refusing to write the record to {path}: it is {kind} of this run "
                                "(give another --record)")
+    if path.is_file() and not is_record(path):
+        raise NstError(f"refusing to write the record to {path}: it exists and is not a run record "
+                       "(give another --record or --no-record, or move it)")
     check_directory(path.parent)
     existing = Path(os.path.abspath(path.parent))
     while not existing.exists():
@@ -83,6 +86,14 @@ def check_record_path(path: str | Path, outputs, inputs) -> Path:
     if len(os.fsencode(path.name)) + 14 > os.pathconf(existing, "PC_NAME_MAX"):
         raise NstError(f"cannot write the record {path}: its name is too long")
     return path
+
+
+def is_record(path: Path) -> bool:
+    """Whether ``path`` holds a run record (any version): one a new run may replace."""
+    try:
+        return json.loads(path.read_bytes()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def environment() -> dict:
@@ -184,7 +195,7 @@ def video_record(result, *, command, inputs: dict, output, times: CallTimes | No
 
 
 def sweep_record(result, *, command, inputs: dict, output, times: CallTimes | None = None) -> dict:
-    """The record of one ``sweep()`` :class:`~nst_jax.sweep.SweepResult`: the history's
+    """The record of one ``sweep()`` :class:`~nst_jax.sweeps.SweepResult`: the history's
     columns hold one list per step, one value per cell (cells in ``result.cells()`` order)."""
     arrays = result.state.history if result.state is not None else {}
     steps = len(result.history)

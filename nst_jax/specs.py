@@ -121,10 +121,11 @@ def parse_blend_grid(spec: str, n_styles: int) -> tuple[list[tuple[float, ...]],
         if any(not 0.0 <= t <= 1.0 for t in shares):
             raise NstError(f"--blend-grid shares are fractions in [0, 1], not {spec!r}")
         return [(1.0 - t, t) for t in shares], [f"blend {t:g}" for t in shares]
-    if ";" not in spec:
-        raise NstError(f"with {n_styles} styles, --blend-grid takes one weight per style for each row, "
-                       "rows separated by ';' (e.g. 1,0,0;0,1,0)")
     rows = [parse_numbers(part, "--blend-grid") for part in spec.split(";") if part.strip()]
+    if not rows or any(len(row) != n_styles for row in rows):
+        example = ";".join(",".join("1" if j == i else "0" for j in range(n_styles)) for i in range(2))
+        raise NstError(f"with {n_styles} styles, --blend-grid takes one weight per style for each row, "
+                       f"rows separated by ';' (e.g. {example})")
     blends = [normalised_blend(row, n_styles) for row in rows]
     return blends, ["blend " + "/".join(f"{w:.2g}" for w in b) for b in blends]
 
@@ -135,7 +136,7 @@ def parse_layer_sets(spec: str, layers: tuple[str, ...], weights: tuple[float, .
     ``""``: one row, ``layers`` with ``weights``; ``"paper"``: the first k of ``layers``
     with equal weights, k = 1..n (Fig. 9 of the article); else rows ``A[:w],B;C,...``.
     """
-    from .sweep import paper_layer_sets
+    from .sweeps import paper_layer_sets
 
     if not spec.strip():
         return layers, [weights], [",".join(layers)]

@@ -98,6 +98,18 @@ def print_plan(plans) -> None:
     err.print(f"memory: {describe_plans(plans)}", highlight=False, markup=False)
 
 
+def heaviest(config: StyleConfig) -> str:
+    """The loss weight furthest above its default, as its flag and value: what a blow-up
+    asks to lower (--style-weight when none was raised). A weight whose default is 0 (TV)
+    counts from 1e-3."""
+    default = StyleConfig()
+    weights = {name: (getattr(config, name), max(getattr(default, name), 1e-3))
+               for name in ("style_weight", "content_weight", "tv_weight")}
+    name = max(weights, key=lambda n: weights[n][0] / weights[n][1])
+    name = name if weights[name][0] > weights[name][1] else "style_weight"
+    return f"--{name.replace('_', '-')} (now {getattr(config, name):g})"
+
+
 def advice(config: StyleConfig, blew_up: bool) -> str:
     """What to change when the loss blew up (``blew_up``) or never fell."""
     lbfgs = config.is_lbfgs
@@ -105,15 +117,15 @@ def advice(config: StyleConfig, blew_up: bool) -> str:
     if not (config.content_weight or config.style_weight or config.tv_weight):
         return "every loss weight is 0: give --content-weight or --style-weight above 0"
     if blew_up:
-        return ("lower --style-weight (L-BFGS steps grow with the loss scale)" if lbfgs
-                else f"lower --lr (now {lr:g}) or --style-weight (now {config.style_weight:g})")
+        return (f"lower {heaviest(config)} (L-BFGS steps grow with the loss scale)" if lbfgs
+                else f"lower --lr (now {lr:g}) or {heaviest(config)}")
     if config.learning_rate == 0:
         return "raise --lr (0 moves nothing)"
     if config.steps == 1:
         return "give --steps 2 or more (a step is scored by the evaluation that starts the next one)"
     if not lbfgs:
         return f"change --lr (now {lr:g}): lower if the loss rose, higher if it barely moved"
-    return "lower --style-weight (L-BFGS steps grow with the loss scale) or give more --steps"
+    return f"lower {heaviest(config)} (L-BFGS steps grow with the loss scale) or give more --steps"
 
 
 @contextmanager

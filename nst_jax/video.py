@@ -46,7 +46,7 @@ from .clip import Clip, check_video_path, open_clip, read_frames, write_video
 from .colour import before_run, luminance
 from .config import Colour, StyleConfig
 from .errors import ConfigError, VideoError
-from .flow import FLOW_UPSCALE, PRESETS, consistency, fold, later_frame_wins, optical_flow, warp
+from .flow import FLOW_UPSCALE, PRESETS, check_flow, consistency, fold, later_frame_wins, optical_flow, warp
 from .image import check_directory, load_image, resize, save_image
 from .inputs import Prepared, content_features, prepare, resolve_weights, start_image
 from .memory import budget_bytes
@@ -179,6 +179,8 @@ def stylize_video(source, styles, output: str | Path, config: StyleConfig = Styl
     if video.start >= clip.frames:
         raise VideoError(f"--start {video.start} is past the clip's last frame ({clip.frames} frames)")
     total = clip.frames - video.start if video.frames is None else min(video.frames, clip.frames - video.start)
+    if total > 1 and video.previous:
+        check_flow()
     folder = frames_dir(output)
     if not is_folder(output):
         check_video_path(output)

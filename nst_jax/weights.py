@@ -226,6 +226,7 @@ def read_checkpoint(path: str | Path, arch: str | None = None) -> VGGWeights:
 
 def save(weights: VGGWeights, out: str | Path) -> Path:
     """Write canonical safetensors atomically (temp file + rename)."""
+    from safetensors import SafetensorError
     from safetensors.numpy import save_file
 
     out = Path(out)
@@ -234,8 +235,8 @@ def save(weights: VGGWeights, out: str | Path) -> Path:
     try:
         with created(out.parent), atomic_path(out) as tmp:
             save_file(weights.params, tmp, metadata=weights.metadata())
-    except OSError as e:
-        raise WeightsError(f"cannot write {out}: {e.strerror or e}") from None
+    except (OSError, SafetensorError) as e:  # the latter: a full disk while it writes
+        raise WeightsError(f"cannot write {out}: {getattr(e, 'strerror', None) or e}") from None
     return out
 
 

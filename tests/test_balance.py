@@ -112,3 +112,14 @@ def test_a_run_with_the_gap_balance_resumes_to_the_same_picture(tmp_path, vgg16_
     rest = stylize(CONTENT, STYLE, config, weights=vgg16_weights, resume=ckpt)
     np.testing.assert_array_equal(rest.output, whole.output)
     assert whole.history[0].style == pytest.approx(1.0, rel=1e-5)  # the run starts at the photo
+
+
+@pytest.mark.parametrize("balance", ["gap", "layers"])
+def test_a_photo_that_already_has_the_style_is_refused(balance, vgg16_weights):
+    """The style image is the photo (a gap of 0): no balance can be measured against it, so
+    one error says so before any step, rather than a division by zero."""
+    from nst_jax.errors import NstError
+
+    with pytest.raises(NstError, match="already has the style's statistics.*--balance fixed"):
+        prepare(CONTENT, CONTENT, gap_config(balance=balance), vgg16_weights)
+    prepare(CONTENT, CONTENT, gap_config(balance="fixed", content_norm="mean"), vgg16_weights)  # the paper's: fine

@@ -177,6 +177,16 @@ def test_a_run_that_never_improved_writes_nothing(tmp_path, captured):
     assert "give --steps 2 or more" in one_line_error(r, 4)
 
 
+@pytest.mark.parametrize("weights, named", [({}, "--style-weight (now 20)"),
+                                            ({"content_weight": 3e38}, "--content-weight (now 3e+38)"),
+                                            ({"tv_weight": 1e30, "style_weight": 40}, "--tv-weight (now 1e+30)"),
+                                            ({"tv_weight": 1e-4}, "--style-weight (now 20)")])
+def test_the_advice_names_the_weight_raised_furthest(weights, named):
+    from nst_jax.terminal import advice
+
+    assert advice(nst_jax.StyleConfig(**weights), True) == f"lower {named} (L-BFGS steps grow with the loss scale)"
+
+
 def test_a_missing_output_folder_is_created(tmp_path, captured):
     out = tmp_path / "new" / "deeper" / "o.webp"
     assert invoke("stylize", "a.jpg", "b.jpg", "-o", out).exit_code == 0 and out.exists()
@@ -192,6 +202,10 @@ def test_a_folder_of_content_images(tmp_path, captured):
     assert captured["calls"] == ["a.png", "b.jpg"]
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
     assert "results" in one_line_error(invoke("stylize", photos, "s.jpg", "-o", tmp_path / "x.png"))
+    for flags in (["--checkpoint-every", 2], ["--checkpoint", tmp_path / "c.ckpt"]):  # one checkpoint, many photos
+        r = invoke("stylize", photos, "s.jpg", "-o", tmp_path / "again", *flags)
+        assert "take one content image, not a folder" in one_line_error(r)
+    assert not (tmp_path / "again").exists()
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from nst_jax.colour import (MATCH_METHODS, RGB_FROM_YIQ, YIQ_FROM_RGB, after_run
                             yiq_to_rgb)
 from nst_jax.inputs import prepare
 from nst_jax.run import stylize
-from nst_jax.sweep import sweep
+from nst_jax.sweeps import sweep
 from conftest import tiny
 
 

@@ -23,7 +23,7 @@ from nst_jax.image import save_image
 from nst_jax.weights import VGGWeights, save
 
 ROOT = Path(__file__).resolve().parents[1]
-LIB = importlib.import_module("nst_jax.sweep")
+LIB = importlib.import_module("nst_jax.sweeps")
 
 # One process of the documented launch (argv: where to put its numbers, then the command's
 # arguments). Process 1 is told it has no memory to spare, process 0 that it has plenty:
@@ -32,7 +32,7 @@ LIB = importlib.import_module("nst_jax.sweep")
 CHILD = textwrap.dedent("""
     import importlib, sys
     import jax, numpy as np
-    lib = importlib.import_module("nst_jax.sweep")  # the module (the package exports the function as sweep)
+    lib = importlib.import_module("nst_jax.sweeps")  # the module (the package exports the function as sweep)
     from nst_jax.cli import app
 
     dump, args = sys.argv[1], sys.argv[2:]

@@ -44,7 +44,7 @@ from nst_jax.step import make_optimizer
 from nst_jax.weights import VGGWeights, read_checkpoint, save
 from conftest import tiny
 
-sweep_module = importlib.import_module("nst_jax.sweep")  # the package exports the function
+sweep_module = importlib.import_module("nst_jax.sweeps")
 real_atomic = importlib.import_module("nst_jax.atomic").atomic_path
 runner = CliRunner()
 

@@ -13,7 +13,7 @@ from nst_jax.image import save_image
 from nst_jax.inputs import prepare
 from nst_jax.masks import erode_min, labelled_regions, layer_guides, load_regions, normalised_guides
 from nst_jax.run import stylize
-from nst_jax.sweep import sweep
+from nst_jax.sweeps import sweep
 
 
 def test_layer_guides_by_hand():

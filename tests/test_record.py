@@ -14,7 +14,7 @@ import pytest
 from nst_jax import record as rec
 from nst_jax.errors import NstError
 from nst_jax.run import stylize
-from nst_jax.sweep import sweep
+from nst_jax.sweeps import sweep
 
 from conftest import CONTENT, STYLE, tiny
 
@@ -111,6 +111,19 @@ def test_a_record_that_would_replace_an_input_or_output_is_refused(tmp_path, mon
     with pytest.raises(NstError, match="its name is too long"):
         rec.check_record_path(tmp_path / ("r" * 250 + ".json"), [], [])
     assert rec.check_record_path(tmp_path / "new" / "o.json", [tmp_path / "o.png"], [content])
+
+
+def test_a_record_replaces_only_an_earlier_record(tmp_path):
+    """The record goes beside the picture as NAME.json: a file of that name the user made is
+    kept and the run refused; an earlier run's record is replaced."""
+    mine = tmp_path / "data.json"
+    mine.write_text('{"my": "important config"}')
+    with pytest.raises(NstError, match="data.json: it exists and is not a run record"):
+        rec.check_record_path(mine, [tmp_path / "data.png"], [])
+    assert mine.read_text() == '{"my": "important config"}'
+    earlier = tmp_path / "out.json"
+    earlier.write_text(json.dumps({"format": rec.FORMAT, "version": 0}))
+    assert rec.check_record_path(earlier, [tmp_path / "out.png"], []) == earlier
 
 
 def test_a_record_is_written_whole_or_not_at_all(tmp_path, monkeypatch):

@@ -143,7 +143,7 @@ def test_a_checkpoint_for_another_run_is_refused_and_kept(tmp_path, vgg16_weight
         (CONTENT[::-1].copy(), config, "other content/style images or other weights"),
         (CONTENT, config.replace(style_weight=7.0), "different style_weight"),
         (CONTENT, config.replace(optimizer="lbfgs-fixed"), "different optimizer"),
-        (CONTENT, config.replace(size=24), "other content/style images"),
+        (CONTENT, config.replace(size=24), r"different size \(32 there, 24 here\)"),  # its inputs' digest too
     ]
     for content, other, message in cases:
         with pytest.raises(NstError, match=message):
@@ -320,3 +320,20 @@ def test_the_step_writes_its_state_over_the_last_one(vgg16_weights):
     reused = compile_chunk(step, 1, state, run.problem, {"donate_argnums": 0}).memory_analysis()
     assert kept.alias_size_in_bytes == 0
     assert reused.alias_size_in_bytes >= 0.95 * state_bytes, (reused.alias_size_in_bytes, state_bytes)
+
+
+def test_a_checkpoint_the_disk_cannot_hold_is_one_error_and_no_file(tmp_path, vgg16_weights, monkeypatch):
+    """safetensors reports a full disk as its own error, not an OSError: still one line, and
+    nothing half-written left behind."""
+    import safetensors.numpy
+    from safetensors import SafetensorError
+
+    def full(arrays, path, metadata=None):
+        Path(path).write_bytes(b"partial")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full)
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(NstError, match=r"cannot write the checkpoint .*run\.ckpt: .*No space left on device"):
+        stylize(CONTENT, STYLE, tiny(steps=2), weights=vgg16_weights, checkpoint=ckpt, checkpoint_every=1)
+    assert list(tmp_path.iterdir()) == []

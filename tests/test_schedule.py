@@ -15,7 +15,7 @@ from nst_jax.run import stylize
 from nst_jax.config import scale_ladder
 from nst_jax.schedule import carry_state, next_start, resample
 from nst_jax.step import averaged, init_state, make_optimizer, make_step
-from nst_jax.sweep import sweep
+from nst_jax.sweeps import sweep
 
 
 def test_scale_ladder():

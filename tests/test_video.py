@@ -359,6 +359,15 @@ def test_without_pyav_the_command_says_what_to_install(tmp_path, monkeypatch):
     assert r.exit_code == 1 and r.output.strip() == "error: video needs PyAV: pip install 'nst-jax[video]'"
 
 
+def test_without_opencv_the_command_says_so_before_the_first_frame(tmp_path, monkeypatch, fabricated):
+    monkeypatch.setitem(__import__("sys").modules, "cv2", None)  # import cv2 raises ImportError
+    clip = folder_clip(tmp_path / "clip", pan(2))
+    before = set(tmp_path.rglob("*"))
+    r = invoke("video", clip, SAMPLES / "style.jpg", "-o", tmp_path / "styled", *TINY_FLAGS)
+    assert r.exit_code == 1 and r.output.strip() == "error: optical flow needs OpenCV: pip install 'nst-jax[video]'"
+    assert set(tmp_path.rglob("*")) == before  # no frame made, no folder left
+
+
 def test_a_gif_in_and_numbered_frames_out_with_start_in_seconds(tmp_path, fabricated):
     from PIL import Image
 

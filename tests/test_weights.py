@@ -338,3 +338,40 @@ def test_download_with_a_wrong_hash_keeps_nothing(tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match="wrong sha256"):
         download("vgg19", tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_weights_the_disk_cannot_hold_are_one_error_and_no_file(tmp_path, monkeypatch):
+    import safetensors.numpy
+    from safetensors import SafetensorError
+
+    from nst_jax.weights import save
+
+    def full(arrays, path, metadata=None):
+        Path(path).write_bytes(b"partial")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", full)
+    weights = VGGWeights("vgg16", "torch", random_params("vgg16"))
+    with pytest.raises(WeightsError, match=r"cannot write .*w\.safetensors: .*No space left on device"):
+        save(weights, tmp_path / "w.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("module, name, files", [("h5py", "w.h5", "Keras files"), ("torch", "w.pth", "PyTorch files"),
+                                                 ("scipy.io", "w.mat", "MAT files")])
+def test_a_format_whose_reader_is_not_installed_says_which_extra(module, name, files, tmp_path, monkeypatch):
+    import importlib
+
+    real = importlib.import_module
+
+    def missing(what, *args, **kw):
+        if what == module:
+            raise ModuleNotFoundError(f"No module named {module!r}")
+        return real(what, *args, **kw)
+
+    monkeypatch.setattr(importlib, "import_module", missing)
+    from nst_jax import formats
+
+    reader = {"h5py": formats.read_keras_h5, "torch": formats.read_torch, "scipy.io": formats.read_matconvnet}[module]
+    with pytest.raises(WeightsError, match=f"reading {files} needs {module.split('.')[0]}: pip install 'nst-jax\\[convert\\]'"):
+        reader(tmp_path / name)

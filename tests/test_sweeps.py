@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -22,7 +23,7 @@ from nst_jax.specs import parse_blend_grid, parse_layer_sets
 from nst_jax.errors import NstError
 from nst_jax.image import load_image
 from nst_jax.run import stylize
-from nst_jax.sweep import SweepResult, paper_layer_sets, sweep, write_sweep
+from nst_jax.sweeps import SweepResult, paper_layer_sets, sweep, write_sweep
 BETAS = [1e2, 1e4]
 SETS = [(1.0, 0.0), (0.5, 0.5)]
 
@@ -66,8 +67,10 @@ def test_blend_grid_rows():
                                                ["blend 0", "blend 0.25", "blend 1"])
     blends, labels = parse_blend_grid("1,1,2;0,1,0", 3)
     assert blends == [(0.25, 0.25, 0.5), (0.0, 1.0, 0.0)] and labels[0] == "blend 0.25/0.25/0.5"
-    for spec, n, message in [("0,1", 3, "one weight per style"), ("0,2", 2, r"fractions in \[0, 1\]"),
-                             ("1,2", 1, "two or more style images"), ("1,2;1", 2, "1 blend weights for 2")]:
+    assert parse_blend_grid("1,1,2", 3)[0] == [(0.25, 0.25, 0.5)]  # one row needs no ';'
+    for spec, n, message in [("0,1", 3, r"one weight per style for each row, .*\(e\.g\. 1,0,0;0,1,0\)"),
+                             ("0,2", 2, r"fractions in \[0, 1\]"), ("1,2", 1, "two or more style images"),
+                             ("1,2;1", 2, r"one weight per style .*\(e\.g\. 1,0;0,1\)"), ("0,0,0", 3, "not all zero")]:
         with pytest.raises(NstError, match=message):
             parse_blend_grid(spec, n)
 
@@ -108,7 +111,7 @@ SHARDED = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from conftest import random_params
     from nst_jax.config import StyleConfig
-    from nst_jax.sweep import sweep
+    from nst_jax.sweeps import sweep
     from nst_jax.weights import VGGWeights
     from conftest import CONTENT, STYLE, tiny
     w = VGGWeights("vgg16", "torchvision", random_params("vgg16", seed=16))
@@ -168,6 +171,15 @@ def test_cells_can_be_written_with_sixteen_bits(tmp_path):
         assert np.abs(load_image(tmp_path / f"cell_r0_c{c}.png") - cells[c]).max() <= 1 / 65535
     with Image.open(tmp_path / "contact_sheet.png") as sheet:
         assert sheet.tile[0][3] == "RGB"
+    # a smaller grid into the same folder: the earlier grid's third cell goes, the user's files stay
+    (tmp_path / "cell_r0_c2.png").write_bytes((tmp_path / "cell_r0_c1.png").read_bytes())
+    (tmp_path / "cell_r0_c2.png.keep").write_text("mine")
+    write_sweep(dataclasses.replace(result, best_images=cells[:1], images=cells[:1], best_losses=np.ones(1),
+                                    history=np.array([[2.0], [1.0]]), style_weights=[1e2],
+                                    final_terms={k: np.zeros(1) for k in ("content", "style", "tv")}),
+                tmp_path, ["relu1_1"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cell_r0_c0.png", "cell_r0_c2.png.keep", "contact_sheet.png",
+                                                          "losses.json"]
 
 
 @pytest.mark.slow
@@ -212,3 +224,13 @@ def test_a_chunk_pictures_what_the_sweep_would_save(vgg16_weights):
     assert sorted(last) == [0, 1] and last[1].metrics.loss.shape == (1, 2)
     np.testing.assert_array_equal(last[0].picture(), result.outputs[:2])
     np.testing.assert_array_equal(last[1].picture()[:1], result.outputs[2:])
+
+
+def test_the_package_exports_the_sweep_function():
+    """``from nst_jax import sweep`` (the README's Python block) is the function, also after
+    the command line's modules imported the module that defines it."""
+    import nst_jax
+    import nst_jax.record  # noqa: F401  (imports nst_jax.sweeps, as the command line does)
+    from nst_jax import sweep as exported
+
+    assert exported is nst_jax.sweep is nst_jax.sweeps.sweep

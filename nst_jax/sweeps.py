@@ -21,6 +21,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -205,7 +206,8 @@ def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str],
     default), a labelled contact sheet (8 bits) and ``losses.json`` (config and per-cell
     numbers; NaN and infinity as null) into ``out_dir``. All of them are written into a
     hidden folder there first and moved in only when every one is complete: if a write
-    fails, the folder holds what it held before (nor is it left, when this made it)."""
+    fails, the folder holds what it held before (nor is it left, when this made it). Cells
+    an earlier, larger grid left there are removed."""
     from .atomic import created
     from .image import contact_sheet, save_image
 
@@ -234,6 +236,9 @@ def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str],
                 for path in staged:
                     written.append(out_dir / path.name)
                     os.replace(path, written[-1])
+                for stale in out_dir.glob("cell_r*_c*.png"):  # an earlier, larger grid's: not this sweep's
+                    if re.fullmatch(r"cell_r\d+_c\d+\.png", stale.name) and stale not in written:
+                        stale.unlink()
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     except OSError as e:
