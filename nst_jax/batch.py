@@ -27,7 +27,7 @@ from .image import read_image, scaled_shape
 from .inputs import prepare, resolve_weights
 from .memory import budget_bytes, estimate_bytes, plan_chunks
 from .objective import Problem
-from .run import Lanes, Result, RunState, Scale, cell_result, join_traces, light, run_cells
+from .run import Lanes, Result, RunState, Scale, cell_result, join_traces, light, one_lane, run_cells
 from .step import StepState, init_state, optimizer_for
 from .weights import VGGWeights
 
@@ -89,7 +89,9 @@ def drive_cells(config: StyleConfig, objectives: list, n_cells: int, chunk: int,
     state making what the run would save (for the callback's progress; None: no picture).
     ``callback(chunk, progress)`` runs after every compiled call; ``resume`` continues a
     batch of the same cells from an earlier one's state."""
-    lanes = batch_lanes(config, axes, chunk, devices)
+    one = n_cells == 1  # a batch of one cell runs the picture's own programs: bit for bit stylize's, and kept
+    lanes = cell_lanes(config, axes) if one else batch_lanes(config, axes, chunk, devices)
+    on_axis = partial(jax.tree.map, lambda x: np.asarray(x)[None]) if one else (lambda tree: tree)
     compiled = {}  # per scale: its step programs, shared by the chunks
     chunks, stopped = [], "done"
     for c in range(math.ceil(n_cells / chunk)):
@@ -100,11 +102,12 @@ def drive_cells(config: StyleConfig, objectives: list, n_cells: int, chunk: int,
 
         state = None if resume is None else jax.tree.map(lambda x: x[idx], resume.state)
         climbed = run_cells(config, lanes, scale_at, state=state, steps=resume.step if resume else 0,
-                            resumed=resume is not None, picture_at=picture_at and (lambda index: picture_at(index, idx)),
+                            resumed=resume is not None,
+                            picture_at=picture_at and (lambda index: compose(on_axis, picture_at(index, idx))),
                             callback=callback and partial(callback, c), compiled=compiled)
         keep = min(chunk, n_cells - c * chunk)
         trace = join_traces(climbed.traces)
-        chunks.append(Chunk(jax.tree.map(lambda x: gather(x)[:keep], climbed.state),
+        chunks.append(Chunk(jax.tree.map(lambda x: gather(x)[:keep], on_axis(climbed.state)),
                             {key: v[:, :keep] for key, v in trace.items()}, keep, climbed.steps,
                             climbed.stopped, climbed.seconds, climbed.compile_seconds))
         if climbed.stopped == "interrupted":
@@ -112,6 +115,23 @@ def drive_cells(config: StyleConfig, objectives: list, n_cells: int, chunk: int,
             break
         stopped = "nan" if climbed.stopped == "nan" and (c == 0 or stopped == "nan") else "done"
     return Cells(chunks, chunk, len(devices), sum(len(p) for p in compiled.values()), stopped)
+
+
+def cell_lanes(config: StyleConfig, axes: Problem) -> Lanes:
+    """Lanes of a batch of one cell: the picture's own programs (run.one_lane: bit for bit
+    stylize's, and kept between runs) on the cell, the batch axis taken off its problem,
+    start and resumed state on the way in and put back on the metrics on the way out
+    (drive_cells puts it back on the state and the pictures)."""
+    lane = one_lane(config)
+    first = partial(jax.tree.map, lambda x: x[0])
+
+    def place(index: int, scale: Scale) -> Scale:
+        problem = Problem(*(p if a is None else first(p) for p, a in zip(scale.problem, axes)))
+        return Scale(scale.objective, problem, scale.start if scale.start.ndim == 3 else scale.start[0])
+
+    return dataclasses.replace(lane, place=place, put=first,
+                               fetch=lambda metrics: jax.tree.map(lambda x: np.asarray(x)[:, None],
+                                                                  jax.device_get(metrics)))
 
 
 def batch_lanes(config: StyleConfig, axes: Problem, chunk: int, devices) -> Lanes:
@@ -132,16 +152,16 @@ def batch_lanes(config: StyleConfig, axes: Problem, chunk: int, devices) -> Lane
             start = jnp.broadcast_to(jnp.asarray(start), (chunk,) + start.shape)
         return inits[objective](problem, start)
 
-    def place(index: int, problem: Problem) -> Problem:
+    def place(index: int, scale: Scale) -> Scale:
         parts = []
-        for i, (part, axis) in enumerate(zip(problem, axes)):
+        for i, (part, axis) in enumerate(zip(scale.problem, axes)):
             if axis is None:
                 if (index, i) not in placed:
                     placed[(index, i)] = jax.device_put(part, replicated)
                 parts.append(placed[(index, i)])
             else:
                 parts.append(jax.device_put(part, batched))
-        return Problem(*parts)
+        return scale._replace(problem=Problem(*parts))
 
     # Every output carries the batch axis (metrics behind the steps axis); pin it to the
     # mesh so the next call's inputs match (left free, XLA replicates small leaves and
@@ -150,6 +170,11 @@ def batch_lanes(config: StyleConfig, axes: Problem, chunk: int, devices) -> Lane
                  partial(jax.device_put, device=batched),
                  {"out_shardings": (batched, NamedSharding(mesh, PartitionSpec(None, "batch")))}, gather,
                  devices[0].platform)
+
+
+def compose(after: Callable, before: Callable) -> Callable:
+    """``x -> after(before(x))``."""
+    return lambda *args: after(before(*args))
 
 
 def gather(tree):

@@ -385,7 +385,7 @@ class Lanes:
 
     init: Callable  # (objective, problem, start) -> the cells' first state
     vectorise: Callable = lambda step: step  # make_step's step -> the step of the cells
-    place: Callable = lambda index, problem: problem  # scale ``index``'s problem on the devices
+    place: Callable = lambda index, scale: scale  # scale ``index``'s Scale on the devices
     put: Callable = lambda state: state  # a resumed state (from the host) on the devices
     jit_kwargs: dict = field(default_factory=dict)
     fetch: Callable = jax.device_get  # metrics to the host
@@ -434,8 +434,7 @@ def run_cells(config: StyleConfig, lanes: Lanes, scale_at: Callable[[int], Scale
             moved = state is not None and current != index
             if moved:  # a safe point between two scales
                 interrupt.check()
-            scale = scale_at(index)
-            scale = scale._replace(problem=lanes.place(index, scale.problem))
+            scale = lanes.place(index, scale_at(index))
             if state is None:
                 state = lanes.init(scale.objective, scale.problem, scale.start)
                 state = state if restore is None else restore(index, state)

@@ -10,6 +10,7 @@ from conftest import CONTENT, STYLE, tiny
 from nst_jax import run
 from nst_jax.batch import shape_groups, stylize_many
 from nst_jax.run import stylize
+from nst_jax.sweeps import sweep
 
 RNG = np.random.default_rng(11)
 PHOTOS = [CONTENT, RNG.uniform(size=(20, 40, 3)).astype(np.float32), RNG.uniform(size=(32, 28, 3)).astype(np.float32),
@@ -82,3 +83,16 @@ def test_a_photo_that_blows_up_goes_on_from_its_best_image(vgg16_weights, monkey
     assert np.isfinite(together[1].output).all() and np.isfinite(together[1].best_loss)
     # the same run up to the rounding of a batch of two against one (1e-4 seen here)
     np.testing.assert_allclose(together[0].output, alone.output, atol=1e-3)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs-backtrack"])
+def test_a_batch_of_one_is_stylize_bit_for_bit(vgg16_weights, optimizer):
+    """A photo alone in its shape and a sweep of one cell run the picture's own programs:
+    exactly stylize's result, coarse to fine (a vmapped batch of one rounds differently)."""
+    config = tiny(steps=3, scales=(24, 32), optimizer=optimizer)
+    alone = stylize(PHOTOS[2], STYLE, config, weights=vgg16_weights)
+    photo = stylize_many([PHOTOS[2]], STYLE, config, weights=vgg16_weights)[0]
+    cell = sweep(PHOTOS[2], STYLE, config, style_weights=[config.style_weight], weights=vgg16_weights)
+    assert np.array_equal(photo.output, alone.output) and np.array_equal(cell.outputs[0], alone.output)
+    totals = [r.total for r in alone.history]
+    assert [r.total for r in photo.history] == totals and list(cell.history[:, 0]) == totals
