@@ -310,8 +310,8 @@ def prepare(content, styles, config: StyleConfig, weights: VGGWeights | None = N
                                      style_grams if config.balance != Balance.fixed else None, output_guides)
     targets = Targets(features, style_grams, output_guides,
                       None if free is None else (jnp.asarray(free), jnp.asarray(kept)), gaps)
-    if gaps is not None:  # checked at every size; said once, at the run's own
-        balance = describe_balance(config, gaps, blend, (h, w), weights.arch)
+    if gaps is not None and size in (config.sizes[0], config.size):  # checked where a run starts, said at its size
+        balance = describe_balance(config, gaps, blend, (h, w), weights.arch)  # (a host sync: not at every scale)
         if size == config.size:
             notes.append(balance)
     problem = Problem(variables, targets, loss_weights(config, blend))
