@@ -23,7 +23,7 @@ from .options import FLAGS, BitDepth, D, with_config_options
 from .record import CallTimes
 from .specs import config_from_options, parse_blend_grid, parse_layer_sets, parse_numbers
 from .terminal import (CACHE, EXIT_NAN, EXIT_NO_PROGRESS, OneLineErrors, advice, end_of_batch, err, explain, fail,
-                       out, print_plan, progress_report, say, scale_text, use_cache)
+                       out, plural, print_plan, progress_report, say, scale_text, use_cache)
 from .watch import WatchOptions, with_watch_options
 
 
@@ -161,7 +161,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
         saved = f" and the run state to {checkpoint}" if checkpoint and checkpoint_every else ""
         h, w = picture.shape[:2]
         smaller = f" (at {w}x{h} px: it stopped before the last scale)" if max(h, w) != config.size else ""
-        err.print(f"interrupted after {result.steps} steps; saved the best image{smaller} to {output}{saved}",
+        err.print(f"interrupted after {plural(result.steps, 'step')}; saved the best image{smaller} to {output}{saved}",
                   highlight=False)
         raise typer.Exit(interrupt.exit_code())
     best = "-" if not math.isfinite(result.best_loss) else f"{result.best_loss:.4g}"
@@ -326,7 +326,8 @@ def sweep(
              and not math.isfinite(c["final_loss"])]
     end_of_batch(config, stopped=result.stopped, where=str(output), items="in cell(s)", every="in every cell",
                  stale=stale, stale_kept="their images are the start image", blown=blown,
-                 interrupted=f"interrupted after {len(result.history)} steps; saved the best images to {output}")
+                 interrupted=f"interrupted after {plural(len(result.history), 'step')}; saved the best images to "
+                             f"{output}")
     out.print(f"{len(cells)} cells ({result.shape[0]} x {result.shape[1]}) in {result.chunks} "
               f"chunk(s) on {result.devices} device(s), {result.seconds:.1f} s (compile "
               f"{result.compile_seconds:.1f} s)" + (f"\nwrote {output}/contact_sheet.png, cell_r*_c*.png, losses.json"

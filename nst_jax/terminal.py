@@ -98,6 +98,11 @@ def print_plan(plans) -> None:
     err.print(f"memory: {describe_plans(plans)}", highlight=False, markup=False)
 
 
+def plural(n: int, noun: str) -> str:
+    """``n`` and ``noun``, with an s unless there is one."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def heaviest(config: StyleConfig) -> str:
     """The loss weight furthest above its default, as its flag and value: what a blow-up
     asks to lower (--style-weight when none was raised). A weight whose default is 0 (TV)

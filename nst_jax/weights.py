@@ -200,6 +200,8 @@ def canonicalize(flat: dict[str, np.ndarray], source: str, arch: str | None = No
 def read_checkpoint(path: str | Path, arch: str | None = None) -> VGGWeights:
     """Read any supported checkpoint (format sniffed from content) into canonical form."""
     path = Path(path)
+    if arch is not None and arch not in BLOCKS:
+        raise WeightsError(f"unknown architecture {arch!r}: {' or '.join(BLOCKS)}")
     kind = formats.sniff(path)
     metadata: dict[str, str] = {}
     if kind == "torch":

@@ -375,3 +375,11 @@ def test_a_format_whose_reader_is_not_installed_says_which_extra(module, name, f
     reader = {"h5py": formats.read_keras_h5, "torch": formats.read_torch, "scipy.io": formats.read_matconvnet}[module]
     with pytest.raises(WeightsError, match=f"reading {files} needs {module.split('.')[0]}: pip install 'nst-jax\\[convert\\]'"):
         reader(tmp_path / name)
+
+
+def test_an_unknown_architecture_is_named_as_such(tmp_path):
+    from nst_jax.weights import read_checkpoint, save
+
+    path = save(VGGWeights("vgg16", "torch", random_params("vgg16")), tmp_path / "w.safetensors")
+    with pytest.raises(WeightsError, match=r"unknown architecture 'vgg11': vgg16 or vgg19"):
+        read_checkpoint(path, "vgg11")
