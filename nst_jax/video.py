@@ -294,7 +294,8 @@ def temporal_targets(pictures, pairs, shape) -> tuple[jax.Array, jax.Array]:
 def cached_flows(folder: Path, later: int, earlier: int, a: np.ndarray, b: np.ndarray,
                  preset: str) -> tuple[np.ndarray, np.ndarray]:
     """(backward ``a`` -> ``b``, forward ``b`` -> ``a``) for content frames ``later`` (``a``)
-    and ``earlier`` (``b``) of the source, from ``folder`` or computed and saved there."""
+    and ``earlier`` (``b``) of the source, from ``folder`` or computed and saved there when
+    it can be."""
     path = folder / f"{earlier:06d}-{later:06d}.npz"
     if path.is_file():
         try:
@@ -304,9 +305,12 @@ def cached_flows(folder: Path, later: int, earlier: int, a: np.ndarray, b: np.nd
         except (OSError, ValueError, KeyError):
             pass  # damaged: computed again
     backward, forward = optical_flow(a, b, preset), optical_flow(b, a, preset)
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, backward=backward, forward=forward)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, backward=backward, forward=forward)
+    except OSError:
+        pass  # a cache: a full disk is said by the frame's own write, which names its file
     return backward, forward
 
 

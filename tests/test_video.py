@@ -368,6 +368,16 @@ def test_without_opencv_the_command_says_so_before_the_first_frame(tmp_path, mon
     assert set(tmp_path.rglob("*")) == before  # no frame made, no folder left
 
 
+def test_a_flow_cache_that_cannot_be_written_is_skipped(tmp_path):
+    """The flows are cached to save time, not needed: where they cannot be written (a full
+    disk; here a folder under a file) the frame goes on with them, and its own write says why."""
+    (tmp_path / "afile").write_text("x")
+    a, b = pan(2)
+    backward, forward = video.cached_flows(tmp_path / "afile" / "flows", 1, 0, a, b, "ultrafast")
+    assert backward.shape == forward.shape == a.shape[:2] + (2,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def test_a_gif_in_and_numbered_frames_out_with_start_in_seconds(tmp_path, fabricated):
     from PIL import Image
 
