@@ -28,6 +28,7 @@ from .inputs import prepare, resolve_weights
 from .memory import budget_bytes, estimate_bytes, plan_chunks
 from .objective import Problem
 from .run import Lanes, Result, RunState, Scale, cell_result, join_traces, light, one_lane, run_cells
+from .schedule import mended
 from .step import StepState, init_state, optimizer_for
 from .weights import VGGWeights
 
@@ -90,10 +91,16 @@ def drive_cells(config: StyleConfig, objectives: list, n_cells: int, chunk: int,
     ``callback(chunk, progress)`` runs after every compiled call; ``resume`` continues a
     batch of the same cells from an earlier one's state."""
     one = n_cells == 1  # a batch of one cell runs the picture's own programs: bit for bit stylize's, and kept
+    chunk, devices = (1, devices[:1]) if one else (chunk, devices)
     lanes = cell_lanes(config, axes) if one else batch_lanes(config, axes, chunk, devices)
     on_axis = partial(jax.tree.map, lambda x: np.asarray(x)[None]) if one else (lambda tree: tree)
+    state_on_axis = partial(jax.tree.map, lambda x: x[None]) if one else (lambda tree: tree)  # on the device
     compiled = {}  # per scale: its step programs, shared by the chunks
     chunks, stopped = [], "done"
+
+    def report(c, progress):  # the state on the batch axis, as its pictures and metrics are
+        return callback(c, dataclasses.replace(progress, state=state_on_axis(progress.state)))
+
     for c in range(math.ceil(n_cells / chunk)):
         idx = np.arange(c * chunk, (c + 1) * chunk) % n_cells
 
@@ -104,7 +111,7 @@ def drive_cells(config: StyleConfig, objectives: list, n_cells: int, chunk: int,
         climbed = run_cells(config, lanes, scale_at, state=state, steps=resume.step if resume else 0,
                             resumed=resume is not None,
                             picture_at=picture_at and (lambda index: compose(on_axis, picture_at(index, idx))),
-                            callback=callback and partial(callback, c), compiled=compiled)
+                            callback=callback and partial(report, c), compiled=compiled)
         keep = min(chunk, n_cells - c * chunk)
         trace = join_traces(climbed.traces)
         chunks.append(Chunk(jax.tree.map(lambda x: gather(x)[:keep], on_axis(climbed.state)),
@@ -121,7 +128,7 @@ def cell_lanes(config: StyleConfig, axes: Problem) -> Lanes:
     """Lanes of a batch of one cell: the picture's own programs (run.one_lane: bit for bit
     stylize's, and kept between runs) on the cell, the batch axis taken off its problem,
     start and resumed state on the way in and put back on the metrics on the way out
-    (drive_cells puts it back on the state and the pictures)."""
+    (drive_cells puts it back on the state, the progress and the pictures)."""
     lane = one_lane(config)
     first = partial(jax.tree.map, lambda x: x[0])
 
@@ -167,7 +174,7 @@ def batch_lanes(config: StyleConfig, axes: Problem, chunk: int, devices) -> Lane
     # mesh so the next call's inputs match (left free, XLA replicates small leaves and
     # the second call would compile again).
     return Lanes(init, lambda step: jax.vmap(step, in_axes=(0, axes, None)), place,
-                 partial(jax.device_put, device=batched),
+                 partial(jax.device_put, device=batched), mended,
                  {"out_shardings": (batched, NamedSharding(mesh, PartitionSpec(None, "batch")))}, gather,
                  devices[0].platform)
 

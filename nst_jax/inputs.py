@@ -177,26 +177,22 @@ def _content_targets(objective: Objective, variables, content, style_grams: tupl
 
 def describe_balance(config: StyleConfig, gaps: jax.Array, blend, shape, arch: str) -> str:
     """One line: beta against the style gap, and what that is on J_style itself. Raises
-    when the photo already has the painting's statistics (a gap of 0 leaves nothing to
-    measure the style loss against)."""
+    when the photo already has the painting's statistics at every style layer (a gap of 0
+    leaves nothing to measure the style loss against, whatever the weights)."""
     from .losses import gram_share
 
+    if not (np.asarray(gaps) > 0).any():
+        raise NstError("the photo already has the style's statistics (a style gap of 0): is the style image the "
+                       "photo? --balance fixed measures the style loss as it is")
     per_layer = np.asarray(gaps) @ np.asarray(blend)
     if config.balance == Balance.layers:
-        flat = [n for n, g, lam in zip(config.style_layers, per_layer, config.style_layer_weights) if lam and not g > 0]
-        if flat:
-            raise NstError(f"the photo already has the style's statistics at {', '.join(flat)} (a style gap of 0): "
-                           "is the style image the photo? --balance fixed measures the style loss as it is")
         return (f"balance: beta {config.style_weight:g} on each style layer's gap (the photo's own J_style^l at "
                 f"{max(shape)} px: {', '.join(f'{g:.3g}' for g in per_layer)})")
     sizes = {l.name: (h, w, l.c_out) for l, h, w in layer_sizes(arch, *shape, config.style_layers)}
     shares = [gram_share(sizes[n], config.per_channel) for n in config.style_layers]
     gap = float(np.dot(np.asarray(config.style_layer_weights) * shares, per_layer))
-    if not gap > 0:
-        raise NstError("the photo already has the style's statistics (a style gap of 0): is the style image the "
-                       "photo? --balance fixed measures the style loss as it is")
     return (f"balance: beta {config.style_weight:g} on the style gap (J_style of the photo, {gap:.3g} at "
-            f"{max(shape)} px): {config.style_weight / gap:.3g} on J_style itself")
+            f"{max(shape)} px): {config.style_weight / gap if gap > 0 else float('inf'):.3g} on J_style itself")
 
 
 def memory_plans(config: StyleConfig, arch: str, taps, shape, budget: int | None = None) -> tuple[MemoryPlan, ...]:

@@ -31,7 +31,7 @@ from .inputs import prepare, resolve_weights
 from .losses import LossTerms, Targets
 from .memory import MemoryPlan, budget_bytes
 from .objective import Problem
-from .schedule import carry_state, mended, next_start
+from .schedule import carry_state, next_start
 from .step import StepMetrics, StepState, averaged, init_state, make_step, optimizer_for
 from .weights import VGGWeights
 
@@ -387,6 +387,7 @@ class Lanes:
     vectorise: Callable = lambda step: step  # make_step's step -> the step of the cells
     place: Callable = lambda index, scale: scale  # scale ``index``'s Scale on the devices
     put: Callable = lambda state: state  # a resumed state (from the host) on the devices
+    mend: Callable = lambda state: state  # before a scale change: schedule.mended where cells go on past a NaN
     jit_kwargs: dict = field(default_factory=dict)
     fetch: Callable = jax.device_get  # metrics to the host
     platform: str | None = None  # whose default steps per call (None: the default device's)
@@ -439,7 +440,7 @@ def run_cells(config: StyleConfig, lanes: Lanes, scale_at: Callable[[int], Scale
                 state = lanes.init(scale.objective, scale.problem, scale.start)
                 state = state if restore is None else restore(index, state)
             elif moved:
-                state = mended(state)
+                state = lanes.mend(state)
                 fresh = lanes.init(scale.objective, scale.problem, next_start(state, scale.start, config.detail))
                 state = carry_state(state, fresh, optimizer)
         except KeyboardInterrupt:

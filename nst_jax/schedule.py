@@ -61,21 +61,19 @@ def _next_start(state: StepState, start: jax.Array, detail: float) -> jax.Array:
     return box(out)
 
 
-def mended(state: StepState) -> StepState:
-    """``state`` with each image (of a batch, on a leading axis) whose iterate or average is
-    not finite (its loss blew up while others went on) put back at its best image, so the
-    next scale starts it from there rather than from NaN. One program per scale change,
-    kept between runs (cache.kept_or_jitted)."""
-    return kept_or_jitted(("mended",), _mended, (state,), jax.tree.structure(state))
-
-
 @jax.jit
-def _mended(state: StepState) -> StepState:
+def mended(state: StepState) -> StepState:
+    """A batch's state (images on a leading axis) with each image whose iterate or average
+    is not finite (its loss blew up while others went on) put back at its best image, and
+    the optimizer's non-finite entries zeroed (Adam's moments took the NaN gradient in), so
+    the next scale starts it from there rather than from NaN. Finite images are untouched."""
     ok = jnp.isfinite(state.image).all(axis=(-3, -2, -1)) & jnp.isfinite(averaged(state)).all(axis=(-3, -2, -1))
     ok = ok.reshape(ok.shape + (1, 1, 1))
     weight = state.average_weight.reshape(state.average_weight.shape + (1, 1, 1))
+    opt_state = jax.tree.map(lambda x: jnp.where(jnp.isfinite(x), x, 0) if jnp.issubdtype(x.dtype, jnp.inexact)
+                             else x, state.opt_state)
     return state._replace(image=jnp.where(ok, state.image, state.best_image),
-                          average=jnp.where(ok, state.average, state.best_image * weight))
+                          average=jnp.where(ok, state.average, state.best_image * weight), opt_state=opt_state)
 
 
 def carry_state(state: StepState, fresh: StepState, optimizer: Optimizer) -> StepState:

@@ -105,13 +105,14 @@ def plural(n: int, noun: str) -> str:
 
 def heaviest(config: StyleConfig) -> str:
     """The loss weight furthest above its default, as its flag and value: what a blow-up
-    asks to lower (--style-weight when none was raised). A weight whose default is 0 (TV)
-    counts from 1e-3."""
+    asks to lower (when none was raised, --style-weight, or the first in use). A weight
+    whose default is 0 (TV) counts from 1e-3."""
     default = StyleConfig()
     weights = {name: (getattr(config, name), max(getattr(default, name), 1e-3))
                for name in ("style_weight", "content_weight", "tv_weight")}
     name = max(weights, key=lambda n: weights[n][0] / weights[n][1])
-    name = name if weights[name][0] > weights[name][1] else "style_weight"
+    if weights[name][0] <= weights[name][1]:  # none raised: the one weighing most of those in use
+        name = "style_weight" if config.style_weight else "content_weight" if config.content_weight else "tv_weight"
     return f"--{name.replace('_', '-')} (now {getattr(config, name):g})"
 
 

@@ -123,3 +123,6 @@ def test_a_photo_that_already_has_the_style_is_refused(balance, vgg16_weights):
     with pytest.raises(NstError, match="already has the style's statistics.*--balance fixed"):
         prepare(CONTENT, CONTENT, gap_config(balance=balance), vgg16_weights)
     prepare(CONTENT, CONTENT, gap_config(balance="fixed", content_norm="mean"), vgg16_weights)  # the paper's: fine
+    # a blend whose weight is all on the photo itself: another style's gap is there for a sweep's other rows
+    blended = prepare(CONTENT, [CONTENT, STYLE], gap_config(balance=balance, style_blend=(1.0, 0.0)), vgg16_weights)
+    assert any("balance: beta" in n for n in blended.notes)

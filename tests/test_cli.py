@@ -180,7 +180,8 @@ def test_a_run_that_never_improved_writes_nothing(tmp_path, captured):
 @pytest.mark.parametrize("weights, named", [({}, "--style-weight (now 20)"),
                                             ({"content_weight": 3e38}, "--content-weight (now 3e+38)"),
                                             ({"tv_weight": 1e30, "style_weight": 40}, "--tv-weight (now 1e+30)"),
-                                            ({"tv_weight": 1e-4}, "--style-weight (now 20)")])
+                                            ({"tv_weight": 1e-4}, "--style-weight (now 20)"),
+                                            ({"style_weight": 0}, "--content-weight (now 1)")])
 def test_the_advice_names_the_weight_raised_furthest(weights, named):
     from nst_jax.terminal import advice
 
