@@ -309,7 +309,7 @@ def sweep(
         for note in result.notes:
             err.print(f"note: {note}", highlight=False)
         cells = result.cells()
-        stale = [f"r{c['row']}c{c['col']}" for c in cells if not c["improved"]] if len(result.history) else []
+        stale = [f"r{c['row']}c{c['col']}" for c in cells if not c["improved"]] if len(result.trace["loss"]) else []
         if result.stopped == "done" and len(stale) == len(cells):
             raise fail(f"no step lowered the loss in any cell: {advice(config, False)}; {output} was not "
                        "written", EXIT_NO_PROGRESS)
@@ -326,10 +326,10 @@ def sweep(
              and not math.isfinite(c["final_loss"])]
     end_of_batch(config, stopped=result.stopped, where=str(output), items="in cell(s)", every="in every cell",
                  stale=stale, stale_kept="their images are the start image", blown=blown,
-                 interrupted=f"interrupted after {plural(len(result.history), 'step')}; saved the best images to "
+                 interrupted=f"interrupted after {plural(len(result.trace['loss']), 'step')}; saved the best images to "
                              f"{output}")
-    out.print(f"{len(cells)} cells ({result.shape[0]} x {result.shape[1]}) in {result.chunks} "
-              f"chunk(s) on {result.devices} device(s), {result.seconds:.1f} s (compile "
+    out.print(f"{len(cells)} cells ({result.grid.shape[0]} x {result.grid.shape[1]}) in {result.grid.chunks} "
+              f"chunk(s) on {result.grid.devices} device(s), {result.seconds:.1f} s (compile "
               f"{result.compile_seconds:.1f} s)" + (f"\nwrote {output}/contact_sheet.png, cell_r*_c*.png, losses.json"
                                                      if is_writer() else "")
               + (f"\nwrote the record {record}" if record else ""), highlight=False)

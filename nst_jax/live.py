@@ -114,7 +114,7 @@ class LiveView:
               steps_per_scale: int = 0, frames: tuple[int, int] | None = None) -> None:
         """A new run: forget the last one's numbers and pictures. ``settings`` (JSON-able)
         is shown as it is; ``sizes`` and ``steps_per_scale`` place the scales; ``rows`` x
-        ``cols`` cells for a sweep (cells in row-major order, as ``SweepResult``); a video's
+        ``cols`` cells for a sweep (cells in row-major order, as a sweep's ``Result``); a video's
         ``frames``: (finished, in all)."""
         with self._image_lock, self._lock:
             self._run += 1

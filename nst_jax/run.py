@@ -12,6 +12,7 @@ lanes). Compile time is measured as compile time (``lower().compile()``).
 from __future__ import annotations
 
 import gc
+import itertools
 import time
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -266,44 +267,119 @@ def scale_of(config: StyleConfig, done: int) -> int:
 
 
 @dataclass
-class Result:
-    """What a run produced. ``image`` is the last iterate, ``best_image`` the lowest-loss one
-    (of the last scale), ``average_image`` the iterate average (None when off), each the RGB
-    picture the losses saw (``Objective.picture``: grey for a luminance-only transfer, the
-    content outside kept masks); ``output`` is what to show: the average when averaging is
-    on (unless it holds a NaN), else the best, finished by :meth:`finish`."""
+class Grid:
+    """A sweep's cells, row-major: rows = layer sets x blends (the blend varying fastest),
+    cols = style weights; and how they ran."""
 
-    image: np.ndarray
-    best_image: np.ndarray
-    best_loss: float
-    history: list[HistoryRow]  # every step of the run, resumed ones included
+    style_weights: list[float]
+    layer_weight_sets: list[tuple[float, ...]]
+    blends: list[tuple[float, ...]]  # normalised weights of the style images
+    chunks: int
+    devices: int
+    compiles: int  # compiled step programs (1: the whole grid shares one)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.layer_weight_sets) * len(self.blends), len(self.style_weights)
+
+
+@dataclass
+class Result:
+    """What a run produced, for each of its cells on a leading batch axis of B: a picture
+    (``stylize``, each photo of ``stylize_many``) is a batch of one, a sweep a cell per point
+    of its ``grid``. ``images`` are the last iterates, ``best_images`` the lowest-loss ones
+    (of the last scale), ``average_images`` the iterate averages (None when off), each the RGB
+    picture the losses saw (``Objective.picture``: grey for a luminance-only transfer, the
+    content outside kept masks); ``outputs`` is what to show. The singular names (``output``,
+    ``best_loss``, ``history``, ...) read a batch of one."""
+
+    images: np.ndarray  # (B, H, W, 3)
+    best_images: np.ndarray  # (B, H, W, 3)
+    best_losses: np.ndarray  # (B,)
+    trace: dict[str, np.ndarray]  # TERMS -> (steps, B): every step, resumed ones included
+    evals: np.ndarray  # (B,) loss evaluations in total
     steps: int  # steps completed in total
-    function_evals: int
-    stopped: str  # "done", "nan", "interrupted" or "callback"
+    stopped: str  # "done", "nan" (every cell), "interrupted" or "callback"
     seconds: float  # the whole call's, preparation and compiles included
     compile_seconds: float  # of those, making programs (compile_clock)
     config: StyleConfig = field(repr=False)
-    state: RunState | None = field(default=None, repr=False)  # to continue the run
+    state: RunState | None = field(default=None, repr=False)  # to continue the run (a picture's: no batch axis)
     notes: list[str] = field(default_factory=list)  # things the user should know
-    average_image: np.ndarray | None = None
-    last_scale_start: int = 0  # history index where the last scale began
+    average_images: np.ndarray | None = None  # (B, H, W, 3)
+    last_scale_start: int = 0  # trace index where the last scale began
     colour_content: np.ndarray | None = field(default=None, repr=False)  # content colours, result's size
+    grid: Grid | None = None  # a sweep's cells
 
     @property
-    def output(self) -> np.ndarray:
-        return self.finish(averaged_or_best(self.average_image, self.best_image))
+    def outputs(self) -> np.ndarray:
+        """What to show per cell: the average when averaging is on (and finite), else the
+        best, finished by :meth:`finish`."""
+        return self.finish(averaged_or_best(self.average_images, self.best_images))
 
-    def finish(self, image: np.ndarray) -> np.ndarray:
-        """One of the images above as a picture: the colour control that acts after the run
-        (config.colour "original" or "luminance": the content's chroma back) applied."""
-        return finished(image, self.colour_content, self.config)
+    def finish(self, images: np.ndarray) -> np.ndarray:
+        """Images as pictures: the colour control that acts after the run (config.colour
+        "original" or "luminance": the content's chroma back) applied."""
+        return finished(images, self.colour_content, self.config)
+
+    @property
+    def cells_improved(self) -> np.ndarray:
+        """(B,) whether any step of the last scale lowered each cell's loss below its start."""
+        loss = self.trace["loss"]
+        if len(loss) <= self.last_scale_start:
+            return np.zeros(len(self.best_losses), bool)
+        return self.best_losses < loss[self.last_scale_start]
+
+    @property
+    def final_terms(self) -> dict[str, np.ndarray]:
+        """(B,) content, style and TV terms at the last step (NaN without steps)."""
+        return {k: self.trace[k][-1] if len(self.trace[k]) else np.full(len(self.best_losses), np.nan)
+                for k in ("content", "style", "tv")}
+
+    def cells(self) -> list[dict]:
+        """A sweep's cells: each one's settings and final numbers (what ``write_sweep`` saves)."""
+        out, grid, improved, last = [], self.grid, self.cells_improved, self.final_terms
+        for b, (r, c) in enumerate(itertools.product(range(grid.shape[0]), range(grid.shape[1]))):
+            layer_set, blend = divmod(r, len(grid.blends))
+            out.append({"row": r, "col": c, "style_weight": grid.style_weights[c],
+                        "style_layer_weights": dict(zip(self.config.style_layers, grid.layer_weight_sets[layer_set])),
+                        "blend": list(grid.blends[blend]),
+                        "content_weight": self.config.content_weight,
+                        "final_loss": float(self.trace["loss"][-1, b]) if len(self.trace["loss"]) else None,
+                        "best_loss": float(self.best_losses[b]), "improved": bool(improved[b]),
+                        **{f"final_{k}": float(v[b]) for k, v in last.items()}})
+        return out
+
+    # a batch of one
+    def _one(self, batched):
+        if len(self.best_losses) != 1:
+            raise ValueError(f"a result of {len(self.best_losses)} cells: read its batch (images, outputs, ...)")
+        return None if batched is None else batched[0]
+
+    image = property(lambda self: self._one(self.images))
+    best_image = property(lambda self: self._one(self.best_images))
+    average_image = property(lambda self: self._one(self.average_images))
+    output = property(lambda self: self._one(self.outputs))
+    best_loss = property(lambda self: float(self._one(self.best_losses)))
+    function_evals = property(lambda self: int(self._one(self.evals)))
+
+    @property
+    def history(self) -> list[HistoryRow]:
+        """Every step of a batch of one."""
+        self._one(self.best_losses)
+        return Trace({k: v[:, 0] for k, v in self.trace.items()}).rows()
 
     @property
     def improved(self) -> bool | None:
-        """Whether any step of the last scale lowered the loss below its start (None: no steps)."""
-        if len(self.history) <= self.last_scale_start:
-            return None
-        return self.best_loss < self.history[self.last_scale_start].total
+        """Whether any step of the last scale of a batch of one lowered the loss below its
+        start (None: no steps)."""
+        improved = self._one(self.cells_improved)
+        return None if len(self.trace["loss"]) <= self.last_scale_start else bool(improved)
+
+
+def traced(arrays: dict[str, np.ndarray], cells: int) -> dict[str, np.ndarray]:
+    """Trace arrays as (steps, cells) for every term; ``arrays`` may be empty or a picture's (steps,)."""
+    return {k: np.asarray(arrays[k], np.float64).reshape(len(arrays[k]), cells) if arrays else np.zeros((0, cells))
+            for k in TERMS}
 
 
 def averaged_or_best(average: np.ndarray | None, best: np.ndarray) -> np.ndarray:
@@ -329,7 +405,7 @@ def finished(images: np.ndarray, colour_content, config: StyleConfig) -> np.ndar
 
 def final_pictures(run, config: StyleConfig, state: StepState):
     """(last, best, average) pictures of a run's state at prepared scale ``run``, the
-    average None when averaging is off; what ``Result`` and ``SweepResult`` hold."""
+    average None when averaging is off; what a ``Result`` holds."""
     image, best, average = jax.device_get((state.image, state.best_image,
                                            averaged(state) if config.average else None))
     return (pictures(run.objective, run.problem, image), pictures(run.objective, run.problem, best),
@@ -473,12 +549,12 @@ def run_cells(config: StyleConfig, lanes: Lanes, scale_at: Callable[[int], Scale
 
 def cell_result(config: StyleConfig, run, state: StepState, arrays: dict[str, np.ndarray], steps: int,
                 stopped: str, seconds: float, compile_seconds: float, notes: list[str]) -> Result:
-    """The :class:`Result` of one picture whose ``state`` (on the host) is at its prepared
-    scale ``run`` after ``steps``, ``arrays`` its whole Trace."""
+    """The :class:`Result` (a batch of one) of one picture whose ``state`` (on the host) is at
+    its prepared scale ``run`` after ``steps``, ``arrays`` its whole Trace."""
     image, best, average = final_pictures(run, config, state)
-    rows = Trace(arrays).rows() if arrays else []
-    return Result(image, best, float(state.best_loss), rows, steps, int(state.evals), stopped, seconds,
-                  compile_seconds, config, RunState(state, steps, arrays), notes, average,
+    return Result(image[None], best[None], np.asarray(state.best_loss).reshape(1), traced(arrays, 1),
+                  np.asarray(state.evals).reshape(1), steps, stopped, seconds, compile_seconds, config,
+                  RunState(state, steps, arrays), notes, None if average is None else average[None],
                   scale_span(config, scale_of(config, steps))[0], run.colour_content)
 
 

@@ -25,7 +25,6 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -39,8 +38,8 @@ from .errors import ConfigError, NstError
 from .inputs import as_list, normalised_blend, prepare, resolve_weights
 from .losses import LossWeights
 from .objective import Problem, loss_weights
-from .run import (TERMS, RunState, averaged_or_best, compile_clock, final_pictures, finished, output_picture,
-                  prepared_at, scale_of, scale_span)
+from .run import (TERMS, Grid, Result, RunState, compile_clock, final_pictures, output_picture, prepared_at,
+                  scale_of, scale_span)
 from .weights import VGGWeights
 
 
@@ -48,64 +47,6 @@ def paper_layer_sets(style_layers: tuple[str, ...]) -> list[tuple[float, ...]]:
     """Fig. 9 (right) of the article: the first k style layers, equal weights 1/k."""
     n = len(style_layers)
     return [tuple(1.0 / k if j < k else 0.0 for j in range(n)) for k in range(1, n + 1)]
-
-
-@dataclass
-class SweepResult:
-    """One entry per cell, cells in row-major order: rows = layer sets x blends (the blend
-    varying fastest), cols = style weights."""
-
-    best_images: np.ndarray  # (B, H, W, 3)
-    images: np.ndarray  # (B, H, W, 3) last iterates
-    best_losses: np.ndarray  # (B,)
-    history: np.ndarray  # (steps, B) total loss per step
-    final_terms: dict[str, np.ndarray]  # "content", "style", "tv": (B,) at the last step
-    style_weights: list[float]
-    layer_weight_sets: list[tuple[float, ...]]
-    blends: list[tuple[float, ...]]  # normalised weights of the style images
-    chunks: int
-    devices: int
-    compiles: int  # compiled step programs (1: the whole grid shares one)
-    seconds: float  # the whole call's, preparation and compiles included
-    compile_seconds: float  # of those, making programs (run.compile_clock)
-    config: StyleConfig = field(repr=False)
-    stopped: str = "done"  # "done", "nan" (every cell) or "interrupted"
-    state: RunState | None = field(default=None, repr=False)  # batched over the cells
-    notes: list[str] = field(default_factory=list)
-    average_images: np.ndarray | None = None  # (B, H, W, 3) iterate averages (None when off)
-    last_scale_start: int = 0  # history index where the last scale began
-    colour_content: np.ndarray | None = field(default=None, repr=False)  # content colours, result's size
-
-    @property
-    def outputs(self) -> np.ndarray:
-        """What to show per cell: the average when averaging is on (and finite), else the
-        best; with the colour control that acts after the run applied (see ``Result.finish``)."""
-        return finished(averaged_or_best(self.average_images, self.best_images), self.colour_content, self.config)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return len(self.layer_weight_sets) * len(self.blends), len(self.style_weights)
-
-    @property
-    def improved(self) -> np.ndarray:
-        """(B,) whether any step lowered each cell's loss below its start."""
-        if len(self.history) <= self.last_scale_start:
-            return np.zeros(len(self.best_losses), bool)
-        return self.best_losses < self.history[self.last_scale_start]
-
-    def cells(self) -> list[dict]:
-        """Each cell's settings and final numbers (what ``write_sweep`` saves as JSON)."""
-        out = []
-        for b, (r, c) in enumerate(itertools.product(range(self.shape[0]), range(self.shape[1]))):
-            layer_set, blend = divmod(r, len(self.blends))
-            out.append({"row": r, "col": c, "style_weight": self.style_weights[c],
-                        "style_layer_weights": dict(zip(self.config.style_layers, self.layer_weight_sets[layer_set])),
-                        "blend": list(self.blends[blend]),
-                        "content_weight": self.config.content_weight,
-                        "final_loss": float(self.history[-1, b]) if len(self.history) else None,
-                        "best_loss": float(self.best_losses[b]), "improved": bool(self.improved[b]),
-                        **{f"final_{k}": float(v[b]) for k, v in self.final_terms.items()}})
-        return out
 
 
 def check_grid(config: StyleConfig, style_weights, layer_weight_sets, blends) -> None:
@@ -133,7 +74,7 @@ def grid_weights(config: StyleConfig, style_weights, layer_weight_sets, blends) 
 
 def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=None,
           layer_weight_sets=None, *, blends=None, weights: VGGWeights | None = None, devices=None,
-          max_chunk: int | None = None, callback=None, resume: RunState | None = None) -> SweepResult:
+          max_chunk: int | None = None, callback=None, resume: RunState | None = None) -> Result:
     """Optimise every (layer set, blend, style weight) cell with one vmapped, jitted step.
 
     ``style_weights`` default to ``[config.style_weight]``; ``layer_weight_sets`` (each a
@@ -172,7 +113,7 @@ def sweep(content, style, config: StyleConfig = StyleConfig(), style_weights=Non
     return _collect(cells, runs, config, (style_weights, layer_weight_sets, blends), resume, since)
 
 
-def _collect(cells: Cells, runs, config, grid_axes, resume, since: tuple[float, float]) -> SweepResult:
+def _collect(cells: Cells, runs, config, grid_axes, resume, since: tuple[float, float]) -> Result:
     """Join the chunks' states and traces into one result; ``since``: the sweep's start on
     the wall clock and run.compile_clock."""
     state = jax.tree.map(lambda *xs: np.concatenate(xs), *[c.state for c in cells.chunks])
@@ -188,19 +129,15 @@ def _collect(cells: Cells, runs, config, grid_axes, resume, since: tuple[float, 
         arrays[key] = np.concatenate(parts, axis=1)
     if resume is not None and resume.history:
         arrays = {k: np.concatenate([resume.history[k], arrays[k]]) for k in arrays}
-    last = {k: arrays[k][-1] if len(arrays[k]) else np.full(len(state.best_loss), np.nan)
-            for k in ("content", "style", "tv")}
     done = (resume.step if resume else 0) + steps
     image, best, average = final_pictures(run, config, state)
-    return SweepResult(best, image, state.best_loss,
-                       arrays["loss"], last, *grid_axes, len(cells.chunks), cells.devices,
-                       cells.compiles, time.perf_counter() - since[0], compile_clock() - since[1], config,
-                       cells.stopped,
-                       RunState(state, done, arrays), run.notes, average,
-                       scale_span(config, scale_of(config, done))[0], run.colour_content)
+    return Result(image, best, state.best_loss, arrays, state.evals, done, cells.stopped,
+                  time.perf_counter() - since[0], compile_clock() - since[1], config, RunState(state, done, arrays),
+                  run.notes, average, scale_span(config, scale_of(config, done))[0], run.colour_content,
+                  Grid(*grid_axes, len(cells.chunks), cells.devices, cells.compiles))
 
 
-def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str],
+def write_sweep(result: Result, out_dir: str | Path, row_labels: list[str],
                 bit_depth: int | None = None) -> list[Path]:
     """Write every cell (``cell_r{row}_c{col}.png``, ``bit_depth`` bits per channel, 8 by
     default), a labelled contact sheet (8 bits) and ``losses.json`` (config and per-cell
@@ -218,17 +155,17 @@ def write_sweep(result: SweepResult, out_dir: str | Path, row_labels: list[str],
             try:
                 staged = []
                 for cell in result.cells():
-                    b = cell["row"] * result.shape[1] + cell["col"]
+                    b = cell["row"] * result.grid.shape[1] + cell["col"]
                     staged.append(save_image(result.outputs[b], staging / f"cell_r{cell['row']}_c{cell['col']}.png",
                                              bit_depth))
-                cols = [f"beta {b:g}" for b in result.style_weights]
+                cols = [f"beta {b:g}" for b in result.grid.style_weights]
                 sheet = contact_sheet(result.outputs, row_labels, cols,
-                                      title=f"rows: style layers{' x blend' if len(result.blends) > 1 else ''}; "
+                                      title=f"rows: style layers{' x blend' if len(result.grid.blends) > 1 else ''}; "
                                             f"columns: style weight beta "
                                             f"(alpha {result.config.content_weight:g}, {steps_label(result.config)})")
                 staged.append(save_image(sheet, staging / "contact_sheet.png"))
                 report = {"config": dataclasses.asdict(result.config), "cells": result.cells(),
-                          "chunks": result.chunks, "devices": result.devices, "seconds": result.seconds,
+                          "chunks": result.grid.chunks, "devices": result.grid.devices, "seconds": result.seconds,
                           "compile_seconds": result.compile_seconds, "stopped": result.stopped}
                 staged.append(staging / "losses.json")
                 staged[-1].write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))

@@ -99,4 +99,4 @@ def test_a_batch_of_one_is_stylize_bit_for_bit(vgg16_weights, optimizer):
     cell = sweep(PHOTOS[2], STYLE, config, style_weights=[config.style_weight], weights=vgg16_weights)
     assert np.array_equal(photo.output, alone.output) and np.array_equal(cell.outputs[0], alone.output)
     totals = [r.total for r in alone.history]
-    assert [r.total for r in photo.history] == totals and list(cell.history[:, 0]) == totals
+    assert [r.total for r in photo.history] == totals and list(cell.trace["loss"][:, 0]) == totals

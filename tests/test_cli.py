@@ -22,6 +22,7 @@ from nst_jax.specs import parse_layers
 from nst_jax.config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, StyleConfig
 from nst_jax.image import save_image
 from nst_jax.weights import VGGWeights, save
+from conftest import made_result
 
 SAMPLES = Path(nst_jax.__file__).parent / "samples"
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,11 +50,9 @@ def captured(monkeypatch):
     def fake_stylize(content, style, config, callback=None, **kw):
         seen["config"], seen["style"], seen["kw"] = config, style, kw
         seen["calls"].append(Path(content).name)
-        img = np.full((8, 8, 3), 0.25, np.float32)
-        history = [run.HistoryRow(0, 2.0, 0, 0, 0), run.HistoryRow(1, 1.0, 0, 0, 0)]
-        return run.Result(image=img, best_image=img, best_loss=seen.get("best", 1.0), history=history,
-                          steps=config.steps, function_evals=config.steps, stopped=seen.get("stopped", "done"),
-                          seconds=0.1, compile_seconds=0.05, config=config)
+        img = np.full((1, 8, 8, 3), 0.25, np.float32)
+        return made_result(config, img, [2.0, 1.0], best_losses=seen.get("best", 1.0), evals=config.steps,
+                           stopped=seen.get("stopped", "done"), steps=config.steps)
 
     monkeypatch.setattr(run, "stylize", fake_stylize)
     def fake_stylize_many(contents, style, config, callback=None, on_plan=None, **kw):

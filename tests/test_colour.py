@@ -346,7 +346,7 @@ def test_histogram_matching_end_to_end(vgg16_weights):
 def test_a_luminance_sweep_cell_equals_its_own_stylize(vgg16_weights):
     config = tiny(colour="luminance", **MOVING)
     grid = sweep(MID_CONTENT, MID_STYLE, config, [1e3, 1e4], weights=vgg16_weights)
-    assert grid.compiles == 1 and grid.outputs.shape == (2, 32, 28, 3)
+    assert grid.grid.compiles == 1 and grid.outputs.shape == (2, 32, 28, 3)
     for b, beta in enumerate([1e3, 1e4]):
         one = stylize(MID_CONTENT, MID_STYLE, config.replace(style_weight=beta), weights=vgg16_weights)
         np.testing.assert_allclose(grid.images[b], one.image, atol=1e-5)

@@ -42,8 +42,9 @@ CHILD = textwrap.dedent("""
 
     def recorded(*a, **k):
         r = real(*a, **k)
-        np.savez(dump, images=r.images, best=r.best_losses, history=r.history,
-                 counts=[jax.process_count(), jax.process_index(), jax.local_device_count(), r.devices, r.chunks])
+        np.savez(dump, images=r.images, best=r.best_losses, history=r.trace["loss"],
+                 counts=[jax.process_count(), jax.process_index(), jax.local_device_count(), r.grid.devices,
+                         r.grid.chunks])
         return r
 
     lib.sweep = recorded
@@ -109,16 +110,16 @@ def test_two_processes_give_the_cells_of_one(tmp_path, sweep_args, monkeypatch):
     r = CliRunner().invoke(app, [*sweep_args, "-o", str(tmp_path / "single-1"), "--max-chunk", "1"])
     assert r.exit_code == 0, r.output
     whole, by_one = seen
-    assert (whole.devices, whole.chunks, by_one.chunks) == (1, 1, 4)
+    assert (whole.grid.devices, whole.grid.chunks, by_one.grid.chunks) == (1, 1, 4)
     # Each device stepped one cell per call in both runs: the same arithmetic, bit for bit.
     # Batched four to a device, XLA's CPU convolutions round differently (6.6e-7 measured,
     # 1e-5 as in test_sweep's batched-against-single comparisons).
     for g in got:  # each process holds the whole grid
         np.testing.assert_array_equal(g["images"], by_one.images)
         np.testing.assert_array_equal(g["best"], by_one.best_losses)
-        np.testing.assert_array_equal(g["history"], by_one.history)
+        np.testing.assert_array_equal(g["history"], by_one.trace["loss"])
         np.testing.assert_allclose(g["images"], whole.images, rtol=0, atol=1e-5)
-        np.testing.assert_allclose(g["history"], whole.history, rtol=1e-5)
+        np.testing.assert_allclose(g["history"], whole.trace["loss"], rtol=1e-5)
     # and so are the files process 0 wrote
     cells = lambda d: json.loads((tmp_path / d / "losses.json").read_text())["cells"]  # noqa: E731
     assert cells("out0") == cells("single-1")

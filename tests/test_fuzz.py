@@ -42,7 +42,7 @@ from nst_jax.objective import loss_weights
 from nst_jax.precondition import lowpass
 from nst_jax.step import make_optimizer
 from nst_jax.weights import VGGWeights, read_checkpoint, save
-from conftest import tiny
+from conftest import made_result, tiny
 
 sweep_module = importlib.import_module("nst_jax.sweeps")
 real_atomic = importlib.import_module("nst_jax.atomic").atomic_path
@@ -212,10 +212,8 @@ def fake_stylize(content, style, config, callback=None, **kw):
     one 8x8 image returned."""
     load_image(content)
     consume(config, len(style) if isinstance(style, list) else 1)
-    img = np.full((8, 8, 3), 0.25, np.float32)
-    history = [run.HistoryRow(0, 2.0, 0, 0, 0), run.HistoryRow(1, 1.0, 0, 0, 0)]
-    return run.Result(image=img, best_image=img, best_loss=1.0, history=history, steps=config.steps,
-                      function_evals=config.steps, stopped="done", seconds=0.1, compile_seconds=0.05, config=config)
+    img = np.full((1, 8, 8, 3), 0.25, np.float32)
+    return made_result(config, img, [2.0, 1.0], evals=config.steps, steps=config.steps)
 
 
 @fuzz(60)
@@ -254,11 +252,8 @@ def fake_sweep(content, style, config, style_weights=None, layer_weight_sets=Non
         consume(config.replace(style_weight=beta))
     n = len(style_weights) * len(layer_weight_sets) * len(blends or [()])
     img = np.full((n, 8, 8, 3), 0.25, np.float32)
-    return sweep_module.SweepResult(
-        best_images=img, images=img, best_losses=np.ones(n), history=np.array([[2.0] * n, [1.0] * n]),
-        final_terms={k: np.zeros(n) for k in ("content", "style", "tv")}, style_weights=list(style_weights),
-        layer_weight_sets=list(layer_weight_sets), blends=list(blends or [()]), chunks=1, devices=1, compiles=1,
-        seconds=0.1, compile_seconds=0.05, config=config)
+    return made_result(config, img, [[2.0] * n, [1.0] * n],
+                       grid=run.Grid(list(style_weights), list(layer_weight_sets), list(blends or [()]), 1, 1, 1))
 
 
 SWEEP_ONLY = {"--style-weight": LIST_TEXT, "--layers": st.one_of(
@@ -754,7 +749,7 @@ def test_a_sweep_where_no_cell_improves_writes_nothing(tmp_path, images, fabrica
 def test_a_sweep_names_the_cells_that_blew_up_or_never_improved(tmp_path, images, monkeypatch):
     def mixed(*args, **kw):
         result = fake_sweep(*args, **kw)
-        result.history[-1, 1] = np.nan  # blew up after improving
+        result.trace["loss"][-1, 1] = np.nan  # blew up after improving
         result.best_losses[2] = 2.0  # never below its start
         return result
 

@@ -141,7 +141,7 @@ def test_a_masked_sweep_cell_equals_its_own_stylize(tmp_path, vgg16_weights):
     # two styles, each with the top half as its region; the blend weighs the two regions
     config = tiny(steps=3, masks=(top, top), style_weight=1e4, content_weight=1e-3)
     grid = sweep(CONTENT, [STYLE, other], config, blends=[(1, 0), (1, 3)], weights=vgg16_weights)
-    assert grid.compiles == 1
+    assert grid.grid.compiles == 1
     for b, blend in enumerate([(1, 0), (1, 3)]):
         one = stylize(CONTENT, [STYLE, other], config.replace(style_blend=blend), weights=vgg16_weights)
         np.testing.assert_allclose(grid.images[b], one.image, atol=1e-5)

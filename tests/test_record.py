@@ -65,9 +65,11 @@ def test_nan_and_infinity_are_null(tiny_run, tmp_path):
     """Terms not logged at a step are NaN in the history, and a run that blew up has NaN
     and infinite losses: strict JSON has neither."""
     result, _, _ = tiny_run
-    rows = [r._replace(content=math.nan) if r.step % 2 else r for r in result.history]
-    rows[-1] = rows[-1]._replace(total=math.inf)
-    broken = dataclasses.replace(result, history=rows, best_loss=math.nan, stopped="nan")
+    trace = {k: v.copy() for k, v in result.trace.items()}
+    trace["content"][1::2] = math.nan
+    trace["loss"][-1] = math.inf
+    broken = dataclasses.replace(result, trace=trace, best_losses=np.array([math.nan]), stopped="nan")
+    rows = broken.history
     back = strict(rec.write_record(rec.run_record(broken, command=[], inputs={}, output="o.png"), tmp_path / "r.json"))
     assert [v is None for v in back["history"]["content"]] == [bool(r.step % 2) for r in rows]
     assert back["history"]["loss"][-1] is None and back["best_loss"] is None and back["stopped"] == "nan"
@@ -84,7 +86,7 @@ def test_a_sweep_record_has_a_column_per_cell(vgg16_weights, tmp_path):
     assert back["kind"] == "sweep" and back["grid"] == {"rows": 1, "cols": 2} and len(back["cells"]) == 2
     assert back["memory"]["chunks"] == 2
     assert np.array(back["history"]["loss"]).shape == (3, 2)
-    np.testing.assert_allclose(np.array(back["history"]["loss"]), result.history)
+    np.testing.assert_allclose(np.array(back["history"]["loss"]), result.trace["loss"])
     assert back["calls"]["step"] == [1, 2, 3, 1, 2, 3]  # each chunk runs every step
 
 

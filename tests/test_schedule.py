@@ -140,7 +140,7 @@ def test_a_multi_scale_sweep_matches_its_stylize(detail, vgg16_weights):
     for b, beta in enumerate([1e2, 1e4]):
         one = stylize(CONTENT, STYLE, config.replace(style_weight=beta), weights=vgg16_weights)
         np.testing.assert_allclose(grid.outputs[b], one.output, atol=1e-5)
-        np.testing.assert_allclose(grid.history[:, b], [r.total for r in one.history], rtol=1e-5)
+        np.testing.assert_allclose(grid.trace["loss"][:, b], [r.total for r in one.history], rtol=1e-5)
 
 
 def test_a_run_starts_each_scale_with_the_configs_detail(vgg16_weights):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -16,14 +15,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import nst_jax
-from conftest import CONTENT, STYLE, tiny
+from conftest import CONTENT, STYLE, made_result, tiny
 from nst_jax import inputs
 from nst_jax.cli import app
 from nst_jax.specs import parse_blend_grid, parse_layer_sets
 from nst_jax.errors import NstError
 from nst_jax.image import load_image
 from nst_jax.run import stylize
-from nst_jax.sweeps import SweepResult, paper_layer_sets, sweep, write_sweep
+from nst_jax.run import Grid
+from nst_jax.sweeps import paper_layer_sets, sweep, write_sweep
 BETAS = [1e2, 1e4]
 SETS = [(1.0, 0.0), (0.5, 0.5)]
 
@@ -38,12 +38,12 @@ SETS = [(1.0, 0.0), (0.5, 0.5)]
 def test_each_cell_equals_its_own_stylize(optimizer, k, tol, vgg16_weights):
     config = tiny(optimizer=optimizer, steps=4, init="noisy-content", steps_per_call=k)
     result = sweep(CONTENT, STYLE, config, BETAS, SETS, weights=vgg16_weights)
-    assert result.shape == (2, 2) and result.compiles == 1
+    assert result.grid.shape == (2, 2) and result.grid.compiles == 1
     for b, (layer_set, beta) in enumerate((s, w) for s in SETS for w in BETAS):
         one = stylize(CONTENT, STYLE, config.replace(style_weight=beta, style_layer_weights=layer_set),
                       weights=vgg16_weights)
         np.testing.assert_allclose(result.images[b], one.image, atol=tol)
-        np.testing.assert_allclose(result.history[:, b], [h.total for h in one.history], rtol=1e-5)
+        np.testing.assert_allclose(result.trace["loss"][:, b], [h.total for h in one.history], rtol=1e-5)
         assert result.best_losses[b] == pytest.approx(one.best_loss, rel=1e-5)
 
 
@@ -52,13 +52,13 @@ def test_a_blend_axis_cell_equals_its_own_stylize(vgg16_weights):
     config = tiny(steps=3, init="noisy-content")
     blends = [(1.0, 0.0), (0.5, 0.5), (1.0, 3.0)]  # the last is normalised to (0.25, 0.75)
     result = sweep(CONTENT, [STYLE, other], config, [1e4], blends=blends, weights=vgg16_weights)
-    assert result.shape == (3, 1) and result.compiles == 1
+    assert result.grid.shape == (3, 1) and result.grid.compiles == 1
     assert [c["blend"] for c in result.cells()] == [[1.0, 0.0], [0.5, 0.5], [0.25, 0.75]]
     for b, blend in enumerate(blends):
         one = stylize(CONTENT, [STYLE, other], config.replace(style_weight=1e4, style_blend=blend),
                       weights=vgg16_weights)
         np.testing.assert_allclose(result.images[b], one.image, atol=1e-5)
-        np.testing.assert_allclose(result.history[:, b], [h.total for h in one.history], rtol=1e-5)
+        np.testing.assert_allclose(result.trace["loss"][:, b], [h.total for h in one.history], rtol=1e-5)
     assert np.abs(result.images[0] - result.images[2]).max() > 1e-3  # the blend changes the result
 
 
@@ -79,10 +79,10 @@ def test_chunks_give_the_same_cells_and_compile_once(vgg16_weights):
     config = tiny(steps=3)
     whole = sweep(CONTENT, STYLE, config, [1e2, 1e3, 1e4], weights=vgg16_weights)
     chunked = sweep(CONTENT, STYLE, config, [1e2, 1e3, 1e4], weights=vgg16_weights, max_chunk=2)
-    assert (whole.chunks, chunked.chunks) == (1, 2)
-    assert chunked.compiles == 1  # the padded last chunk reuses the compiled step
+    assert (whole.grid.chunks, chunked.grid.chunks) == (1, 2)
+    assert chunked.grid.compiles == 1  # the padded last chunk reuses the compiled step
     np.testing.assert_allclose(chunked.images, whole.images, atol=1e-6)
-    assert chunked.best_images.shape == (3, 32, 28, 3) and chunked.history.shape == (3, 3)
+    assert chunked.best_images.shape == (3, 32, 28, 3) and chunked.trace["loss"].shape == (3, 3)
 
 
 
@@ -116,8 +116,8 @@ SHARDED = textwrap.dedent("""
     from conftest import CONTENT, STYLE, tiny
     w = VGGWeights("vgg16", "torchvision", random_params("vgg16", seed=16))
     r = sweep(CONTENT, STYLE, tiny(steps=3), [1e2, 1e3, 1e4], weights=w)
-    print(json.dumps({{"devices": len(jax.devices()), "used": r.devices, "compiles": r.compiles,
-                      "best": r.best_losses.tolist(), "last": r.history[-1].tolist()}}))
+    print(json.dumps({{"devices": len(jax.devices()), "used": r.grid.devices, "compiles": r.grid.compiles,
+                      "best": r.best_losses.tolist(), "last": r.trace["loss"][-1].tolist()}}))
 """)
 
 
@@ -131,7 +131,7 @@ def test_sharded_over_four_cpu_devices_matches_one(vgg16_weights):
     assert got["devices"] == 4 and got["used"] == 4 and got["compiles"] == 1
     here = sweep(CONTENT, STYLE, tiny(steps=3), [1e2, 1e3, 1e4], weights=vgg16_weights)
     np.testing.assert_allclose(got["best"], here.best_losses, rtol=1e-5)
-    np.testing.assert_allclose(got["last"], here.history[-1], rtol=1e-5)
+    np.testing.assert_allclose(got["last"], here.trace["loss"][-1], rtol=1e-5)
 
 
 @pytest.mark.slow
@@ -159,11 +159,8 @@ def test_sweep_command_writes_cells_sheet_and_json(tmp_path, vgg16_weights, monk
 
 def test_cells_can_be_written_with_sixteen_bits(tmp_path):
     cells = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
-    result = SweepResult(best_images=cells, images=cells, best_losses=np.ones(2),
-                         history=np.array([[2.0, 2.0], [1.0, 1.0]]),
-                         final_terms={k: np.zeros(2) for k in ("content", "style", "tv")}, style_weights=[1e2, 1e4],
-                         layer_weight_sets=[(1.0,)], blends=[()], chunks=1, devices=1, compiles=1, seconds=0.1,
-                         compile_seconds=0.05, config=tiny(style_layers=("relu1_1",), style_layer_weights=(1.0,)))
+    result = made_result(tiny(style_layers=("relu1_1",), style_layer_weights=(1.0,)), cells, [[2.0, 2.0], [1.0, 1.0]],
+                         grid=Grid([1e2, 1e4], [(1.0,)], [()], 1, 1, 1))
     write_sweep(result, tmp_path, ["relu1_1"], 16)
     for c in range(2):
         with Image.open(tmp_path / f"cell_r0_c{c}.png") as cell:
@@ -174,9 +171,7 @@ def test_cells_can_be_written_with_sixteen_bits(tmp_path):
     # a smaller grid into the same folder: the earlier grid's third cell goes, the user's files stay
     (tmp_path / "cell_r0_c2.png").write_bytes((tmp_path / "cell_r0_c1.png").read_bytes())
     (tmp_path / "cell_r0_c2.png.keep").write_text("mine")
-    write_sweep(dataclasses.replace(result, best_images=cells[:1], images=cells[:1], best_losses=np.ones(1),
-                                    history=np.array([[2.0], [1.0]]), style_weights=[1e2],
-                                    final_terms={k: np.zeros(1) for k in ("content", "style", "tv")}),
+    write_sweep(made_result(result.config, cells[:1], [[2.0], [1.0]], grid=Grid([1e2], [(1.0,)], [()], 1, 1, 1)),
                 tmp_path, ["relu1_1"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cell_r0_c0.png", "cell_r0_c2.png.keep", "contact_sheet.png",
                                                           "losses.json"]
@@ -203,16 +198,16 @@ def test_sweep_resumes_from_its_own_state(vgg16_weights):
     half = sweep(CONTENT, STYLE, config.replace(steps=2), [1e2, 1e4], weights=vgg16_weights)
     rest = sweep(CONTENT, STYLE, config, [1e2, 1e4], weights=vgg16_weights, resume=half.state)
     np.testing.assert_array_equal(rest.images, whole.images)
-    np.testing.assert_array_equal(rest.history, whole.history)
+    np.testing.assert_array_equal(rest.trace["loss"], whole.trace["loss"])
 
 
 def test_cells_that_never_improve_are_flagged(vgg16_weights):
     # plain SGD's step grows with beta: the small-beta cells improve, the large one overshoots
     config = tiny(optimizer="sgd", learning_rate=1e-3, steps=3)
     result = sweep(CONTENT, STYLE, config, [1e2, 1e4, 1e6], weights=vgg16_weights)
-    assert result.improved.tolist() == [True, True, False]
+    assert result.cells_improved.tolist() == [True, True, False]
     np.testing.assert_array_equal(result.best_images[2], np.clip(CONTENT, 0, 1))
-    assert [c["improved"] for c in result.cells()] == result.improved.tolist()
+    assert [c["improved"] for c in result.cells()] == result.cells_improved.tolist()
 
 
 def test_a_chunk_pictures_what_the_sweep_would_save(vgg16_weights):

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 import nst_jax
 from nst_jax import inputs, live, run
 from nst_jax.cli import app
+from conftest import made_result
 
 SAMPLES = Path(nst_jax.__file__).parent / "samples"
 C, S = SAMPLES / "content.jpg", SAMPLES / "style.jpg"
@@ -236,7 +237,7 @@ def test_the_page_ends_saying_how_the_run_ended(tmp_path, monkeypatch, stopped, 
     monkeypatch.setattr(watch, "write_record", lambda record, path: path)
     monkeypatch.setattr(watch, "run_record", lambda result, **kw: {})
     session = watch.Session({Path("o.png"): Path("o.json")}, View(), 600, print)
-    result = run.Result(image=np.zeros((4, 4, 3)), best_image=np.zeros((4, 4, 3)), best_loss=1.0, history=[], steps=1,
-                        function_evals=1, stopped=stopped, seconds=0.1, compile_seconds=0.0, config=None)
-    assert session.finished(result, Path("o.png"), result.image) == Path("o.json")
-    assert ended == [(status, message, "o.png", result.image)] and session.stay == (stopped != "interrupted")
+    result = made_result(None, np.zeros((1, 4, 4, 3)), [], stopped=stopped, steps=1)
+    image = result.image
+    assert session.finished(result, Path("o.png"), image) == Path("o.json")
+    assert ended == [(status, message, "o.png", image)] and session.stay == (stopped != "interrupted")
