@@ -88,7 +88,7 @@ def measure_one(mode: str, size: int, arch: str, steps: int) -> dict:
     from nst_jax.image import load_image
     from nst_jax.inputs import prepare
     from nst_jax.run import compile_chunk
-    from nst_jax.step import init_state, make_step, optimizer_for
+    from nst_jax.step import init_state, make_optimizer, make_step
 
     runtime = rss_mib()
     base = mode.partition("/")[0]
@@ -101,7 +101,7 @@ def measure_one(mode: str, size: int, arch: str, steps: int) -> dict:
     run = prepare(content, style, config, weights)
     plan = run.plans[-1]
     h, w = run.content.shape[:2]
-    optimizer = optimizer_for(config)
+    optimizer = make_optimizer(config)
     state = jax.block_until_ready(jax.jit(init_state, static_argnums=(0, 1))(run.objective, optimizer,
                                                                               run.problem, run.start))
     t0 = time.perf_counter()

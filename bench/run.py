@@ -36,7 +36,7 @@ from nst_jax.config import ADAM_ON_SUMMED_LOSS, LBFGS_NAMES, StyleConfig  # noqa
 from nst_jax.image import load_image  # noqa: E402
 from nst_jax.inputs import prepare  # noqa: E402
 from nst_jax.run import default_steps_per_call, drive  # noqa: E402
-from nst_jax.step import init_state, make_step, optimizer_for  # noqa: E402
+from nst_jax.step import init_state, make_optimizer, make_step  # noqa: E402
 from nst_jax.sweeps import sweep  # noqa: E402
 from nst_jax.vgg import conv_shapes, forward_flops  # noqa: E402
 from nst_jax.weights import VGGWeights, load_embedded, load_weights  # noqa: E402
@@ -130,7 +130,7 @@ class JaxImpl:
         self.run = prepare(content, style, config, weights)
         self.conv = self.run.objective.model.conv
         self.gram = self.run.objective.gram_precision
-        self.opt = optimizer_for(config)
+        self.opt = make_optimizer(config)
         self.step = make_step(self.run.objective, self.opt)
         self.compiled, self.k, self.compile_seconds = {}, k, 0.0
         self.reset()

@@ -29,7 +29,7 @@ from .memory import budget_bytes, estimate_bytes, plan_chunks
 from .objective import Problem
 from .run import Lanes, Result, RunState, Scale, cell_result, join_traces, light, one_lane, run_cells
 from .schedule import mended
-from .step import StepState, init_state, optimizer_for
+from .step import StepState, init_state, make_optimizer
 from .weights import VGGWeights
 
 
@@ -144,7 +144,7 @@ def cell_lanes(config: StyleConfig, axes: Problem) -> Lanes:
 def batch_lanes(config: StyleConfig, axes: Problem, chunk: int, devices) -> Lanes:
     """Lanes of ``chunk`` cells on a leading axis, sharded over ``devices``: the problem's
     parts along ``axes`` (None: shared by every cell, put on the devices once per scale)."""
-    optimizer = optimizer_for(config)
+    optimizer = make_optimizer(config)
     mesh = Mesh(np.array(devices), ("batch",))
     batched = NamedSharding(mesh, PartitionSpec("batch"))
     replicated = NamedSharding(mesh, PartitionSpec())

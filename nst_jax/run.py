@@ -33,7 +33,7 @@ from .losses import LossTerms, Targets
 from .memory import MemoryPlan, budget_bytes
 from .objective import Problem
 from .schedule import carry_state, next_start
-from .step import StepMetrics, StepState, averaged, init_state, make_step, optimizer_for
+from .step import StepMetrics, StepState, averaged, init_state, make_optimizer, make_step
 from .weights import VGGWeights
 
 # Steps per compiled call when the config leaves it open, by platform. CPU: 1, since XLA:CPU
@@ -161,7 +161,7 @@ def compile_chunk(step: Callable, k: int, state, problem, jit_kwargs: dict, kept
 
 
 def step_made_of(objective, config: StyleConfig) -> tuple:
-    """What ``make_step(objective, optimizer_for(config), config.average)`` closes over, as
+    """What ``make_step(objective, make_optimizer(config), config.average)`` closes over, as
     cache.kept_program keys it (the code itself is in the key)."""
     return (objective, config.optimizer, config.learning_rate, config.precondition, config.average)
 
@@ -471,7 +471,7 @@ class Lanes:
 
 def one_lane(config: StyleConfig) -> Lanes:
     """The lanes of a single picture (``stylize``)."""
-    return Lanes(init_program(config, optimizer_for(config)))
+    return Lanes(init_program(config, make_optimizer(config)))
 
 
 def run_cells(config: StyleConfig, lanes: Lanes, scale_at: Callable[[int], Scale], *,
@@ -496,7 +496,7 @@ def run_cells(config: StyleConfig, lanes: Lanes, scale_at: Callable[[int], Scale
     ``traces`` (a list the caller may read meanwhile). Stops after a scale that did not
     finish; Ctrl-C between two scales keeps the last scale's state (``interrupted(state,
     steps)`` is told)."""
-    optimizer = optimizer_for(config)
+    optimizer = make_optimizer(config)
     k = config.steps_per_call or default_steps_per_call(lanes.platform)
     compiled = {} if compiled is None else compiled
     traces = [] if traces is None else traces

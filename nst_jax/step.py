@@ -68,10 +68,10 @@ def lbfgs(learning_rate: float | None, linesearch=None,
                        optax.identity() if linesearch is None else linesearch)
 
 
-def make_optimizer(name: str, learning_rate: float | None = None, precondition: float = 0.0) -> Optimizer:
-    """An optimizer by name: ``"adam"``, ``"lbfgs"``, ``"lbfgs-fixed"``, ``"lbfgs-backtrack"``,
-    ``"lbfgs-armijo"`` or any optax factory taking a ``learning_rate`` (which must then be
-    given). ``precondition``: the L-BFGS optimizers' corner frequency (config.precondition;
+def optimizer_named(name: str, learning_rate: float | None = None, precondition: float = 0.0) -> Optimizer:
+    """An optimizer by name, as :func:`make_optimizer` builds a config's: ``"adam"``,
+    ``"lbfgs"``, ``"lbfgs-fixed"``, ``"lbfgs-backtrack"``, ``"lbfgs-armijo"`` or any optax
+    factory taking a ``learning_rate`` (which must then be given). ``precondition``: the L-BFGS optimizers' corner frequency (config.precondition;
     0: plain L-BFGS); the others ignore it."""
     key = str(name).lower().replace("-", "_")
     if key == "lbfgs":
@@ -116,9 +116,9 @@ def make_optimizer(name: str, learning_rate: float | None = None, precondition: 
     return Optimizer(str(name), tx, False, box)
 
 
-def optimizer_for(config) -> Optimizer:
+def make_optimizer(config) -> Optimizer:
     """The optimizer a :class:`~nst_jax.config.StyleConfig` names, with its rate and preconditioner."""
-    return make_optimizer(config.optimizer, config.learning_rate, config.precondition)
+    return optimizer_named(config.optimizer, config.learning_rate, config.precondition)
 
 
 class StepState(NamedTuple):

@@ -52,7 +52,7 @@ from .inputs import Prepared, content_features, prepare, resolve_weights, start_
 from .memory import budget_bytes
 from .run import (HistoryRow, Progress, averaged_or_best, compile_clock, default_steps_per_call, drive, finished,
                   init_program, output_picture, pictures, step_made_of, with_picture)
-from .step import averaged, make_step, optimizer_for
+from .step import averaged, make_optimizer, make_step
 from .weights import VGGWeights
 
 FORMAT = "nst-jax-video"
@@ -219,7 +219,7 @@ def _frames(clip: Clip, run: Prepared, config: StyleConfig, video: VideoConfig, 
             result: VideoResult, callback, on_frame) -> None:
     """The frames after those done, one at a time (see :func:`stylize_video`)."""
     objective, base = run.objective, run.problem
-    optimizer = optimizer_for(config)
+    optimizer = make_optimizer(config)
     step = make_step(objective, optimizer, config.average)
     init = init_program(config, optimizer)
     gamma = jnp.asarray(video.temporal_weight, jnp.float32)

@@ -149,7 +149,7 @@ def consume(config: StyleConfig, n_styles: int = 1) -> None:
     nothing may fail but with an NstError, and nothing may warn."""
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        make_optimizer(config.optimizer, config.learning_rate, config.precondition)
+        make_optimizer(config)
         if config.precondition:  # the filter and its inverse stay finite
             assert np.isfinite(lowpass(jnp.ones((4, 4, 3)), config.precondition, inverse=True)).all()
         loss_weights(config, normalised_blend(config.style_blend, n_styles))

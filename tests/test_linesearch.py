@@ -11,7 +11,7 @@ from conftest import CONTENT, STYLE, tiny
 from nst_jax.inputs import prepare
 from nst_jax.linesearch import stepwise_armijo, unrolled_armijo
 from nst_jax.run import stylize
-from nst_jax.step import box, init_state, make_optimizer, make_step
+from nst_jax.step import box, init_state, make_step, optimizer_named
 
 C1 = 1e-4  # the constant both optimizers use
 
@@ -102,7 +102,7 @@ def test_stepwise_gives_up_backtracking_below_the_smallest_step():
 def tiny_run(weights, optimizer, **changes):
     config = tiny(optimizer=optimizer, **changes)
     run = prepare(CONTENT, STYLE, config, weights)
-    opt = make_optimizer(optimizer)
+    opt = optimizer_named(optimizer)
     return run, jax.jit(make_step(run.objective, opt)), init_state(run.objective, opt, run.problem, run.start)
 
 

@@ -11,7 +11,7 @@ from nst_jax.errors import NstError
 from nst_jax.inputs import prepare
 from nst_jax.memory import (BACKWARD_FACTOR, FIXED_BYTES, OTHER_BACKWARD_FACTOR, STATE_IMAGES, TILE_BYTES,
                             estimate_bytes, network_bytes, plan_chunks, plan_memory)
-from nst_jax.step import init_state, make_optimizer
+from nst_jax.step import init_state, optimizer_named
 from nst_jax.tiling import receptive_radius
 from nst_jax.vgg import activation_bytes
 
@@ -32,7 +32,7 @@ def test_the_estimate_counts_the_optimizers_state(optimizer, family, vgg16_weigh
     """STATE_IMAGES is the size of the step's state in images (scalars aside): a change of
     the state (another buffer, a longer L-BFGS history) must change the estimate too."""
     run = prepare(CONTENT, STYLE, tiny(optimizer=optimizer), vgg16_weights)
-    opt = make_optimizer(optimizer)
+    opt = optimizer_named(optimizer)
     state = jax.eval_shape(lambda: init_state(run.objective, opt, run.problem, jnp.asarray(run.start)))
     images = sum(leaf.size for leaf in jax.tree.leaves(state)) / run.start.size
     assert round(images) == STATE_IMAGES[family], images

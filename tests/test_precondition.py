@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from nst_jax.precondition import gains, lowpass
-from nst_jax.step import lbfgs, make_optimizer
+from nst_jax.step import lbfgs, optimizer_named
 
 
 def test_gains_by_hand():
@@ -86,7 +86,7 @@ def test_the_low_pass_helps_where_fine_frequencies_are_stiff():
     x0 = jnp.asarray(np.random.default_rng(3).random((32, 32, 3)), jnp.float32)
     final = {}
     for corner in (0.0, 0.05):
-        opt = make_optimizer("lbfgs-backtrack", precondition=corner)
+        opt = optimizer_named("lbfgs-backtrack", precondition=corner)
         _, values = run(opt.tx, quadratic, x0, 15)
         final[corner] = min(values)
     assert final[0.05] < final[0.0] / 10, final
@@ -104,7 +104,7 @@ def test_every_lbfgs_takes_the_corner_and_keeps_its_state_layout(name):
     run's checkpoint template is the same either way), and the corner changes the first
     direction."""
     x = jnp.asarray(np.random.default_rng(4).random((8, 8, 3)), jnp.float32)
-    plain, low = make_optimizer(name, precondition=0.0), make_optimizer(name, precondition=0.1)
+    plain, low = optimizer_named(name, precondition=0.0), optimizer_named(name, precondition=0.1)
     assert layout(plain.tx.init(x)) == layout(low.tx.init(x))
     value, grad = jax.value_and_grad(quadratic)(x)
     steps = [o.tx.update(grad, o.tx.init(x), x, value=value, grad=grad, value_fn=quadratic)[0]
@@ -113,9 +113,9 @@ def test_every_lbfgs_takes_the_corner_and_keeps_its_state_layout(name):
 
 
 def test_lbfgs_without_a_corner_is_optax_lbfgs_with_its_zoom_search():
-    """make_optimizer("lbfgs", precondition=0) rebuilds optax.lbfgs() (its memory, scaling
+    """optimizer_named("lbfgs", precondition=0) rebuilds optax.lbfgs() (its memory, scaling
     and zoom line search defaults): the same state layout and the same iterates."""
     x0 = jnp.asarray(np.random.default_rng(5).random((8, 6, 3)), jnp.float32)
-    ours = make_optimizer("lbfgs", precondition=0.0).tx
+    ours = optimizer_named("lbfgs", precondition=0.0).tx
     assert layout(ours.init(x0)) == layout(optax.lbfgs().init(x0))
     np.testing.assert_array_equal(run(ours, quadratic, x0, 4)[0], run(optax.lbfgs(), quadratic, x0, 4)[0])

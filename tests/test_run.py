@@ -308,11 +308,11 @@ def test_the_step_writes_its_state_over_the_last_one(vgg16_weights):
 
     from nst_jax.inputs import prepare
     from nst_jax.run import compile_chunk
-    from nst_jax.step import init_state, make_step, optimizer_for
+    from nst_jax.step import init_state, make_optimizer, make_step
 
     config = tiny(optimizer="lbfgs-backtrack", learning_rate=None)
     run = prepare(CONTENT, STYLE, config, vgg16_weights)
-    optimizer = optimizer_for(config)
+    optimizer = make_optimizer(config)
     state = init_state(run.objective, optimizer, run.problem, run.start)
     step = make_step(run.objective, optimizer)
     state_bytes = sum(x.nbytes for x in jax.tree.leaves(state))

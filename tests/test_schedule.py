@@ -14,7 +14,7 @@ from nst_jax.inputs import prepare
 from nst_jax.run import stylize
 from nst_jax.config import scale_ladder
 from nst_jax.schedule import carry_state, next_start, resample
-from nst_jax.step import averaged, init_state, make_optimizer, make_step
+from nst_jax.step import averaged, init_state, make_step, optimizer_named
 from nst_jax.sweeps import sweep
 
 
@@ -52,7 +52,7 @@ def test_resampling_keeps_every_channels_mean_and_sign():
 def test_iterate_average_by_hand(vgg16_weights):
     config = tiny(average=0.5)
     run = prepare(CONTENT, STYLE, config, vgg16_weights)
-    opt = make_optimizer("adam")
+    opt = optimizer_named("adam")
     state = init_state(run.objective, opt, run.problem, run.start)
     step = jax.jit(make_step(run.objective, opt, 0.5))
     images = []
@@ -71,7 +71,7 @@ def test_carrying_adam_to_the_next_scale_resamples_its_moments(vgg16_weights):
     config = tiny()
     small = prepare(CONTENT, STYLE, config.replace(size=16), vgg16_weights)
     big = prepare(CONTENT, STYLE, config, vgg16_weights)
-    opt = make_optimizer("adam")
+    opt = optimizer_named("adam")
     state = init_state(small.objective, opt, small.problem, small.start)
     for _ in range(3):
         state, _ = jax.jit(make_step(small.objective, opt))(state, small.problem, False)
@@ -93,7 +93,7 @@ def test_the_next_start_gets_the_band_the_coarse_scale_could_not_hold(vgg16_weig
     rng = np.random.default_rng(5)
     start = jnp.asarray(0.25 + 0.5 * rng.uniform(size=(20, 14, 3)), jnp.float32)  # no clipping below
     run = prepare(CONTENT, STYLE, tiny(size=10), vgg16_weights)
-    opt = make_optimizer("adam")
+    opt = optimizer_named("adam")
     still = init_state(run.objective, opt, run.problem, resample(start, 10, 7))
     np.testing.assert_allclose(next_start(still, start, 1.0), start, atol=1e-6)
     moved = init_state(run.objective, opt, run.problem, jnp.asarray(0.25 + 0.5 * rng.uniform(size=(10, 7, 3)),
@@ -149,7 +149,7 @@ def test_a_run_starts_each_scale_with_the_configs_detail(vgg16_weights):
     config = tiny(scales=(16, 32), steps=2, init="content")
     first = stylize(CONTENT, STYLE, config.replace(size=16, scales=()), weights=vgg16_weights)
     small, big = (prepare(CONTENT, STYLE, config, vgg16_weights, size=size) for size in (16, 32))
-    opt = make_optimizer(config.optimizer)
+    opt = optimizer_named(config.optimizer)
     end = init_state(small.objective, opt, small.problem, jnp.asarray(first.image))
     losses = {}
     for detail in (0.0, 1.0):

@@ -12,13 +12,13 @@ from conftest import CONTENT, STYLE, tiny
 from nst_jax.errors import NstError
 from nst_jax.inputs import prepare
 from nst_jax.run import drive
-from nst_jax.step import box, init_state, make_optimizer, make_step
+from nst_jax.step import box, init_state, make_step, optimizer_named
 
 
 def setup(weights, **changes):
     config = tiny(**changes)
     run = prepare(CONTENT, STYLE, config, weights)
-    opt = make_optimizer(config.optimizer, config.learning_rate)
+    opt = optimizer_named(config.optimizer, config.learning_rate)
     state = init_state(run.objective, opt, run.problem, run.start)
     return run, opt, state
 
@@ -39,15 +39,15 @@ def test_the_step_is_traced_once(optimizer, k, vgg16_weights):
 
 
 def test_optimizers_by_name_and_their_errors():
-    assert make_optimizer("adam").projection is box
-    assert make_optimizer("lbfgs").linesearch and not make_optimizer("lbfgs-fixed").linesearch
+    assert optimizer_named("adam").projection is box
+    assert optimizer_named("lbfgs").linesearch and not optimizer_named("lbfgs-fixed").linesearch
     for name in ("lbfgs-backtrack", "lbfgs-armijo"):  # they evaluate at the step's image
-        assert make_optimizer(name).name == name and not make_optimizer(name).linesearch
-    assert make_optimizer("rmsprop", 0.01).name == "rmsprop"
+        assert optimizer_named(name).name == name and not optimizer_named(name).linesearch
+    assert optimizer_named("rmsprop", 0.01).name == "rmsprop"
     with pytest.raises(NstError, match="unknown optimizer 'nope'.*adam, lbfgs, lbfgs-fixed"):
-        make_optimizer("nope", 0.1)
+        optimizer_named("nope", 0.1)
     with pytest.raises(NstError, match="'sgd' needs a learning rate"):
-        make_optimizer("sgd", None)
+        optimizer_named("sgd", None)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs-fixed", "sgd", "lbfgs-backtrack", "lbfgs-armijo"])
@@ -103,7 +103,7 @@ class Quadratic:
 
 
 def test_nan_stops_the_run_and_keeps_the_last_finite_iterate():
-    objective, opt = Quadratic(), make_optimizer("sgd", 0.03)  # x: 0, 0.06, ..., 0.48, 0.54
+    objective, opt = Quadratic(), optimizer_named("sgd", 0.03)  # x: 0, 0.06, ..., 0.48, 0.54
     state = init_state(objective, opt, None, jnp.zeros((4, 4, 3)))
     outcome = drive(make_step(objective, opt), state, None, steps=50)
     losses = outcome.trace.arrays["loss"]

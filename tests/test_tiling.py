@@ -19,7 +19,7 @@ from nst_jax.image import save_image
 from nst_jax.inputs import memory_plans, prepare
 from nst_jax.memory import describe_plans
 from nst_jax.run import stylize
-from nst_jax.step import init_state, make_optimizer, make_step
+from nst_jax.step import init_state, make_step, optimizer_named
 from nst_jax.tiling import TilePlan, alignment, receptive_radius, tile_grid
 
 # Shallow taps (R = 10 px, tiles on a 4 px grid) so that small pictures have real halos.
@@ -160,7 +160,7 @@ def test_a_tiled_step_is_the_plain_step(optimizer, vgg16_weights):
     config, styles = variant("paper norms", None)
     config = config.replace(size=32, optimizer=optimizer)  # 2 x 2 tiles
     runs = [prepare(CONTENT, styles, config.replace(tile=t), vgg16_weights) for t in (0, 16)]
-    opt = make_optimizer(optimizer)
+    opt = optimizer_named(optimizer)
     results = []
     for run in runs:
         state = init_state(run.objective, opt, run.problem, jnp.asarray(run.start))
