@@ -21,7 +21,7 @@ _EXPORTS = {
                "tv_loss"],
     "objective": ["Objective", "Problem", "build_objective", "loss_weights"],
     "run": ["Grid", "Progress", "Result", "RunState", "drive", "stylize"],
-    "step": ["StepState", "init_state", "make_optimizer", "make_step"],
+    "step": ["StepState", "init_state", "make_optimizer", "make_step", "optimizer_named"],
     "sweeps": ["sweep"],
     "vgg": ["VGG", "layer_names", "layout"],
     "video": ["VideoConfig", "VideoResult", "stylize_video"],

@@ -291,7 +291,8 @@ class Result:
     (of the last scale), ``average_images`` the iterate averages (None when off), each the RGB
     picture the losses saw (``Objective.picture``: grey for a luminance-only transfer, the
     content outside kept masks); ``outputs`` is what to show. The singular names (``output``,
-    ``best_loss``, ``history``, ...) read a batch of one."""
+    ``best_loss``, ``history``, ...) read a batch of one. A run continues from ``state``,
+    never from ``trace``."""
 
     images: np.ndarray  # (B, H, W, 3)
     best_images: np.ndarray  # (B, H, W, 3)
@@ -337,6 +338,8 @@ class Result:
 
     def cells(self) -> list[dict]:
         """A sweep's cells: each one's settings and final numbers (what ``write_sweep`` saves)."""
+        if self.grid is None:
+            raise ValueError("not a sweep's result: it has no grid of cells")
         out, grid, improved, last = [], self.grid, self.cells_improved, self.final_terms
         for b, (r, c) in enumerate(itertools.product(range(grid.shape[0]), range(grid.shape[1]))):
             layer_set, blend = divmod(r, len(grid.blends))
@@ -414,7 +417,7 @@ def final_pictures(run, config: StyleConfig, state: StepState):
 
 def output_picture(objective, problem, config: StyleConfig, colour_content, state: StepState) -> np.ndarray:
     """What a run would save if it stopped at ``state`` (one image, or a batch on a leading
-    axis), as ``Result.output`` makes it. Brings those images from the device."""
+    axis), as ``Result.outputs`` makes it. Brings those images from the device."""
     best, average = jax.device_get((state.best_image, averaged(state) if config.average else None))
     average = None if average is None else pictures(objective, problem, average)
     return finished(averaged_or_best(average, pictures(objective, problem, best)), colour_content, config)

@@ -71,8 +71,9 @@ def lbfgs(learning_rate: float | None, linesearch=None,
 def optimizer_named(name: str, learning_rate: float | None = None, precondition: float = 0.0) -> Optimizer:
     """An optimizer by name, as :func:`make_optimizer` builds a config's: ``"adam"``,
     ``"lbfgs"``, ``"lbfgs-fixed"``, ``"lbfgs-backtrack"``, ``"lbfgs-armijo"`` or any optax
-    factory taking a ``learning_rate`` (which must then be given). ``precondition``: the L-BFGS optimizers' corner frequency (config.precondition;
-    0: plain L-BFGS); the others ignore it."""
+    factory taking a ``learning_rate`` (which must then be given). ``precondition``: the
+    L-BFGS optimizers' corner frequency (config.precondition; 0: plain L-BFGS); the others
+    ignore it."""
     key = str(name).lower().replace("-", "_")
     if key == "lbfgs":
         return Optimizer("lbfgs", lbfgs(learning_rate, optax.scale_by_zoom_linesearch(
@@ -118,6 +119,8 @@ def optimizer_named(name: str, learning_rate: float | None = None, precondition:
 
 def make_optimizer(config) -> Optimizer:
     """The optimizer a :class:`~nst_jax.config.StyleConfig` names, with its rate and preconditioner."""
+    if isinstance(config, str):
+        raise TypeError(f"make_optimizer takes a StyleConfig; optimizer_named({config!r}) builds one by name")
     return optimizer_named(config.optimizer, config.learning_rate, config.precondition)
 
 

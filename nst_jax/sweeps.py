@@ -131,7 +131,8 @@ def _collect(cells: Cells, runs, config, grid_axes, resume, since: tuple[float, 
         arrays = {k: np.concatenate([resume.history[k], arrays[k]]) for k in arrays}
     done = (resume.step if resume else 0) + steps
     image, best, average = final_pictures(run, config, state)
-    return Result(image, best, state.best_loss, arrays, state.evals, done, cells.stopped,
+    trace = {k: v.copy() for k, v in arrays.items()}  # the result's own: the state's resume from theirs
+    return Result(image, best, state.best_loss, trace, state.evals, done, cells.stopped,
                   time.perf_counter() - since[0], compile_clock() - since[1], config, RunState(state, done, arrays),
                   run.notes, average, scale_span(config, scale_of(config, done))[0], run.colour_content,
                   Grid(*grid_axes, len(cells.chunks), cells.devices, cells.compiles))
@@ -153,13 +154,13 @@ def write_sweep(result: Result, out_dir: str | Path, row_labels: list[str],
         with created(out_dir):
             staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".sweep-", suffix=".tmp"))
             try:
-                staged = []
+                staged, outputs = [], result.outputs
                 for cell in result.cells():
                     b = cell["row"] * result.grid.shape[1] + cell["col"]
-                    staged.append(save_image(result.outputs[b], staging / f"cell_r{cell['row']}_c{cell['col']}.png",
+                    staged.append(save_image(outputs[b], staging / f"cell_r{cell['row']}_c{cell['col']}.png",
                                              bit_depth))
                 cols = [f"beta {b:g}" for b in result.grid.style_weights]
-                sheet = contact_sheet(result.outputs, row_labels, cols,
+                sheet = contact_sheet(outputs, row_labels, cols,
                                       title=f"rows: style layers{' x blend' if len(result.grid.blends) > 1 else ''}; "
                                             f"columns: style weight beta "
                                             f"(alpha {result.config.content_weight:g}, {steps_label(result.config)})")

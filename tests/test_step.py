@@ -12,7 +12,7 @@ from conftest import CONTENT, STYLE, tiny
 from nst_jax.errors import NstError
 from nst_jax.inputs import prepare
 from nst_jax.run import drive
-from nst_jax.step import box, init_state, make_step, optimizer_named
+from nst_jax.step import box, init_state, make_optimizer, make_step, optimizer_named
 
 
 def setup(weights, **changes):
@@ -48,6 +48,10 @@ def test_optimizers_by_name_and_their_errors():
         optimizer_named("nope", 0.1)
     with pytest.raises(NstError, match="'sgd' needs a learning rate"):
         optimizer_named("sgd", None)
+    config = tiny(optimizer="LBFGS_Backtrack", precondition=0.2)  # the config's name, normalised once
+    assert make_optimizer(config).name == "lbfgs-backtrack"
+    with pytest.raises(TypeError, match=r"optimizer_named\('adam'\) builds one by name"):
+        make_optimizer("adam")
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs-fixed", "sgd", "lbfgs-backtrack", "lbfgs-armijo"])

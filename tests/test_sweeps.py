@@ -157,6 +157,21 @@ def test_sweep_command_writes_cells_sheet_and_json(tmp_path, vgg16_weights, monk
     assert not (tmp_path / "failed").exists()  # a failed sweep leaves no empty folder
 
 
+def test_one_result_type_reads_a_batch_or_a_batch_of_one():
+    """A sweep's Result holds its cells on the leading axis; the singular names read a batch
+    of one only, and a picture's Result has no grid of cells."""
+    cells = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
+    grid = made_result(tiny(), cells, [[2.0, 3.0], [1.0, 4.0]], best_losses=np.array([1.0, 3.0]),
+                       grid=Grid([1e2, 1e4], [(0.2,) * 5], [()], 1, 1, 1))
+    assert grid.cells_improved.tolist() == [True, False] and grid.final_terms["style"].shape == (2,)
+    with pytest.raises(ValueError, match="a result of 2 cells"):
+        grid.output
+    one = made_result(tiny(), cells[:1], [[2.0], [1.0]])
+    assert one.output.shape == (8, 8, 3) and one.improved is True and [r.total for r in one.history] == [2.0, 1.0]
+    with pytest.raises(ValueError, match="not a sweep's result"):
+        one.cells()
+
+
 def test_cells_can_be_written_with_sixteen_bits(tmp_path):
     cells = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
     result = made_result(tiny(style_layers=("relu1_1",), style_layer_weights=(1.0,)), cells, [[2.0, 2.0], [1.0, 1.0]],
