@@ -178,7 +178,9 @@ def program_key(described: str, in_tree, leaves: list, donate: int | None) -> st
     device = jax.devices()[0]
     options = sorted((k, repr(v)) for k, v in jax.config.values.items() if not any(w in k for w in NOT_TRACING))
     return hashlib.sha256(repr((
-        described, str(in_tree), [(x.shape, str(x.dtype), bool(getattr(x, "weak_type", False))) for x in leaves],
+        described, str(in_tree),
+        [(x.shape, str(x.dtype), bool(getattr(x, "weak_type", False)), str(getattr(x, "sharding", None)))
+         for x in leaves],  # a program compiled for one placement of its arguments refuses others
         donate, device.platform, device.device_kind, len(jax.devices()), machine(), options, IMPORTED_SOURCE,
         library_versions())).encode()).hexdigest()[:40]
 

@@ -460,3 +460,28 @@ def test_a_program_that_cannot_be_written_is_compiled_once_and_used(kept_in, mon
     program = cache.kept_program(("unwritable",), counted, (state, data), None)
     np.testing.assert_array_equal(program(state, data)[0].x, jax.jit(step)(state, data)[0].x)
     assert len(traced) == 1 and not list(folder.glob(f"*{SUFFIX}")) and not notes
+
+
+PLACED_TWICE = """
+import os, sys
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+import jax, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from nst_jax import cache
+cache.enable_cache(sys.argv[1])
+double = lambda x: x * 2.0
+x = np.arange(8, dtype=np.float32).reshape(2, 4)
+split = jax.device_put(x, NamedSharding(Mesh(np.array(jax.devices()), ("b",)), PartitionSpec("b")))
+for placed in (split, jax.device_put(x, jax.devices()[1])):
+    assert np.array_equal(np.asarray(cache.kept_or_jitted(("double",), double, (placed,))), 2 * x)
+print(len(cache.LOADED))
+"""
+
+
+def test_arguments_of_one_shape_placed_otherwise_get_their_own_program(tmp_path):
+    """A program compiled for a batch split over two devices refuses the same shape on one
+    device: the placement is part of what a kept program is keyed by (it crashed before)."""
+    done = subprocess.run([sys.executable, "-c", PLACED_TWICE, str(tmp_path / "cache")], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-600:]
+    assert done.stdout.split() == ["2"]
