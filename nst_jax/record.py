@@ -197,15 +197,14 @@ def video_record(result, *, command, inputs: dict, output, times: CallTimes | No
 def sweep_record(result, *, command, inputs: dict, output, times: CallTimes | None = None) -> dict:
     """The record of one ``sweep()`` :class:`~nst_jax.run.Result`: the history's
     columns hold one list per step, one value per cell (cells in ``result.cells()`` order)."""
-    arrays, steps = result.trace, len(result.trace["loss"])
+    steps = len(result.trace["loss"])
     return json_safe({
         "kind": "sweep", **_common(result, command=command, inputs=inputs, output=output, times=times),
         "memory": {"chunks": result.grid.chunks, "devices": result.grid.devices, "compiles": result.grid.compiles},
         "grid": {"rows": result.grid.shape[0], "cols": result.grid.shape[1]}, "cells": result.cells(),
         "steps": steps,
         "history": {"step": list(range(steps)),
-                    **{name: np.asarray(arrays.get(name, np.zeros((0, 0))), np.float64).tolist()
-                       for name in LOSSES}},
+                    **{name: result.trace[name].tolist() for name in LOSSES}},
     })
 
 

@@ -154,9 +154,8 @@ def write_sweep(result: Result, out_dir: str | Path, row_labels: list[str],
         with created(out_dir):
             staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".sweep-", suffix=".tmp"))
             try:
-                staged, outputs = [], result.outputs
-                for cell in result.cells():
-                    b = cell["row"] * result.grid.shape[1] + cell["col"]
+                staged, outputs, cells = [], result.outputs, result.cells()
+                for b, cell in enumerate(cells):  # row-major, as the outputs
                     staged.append(save_image(outputs[b], staging / f"cell_r{cell['row']}_c{cell['col']}.png",
                                              bit_depth))
                 cols = [f"beta {b:g}" for b in result.grid.style_weights]
@@ -165,7 +164,7 @@ def write_sweep(result: Result, out_dir: str | Path, row_labels: list[str],
                                             f"columns: style weight beta "
                                             f"(alpha {result.config.content_weight:g}, {steps_label(result.config)})")
                 staged.append(save_image(sheet, staging / "contact_sheet.png"))
-                report = {"config": dataclasses.asdict(result.config), "cells": result.cells(),
+                report = {"config": dataclasses.asdict(result.config), "cells": cells,
                           "chunks": result.grid.chunks, "devices": result.grid.devices, "seconds": result.seconds,
                           "compile_seconds": result.compile_seconds, "stopped": result.stopped}
                 staged.append(staging / "losses.json")
