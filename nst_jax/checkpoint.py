@@ -52,7 +52,7 @@ def save_checkpoint(path: str | Path, state: StepState, step: int, history: dict
 
 # Config fields added since this checkpoint version was first written, each with the value
 # that reproduces what a checkpoint without it ran (a missing field reads as that value).
-ADDED_FIELDS = {"detail": 0.0, "precondition": 0.0, "per_channel": 0.0, "balance": "fixed"}
+ADDED_FIELDS = {"detail": 0.0, "precondition": 0.0, "per_channel": 0.0, "balance": "fixed", "coarse_steps": None}
 
 
 def load_checkpoint(path: str | Path, template: StepState, config: StyleConfig, digest: str,

@@ -125,7 +125,7 @@ def stylize_one(content: Path, styles: list[Path], output: Path, config: StyleCo
         session.begin(config, title=f"{content.name} in the style of {', '.join(s.name for s in styles)}",
                       inputs={"content": str(content), "styles": list(map(str, styles))})
         snapshots = []
-        with progress_report(config.steps * len(config.sizes), label) as update:
+        with progress_report(config.total_steps, label) as update:
             def on_progress(p: run.Progress) -> None:
                 update(p.step, float(p.loss), scale_text(config, p.step))
                 session.progress(p)
@@ -177,7 +177,7 @@ def stylize_folder(jobs: list[tuple[Path, Path]], styles: list[Path], config: St
     from . import image
     from .batch import stylize_many
 
-    total, chunks = config.steps * len(config.sizes), {}  # chunks: (group, chunk) -> its photos, as they ran
+    total, chunks = config.total_steps, {}  # chunks: (group, chunk) -> its photos, as they ran
     times, memory, place, last_call = {}, {}, {}, [time.perf_counter()]  # per chunk, per group, per photo
     style_names = list(map(str, styles))
     try:
@@ -303,7 +303,7 @@ def sweep(
             update(p.step, float(p.loss.mean()), scale_text(config, p.step))
             session.progress(p, chunk)
 
-        with progress_report(config.steps * len(config.sizes), "sweep") as update:
+        with progress_report(config.total_steps, "sweep") as update:
             result = run_sweep(content, styles if len(styles) > 1 else styles[0], config, betas, sets,
                                blends=blends, max_chunk=max_chunk, callback=on_progress)
         for note in result.notes:

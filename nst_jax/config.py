@@ -76,6 +76,7 @@ RANGES = {
     "mask_erode": Range(0, MAX_COUNT, integer=True),
     "learning_rate": Range(0.0, MAX_WEIGHT),  # 0 is a rate (nothing moves), not the default
     "steps": Range(0, MAX_COUNT, integer=True),
+    "coarse_steps": Range(0, MAX_COUNT, integer=True),
     "average": Range(0.0, 1.0, open_high=True),
     "init_noise": Range(0.0, 1.0),
     "detail": Range(0.0, 1.0),
@@ -86,6 +87,9 @@ RANGES = {
     "steps_per_call": Range(1, MAX_COUNT, integer=True),
     "max_memory": Range(0.0, 2**20, open_low=True),  # GiB
 }
+
+# The fields whose None means "the default's" (see each field).
+NONE_MEANS_DEFAULT = ("learning_rate", "steps_per_call", "max_memory", "coarse_steps")
 
 
 def check_number(field: str, value, allowed: Range) -> None:
@@ -297,6 +301,8 @@ class StyleConfig:
     # Optimizer steps at each scale (an L-BFGS step may evaluate the loss several times).
     # 100 a scale takes less time than the 300 full-size Adam steps it replaced: docs/defaults.md#steps.
     steps: int = 100
+    # Steps at each scale before the last; None = `steps` (coarse to fine only).
+    coarse_steps: int | None = None
     # Coarse to fine: the sizes to optimise at, ending at `size`; "auto" = from 128 px in sqrt(2) steps, () = one.
     # Large strokes form at low resolution, where steps are cheap; the paper has one size: docs/defaults.md#scales.
     scales: tuple[int, ...] | str = "auto"
@@ -351,7 +357,7 @@ class StyleConfig:
         if (self.init == Init.image) != (self.init_image is not None):
             raise ConfigError("init_image", "goes with init='image' (and that init needs a file)")
         for name, allowed in RANGES.items():
-            if getattr(self, name) is not None or name not in ("learning_rate", "steps_per_call", "max_memory"):
+            if getattr(self, name) is not None or name not in NONE_MEANS_DEFAULT:
                 check_number(name, getattr(self, name), allowed)
         for name in ("content_layer_weights", "style_layer_weights", "style_blend"):
             for value in getattr(self, name):
@@ -385,12 +391,23 @@ class StyleConfig:
             return scale_ladder(self.size)
         return self.scales or (self.size,)
 
+    @property
+    def scale_steps(self) -> tuple[int, ...]:
+        """Optimizer steps at each of ``sizes``: ``coarse_steps`` before the last, ``steps`` at it."""
+        coarse = self.steps if self.coarse_steps is None else self.coarse_steps
+        return (coarse,) * (len(self.sizes) - 1) + (self.steps,)
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps over every scale."""
+        return sum(self.scale_steps)
+
     def objective_fields(self) -> dict:
         """The fields that define the objective and the optimizer's trajectory; a run can
         resume from a checkpoint only when all of these are equal (logging, steps per call
         and the memory plan may change; the steps and the detail too, for a single-scale
         run; the precondition for optimizers other than L-BFGS, which ignore it)."""
         rounding_only = {"log_every", "steps_per_call", "max_memory", "tile", "conv", "gram_precision"}
-        free = (rounding_only | (set() if len(self.sizes) > 1 else {"steps", "detail"})
+        free = (rounding_only | (set() if len(self.sizes) > 1 else {"steps", "coarse_steps", "detail"})
                 | (set() if self.is_lbfgs else {"precondition"}))
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in free}

@@ -111,9 +111,9 @@ class LiveView:
 
     def begin(self, *, kind: str = "stylize", title: str = "", settings: dict | None = None,
               total: int = 0, sizes=(), rows: int = 1, cols: int = 1, row_labels=(), col_labels=(),
-              steps_per_scale: int = 0, frames: tuple[int, int] | None = None) -> None:
+              scale_ends=(), frames: tuple[int, int] | None = None) -> None:
         """A new run: forget the last one's numbers and pictures. ``settings`` (JSON-able)
-        is shown as it is; ``sizes`` and ``steps_per_scale`` place the scales; ``rows`` x
+        is shown as it is; ``sizes`` and ``scale_ends`` (the step each ends at) place the scales; ``rows`` x
         ``cols`` cells for a sweep (cells in row-major order, as a sweep's ``Result``); a video's
         ``frames``: (finished, in all)."""
         with self._image_lock, self._lock:
@@ -122,12 +122,12 @@ class LiveView:
                                                  "eta": None}
             self._reset(kind=kind, title=title, settings=settings or {}, total=total, sizes=list(sizes),
                         rows=rows, cols=cols, row_labels=list(row_labels), col_labels=list(col_labels),
-                        steps_per_scale=steps_per_scale, frame=frame)
+                        scale_ends=list(scale_ends), frame=frame)
 
     def _reset(self, kind: str = "stylize", total: int = 0, rows: int = 1, cols: int = 1, **run) -> None:
         self._info = {"status": "starting", "message": "", "output": None, "plan": None, "kind": kind,
                       "rows": rows, "cols": cols, "title": "", "settings": {}, "sizes": [], "row_labels": [],
-                      "col_labels": [], "steps_per_scale": 0, "frame": None, **run}
+                      "col_labels": [], "scale_ends": [], "frame": None, **run}
         self._total = total
         self._calls: list = []  # (cells, steps done, metrics, loss) per compiled call
         self._points: list[str] = []  # each call's losses as a JSON fragment, made on first request

@@ -19,7 +19,11 @@ D = StyleConfig()
 # The options stylize and sweep share, by parameter name: (annotation, default).
 CONFIG_OPTIONS = {
     "size": (Annotated[int, typer.Option(help="Longest side of the output in pixels.")], D.size),
-    "steps": (Annotated[int, typer.Option(help="Optimizer steps.")], D.steps),
+    "steps": (Annotated[int, typer.Option(help="Optimizer steps (coarse to fine: at the last scale).")],
+              D.steps),
+    "coarse_steps": (Annotated[Optional[int], typer.Option(
+        "--coarse-steps", help="Coarse to fine: steps at each scale before the last (default: --steps).")],
+        D.coarse_steps),
     "optimizer": (Annotated[OptimizerName, typer.Option(
         help="adam; lbfgs (zoom line search); lbfgs-fixed (unit step, no line search); "
              "lbfgs-backtrack (unit steps, Armijo backtracking: lbfgs-fixed's speed, with a "
@@ -59,7 +63,7 @@ CONFIG_OPTIONS = {
                               "positions per channel, less below (deep layers of small pictures, which "
                               "otherwise copy the painting's objects); 0 = the paper.")], D.per_channel),
     "scales": (Annotated[str, typer.Option(help="Coarse to fine: 'auto' (from 128 px in sqrt(2) steps), "
-                                           "'none', or sizes like 256,512 (--steps at each).")],
+                                           "'none', or sizes like 256,512.")],
                D.scales if isinstance(D.scales, str) else ",".join(map(str, D.scales)) or "none"),
     "detail": (Annotated[float, typer.Option(help="Coarse to fine: how much of the start image's fine "
                                              "detail each scale gets back on upsampling, 0 to 1 (0 for "

@@ -256,14 +256,16 @@ class RunState(NamedTuple):
 
 
 def scale_span(config: StyleConfig, index: int) -> tuple[int, int]:
-    """(first, end) global step indices of scale ``index``; a single-scale run's end is
-    ``config.steps``, so it can be resumed with more steps."""
-    return index * config.steps, (index + 1) * config.steps
+    """(first, end) global step indices of scale ``index`` (``config.scale_steps``); a
+    single-scale run's end is ``config.steps``, so it can be resumed with more steps."""
+    first = sum(config.scale_steps[:index])
+    return first, first + config.scale_steps[index]
 
 
 def scale_of(config: StyleConfig, done: int) -> int:
     """The scale whose size the state holds after ``done`` steps."""
-    return min(len(config.sizes) - 1, max(0, done - 1) // max(1, config.steps)) if len(config.sizes) > 1 else 0
+    ends = np.cumsum(config.scale_steps)
+    return min(len(ends) - 1, int(np.searchsorted(ends, max(0, done - 1), side="right"))) if done > 0 else 0
 
 
 @dataclass
@@ -542,7 +544,7 @@ def run_cells(config: StyleConfig, lanes: Lanes, scale_at: Callable[[int], Scale
                         checkpoint=checkpoint and partial(checkpoint, index),
                         checkpoint_every=checkpoint_every if checkpoint else 0, jit_kwargs=lanes.jit_kwargs,
                         compiled=compiled.setdefault(index, {}), fetch=lanes.fetch,
-                        total=config.steps * len(config.sizes), kept=step_made_of(scale.objective, config))
+                        total=config.total_steps, kept=step_made_of(scale.objective, config))
         state, steps, stopped = outcome.state, outcome.steps, outcome.stopped
         traces.append(outcome.trace.arrays)
         if stopped != "done":

@@ -196,10 +196,14 @@ def json_safe(value):
 
 
 def steps_label(config: StyleConfig) -> str:
-    """"200 steps", or "100 steps at each of 128, 181, 256 px" for a coarse-to-fine run."""
-    if len(config.sizes) == 1:
+    """"200 steps", or "100 steps at each of 128, 181, 256 px" for a coarse-to-fine run
+    ("50 steps at each of 128, 181 px, 150 at 256 px" with other coarse steps)."""
+    *coarse, last = config.scale_steps
+    if not coarse:
         return f"{config.steps} steps"
-    return f"{config.steps} steps at each of {', '.join(map(str, config.sizes))} px"
+    if set(coarse) == {last}:
+        return f"{last} steps at each of {', '.join(map(str, config.sizes))} px"
+    return f"{coarse[0]} steps at each of {', '.join(map(str, config.sizes[:-1]))} px, {last} at {config.sizes[-1]} px"
 
 
 # How long a process of a multi-process sweep waits for the others to join (JAX's default):

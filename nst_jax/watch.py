@@ -17,6 +17,7 @@ import functools
 import inspect
 import math
 from dataclasses import dataclass, field
+from itertools import accumulate
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -112,9 +113,9 @@ class Session:
         settings = self._new_run(config, inputs)
         if self.view is not None:
             self.view.begin(kind=self.kind, title=title, settings=settings,
-                            total=config.steps * len(config.sizes), sizes=config.sizes,
-                            steps_per_scale=config.steps, rows=rows, cols=cols, row_labels=row_labels,
-                            col_labels=col_labels)
+                            total=config.total_steps, sizes=config.sizes,
+                            scale_ends=list(accumulate(config.scale_steps)), rows=rows, cols=cols,
+                            row_labels=row_labels, col_labels=col_labels)
 
     def begin_video(self, config, video, *, title: str, inputs: dict, done: int, frames: int) -> None:
         """A video run starts with ``done`` of its ``frames`` finished by an earlier one; its

@@ -68,7 +68,7 @@ def shade(jpeg: bytes) -> int:
 
 
 def test_the_page_its_state_and_its_picture(view):
-    view.begin(title="a <b>title</b>", settings={"config": {"size": 32}}, total=10, sizes=(32,), steps_per_scale=10)
+    view.begin(title="a <b>title</b>", settings={"config": {"size": 32}}, total=10, sizes=(32,), scale_ends=(10,))
     status, head, body = get(view, "/")
     assert status == 200 and body == (live.resources.files("nst_jax") / "static" / "live.html").read_bytes()
     assert b"Content-Type: text/html" in head and b"X-Content-Type-Options: nosniff" in head

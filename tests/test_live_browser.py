@@ -115,8 +115,9 @@ def test_the_page_watches_a_real_run(tmp_path, vgg16_weights):
     weights = save(vgg16_weights, tmp_path / "vgg16.safetensors")
     out = tmp_path / "out.png"
     command = [sys.executable, "-m", "nst_jax", "stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg",
-               "-o", out, "--weights", weights, "--size", 32, "--steps", 600, "--optimizer", "adam", "--lr", 0.05,
-               "--init", "noise", "--scales", "none", "--log-every", 5, "--live", "--live-linger", 300]
+               "-o", out, "--weights", weights, "--size", 32, "--steps", 500, "--optimizer", "adam", "--lr", 0.05,
+               "--init", "noise", "--scales", "24,32", "--coarse-steps", 100, "--log-every", 5, "--live",
+               "--live-linger", 300]
     with command_with_a_page(command) as (proc, url, lines):
         with page_at(url, browser_path) as (page, problems):
             assert page.title().startswith("nst-jax")
@@ -141,6 +142,7 @@ def test_the_page_watches_a_real_run(tmp_path, vgg16_weights):
                                    timeout=120_000)
             assert page.inner_text("#message") == f"saved {out} and its record {tmp_path / 'out.json'}"
             assert page.inner_text("#step") == "600 / 600" and page.inner_text("#eta") == "-"
+            assert page.inner_text("#scale") == "2 of 2: 32 px"  # 100 steps at 24 px, then 500 at 32
             page.screenshot(path=tmp_path / "page.png", full_page=True)
             assert problems == []
 

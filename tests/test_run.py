@@ -159,7 +159,8 @@ def test_a_checkpoint_for_another_run_is_refused_and_kept(tmp_path, vgg16_weight
 
 
 @pytest.mark.parametrize("field, old, other", [("detail", 0.0, 1.0), ("precondition", 0.0, 0.1),
-                                               ("per_channel", 0.0, 4.0), ("balance", "fixed", "gap")])
+                                               ("per_channel", 0.0, 4.0), ("balance", "fixed", "gap"),
+                                               ("coarse_steps", None, 1)])
 def test_a_checkpoint_from_before_a_field_existed_reads_as_its_old_behaviour(field, old, other, tmp_path,
                                                                                vgg16_weights):
     """Saved without ``field`` (checkpoints made before it existed): resumes as ``old``,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import CONTENT, STYLE, tiny
-from nst_jax.config import StyleConfig
+from nst_jax.config import ConfigError, StyleConfig
 from nst_jax.inputs import prepare
-from nst_jax.run import stylize
+from nst_jax.run import scale_of, scale_span, stylize
 from nst_jax.config import scale_ladder
 from nst_jax.schedule import carry_state, next_start, resample
 from nst_jax.step import averaged, init_state, make_step, optimizer_named
@@ -120,13 +120,46 @@ def test_a_multi_scale_run(optimizer, vgg16_weights):
     assert progress[-1] == (9, 9) and [s for s, _ in progress] == list(range(1, 10))
 
 
-def test_multi_scale_resume_across_a_scale_boundary(tmp_path, vgg16_weights):
-    config = tiny(scales=(16, 32), steps=3, average=0.5)
+def test_coarse_steps_count_at_every_scale_but_the_last():
+    config = StyleConfig(size=512, steps=150, coarse_steps=50)
+    assert config.sizes == (128, 181, 256, 362, 512)
+    assert config.scale_steps == (50, 50, 50, 50, 150) and config.total_steps == 350
+    assert [scale_span(config, i) for i in range(5)] == [(0, 50), (50, 100), (100, 150), (150, 200), (200, 350)]
+    # the scale a state is at after so many steps: a scale's last step leaves it there
+    assert [scale_of(config, d) for d in (0, 1, 50, 51, 200, 201, 350, 999)] == [0, 0, 0, 1, 3, 4, 4, 4]
+    assert StyleConfig(size=512, steps=150).scale_steps == (150,) * 5  # None: steps everywhere
+    assert StyleConfig(size=512, steps=150, coarse_steps=50, scales=()).scale_steps == (150,)
+    skipped = StyleConfig(size=256, steps=7, coarse_steps=0)  # the coarse scales take no step
+    assert skipped.scale_steps == (0, 0, 7) and scale_of(skipped, 1) == 2 and scale_span(skipped, 2) == (0, 7)
+    with pytest.raises(ConfigError, match="coarse_steps"):
+        StyleConfig(coarse_steps=-1)
+    assert "coarse_steps" in config.objective_fields()  # binds a coarse-to-fine resume
+    assert "coarse_steps" not in config.replace(scales=()).objective_fields()
+
+
+@pytest.mark.slow
+def test_a_run_takes_its_coarse_steps_then_its_steps(vgg16_weights):
+    config = tiny(scales=(16, 23, 32), steps=3, coarse_steps=2)
+    progress = []
+    result = stylize(CONTENT, STYLE, config, weights=vgg16_weights,
+                     callback=lambda p: progress.append((p.step, p.total)))
+    assert result.steps == 7 and result.last_scale_start == 4 and len(result.history) == 7
+    assert progress == [(s, 7) for s in range(1, 8)]
+    assert result.output.shape == CONTENT.shape
+    # the coarse scales ran exactly as a run of 2 steps at every scale does
+    same = stylize(CONTENT, STYLE, tiny(scales=(16, 23, 32), steps=2), weights=vgg16_weights)
+    np.testing.assert_array_equal([r.total for r in result.history[:4]], [r.total for r in same.history[:4]])
+
+
+@pytest.mark.parametrize("coarse_steps", [None, 2])
+def test_multi_scale_resume_across_a_scale_boundary(coarse_steps, tmp_path, vgg16_weights):
+    config = tiny(scales=(16, 32), steps=3, average=0.5, coarse_steps=coarse_steps)
     whole = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
     ckpt = tmp_path / "run.ckpt"
-    stop = lambda p: p.step == 3  # noqa: E731  (the end of the first scale)
+    end = config.scale_steps[0]
+    stop = lambda p: p.step == end  # noqa: E731  (the end of the first scale)
     first = stylize(CONTENT, STYLE, config, weights=vgg16_weights, callback=stop, checkpoint=ckpt,
-                    checkpoint_every=3)
+                    checkpoint_every=end)
     assert first.stopped == "callback" and first.image.shape[:2] != CONTENT.shape[:2]
     rest = stylize(CONTENT, STYLE, config, weights=vgg16_weights, resume=ckpt)
     np.testing.assert_array_equal(rest.output, whole.output)

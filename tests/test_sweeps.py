@@ -23,7 +23,8 @@ from nst_jax.errors import NstError
 from nst_jax.image import load_image
 from nst_jax.run import stylize
 from nst_jax.run import Grid
-from nst_jax.sweeps import paper_layer_sets, sweep, write_sweep
+from nst_jax.sweeps import paper_layer_sets, steps_label, sweep, write_sweep
+from nst_jax.config import StyleConfig
 BETAS = [1e2, 1e4]
 SETS = [(1.0, 0.0), (0.5, 0.5)]
 
@@ -244,3 +245,10 @@ def test_the_package_exports_the_sweep_function():
     from nst_jax import sweep as exported
 
     assert exported is nst_jax.sweep is nst_jax.sweeps.sweep
+
+
+def test_the_contact_sheets_title_says_the_steps_at_each_scale():
+    assert steps_label(StyleConfig(size=200, scales=())) == "100 steps"
+    assert steps_label(StyleConfig(size=256, steps=40)) == "40 steps at each of 128, 181, 256 px"
+    assert (steps_label(StyleConfig(size=256, steps=40, coarse_steps=10))
+            == "10 steps at each of 128, 181 px, 40 at 256 px")
