@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from .config import PAPER_STYLE_LAYERS, WEIGHT, Init, StyleConfig
+from .config import PAPER_STYLE_LAYERS, WEIGHT, Colour, Init, StyleConfig
 from .errors import NstError
 
 # Options whose names differ from the config field they set.
@@ -106,6 +106,9 @@ def config_from_options(options: dict, base: StyleConfig = StyleConfig()) -> Sty
             raise NstError(f"--ratio x --style-weight (alpha) must be {WEIGHT}, not {fields['content_weight']!r}")
     if fields.get("init_image") is not None and fields.get("init", base.init) == base.init:
         fields["init"] = Init.image.value  # a start image alone means: start from it
+    if (fields.get("colour_match", base.colour_match) != base.colour_match
+            and fields.get("colour", base.colour) != Colour.histogram):  # it would be ignored
+        raise NstError("--colour-match picks how --colour histogram recolours the painting: give both")
     return base.replace(**fields)
 
 

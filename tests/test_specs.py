@@ -51,3 +51,12 @@ def test_text_forms():
             parse_layers(bad)
     with pytest.raises(NstError):
         parse_scales("12.5", 64)
+
+
+def test_a_colour_match_without_the_histogram_colour_is_refused_not_ignored():
+    assert config_from_options({"colour": "histogram", "colour_match": "cholesky"}).colour_match == "cholesky"
+    assert config_from_options({"colour_match": StyleConfig().colour_match}) == StyleConfig()  # the default: fine
+    with pytest.raises(NstError, match="--colour-match .* --colour histogram"):
+        config_from_options({"colour_match": "cholesky"})
+    with pytest.raises(NstError, match="--colour-match"):
+        config_from_options({"colour": "luminance", "colour_match": "principal_axes"})
