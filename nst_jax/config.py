@@ -268,9 +268,9 @@ class StyleConfig:
     # Positions per channel a style layer's Gram must average to keep its whole lambda_l (losses.gram_share).
     # 0 = the paper's; 4 quiets the deep layers at the coarse scales, where they copied the painting's layout.
     per_channel: float = 4.0
-    # Pooling in the network: "max" or "avg" (the paper's recommendation).
-    # "max": the weights were trained with it.
-    pooling: str = Pooling.max.value
+    # Pooling in the network: "avg" (the paper's advice for synthesis) or "max" (as the weights were trained).
+    # "avg" paints the painting's large forms, which "max" left out at 512 px: docs/defaults.md#pooling.
+    pooling: str = Pooling.avg.value
     # "adam", "lbfgs" (zoom line search), "lbfgs-fixed", "lbfgs-backtrack", "lbfgs-armijo", or an optax name.
     # L-BFGS as in the paper, its line search with no extra evaluation or control flow: docs/defaults.md#optimizer.
     optimizer: str = OptimizerName.lbfgs_backtrack.value

@@ -131,17 +131,17 @@ def test_the_memory_plan_is_printed_once(tmp_path, vgg16_weights, monkeypatch):
 
 def test_defaults_are_the_paper_where_they_do_not_say_otherwise(tmp_path, captured):
     """Gatys et al. 2016: content at conv4_2 (our relu4_2: Caffe's in-place ReLU), style at
-    conv1_1..conv5_1 with w_l = 1/5, Gram loss normalised by 4 N^2 M^2, no TV term. The
-    commented departures (config.py) are the start image, the per-element content loss and
-    its alpha/beta, the coarse-to-fine scales, max pooling and the VGG16 weights; the
-    optimizer is the paper's L-BFGS, with a backtracking line search."""
+    conv1_1..conv5_1 with w_l = 1/5, Gram loss normalised by 4 N^2 M^2, no TV term, average
+    pooling (its advice for synthesis). The commented departures (config.py) are the start
+    image, the measure of the terms and their alpha/beta, the coarse-to-fine scales and the
+    VGG16 weights; the optimizer is the paper's L-BFGS, with a backtracking line search."""
     assert invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png").exit_code == 0
     config = captured["config"]
     assert config == StyleConfig()  # the CLI adds nothing of its own
     assert config.content_layers == ("relu4_2",) == PAPER_CONTENT_LAYERS
     assert config.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1") == PAPER_STYLE_LAYERS
     assert config.style_layer_weights == (0.2,) * 5 and config.content_layer_weights == (1.0,)
-    assert config.style_norm == "paper" and config.tv_weight == 0.0
+    assert config.style_norm == "paper" and config.tv_weight == 0.0 and config.pooling == "avg"
     assert config.optimizer.startswith("lbfgs")
 
 
