@@ -57,7 +57,7 @@ PAIRS = [
 VARIANTS = {
     "defaults": {},
     # the loss of the defaults before the study: the paper's style term, beta 1000
-    "paper": dict(content_norm="mean", style_norm="paper", style_weight=1000.0),
+    "paper": dict(content_norm="mean", style_norm="paper", style_weight=1000.0, pooling="max"),
     # the defaults of 2026-12-05 to 2026-12-07: the whole style gap, beta 20, max pooling
     "gap20": dict(balance="gap", style_weight=20.0, pooling="max"),
 }

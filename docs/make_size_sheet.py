@@ -21,8 +21,9 @@ DOCS = Path(__file__).resolve().parent
 SIZES = (128, 256, 512)
 BETAS = "10,100,1000"
 STEPS = 30  # per scale of the default ladder; enough for the balance to show, cheap on a CPU
-# The sheet was made before each scale got the photo's detail back (config.detail) and before
-# L-BFGS's low-pass curvature (config.precondition); 0 for both remakes it.
+# The sheet was made before each scale got the photo's detail back (config.detail), before
+# L-BFGS's low-pass curvature (config.precondition) and on the paper's terms with max pooling:
+# the flags below remake it.
 SHOWN = 256  # display width of every cell
 
 
@@ -36,7 +37,8 @@ def main(content: str, style: str, work: str = "sizes-work") -> None:
         if not (out / "contact_sheet.png").exists():
             cmd = ["nst-jax", "sweep", content, style, "-o", str(out), "--size", str(size),
                    "--style-weight", BETAS, "--steps", str(STEPS), "--detail", "0",
-                   "--precondition", "0"]
+                   "--precondition", "0", "--content-norm", "mean", "--balance", "fixed", "--per-channel", "0",
+                   "--pooling", "max"]
             print(" ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
         for col in range(len(BETAS.split(","))):

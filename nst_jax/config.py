@@ -26,7 +26,7 @@ PAPER_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 # unit tests (tests/conftest.tiny), the PyTorch references in bench/ and the quality study's "old
 # default" are written against it, so a change of defaults changes none of them.
 ADAM_ON_SUMMED_LOSS = dict(optimizer="adam", init="content", content_norm="sum", style_weight=1e6, scales=(),
-                           balance="fixed", per_channel=0.0)
+                           balance="fixed", per_channel=0.0, pooling="max")
 
 
 # The largest float32 (the dtype of the losses): no weight may be larger.

@@ -233,10 +233,11 @@ def test_the_default_balance_at_two_sizes():
     """The defaults' beta is read against the pair at each size (balance "gap", content
     "relative", per_channel 4): the beta on J_style itself is larger at 64 px than at 128 px
     (the deep layers count less there, so the photo's own style distance is smaller), and
-    at both sizes the run ends at a similar balance. Measured on the project's CPU, bundled
-    samples, 30 steps at one size: beta on J_style 9.62 at 64 px and 2.49 at 128 px; the
-    end's content term 0.72 and 0.52 (of the photo's features), its style term 1.0% and
-    0.20% of the photo's."""
+    at both sizes the run moves most of the way to the painting's statistics. Measured on
+    the project's CPU, bundled samples, 30 steps at one size, average pooling: beta on
+    J_style 293 at 64 px and 94.8 at 128 px; the end's content term 0.38 and 0.34 (of the
+    photo's features), its style term 17% and 3.7% of the photo's (with max pooling: 1.0%
+    and 0.20%; the average pools' style falls slower at these sizes)."""
     ends = {}
     for size in (64, 128):
         result = stylize(SAMPLES / "content.jpg", SAMPLES / "style.jpg",
@@ -247,7 +248,8 @@ def test_the_default_balance_at_two_sizes():
         ends[size] = (20 / gap, last.content, last.style / gap)
     assert ends[64][0] > 2 * ends[128][0]
     for size, (beta, content, style) in ends.items():
-        assert 0.3 < content < 0.9 and style < 0.03, (size, ends)
+        assert 0.3 < content < 0.9 and style < 0.25, (size, ends)
+    assert ends[128][2] < 0.06, ends
 
 
 def test_a_progress_pictures_what_the_run_would_save(vgg16_weights):
