@@ -9,6 +9,7 @@ docs/defaults.md, one section per field. Layer names are those of :mod:`nst_jax.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import numbers
 from dataclasses import dataclass
@@ -398,9 +399,14 @@ class StyleConfig:
         return (coarse,) * (len(self.sizes) - 1) + (self.steps,)
 
     @property
+    def scale_ends(self) -> tuple[int, ...]:
+        """The step each of ``sizes`` ends at, counted from the run's first."""
+        return tuple(itertools.accumulate(self.scale_steps))
+
+    @property
     def total_steps(self) -> int:
         """Optimizer steps over every scale."""
-        return sum(self.scale_steps)
+        return self.scale_ends[-1]
 
     def objective_fields(self) -> dict:
         """The fields that define the objective and the optimizer's trajectory; a run can

@@ -11,6 +11,7 @@ lanes). Compile time is measured as compile time (``lower().compile()``).
 
 from __future__ import annotations
 
+import bisect
 import gc
 import itertools
 import time
@@ -258,14 +259,14 @@ class RunState(NamedTuple):
 def scale_span(config: StyleConfig, index: int) -> tuple[int, int]:
     """(first, end) global step indices of scale ``index`` (``config.scale_steps``); a
     single-scale run's end is ``config.steps``, so it can be resumed with more steps."""
-    first = sum(config.scale_steps[:index])
-    return first, first + config.scale_steps[index]
+    ends = config.scale_ends
+    return ends[index - 1] if index else 0, ends[index]
 
 
 def scale_of(config: StyleConfig, done: int) -> int:
     """The scale whose size the state holds after ``done`` steps."""
-    ends = np.cumsum(config.scale_steps)
-    return min(len(ends) - 1, int(np.searchsorted(ends, max(0, done - 1), side="right"))) if done > 0 else 0
+    ends = config.scale_ends
+    return min(len(ends) - 1, bisect.bisect_right(ends, done - 1)) if done > 0 else 0
 
 
 @dataclass

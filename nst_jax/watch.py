@@ -17,7 +17,6 @@ import functools
 import inspect
 import math
 from dataclasses import dataclass, field
-from itertools import accumulate
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
@@ -114,7 +113,7 @@ class Session:
         if self.view is not None:
             self.view.begin(kind=self.kind, title=title, settings=settings,
                             total=config.total_steps, sizes=config.sizes,
-                            scale_ends=list(accumulate(config.scale_steps)), rows=rows, cols=cols,
+                            scale_ends=config.scale_ends, rows=rows, cols=cols,
                             row_labels=row_labels, col_labels=col_labels)
 
     def begin_video(self, config, video, *, title: str, inputs: dict, done: int, frames: int) -> None:

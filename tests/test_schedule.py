@@ -124,6 +124,7 @@ def test_coarse_steps_count_at_every_scale_but_the_last():
     config = StyleConfig(size=512, steps=150, coarse_steps=50)
     assert config.sizes == (128, 181, 256, 362, 512)
     assert config.scale_steps == (50, 50, 50, 50, 150) and config.total_steps == 350
+    assert config.scale_ends == (50, 100, 150, 200, 350)
     assert [scale_span(config, i) for i in range(5)] == [(0, 50), (50, 100), (100, 150), (150, 200), (200, 350)]
     # the scale a state is at after so many steps: a scale's last step leaves it there
     assert [scale_of(config, d) for d in (0, 1, 50, 51, 200, 201, 350, 999)] == [0, 0, 0, 1, 3, 4, 4, 4]
