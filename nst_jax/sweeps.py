@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import interrupt
 from .batch import Cells, chunk_size, drive_cells
 from .config import StyleConfig
 from .errors import ConfigError, NstError
@@ -209,6 +211,8 @@ def steps_label(config: StyleConfig) -> str:
 # How long a process of a multi-process sweep waits for the others to join (JAX's default):
 # on a cluster the processes may start minutes apart.
 JOIN_TIMEOUT_S = 300
+# JAX's own deadline comes this much later: at it, JAX aborts the process with a C++ trace.
+JAX_GRACE_S = 60
 
 
 def start_distributed(coordinator: str | None = None, num_processes: int | None = None,
@@ -237,13 +241,36 @@ def start_distributed(coordinator: str | None = None, num_processes: int | None 
         notify(f"waiting for the other processes{f' at {coordinator}' if coordinator else ''} "
                f"(up to {JOIN_TIMEOUT_S // 60} minutes)")
     try:
-        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
-                                   process_id=process_id, initialization_timeout=JOIN_TIMEOUT_S)
+        join(JOIN_TIMEOUT_S, coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
     except (ValueError, RuntimeError) as e:  # RuntimeError: also jax.errors.JaxRuntimeError
         lines = str(e).strip().splitlines() or [type(e).__name__]
         missing = isinstance(e, ValueError) and None in (coordinator, num_processes)
         hint = " (no cluster detected: give the coordinator address, number of processes and process id)" * missing
         raise NstError(f"cannot start the distributed run: {lines[0]}{hint}") from None
+
+
+def join(timeout_s: float, **options) -> None:
+    """``jax.distributed.initialize(**options)`` in a thread of its own, so that while it
+    waits a signal still stops the command (:func:`interrupt.check`) and a join that takes
+    longer than ``timeout_s`` is an :class:`NstError`, before JAX's own deadline aborts
+    the process."""
+    done, failed = threading.Event(), []
+
+    def initialize() -> None:
+        try:
+            jax.distributed.initialize(**options, initialization_timeout=int(timeout_s) + JAX_GRACE_S)
+        except BaseException as e:  # handed to the caller's thread
+            failed.append(e)
+        done.set()
+
+    threading.Thread(target=initialize, name="nst-jax-join", daemon=True).start()
+    deadline = time.monotonic() + timeout_s
+    while not done.wait(0.1):
+        interrupt.check()
+        if time.monotonic() > deadline:
+            raise NstError(f"cannot start the distributed run: not every process joined within {timeout_s:g} s")
+    if failed:
+        raise failed[0]
 
 
 def is_writer() -> bool:

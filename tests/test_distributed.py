@@ -155,3 +155,47 @@ def test_joining_after_jax_started_is_one_line(tmp_path):
                                                                         "localhost:"), r.output
     assert lines[1].startswith("error: cannot start the distributed run: jax.distributed.initialize() must be "
                                "called before")
+
+
+# A process of a launch whose coordinator never answers: joins with a short deadline.
+WAITER = textwrap.dedent("""
+    import importlib, sys
+    importlib.import_module("nst_jax.sweeps").JOIN_TIMEOUT_S = float(sys.argv[1])
+    from nst_jax.console import main
+    sys.argv = ["nst-jax", *sys.argv[2:]]
+    main()
+""")
+
+
+def waiter(tmp_path, timeout_s: float) -> subprocess.Popen:
+    """The console script, process 1 of 2, waiting for a coordinator nobody runs."""
+    save_image(CONTENT, tmp_path / "content.png")
+    save_image(STYLE, tmp_path / "style.png")
+    args = ["sweep", str(tmp_path / "content.png"), str(tmp_path / "style.png"), "-o", str(tmp_path / "out"),
+            "--size", "32", "--style-weight", "1,2", "--coordinator", f"localhost:{free_port()}",
+            "--num-processes", "2", "--process-id", "1"]
+    return subprocess.Popen([sys.executable, "-c", WAITER, str(timeout_s), *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_ctrl_c_while_waiting_for_the_others_stops_at_once(tmp_path):
+    import signal
+
+    p = waiter(tmp_path, 600)
+    assert p.stderr.readline().startswith("note: waiting for the other processes at localhost:")
+    time.sleep(1.0)  # inside the join
+    p.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    err = p.communicate(timeout=60)[1]
+    assert time.monotonic() - start < 10
+    assert p.returncode == 130 and err.strip() == "interrupted; nothing more was saved", err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_join_that_times_out_is_one_line(tmp_path):
+    p = waiter(tmp_path, 2)
+    out, err = p.communicate(timeout=120)
+    lines = err.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 2, err  # the note, then the error: no abort, no trace
+    assert lines[1] == "error: cannot start the distributed run: not every process joined within 2 s"
+    assert not (tmp_path / "out").exists()
