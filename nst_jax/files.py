@@ -60,11 +60,14 @@ def content_jobs(content: Path, output: Path) -> list[tuple[Path, Path]]:
         raise NstError(f"{content} holds no images ({', '.join(sorted(readable))})")
     ext = ".png" if ".png" in writable_extensions() else writable_extensions()[0]
     jobs = [(p, output / f"{p.stem}{ext}") for p in photos]
-    by_output = {}
+    by_output = {}  # by name in any case: the results' disk may not tell Cat.png from cat.png
     for photo, out in jobs:
-        if out in by_output:
-            raise NstError(f"{by_output[out]} and {photo} would both be written to {out}: rename one of them")
-        by_output[out] = photo
+        key = out.name.casefold()
+        if key in by_output:
+            first, first_out = by_output[key]
+            where = out if first_out == out else f"{first_out} and {out.name}, one file where case is ignored"
+            raise NstError(f"{first} and {photo} would both be written to {where}: rename one of them")
+        by_output[key] = photo, out
     return jobs
 
 

@@ -29,6 +29,14 @@ def test_two_photos_that_would_share_a_result_are_refused(tmp_path):
         content_jobs(folder, tmp_path / "out")
 
 
+def test_two_photos_whose_results_differ_only_in_case_are_refused(tmp_path):
+    folder = photos(tmp_path / "in", "Cat.jpg", "b.png")
+    (folder / "cat.png").write_bytes((folder / "b.png").read_bytes())
+    with pytest.raises(NstError, match=r"Cat\.jpg and .*cat\.png would both be written to .*out/Cat\.png and "
+                                       r"cat\.png, one file where case is ignored"):
+        content_jobs(folder, tmp_path / "out")
+
+
 def test_an_existing_output_folder_may_have_a_dot_in_its_name(tmp_path):
     folder = photos(tmp_path / "in", "a.png")
     (tmp_path / "res.v2").mkdir()
