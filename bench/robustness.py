@@ -97,6 +97,8 @@ def main() -> None:
     p.add_argument("--weights", default="embedded")
     p.add_argument("--shared", default=None, help="folder with images/ and reference/ (default ../shared)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "robustness"))
+    p.add_argument("--sheet", default=None, metavar="NAME,...",
+                   help="the rows the contact sheets show beside the references (default: this run's)")
     args = p.parse_args()
     chosen = args.pairs.split(",")
     pairs = [x for x in PAIRS if x[0] in chosen]
@@ -131,12 +133,13 @@ def main() -> None:
             rows.append(row)
             print(f"{name} {size} {pair}: content {scores['content']:.3f} style {scores['style']:.3f} "
                   f"({seconds:.0f} s)", flush=True)
-    # the table covers every row on record; the sheets, this run's sizes (the images of
-    # earlier runs may be elsewhere)
+    # the table covers every row on record; the sheets, this run's sizes and the chosen rows
+    # (the images of earlier runs may be elsewhere)
     refs = reference_scores(root, PAIRS, sorted({r["size"] for r in rows}))
     write_table(rows, refs, PAIRS, out / "robustness.md")
+    shown = args.sheet.split(",") if args.sheet else [name]
     for size in sizes:
-        write_sheet(rows, refs, PAIRS, size, root, out)
+        write_sheet([r for r in rows if r["name"] in shown], refs, PAIRS, size, root, out)
     print(f"wrote {out}", flush=True)
 
 
@@ -191,7 +194,7 @@ def write_sheet(rows: list[dict], refs: dict, pairs, size: int, root: Path, out:
             if hit and image.exists():
                 cells.append((load_image(image), f"{name} c {hit[-1]['content']:.3f} s {hit[-1]['style']:.3f}"))
         figure_rows.append((pair, cells))
-    save_image(quality.figure(figure_rows, cell=240), out / f"robustness-{size}.png")
+    save_image(quality.figure(figure_rows, cell=240), out / f"robustness-{size}.jpg")
 
 
 if __name__ == "__main__":
