@@ -113,6 +113,10 @@ def main() -> None:
     log = out / "rows.jsonl"
     rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     done = {(r["name"], r["size"], r["pair"]) for r in rows}
+    shown = args.sheet.split(",") if args.sheet else [name]
+    unknown = set(shown) - {r["name"] for r in rows} - {name}
+    if unknown:
+        sys.exit(f"--sheet: no rows named {', '.join(sorted(unknown))} in {log}")
     weights = load_weights(args.weights)
     machine = f"{platform.processor() or platform.machine()}, {cpu_name()}"
     for size in sizes:
@@ -137,7 +141,6 @@ def main() -> None:
     # (the images of earlier runs may be elsewhere)
     refs = reference_scores(root, PAIRS, sorted({r["size"] for r in rows}))
     write_table(rows, refs, PAIRS, out / "robustness.md")
-    shown = args.sheet.split(",") if args.sheet else [name]
     for size in sizes:
         write_sheet([r for r in rows if r["name"] in shown], refs, PAIRS, size, root, out)
     print(f"wrote {out}", flush=True)

@@ -1,5 +1,5 @@
 """The README's gallery sheet: for each pair with a published result, the painting, the
-published result and ours (every default, 512 px), each scored by the AlexNet judge.
+published result and ours at 512 px, each scored by the AlexNet judge.
 
     python docs/make_gallery.py [--rows avg20] [--shared ../shared]   # writes docs/gallery-references.jpg
 
@@ -26,7 +26,6 @@ from nst_jax.image import load_image, save_image  # noqa: E402
 
 SIZE = 512
 STUDY = ROOT / "bench" / "results" / "robustness"
-PUBLISHER = {"tubingen": "jcjohnson", "couch": "anishathalye"}
 
 
 def main() -> None:
@@ -38,14 +37,15 @@ def main() -> None:
     rows = {r["pair"]: r for r in map(json.loads, (STUDY / "rows.jsonl").read_text().splitlines())
             if r["name"] == args.rows and r["size"] == SIZE}
     pairs = [x for x in PAIRS if x[3] is not None and x[0] in rows]
+    if not pairs:
+        sys.exit(f"--rows: no {SIZE} px results named {args.rows!r} of a pair with a published result")
     refs = reference_scores(root, pairs, [SIZE])
     sheet = []
     for pair, _, style, ref in pairs:
         ours, theirs = rows[pair], refs[pair, SIZE]
-        who = PUBLISHER[pair.split("_")[0]]
         sheet.append((pair.replace("_", " + "), [
             (load_image(root / "images" / style), "painting"),
-            (load_image(root / ref), f"{who}: c {theirs['content']:.3f} s {theirs['style']:.3f}"),
+            (load_image(root / ref), f"published: c {theirs['content']:.3f} s {theirs['style']:.3f}"),
             (load_image(STUDY / "images" / f"{args.rows}-{SIZE}-{pair}.png"),
              f"nst-jax: c {ours['content']:.3f} s {ours['style']:.3f}")]))
     out = DOCS / "gallery-references.jpg"

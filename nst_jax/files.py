@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from pathlib import Path
 from typing import Optional
 
@@ -60,12 +61,12 @@ def content_jobs(content: Path, output: Path) -> list[tuple[Path, Path]]:
         raise NstError(f"{content} holds no images ({', '.join(sorted(readable))})")
     ext = ".png" if ".png" in writable_extensions() else writable_extensions()[0]
     jobs = [(p, output / f"{p.stem}{ext}") for p in photos]
-    by_output = {}  # by name in any case: the results' disk may not tell Cat.png from cat.png
+    by_output = {}  # by name as macOS and Windows disks compare them: Cat.png is cat.png there
     for photo, out in jobs:
-        key = out.name.casefold()
+        key = unicodedata.normalize("NFC", out.name).lower()
         if key in by_output:
             first, first_out = by_output[key]
-            where = out if first_out == out else f"{first_out} and {out.name}, one file where case is ignored"
+            where = out if first_out == out else f"{first_out} and {out}, one file on a disk that ignores case"
             raise NstError(f"{first} and {photo} would both be written to {where}: rename one of them")
         by_output[key] = photo, out
     return jobs

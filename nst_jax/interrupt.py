@@ -95,6 +95,12 @@ def only_at_safe_points() -> bool:
         signal.getsignal(sig) in (_note, signal.SIG_IGN, signal.SIG_DFL, None) for sig in SIGNALS)
 
 
+def in_command() -> bool:
+    """Whether the process is the command (:func:`install` was called): it ends when the
+    command does, so a thread left waiting in it cannot outlive the run."""
+    return _process
+
+
 def requested() -> bool:
     """Whether a signal asked the run to stop."""
     return _pending is not None

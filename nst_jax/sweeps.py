@@ -239,9 +239,13 @@ def start_distributed(coordinator: str | None = None, num_processes: int | None 
         raise ConfigError("process_id", f"must be from 0 to {num_processes - 1}, not {process_id}")
     if notify:
         notify(f"waiting for the other processes{f' at {coordinator}' if coordinator else ''} "
-               f"(up to {JOIN_TIMEOUT_S // 60} minutes)")
+               f"(up to {JOIN_TIMEOUT_S:g} s)")
+    options = dict(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
     try:
-        join(JOIN_TIMEOUT_S, coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+        if interrupt.in_command():
+            join(JOIN_TIMEOUT_S, **options)
+        else:  # a library caller's process must live on: JAX's own wait, and its abort at the end
+            jax.distributed.initialize(**options, initialization_timeout=int(JOIN_TIMEOUT_S))
     except (ValueError, RuntimeError) as e:  # RuntimeError: also jax.errors.JaxRuntimeError
         lines = str(e).strip().splitlines() or [type(e).__name__]
         missing = isinstance(e, ValueError) and None in (coordinator, num_processes)
@@ -252,8 +256,8 @@ def start_distributed(coordinator: str | None = None, num_processes: int | None 
 def join(timeout_s: float, **options) -> None:
     """``jax.distributed.initialize(**options)`` in a thread of its own, so that while it
     waits a signal still stops the command (:func:`interrupt.check`) and a join that takes
-    longer than ``timeout_s`` is an :class:`NstError`, before JAX's own deadline aborts
-    the process."""
+    longer than ``timeout_s`` is an :class:`NstError`. For the console script only: the
+    thread waits on, and JAX_GRACE_S later JAX aborts the process unless it has ended."""
     done, failed = threading.Event(), []
 
     def initialize() -> None:
@@ -267,7 +271,7 @@ def join(timeout_s: float, **options) -> None:
     deadline = time.monotonic() + timeout_s
     while not done.wait(0.1):
         interrupt.check()
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline and not done.is_set():
             raise NstError(f"cannot start the distributed run: not every process joined within {timeout_s:g} s")
     if failed:
         raise failed[0]

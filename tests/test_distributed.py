@@ -5,11 +5,14 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import jax
@@ -72,8 +75,7 @@ def sweep_args(tmp_path):
 
 @pytest.mark.slow
 def test_two_processes_give_the_cells_of_one(tmp_path, sweep_args, monkeypatch):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS" and not k.lower().endswith("_proxy")}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
+    env = child_env()
     port, script = free_port(), tmp_path / "child.py"
     script.write_text(CHILD)
     procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / f"p{i}.npz"), *sweep_args,
@@ -167,35 +169,51 @@ WAITER = textwrap.dedent("""
 """)
 
 
-def waiter(tmp_path, timeout_s: float) -> subprocess.Popen:
-    """The console script, process 1 of 2, waiting for a coordinator nobody runs."""
+def child_env() -> dict:
+    """This environment for a child process: CPU only, no proxies (JAX warns of them), no XLA flags."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS" and not k.lower().endswith("_proxy")}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]))
+    return env
+
+
+@contextmanager
+def waiter(tmp_path, timeout_s: float):
+    """The console script, process 1 of 2, waiting for a coordinator nobody runs; killed after."""
     save_image(CONTENT, tmp_path / "content.png")
     save_image(STYLE, tmp_path / "style.png")
     args = ["sweep", str(tmp_path / "content.png"), str(tmp_path / "style.png"), "-o", str(tmp_path / "out"),
             "--size", "32", "--style-weight", "1,2", "--coordinator", f"localhost:{free_port()}",
             "--num-processes", "2", "--process-id", "1"]
-    return subprocess.Popen([sys.executable, "-c", WAITER, str(timeout_s), *args], cwd=ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen([sys.executable, "-c", WAITER, str(timeout_s), *args], cwd=ROOT, env=child_env(),
+                         text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield p
+    finally:
+        p.kill()
+        p.communicate()
 
 
 def test_ctrl_c_while_waiting_for_the_others_stops_at_once(tmp_path):
-    import signal
-
-    p = waiter(tmp_path, 600)
-    assert p.stderr.readline().startswith("note: waiting for the other processes at localhost:")
-    time.sleep(1.0)  # inside the join
-    p.send_signal(signal.SIGINT)
-    start = time.monotonic()
-    err = p.communicate(timeout=60)[1]
-    assert time.monotonic() - start < 10
-    assert p.returncode == 130 and err.strip() == "interrupted; nothing more was saved", err
+    with waiter(tmp_path, 600) as p:
+        first = []
+        reader = threading.Thread(target=lambda: first.append(p.stderr.readline()), daemon=True)
+        reader.start()
+        reader.join(120)  # the note comes once the imports are done
+        assert first and first[0].startswith("note: waiting for the other processes at localhost:"), first
+        time.sleep(1.0)  # inside the join
+        p.send_signal(signal.SIGINT)
+        start = time.monotonic()
+        err = p.communicate(timeout=60)[1]
+        assert time.monotonic() - start < 10
+        assert p.returncode == 130 and err.strip() == "interrupted; nothing more was saved", err
     assert not (tmp_path / "out").exists()
 
 
 def test_a_join_that_times_out_is_one_line(tmp_path):
-    p = waiter(tmp_path, 2)
-    out, err = p.communicate(timeout=120)
-    lines = err.strip().splitlines()
-    assert p.returncode == 1 and len(lines) == 2, err  # the note, then the error: no abort, no trace
-    assert lines[1] == "error: cannot start the distributed run: not every process joined within 2 s"
+    with waiter(tmp_path, 2) as p:
+        err = p.communicate(timeout=120)[1]
+        lines = err.strip().splitlines()
+        assert p.returncode == 1 and len(lines) == 2, err  # the note, then the error: no abort, no trace
+        assert lines[0].endswith("(up to 2 s)")
+        assert lines[1] == "error: cannot start the distributed run: not every process joined within 2 s"
     assert not (tmp_path / "out").exists()

@@ -33,8 +33,15 @@ def test_two_photos_whose_results_differ_only_in_case_are_refused(tmp_path):
     folder = photos(tmp_path / "in", "Cat.jpg", "b.png")
     (folder / "cat.png").write_bytes((folder / "b.png").read_bytes())
     with pytest.raises(NstError, match=r"Cat\.jpg and .*cat\.png would both be written to .*out/Cat\.png and "
-                                       r"cat\.png, one file where case is ignored"):
+                                       r".*out/cat\.png, one file on a disk that ignores case"):
         content_jobs(folder, tmp_path / "out")
+    # the same letters composed or not (NFC, NFD) are one name there too; ß and ss are not
+    folder = photos(tmp_path / "in2", "Stra\u00dfe.jpg", "Strasse.png", "caf\u00e9.jpg")
+    (folder / "cafe\u0301.png").write_bytes((folder / "Strasse.png").read_bytes())
+    with pytest.raises(NstError, match="one file on a disk that ignores case"):
+        content_jobs(folder, tmp_path / "out2")
+    (folder / "cafe\u0301.png").unlink()
+    assert len(content_jobs(folder, tmp_path / "out2")) == 3
 
 
 def test_an_existing_output_folder_may_have_a_dot_in_its_name(tmp_path):
