@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 import quality  # noqa: E402
 from nst_jax.config import StyleConfig  # noqa: E402
 from nst_jax.image import load_image, resize_longest, save_image  # noqa: E402
@@ -53,6 +54,21 @@ PAIRS = [
     ("tubingen_smoke", "tubingen.jpg", "devset/smoke.jpg", None),
     ("couch_venice", "devset/couch.jpg", "devset/venice_house.jpg", None),
 ]
+# Style images that are one object, not a painting: where the deep Grams can paint the
+# object itself (a face, an eye) into the photo. Sample photos of scikit-image (written to
+# <out>/stress/ on first use; pip install scikit-image) and matplotlib (a portrait of Grace
+# Hopper); `--pairs stress` runs them all.
+STRESS = [
+    ("tubingen_hopper", "tubingen.jpg", "matplotlib:grace_hopper.jpg", None),
+    ("garden_hopper", "devset/garden.jpg", "matplotlib:grace_hopper.jpg", None),
+    ("tubingen_cat", "tubingen.jpg", "skimage:chelsea", None),
+    ("tubingen_cameraman", "tubingen.jpg", "skimage:camera", None),
+    ("tubingen_astronaut", "tubingen.jpg", "skimage:astronaut", None),
+    ("tubingen_coffee", "tubingen.jpg", "skimage:coffee", None),
+    ("tubingen_rocket", "tubingen.jpg", "skimage:rocket", None),
+    ("garden_cat", "devset/garden.jpg", "skimage:chelsea", None),
+    ("couch_cameraman", "devset/couch.jpg", "skimage:camera", None),
+]
 # Named sets of config changes; "defaults" changes nothing.
 VARIANTS = {
     "defaults": {},
@@ -75,7 +91,31 @@ def parse_set(items: list[str]) -> dict:
     return changes
 
 
-def reference_scores(root: Path, pairs, sizes) -> dict:
+def sample_image(name: str, folder: Path) -> Path:
+    """scikit-image's sample photo ``name`` (``skimage.data.<name>()``) as a PNG in ``folder``."""
+    path = folder / f"{name}.png"
+    if not path.exists():
+        try:
+            from skimage import data
+        except ImportError:
+            sys.exit("the stress pairs need scikit-image: pip install scikit-image")
+        array = getattr(data, name)()
+        save_image((np.repeat(array[..., None], 3, -1) if array.ndim == 2 else array) / 255.0, path)
+    return path
+
+
+def where(image: str, root: Path, out: Path) -> Path:
+    """An image of a pair as a path: under <shared>/images, or a stress sample."""
+    if image.startswith("matplotlib:"):
+        import matplotlib
+        return Path(matplotlib.get_data_path()) / "sample_data" / image.split(":", 1)[1]
+    if image.startswith("skimage:"):
+        (out / "stress").mkdir(parents=True, exist_ok=True)
+        return sample_image(image.split(":", 1)[1], out / "stress")
+    return root / "images" / image
+
+
+def reference_scores(root: Path, pairs, sizes, out: Path) -> dict:
     """{(pair, size): scores} of each published result resized to each size."""
     scores = {}
     for name, content, style, ref in pairs:
@@ -83,7 +123,7 @@ def reference_scores(root: Path, pairs, sizes) -> dict:
             continue
         for size in sizes:
             image = resize_longest(load_image(root / ref), size)
-            scores[name, size] = quality.score(image, root / "images" / content, root / "images" / style)
+            scores[name, size] = quality.score(image, where(content, root, out), where(style, root, out))
     return scores
 
 
@@ -100,10 +140,11 @@ def main() -> None:
     p.add_argument("--sheet", default=None, metavar="NAME,...",
                    help="the rows the contact sheets show beside the references (default: this run's)")
     args = p.parse_args()
-    chosen = args.pairs.split(",")
-    pairs = [x for x in PAIRS if x[0] in chosen]
-    if len(pairs) != len(chosen):
-        sys.exit(f"--pairs takes {[x[0] for x in PAIRS]}")
+    chosen = [n for n in args.pairs.split(",") if n != "stress"]
+    chosen += [x[0] for x in STRESS] if "stress" in args.pairs.split(",") else []
+    pairs = [x for x in PAIRS + STRESS if x[0] in chosen]
+    if len(pairs) != len(set(chosen)):
+        sys.exit(f"--pairs takes 'stress' and {[x[0] for x in PAIRS + STRESS]}")
     sizes = [int(s) for s in args.sizes.split(",")]
     changes = {**VARIANTS[args.variant], **parse_set(args.set)}
     name = args.name or args.variant
@@ -123,12 +164,13 @@ def main() -> None:
         for pair, content, style, _ in pairs:
             if (name, size, pair) in done:
                 continue
+            content, style = where(content, root, out), where(style, root, out)
             config = StyleConfig(size=size).replace(**changes)
             t0 = time.perf_counter()
-            result = stylize(root / "images" / content, root / "images" / style, config, weights=weights)
+            result = stylize(content, style, config, weights=weights)
             seconds = time.perf_counter() - t0
             save_image(result.output, out / "images" / f"{name}-{size}-{pair}.png")
-            scores = quality.score(result.output, root / "images" / content, root / "images" / style)
+            scores = quality.score(result.output, content, style)
             row = {"name": name, "size": size, "pair": pair, "changes": changes, "seconds": round(seconds, 1),
                    "compile_seconds": round(result.compile_seconds, 1), "notes": result.notes,
                    "machine": machine, **scores}
@@ -139,10 +181,10 @@ def main() -> None:
                   f"({seconds:.0f} s)", flush=True)
     # the table covers every row on record; the sheets, this run's sizes and the chosen rows
     # (the images of earlier runs may be elsewhere)
-    refs = reference_scores(root, PAIRS, sorted({r["size"] for r in rows}))
-    write_table(rows, refs, PAIRS, out / "robustness.md")
+    refs = reference_scores(root, PAIRS, sorted({r["size"] for r in rows}), out)
+    write_table(rows, refs, PAIRS + STRESS, out / "robustness.md")
     for size in sizes:
-        write_sheet([r for r in rows if r["name"] in shown], refs, PAIRS, size, root, out)
+        write_sheet([r for r in rows if r["name"] in shown], refs, PAIRS + STRESS, size, root, out)
     print(f"wrote {out}", flush=True)
 
 
@@ -187,7 +229,7 @@ def write_sheet(rows: list[dict], refs: dict, pairs, size: int, root: Path, out:
     for pair, content, style, ref in pairs:
         if not any(r["size"] == size and r["pair"] == pair for r in rows):
             continue
-        cells = [(load_image(root / "images" / content), "photo"), (load_image(root / "images" / style), "painting")]
+        cells = [(load_image(where(content, root, out)), "photo"), (load_image(where(style, root, out)), "painting")]
         if ref is not None:
             s = refs[pair, size]
             cells.append((load_image(root / ref), f"reference c {s['content']:.3f} s {s['style']:.3f}"))
