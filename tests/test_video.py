@@ -22,7 +22,7 @@ from jax.test_util import check_grads
 from typer.testing import CliRunner
 
 import nst_jax
-from nst_jax import inputs, run, video
+from nst_jax import inputs, live, run, video
 from nst_jax.cli import app
 from nst_jax.config import StyleConfig
 from nst_jax.errors import NstError, VideoError
@@ -392,7 +392,7 @@ def test_a_gif_in_and_numbered_frames_out_with_start_in_seconds(tmp_path, fabric
     assert json.loads((tmp_path / "frames" / "record.json").read_text())["frames_done"] == 2  # in the folder
 
 
-def test_a_watched_clip_has_its_page_and_its_record(tmp_path, fabricated):
+def test_a_watched_clip_has_its_page_and_its_record(tmp_path, fabricated, monkeypatch):
     """--live shows the clip's frames as they are made, its steps one after another, and ends
     saying done; the record beside the video holds every frame's steps, losses and times."""
     from PIL import Image
@@ -401,13 +401,20 @@ def test_a_watched_clip_has_its_page_and_its_record(tmp_path, fabricated):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    states, pictures, stop = [], [], threading.Event()
+    states, pictures, stop, read_running = [], [], threading.Event(), threading.Event()
+    # A tiny clip with warm compiles can end between two polls: each step waits until the page
+    # has been read while the run is running, so that state is seen whatever the machine's speed.
+    progress = live.LiveView.progress
+    monkeypatch.setattr(live.LiveView, "progress", lambda view, *a, **k: (progress(view, *a, **k),
+                                                                           read_running.wait(30)))
 
     def viewer():
         while not stop.is_set():
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/state", timeout=5) as answer:
                     states.append(json.loads(answer.read()))
+                if states[-1]["status"] == "running":
+                    read_running.set()
                 if states[-1]["version"] > 0 and len(pictures) < 3:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/image.jpg", timeout=5) as answer:
                         pictures.append(Image.open(io.BytesIO(answer.read())).size)
