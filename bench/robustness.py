@@ -110,7 +110,6 @@ def where(image: str, root: Path, out: Path) -> Path:
         import matplotlib
         return Path(matplotlib.get_data_path()) / "sample_data" / image.split(":", 1)[1]
     if image.startswith("skimage:"):
-        (out / "stress").mkdir(parents=True, exist_ok=True)
         return sample_image(image.split(":", 1)[1], out / "stress")
     return root / "images" / image
 
@@ -140,8 +139,8 @@ def main() -> None:
     p.add_argument("--sheet", default=None, metavar="NAME,...",
                    help="the rows the contact sheets show beside the references (default: this run's)")
     args = p.parse_args()
-    chosen = [n for n in args.pairs.split(",") if n != "stress"]
-    chosen += [x[0] for x in STRESS] if "stress" in args.pairs.split(",") else []
+    asked = args.pairs.split(",")
+    chosen = [n for n in asked if n != "stress"] + ([x[0] for x in STRESS] if "stress" in asked else [])
     pairs = [x for x in PAIRS + STRESS if x[0] in chosen]
     if len(pairs) != len(set(chosen)):
         sys.exit(f"--pairs takes 'stress' and {[x[0] for x in PAIRS + STRESS]}")

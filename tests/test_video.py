@@ -405,8 +405,12 @@ def test_a_watched_clip_has_its_page_and_its_record(tmp_path, fabricated, monkey
     # A tiny clip with warm compiles can end between two polls: each step waits until the page
     # has been read while the run is running, so that state is seen whatever the machine's speed.
     progress = live.LiveView.progress
-    monkeypatch.setattr(live.LiveView, "progress", lambda view, *a, **k: (progress(view, *a, **k),
-                                                                           read_running.wait(30)))
+
+    def progress_once_read(view, *args, **kwargs):
+        progress(view, *args, **kwargs)
+        read_running.wait(30)
+
+    monkeypatch.setattr(live.LiveView, "progress", progress_once_read)
 
     def viewer():
         while not stop.is_set():
