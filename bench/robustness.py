@@ -182,8 +182,10 @@ def main() -> None:
     # (the images of earlier runs may be elsewhere)
     refs = reference_scores(root, PAIRS, sorted({r["size"] for r in rows}), out)
     write_table(rows, refs, PAIRS + STRESS, out / "robustness.md")
-    for size in sizes:
-        write_sheet([r for r in rows if r["name"] in shown], refs, PAIRS + STRESS, size, root, out)
+    for size in sizes:  # the paintings and the one-object style images on sheets of their own
+        for pairs_of_sheet, stem in ((PAIRS, "robustness"), (STRESS, "robustness-stress")):
+            write_sheet([r for r in rows if r["name"] in shown], refs, pairs_of_sheet, size, root,
+                        out / f"{stem}-{size}.jpg")
     print(f"wrote {out}", flush=True)
 
 
@@ -221,8 +223,10 @@ def write_table(rows: list[dict], refs: dict, pairs, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def write_sheet(rows: list[dict], refs: dict, pairs, size: int, root: Path, out: Path) -> None:
-    """Per pair: content | style | reference | each name's result, with their scores."""
+def write_sheet(rows: list[dict], refs: dict, pairs, size: int, root: Path, path: Path) -> None:
+    """Per pair of ``pairs`` with a row at ``size``: content | style | reference | each name's
+    result, with their scores, as ``path``; none written when no pair has a row."""
+    out = path.parent
     names = list(dict.fromkeys(r["name"] for r in rows if r["size"] == size))
     figure_rows = []
     for pair, content, style, ref in pairs:
@@ -238,7 +242,8 @@ def write_sheet(rows: list[dict], refs: dict, pairs, size: int, root: Path, out:
             if hit and image.exists():
                 cells.append((load_image(image), f"{name} c {hit[-1]['content']:.3f} s {hit[-1]['style']:.3f}"))
         figure_rows.append((pair, cells))
-    save_image(quality.figure(figure_rows, cell=240), out / f"robustness-{size}.jpg")
+    if figure_rows:
+        save_image(quality.figure(figure_rows, cell=240), path)
 
 
 if __name__ == "__main__":
