@@ -8,6 +8,7 @@ docs/defaults.md, one section per field. Layer names are those of :mod:`nst_jax.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import itertools
 import math
@@ -202,6 +203,12 @@ def scale_ladder(size: int, smallest: int = 128, ratio: float = math.sqrt(2)) ->
     while round(sizes[-1] / ratio) >= smallest:
         sizes.append(round(sizes[-1] / ratio))
     return tuple(reversed(sizes))
+
+
+def scale_index(ends, done: int) -> int:
+    """The scale whose size the state holds after ``done`` steps, given the step each
+    scale ends at (``StyleConfig.scale_ends``): the last that has begun."""
+    return min(len(ends) - 1, bisect.bisect_right(ends, done - 1)) if done > 0 else 0
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from . import interrupt
+from .config import scale_index
 from .errors import NstError
 
 # Seconds between two pictures made for the page (several a second at most).
@@ -223,6 +224,7 @@ class LiveView:
         if info["frame"] is not None and info["frame"]["eta"] is not None:  # counted down since given
             eta = max(0.0, info["frame"]["eta"] - (time.perf_counter() - self._frame_at))
         head = {"run": self._run, **info, "step": step, "total": total, "chunk": chunk, "chunks": chunks,
+                "scale": scale_index(info["scale_ends"], step) if info["scale_ends"] else None,
                 "steps_per_second": 1 / per_step if per_step else None,
                 "eta": eta if info["status"] == "running" else None,
                 "elapsed": elapsed, "version": version, "from": since, "next": n, "memory": self._memory_now()}

@@ -11,7 +11,6 @@ lanes). Compile time is measured as compile time (``lower().compile()``).
 
 from __future__ import annotations
 
-import bisect
 import gc
 import itertools
 import time
@@ -28,7 +27,7 @@ from . import interrupt
 from .checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
 from .cache import LOAD_EVENT, kept_or_jitted, kept_program
 from .colour import after_run
-from .config import StyleConfig
+from .config import StyleConfig, scale_index
 from .inputs import prepare, resolve_weights
 from .losses import LossTerms, Targets
 from .memory import MemoryPlan, budget_bytes
@@ -265,8 +264,7 @@ def scale_span(config: StyleConfig, index: int) -> tuple[int, int]:
 
 def scale_of(config: StyleConfig, done: int) -> int:
     """The scale whose size the state holds after ``done`` steps."""
-    ends = config.scale_ends
-    return min(len(ends) - 1, bisect.bisect_right(ends, done - 1)) if done > 0 else 0
+    return scale_index(config.scale_ends, done)
 
 
 @dataclass

@@ -96,6 +96,20 @@ def test_losses_arrive_once_each(view):
     assert json.loads(get(view, "/state?since=99")[2])["points"] == []
 
 
+def test_the_state_names_the_scale_the_run_is_at(view):
+    """Scales of 3, 3 and 4 steps: the state holds scale i's size from its first step on,
+    so after 3 steps it is still at the first and after 4 at the second."""
+    view.begin(total=10, sizes=(32, 45, 64), scale_ends=(3, 6, 10))
+    assert json.loads(get(view, "/state")[2])["scale"] == 0
+    seen = []
+    for step in (1, 3, 4, 6, 7, 10):
+        view.progress(progress(step, ([1.0], [0.5], [0.25], [0.0])))
+        seen.append(json.loads(get(view, "/state")[2])["scale"])
+    assert seen == [0, 0, 1, 1, 2, 2]
+    view.begin(total=10)  # a run with no scales to place: none named
+    assert json.loads(get(view, "/state")[2])["scale"] is None
+
+
 def test_pictures_are_made_only_when_asked_and_at_most_at_the_page_rate(view, monkeypatch):
     made, when = [], []
 
