@@ -104,6 +104,11 @@ def sample_image(name: str, folder: Path) -> Path:
     return path
 
 
+def read_rows(log: Path) -> list[dict]:
+    """The study's rows on record in ``log`` (rows.jsonl), oldest first; none if it is missing."""
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
 def where(image: str, root: Path, out: Path) -> Path:
     """An image of a pair as a path: under <shared>/images, or a stress sample."""
     if image.startswith("matplotlib:"):
@@ -151,7 +156,7 @@ def main() -> None:
     out = Path(args.out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     log = out / "rows.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    rows = read_rows(log)
     done = {(r["name"], r["size"], r["pair"]) for r in rows}
     shown = args.sheet.split(",") if args.sheet else [name]
     unknown = set(shown) - {r["name"] for r in rows} - {name}

@@ -10,7 +10,6 @@ the scores are those rows' and the references' at the same size.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import quality  # noqa: E402
-from robustness import PAIRS, reference_scores  # noqa: E402
+from robustness import PAIRS, read_rows, reference_scores  # noqa: E402
 
 from nst_jax.image import load_image, save_image  # noqa: E402
 
@@ -34,12 +33,11 @@ def main() -> None:
     p.add_argument("--shared", default=None)
     args = p.parse_args()
     root = quality.locate_shared(args.shared)
-    rows = {r["pair"]: r for r in map(json.loads, (STUDY / "rows.jsonl").read_text().splitlines())
-            if r["name"] == args.rows and r["size"] == SIZE}
+    rows = {r["pair"]: r for r in read_rows(STUDY / "rows.jsonl") if r["name"] == args.rows and r["size"] == SIZE}
     pairs = [x for x in PAIRS if x[3] is not None and x[0] in rows]
     if not pairs:
         sys.exit(f"--rows: no {SIZE} px results named {args.rows!r} of a pair with a published result")
-    refs = reference_scores(root, pairs, [SIZE])
+    refs = reference_scores(root, pairs, [SIZE], STUDY)
     sheet = []
     for pair, _, style, ref in pairs:
         ours, theirs = rows[pair], refs[pair, SIZE]
