@@ -370,6 +370,12 @@ class StyleConfig:
         for name in ("content_layer_weights", "style_layer_weights", "style_blend"):
             for value in getattr(self, name):
                 check_number(name, value, WEIGHT)
+        if not (self.content_weight or self.style_weight or self.tv_weight):
+            raise ConfigError("content_weight", "is 0, and so are the style and TV weights: nothing to optimise; "
+                                                "give one of them a weight above 0")
+        if self.style_weight and not any(self.style_layer_weights):  # the style gap would be 0: a NaN loss
+            raise ConfigError("style_layer_weights", "give every layer a weight of 0: give one a weight above 0, "
+                                                     "or set the style weight to 0 for no style")
         if 0 < self.precondition < MIN_CORNER:  # S^-1 amplifies by up to 1 + 0.71 / corner
             raise ConfigError("precondition", f"must be 0 (plain L-BFGS) or from {MIN_CORNER:g} to 1, "
                                               f"not {self.precondition!r}")

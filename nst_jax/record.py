@@ -61,9 +61,11 @@ def record_path(output: str | Path, folder: bool = False) -> Path:
     return output / "record.json" if folder else output.with_suffix(".json")
 
 
-def check_record_path(path: str | Path, outputs, inputs) -> Path:
+def check_record_path(path: str | Path, outputs, inputs, beside: str | Path | None = None) -> Path:
     """Refuse, before the run, a record that would replace one of the run's ``outputs`` or
-    ``inputs`` (paths; None is skipped), is a directory, or cannot be written."""
+    ``inputs`` (paths; None is skipped), is a directory, or cannot be written; and, for the
+    default record ``beside`` an output, one that is the record of another output still
+    there (``out.jpg``'s run would take ``out.png``'s ``out.json``)."""
     from .files import same_path
     from .image import check_directory
 
@@ -78,6 +80,11 @@ def check_record_path(path: str | Path, outputs, inputs) -> Path:
     if path.is_file() and not is_record(path):
         raise NstError(f"refusing to write the record to {path}: it exists and is not a run record "
                        "(give another --record or --no-record, or move it)")
+    if beside is not None and path.is_file():
+        other = path.parent / Path(str(recorded(path).get("output", ""))).name
+        if other.name and other.name != Path(beside).name and other.exists():
+            raise NstError(f"refusing to write the record to {path}: it is the record of {other}, which is "
+                           "still there (give another --record or --no-record, or move them)")
     check_directory(path.parent)
     existing = Path(os.path.abspath(path.parent))
     while not existing.exists():
@@ -90,10 +97,16 @@ def check_record_path(path: str | Path, outputs, inputs) -> Path:
 
 def is_record(path: Path) -> bool:
     """Whether ``path`` holds a run record (any version): one a new run may replace."""
+    return recorded(path).get("format") == FORMAT
+
+
+def recorded(path: Path) -> dict:
+    """The JSON object in ``path``; empty when it cannot be read as one."""
     try:
-        return json.loads(path.read_bytes()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def environment() -> dict:

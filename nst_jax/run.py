@@ -28,6 +28,7 @@ from .checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
 from .cache import LOAD_EVENT, kept_or_jitted, kept_program
 from .colour import after_run
 from .config import StyleConfig, scale_index
+from .errors import NstError
 from .inputs import prepare, resolve_weights
 from .losses import LossTerms, Targets
 from .memory import MemoryPlan, budget_bytes
@@ -500,6 +501,9 @@ def run_cells(config: StyleConfig, lanes: Lanes, scale_at: Callable[[int], Scale
     ``traces`` (a list the caller may read meanwhile). Stops after a scale that did not
     finish; Ctrl-C between two scales keeps the last scale's state (``interrupted(state,
     steps)`` is told)."""
+    if resumed and steps > config.total_steps:  # it would end where it stands, an earlier picture
+        raise NstError(f"the run to resume has made {steps} steps, more than the {config.total_steps} this run "
+                       f"asks for: ask for {steps} or more to go on from it")
     optimizer = make_optimizer(config)
     k = config.steps_per_call or default_steps_per_call(lanes.platform)
     compiled = {} if compiled is None else compiled

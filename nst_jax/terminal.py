@@ -120,8 +120,6 @@ def advice(config: StyleConfig, blew_up: bool) -> str:
     """What to change when the loss blew up (``blew_up``) or never fell."""
     lbfgs = config.is_lbfgs
     lr = 0.02 if config.learning_rate is None else config.learning_rate
-    if not (config.content_weight or config.style_weight or config.tv_weight):
-        return "every loss weight is 0: give --content-weight or --style-weight above 0"
     if blew_up:
         return (f"lower {heaviest(config)} (L-BFGS steps grow with the loss scale)" if lbfgs
                 else f"lower --lr (now {lr:g}) or {heaviest(config)}")

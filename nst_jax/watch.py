@@ -80,7 +80,7 @@ class WatchOptions:
         for output in outputs:
             path = None if self.no_record else self.record or record_path(output, folder=folder)
             if path is not None:
-                check_record_path(path, [*outputs, *written], read)
+                check_record_path(path, [*outputs, *written], read, beside=None if self.record else output)
             records[Path(output)] = path
         view = None
         if live:

@@ -158,10 +158,16 @@ def test_nan_and_ctrl_c_save_the_best_image(tmp_path, captured, stopped, code, t
     assert r.exit_code == code and text in r.output and out.exists()
 
 
-def test_a_run_with_every_weight_zero_is_told_so(tmp_path, captured):
-    captured["best"] = 2.0
-    r = invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / "o.png", "--style-weight", 0, "--content-weight", 0)
-    assert "every loss weight is 0" in one_line_error(r, 4)
+def test_weights_that_leave_nothing_to_optimise_are_refused_before_any_work(tmp_path, captured):
+    out = tmp_path / "o.png"
+    r = invoke("stylize", "a.jpg", "b.jpg", "-o", out, "--style-weight", 0, "--content-weight", 0)
+    assert "--content-weight is 0, and so are the style and TV weights: nothing to optimise" in one_line_error(r)
+    r = invoke("stylize", "a.jpg", "b.jpg", "-o", out, "--style-layers", "relu1_1:0,relu3_1:0")
+    assert "--style-layers give every layer a weight of 0: give one a weight above 0" in one_line_error(r)
+    assert captured["calls"] == [] and not out.exists()
+    r = invoke("stylize", SAMPLES / "content.jpg", SAMPLES / "style.jpg", "-o", out, "--style-weight", 0,
+               "--style-layers", "relu1_1:0")  # no style asked for: the layers' weights do not matter
+    assert r.exit_code == 0 and captured["calls"] == ["content.jpg"]
 
 
 def test_a_run_that_never_improved_writes_nothing(tmp_path, captured):

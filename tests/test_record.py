@@ -128,6 +128,20 @@ def test_a_record_replaces_only_an_earlier_record(tmp_path):
     assert rec.check_record_path(earlier, [tmp_path / "out.png"], []) == earlier
 
 
+def test_a_default_record_keeps_another_output_s_record(tmp_path):
+    """out.png and out.jpg would share out.json: the record of a picture still there is
+    kept; one whose picture is gone, or the same picture's, is replaced."""
+    record, png, jpg = tmp_path / "out.json", tmp_path / "out.png", tmp_path / "out.jpg"
+    record.write_text(json.dumps({"format": rec.FORMAT, "version": 1, "output": "elsewhere/out.png"}))
+    png.write_bytes(b"x")
+    with pytest.raises(NstError, match=f"out.json: it is the record of {png}, which is still there"):
+        rec.check_record_path(record, [jpg], [], beside=jpg)
+    assert rec.check_record_path(record, [jpg], []) == record  # --record out.json: as asked
+    assert rec.check_record_path(record, [png], [], beside=png) == record  # the same picture again
+    png.unlink()
+    assert rec.check_record_path(record, [jpg], [], beside=jpg) == record
+
+
 def test_a_record_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
     path = tmp_path / "o.json"
     path.write_text("old")

@@ -150,6 +150,8 @@ def test_a_checkpoint_for_another_run_is_refused_and_kept(tmp_path, vgg16_weight
             stylize(content, STYLE, other.replace(steps=4), weights=vgg16_weights, resume=ckpt,
                     checkpoint=ckpt, checkpoint_every=1)
     assert ckpt.read_bytes() == before
+    with pytest.raises(NstError, match="has made 2 steps, more than the 1 this run asks for: ask for 2 or more"):
+        stylize(CONTENT, STYLE, config.replace(steps=1), weights=vgg16_weights, resume=ckpt)  # an older picture
     damaged = tmp_path / "damaged.ckpt"
     damaged.write_bytes(before[: len(before) // 2])
     with pytest.raises(NstError, match="not an nst-jax checkpoint, or it is damaged"):
