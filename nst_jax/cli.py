@@ -345,12 +345,16 @@ def plot(
         "losses.png"),
 ) -> None:
     """Draw a run record's loss curves (needs matplotlib: pip install "nst-jax[plot]")."""
-    from .record import plot_record, read_record
+    from .record import plot_record, read_record, recorded_files
 
     try:
         if same_file(record, output) or record.resolve() == output.resolve():
             raise NstError(f"refusing to overwrite {output}: it is the record to plot")
-        path = plot_record(read_record(record), output)
+        run = read_record(record)
+        for kept in recorded_files(run, record):
+            if same_path(output, kept):
+                raise NstError(f"refusing to overwrite {output}: the record names it, as the run's output or an input")
+        path = plot_record(run, output)
     except NstError as e:
         raise fail(explain(e)) from None
     out.print(f"wrote {path}", highlight=False)

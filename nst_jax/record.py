@@ -265,6 +265,33 @@ def loss_curves(record: dict) -> dict[str, np.ndarray]:
     return out
 
 
+# What `nst-jax plot` writes (matplotlib knows more; these are the ones the command offers).
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+def recorded_files(record: dict, path: str | Path) -> list[Path]:
+    """The files a run record at ``path`` names: its inputs, and its output (a relative one
+    beside the record, where a run puts it)."""
+    names = []
+
+    def collect(value):
+        if isinstance(value, str):
+            names.append(value)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                collect(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                collect(v)
+
+    collect(record.get("inputs", {}))
+    files = [Path(n) for n in names]
+    if isinstance(record.get("output"), str):
+        output = Path(record["output"])
+        files.append(output if output.is_absolute() else Path(path).parent / output.name)
+    return files
+
+
 def plot_record(record: dict, out: str | Path) -> Path:
     """Draw the record's loss curves, one panel per term with positive values (log axis),
     one line per cell, dotted lines where a scale (or a video's frame) begins; write ``out`` atomically (the
@@ -275,6 +302,8 @@ def plot_record(record: dict, out: str | Path) -> Path:
     except ImportError:
         raise NstError("plotting needs matplotlib: pip install \"nst-jax[plot]\"") from None
     out = Path(out)
+    if out.suffix.lower() not in PLOT_FORMATS:
+        raise NstError(f"cannot write {out}: unknown plot format {out.suffix!r} (use .png, .pdf or .svg)")
     curves = loss_curves(record)
     steps = np.asarray(record["history"]["step"], np.float64)
     panels = [(name, c) for name, c in curves.items() if (np.isfinite(c) & (c > 0)).any()]
@@ -300,8 +329,6 @@ def plot_record(record: dict, out: str | Path) -> Path:
     fig.suptitle(f"{record.get('kind', 'run')} {Path(str(record.get('output', ''))).name}: {record.get('stopped')}",
                  fontsize="medium")
     fmt = out.suffix.lower().lstrip(".")
-    if fmt not in fig.canvas.get_supported_filetypes():
-        raise NstError(f"cannot write {out}: unknown plot format {out.suffix!r} (use .png, .pdf or .svg)")
     try:
         with created(out.parent), atomic_path(out) as tmp:
             fig.savefig(tmp, format=fmt, dpi=120)

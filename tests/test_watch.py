@@ -216,7 +216,12 @@ def test_plot_draws_a_record(tmp_path):
     assert r.exit_code == 0 and (tmp_path / "losses.png").read_bytes().startswith(b"\x89PNG")
     assert "it is the record to plot" in one_line_error(invoke("plot", tmp_path / "o.json", "-o", tmp_path / "o.json"))
     assert "is not an nst-jax run record" in one_line_error(invoke("plot", tmp_path / "o.png", "-o", tmp_path / "x.png"))
-    assert "unknown plot format" in one_line_error(invoke("plot", tmp_path / "o.json", "-o", tmp_path / "x.xyz"))
+    for other in ("x.xyz", "x.gif", "photo.jpg"):  # matplotlib writes a GIF or a JPEG, but the command offers three
+        assert "unknown plot format" in one_line_error(invoke("plot", tmp_path / "o.json", "-o", tmp_path / other))
+    before = (tmp_path / "o.png").read_bytes()
+    assert "the record names it, as the run's output or an input" in one_line_error(
+        invoke("plot", tmp_path / "o.json", "-o", tmp_path / "o.png"))  # the picture itself
+    assert (tmp_path / "o.png").read_bytes() == before
     assert "no such file" in one_line_error(invoke("plot", tmp_path / "nope.json"))
 
 
