@@ -134,6 +134,10 @@ def budget_bytes(max_memory: float | None = None) -> int:
     return budget if max_memory is None else min(budget, int(max_memory * 2**30))
 
 
+# Tiles whose crops hold this many times the picture's pixels are worth a word in the plan.
+SLOW_TILES = 4
+
+
 def gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 10 * 2**30 else f"{n / 2**30:.2f} GiB"
 
@@ -156,6 +160,9 @@ class MemoryPlan:
     def __str__(self) -> str:
         how = "whole" if self.tiles is None else (
             f"{self.count} tiles of {self.tile_shape[1]}x{self.tile_shape[0]} + {self.tiles.halo} px halo")
+        passes = self.count * self.crop[0] * self.crop[1] / (self.height * self.width)
+        if self.tiles is not None and passes >= SLOW_TILES:  # halos larger than the tiles (e.g. --tile 16)
+            how += f" ({passes:.0f}x the picture's pixels a step: larger tiles are faster)"
         remat = ", remat per block" if self.remat else ""
         return f"{self.width}x{self.height}, {self.arch}, {how}{remat}: ~{gib(self.bytes)} of {gib(self.budget)}"
 

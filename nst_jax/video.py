@@ -177,7 +177,8 @@ def stylize_video(source, styles, output: str | Path, config: StyleConfig = Styl
     config = config.replace(scales=())  # one size: every frame after the first starts from its result
     clip = open_clip(source, fps)
     if video.start >= clip.frames:
-        raise VideoError(f"--start {video.start} is past the clip's last frame ({clip.frames} frames)")
+        raise VideoError(f"--start is past the clip's end: frame {video.start} ({float(clip.seconds(video.start)):g} s "
+                         f"at {float(clip.fps):g} fps) of a clip of {clip.frames} frames")
     total = clip.frames - video.start if video.frames is None else min(video.frames, clip.frames - video.start)
     if total > 1 and video.previous:
         check_flow()

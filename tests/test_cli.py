@@ -125,7 +125,8 @@ def test_the_memory_plan_is_printed_once(tmp_path, vgg16_weights, monkeypatch):
     assert r.exit_code == 0, r.output
     plans = [l for l in r.output.splitlines() if l.startswith("memory: ")]
     assert len(plans) == 1, r.output
-    assert re.fullmatch(r"memory: 64x\d+, vgg16, 4 tiles of 32x\d+ \+ 58 px halo: ~\d+\.\d+ GiB of "
+    assert re.fullmatch(r"memory: 64x\d+, vgg16, 4 tiles of 32x\d+ \+ 58 px halo \(\d+x the picture's pixels a "
+                        r"step: larger tiles are faster\): ~\d+\.\d+ GiB of "
                         r"\d+\.\d+ GiB \(1 of 2 scales whole\)", plans[0]), plans[0]
 
 

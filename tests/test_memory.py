@@ -76,7 +76,12 @@ def test_the_plan_picks_the_largest_tiles_that_fit(remat):
         assert plan.tiles.tile % 16 == 0 and plan.count > 1
         text = str(plan)
         assert f"{plan.count} tiles of" in text and "+ 70 px halo" in text and ("remat per block" in text) == remat
+        assert "larger tiles are faster" not in text  # large tiles: their halos add little
     assert need(8 * gib).count > need(18 * gib).count
+    small = plan_memory("vgg19", 64, 96, taps, budget=10**15, tile=16, content_taps=("relu4_2",))
+    # 24 tiles, each crop 16 + 2 x 70 px a side clipped to the 64 x 96 picture: the whole picture, 24 times
+    passes = small.count * small.crop[0] * small.crop[1] / (64 * 96)
+    assert small.count == 24 and passes == 24 and f"({passes:.0f}x the picture's pixels a step: larger tiles are faster)" in str(small)
     fixed = need(18 * gib, tile=1000)  # rounded down to the pooling grid
     assert fixed.tiles.tile == 992
     with pytest.raises(NstError, match=r"needs at least about \d+\.\d+ GiB .* \(in tiles of \d+ px\) .* 0.20 GiB may be"):

@@ -334,7 +334,7 @@ def bad_inputs(tmp_path: Path) -> dict:
         "too large": ([good, style, "-o", c / "o.mp4", "--max-memory", 1e-4], "GiB"),
         "unwritable": ([good, style, "-o", c / "afile" / "o.mp4"], "cannot write into"),
         "unknown container": ([good, style, "-o", c / "o.xyz"], "unknown video extension"),
-        "start past the end": ([good, style, "-o", c / "o.mp4", "--start", 5], "past the clip's last frame"),
+        "start past the end": ([good, style, "-o", c / "o.mp4", "--start", 5], "--start is past the clip's end: frame 5 ("),
         "bad start": ([good, style, "-o", c / "o.mp4", "--start", "soon"], "--start takes a frame index"),
         "bad temporal weight": ([good, style, "-o", c / "o.mp4", "--temporal-weight", -1], "--temporal-weight"),
     }
