@@ -65,15 +65,7 @@ def load_checkpoint(path: str | Path, template: StepState, config: StyleConfig, 
     the history's keys (none when no step was taken).
     """
     arrays, meta = _read(Path(path))
-    saved = {**ADDED_FIELDS, **meta.get("config", {})}
-    ours = {k: v for k, v in _json_config(config).items() if k in config.objective_fields()}
-    changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
-    if changed:  # before the inputs: a new size changes their digest too, and this names it
-        was = ", ".join(f"{k} ({saved.get(k)!r} there, {ours[k]!r} here)" for k in changed)
-        raise NstError(f"{path} was made with a different {was}; "
-                       f"a run resumes only with the same objective and optimizer")
-    if meta.get("digest") != digest:
-        raise NstError(f"{path} was made for other content/style images or other weights")
+    _check(path, meta, config, digest)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     restored = []
     for key, like in leaves:
@@ -89,6 +81,25 @@ def load_checkpoint(path: str | Path, template: StepState, config: StyleConfig, 
     if history and set(history) != set(terms):
         raise NstError(f"{path} is not an nst-jax checkpoint, or it is damaged")
     return state, int(meta["step"]), history
+
+
+def check_checkpoint(path: str | Path, config: StyleConfig, digest: str) -> None:
+    """Refuse ``path`` unless it was made with ``config`` (the fields a resumed run may not
+    change) and inputs of ``digest``: what :func:`load_checkpoint` checks first, for a run
+    to say before it starts."""
+    _check(path, _read(Path(path))[1], config, digest)
+
+
+def _check(path, meta: dict, config: StyleConfig, digest: str) -> None:
+    saved = {**ADDED_FIELDS, **meta.get("config", {})}
+    ours = {k: v for k, v in _json_config(config).items() if k in config.objective_fields()}
+    changed = sorted(k for k, v in ours.items() if saved.get(k) != v)
+    if changed:  # before the inputs: a new size changes their digest too, and this names it
+        was = ", ".join(f"{k} ({saved.get(k)!r} there, {ours[k]!r} here)" for k in changed)
+        raise NstError(f"{path} was made with a different {was}; "
+                       f"a run resumes only with the same objective and optimizer")
+    if meta.get("digest") != digest:
+        raise NstError(f"{path} was made for other content/style images or other weights")
 
 
 def checkpoint_step(path: str | Path) -> int:

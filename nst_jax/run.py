@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import interrupt
-from .checkpoint import checkpoint_step, load_checkpoint, save_checkpoint
+from .checkpoint import check_checkpoint, checkpoint_step, load_checkpoint, save_checkpoint
 from .cache import LOAD_EVENT, kept_or_jitted, kept_program
 from .colour import after_run
 from .config import StyleConfig, scale_index
@@ -598,6 +598,8 @@ def stylize(content, style, config: StyleConfig = StyleConfig(), *,
     def scale_at(index):
         nonlocal on_plan
         run = runs[index] = prepare(content, style, config, weights, size=config.sizes[index], budget=budget)
+        if resume is not None and not isinstance(resume, RunState) and not runs.keys() - {index}:
+            check_checkpoint(resume, config, run.digest)  # refused before the plan is told: one line
         for earlier in [i for i in runs if i < index]:  # the state leaves them: free their inputs
             runs[earlier] = light(runs[earlier])
         if on_plan is not None:

@@ -20,7 +20,7 @@ from nst_jax import batch, inputs, run
 from nst_jax.cli import app
 from nst_jax.specs import parse_layers
 from nst_jax.config import PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS, StyleConfig
-from nst_jax.image import save_image
+from nst_jax.image import load_image, save_image
 from nst_jax.weights import VGGWeights, save
 from conftest import made_result
 
@@ -391,6 +391,22 @@ def test_bad_input_is_one_clear_line(tmp_path, case, vgg16_weights, monkeypatch)
     r = invoke("stylize", *args, "--steps", 1) if case != "negative steps" else invoke("stylize", *args)
     assert message in one_line_error(r)
     assert not (tmp_path / "o.png").exists()
+
+
+def test_a_resume_the_checkpoint_does_not_fit_is_one_line_before_any_work(tmp_path, vgg16_weights, monkeypatch):
+    monkeypatch.setattr(inputs, "load_weights", lambda spec: vgg16_weights)
+    c, s, ckpt, out = SAMPLES / "content.jpg", SAMPLES / "style.jpg", tmp_path / "r.ckpt", tmp_path / "o.png"
+    base = ("--size", 32, "--scales", "none", "--steps")
+    assert invoke("stylize", c, s, "-o", out, *base, 3, "--checkpoint", ckpt, "--checkpoint-every", 3).exit_code == 0
+    out.unlink()
+    kept = ckpt.read_bytes()
+    flipped = tmp_path / "flipped.png"
+    save_image(load_image(c)[:, ::-1], flipped)
+    for args, message in [((c, s, *base, 5, "--style-weight", 40), "was made with a different style_weight"),
+                          ((flipped, s, *base, 5), "was made for other content/style images"),
+                          ((c, s, *base, 2), "has made 3 steps, more than the 2 this run asks for")]:
+        assert message in one_line_error(invoke("stylize", *args, "-o", out, "--resume", ckpt))
+        assert not out.exists() and ckpt.read_bytes() == kept
 
 
 @pytest.mark.skipif(jax.devices()[0].platform == "gpu", reason="a GPU may have TF32")
