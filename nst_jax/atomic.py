@@ -9,6 +9,23 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+# What atomic_path's temp file adds to the name it writes: ".NAME.<8 random>.tmp".
+TEMP_NAME_EXTRA = 14
+
+
+def name_fits(dest: Path) -> bool:
+    """Whether :func:`atomic_path` can write ``dest``: its temp file's name is within the
+    nearest existing directory's limit on names."""
+    existing = Path(os.path.abspath(Path(dest).parent))
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    return len(os.fsencode(Path(dest).name)) + TEMP_NAME_EXTRA <= limit
+
+
 @contextmanager
 def atomic_path(dest: Path):
     """Yield a temp path in ``dest``'s directory; when the block succeeds, give it the

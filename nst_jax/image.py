@@ -20,7 +20,7 @@ import png
 import tifffile
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from .atomic import atomic_path, created
+from .atomic import atomic_path, created, name_fits
 from .errors import ConfigError, ImageError
 from .icc import srgb_profile, to_srgb
 
@@ -109,6 +109,8 @@ def check_writable(path: str | Path, bit_depth: int | None = None) -> Path:
     fine (it is created when the image is saved) as long as the nearest existing one
     above it is writable."""
     path = Path(path)
+    if not name_fits(path):  # (before is_dir, which raises on such a name)
+        raise ImageError(f"cannot write {path}: its name is too long")
     if path.is_dir():
         raise ImageError(f"cannot write {path}: it is a directory")
     if path.suffix.lower() not in writable_extensions():
@@ -130,7 +132,8 @@ def check_directory(directory: str | Path) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
-        raise ImageError(f"cannot write into {directory}: {e.strerror or e} in {existing}") from None
+        raise ImageError(f"cannot write into {directory}: creating a file in {existing} fails "
+                         f"({e.strerror or e})") from None
 
 
 def save_image(image, path: str | Path, bit_depth: int | None = None) -> Path:

@@ -24,7 +24,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .atomic import atomic_path, created
+from .atomic import atomic_path, created, name_fits
 from .errors import NstError
 from .run import scale_span
 from .sweeps import json_safe
@@ -86,11 +86,7 @@ def check_record_path(path: str | Path, outputs, inputs, beside: str | Path | No
             raise NstError(f"refusing to write the record to {path}: it is the record of {other}, which is "
                            "still there (give another --record or --no-record, or move them)")
     check_directory(path.parent)
-    existing = Path(os.path.abspath(path.parent))
-    while not existing.exists():
-        existing = existing.parent
-    # atomic_path writes ".NAME.<8 random>.tmp" first
-    if len(os.fsencode(path.name)) + 14 > os.pathconf(existing, "PC_NAME_MAX"):
+    if not name_fits(path):
         raise NstError(f"cannot write the record {path}: its name is too long")
     return path
 

@@ -346,7 +346,8 @@ def bad_inputs(tmp_path):
         "too big": ([c, s, "-o", o, "--size", 60000], "GiB"),
         "size zero": ([c, s, "-o", o, "--size", 0], "--size must be an integer in [1, 65535], not 0"),
         "negative steps": ([c, s, "-o", o, "--steps", -1], "--steps must be an integer in [0, 2147483647], not -1"),
-        "not writable": ([c, s, "-o", "/proc/o.png"], "cannot write"),
+        "not writable": ([c, s, "-o", "/proc/o.png"], "cannot write into /proc: creating a file in /proc fails"),
+        "long name": ([c, s, "-o", tmp_path / ("n" * 300 + ".png")], "its name is too long"),
         "bad extension": ([c, s, "-o", tmp_path / "o.xyz"], "unknown image extension '.xyz' (use .png, .jpg"),
         "bad layer": ([c, s, "-o", o, "--style-layers", "relu9_9"], "unknown layer 'relu9_9'"),
         "bad optimizer": ([c, s, "-o", o, "--optimizer", "nope"], "'nope' is not one of 'adam'"),
@@ -377,7 +378,7 @@ def bad_inputs(tmp_path):
 
 
 BAD = ["missing", "not an image", "truncated", "too small", "too big", "size zero", "negative steps",
-       "not writable", "bad extension", "bad layer", "bad optimizer", "bad init", "ratio and alpha",
+       "not writable", "long name", "bad extension", "bad layer", "bad optimizer", "bad init", "ratio and alpha",
        "bad blend", "bad colour", "black mask", "unreadable mask", "missing mask", "masks per style",
        "style masks per style", "negative erosion", "bad weights", "empty weights", "tiny style", "panorama", "damaged checkpoint",
        "unknown option", "bad scales", "bad average"]
