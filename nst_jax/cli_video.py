@@ -46,7 +46,7 @@ def parse_start(spec: str, fps: Fraction) -> int:
         raise NstError(f"--start takes a frame index (e.g. 120) or seconds (e.g. 4.8s), not {spec!r}") from None
 
 
-@with_config_options(exclude=("scales", "detail", "steps"))
+@with_config_options(exclude=("scales", "detail", "steps", "coarse_steps"))
 @with_watch_options
 def video(
     source: Annotated[Path, typer.Argument(help="A video file (.mp4, .webm, .mov, .mkv, .gif) or a folder "
