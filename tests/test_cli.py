@@ -268,9 +268,10 @@ def test_an_interrupted_folder_keeps_the_photos_it_began(tmp_path, vgg16_weights
 
 
 def test_bit_depth_reaches_the_files(tmp_path, captured):
-    for name, args in [("o.png", ["--bit-depth", 16]), ("o.tif", []), ("o8.tif", ["--bit-depth", 8])]:
+    # (names of their own: o.png's record o.json is not o.tif's to replace)
+    for name, args in [("o16.png", ["--bit-depth", 16]), ("o.tif", []), ("o8.tif", ["--bit-depth", 8])]:
         assert invoke("stylize", "a.jpg", "b.jpg", "-o", tmp_path / name, *args).exit_code == 0
-    with Image.open(tmp_path / "o.png") as png16, Image.open(tmp_path / "o.tif") as tif, \
+    with Image.open(tmp_path / "o16.png") as png16, Image.open(tmp_path / "o.tif") as tif, \
             Image.open(tmp_path / "o8.tif") as tif8:
         assert png16.tile[0][3] == "RGB;16B"  # the PNG's raw mode: 16 bits per channel
         assert tif.tag_v2[258] == (16, 16, 16) and tif8.tag_v2[258] == (8, 8, 8)  # BitsPerSample

@@ -55,7 +55,8 @@ def test_the_targets_come_from_xla_convolutions_whatever_the_step_uses(vgg16_wei
     np.testing.assert_array_equal(run.problem.targets.content[0], feats["relu2_1"])
     style = jax.jit(xla.apply)(run.problem.variables, run.styles[0])["relu2_1"]
     scale = feats["relu2_1"].shape[0] * feats["relu2_1"].shape[1] / (style.shape[0] * style.shape[1])
-    np.testing.assert_allclose(run.problem.targets.style[1][0], scale * gram(style), rtol=1e-6)
+    # the features are XLA's to the bit (above); the Grams differ only in how the sums are ordered
+    np.testing.assert_allclose(run.problem.targets.style[1][0], scale * gram(style), rtol=1e-5)
 
 
 def test_blend_weights():
