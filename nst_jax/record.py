@@ -70,6 +70,8 @@ def check_record_path(path: str | Path, outputs, inputs, beside: str | Path | No
     from .image import check_directory
 
     path = Path(path)
+    if not name_fits(path):  # (before is_dir, which raises on such a name)
+        raise NstError(f"cannot write the record {path}: its name is too long")
     if path.is_dir():
         raise NstError(f"cannot write the record {path}: it is a directory")
     for kind, paths in (("an output", outputs), ("an input", inputs)):
@@ -86,8 +88,6 @@ def check_record_path(path: str | Path, outputs, inputs, beside: str | Path | No
             raise NstError(f"refusing to write the record to {path}: it is the record of {other}, which is "
                            "still there (give another --record or --no-record, or move them)")
     check_directory(path.parent)
-    if not name_fits(path):
-        raise NstError(f"cannot write the record {path}: its name is too long")
     return path
 
 

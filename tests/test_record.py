@@ -112,6 +112,8 @@ def test_a_record_that_would_replace_an_input_or_output_is_refused(tmp_path, mon
         rec.check_record_path(Path("/proc/o.json"), [], [])
     with pytest.raises(NstError, match="its name is too long"):
         rec.check_record_path(tmp_path / ("r" * 250 + ".json"), [], [])
+    with pytest.raises(NstError, match="its name is too long"):  # too long even to look up
+        rec.check_record_path(tmp_path / ("r" * 300 + ".json"), [], [])
     assert rec.check_record_path(tmp_path / "new" / "o.json", [tmp_path / "o.png"], [content])
 
 
