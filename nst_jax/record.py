@@ -83,8 +83,8 @@ def check_record_path(path: str | Path, outputs, inputs, beside: str | Path | No
         raise NstError(f"refusing to write the record to {path}: it exists and is not a run record "
                        "(give another --record or --no-record, or move it)")
     if beside is not None and path.is_file():
-        other = path.parent / Path(str(recorded(path).get("output", ""))).name
-        if other.name and other.name != Path(beside).name and other.exists():
+        other = recorded_output(recorded(path), path)
+        if other is not None and other.name != Path(beside).name and other.exists():
             raise NstError(f"refusing to write the record to {path}: it is the record of {other}, which is "
                            "still there (give another --record or --no-record, or move them)")
     check_directory(path.parent)
@@ -266,8 +266,7 @@ PLOT_FORMATS = (".png", ".pdf", ".svg")
 
 
 def recorded_files(record: dict, path: str | Path) -> list[Path]:
-    """The files a run record at ``path`` names: its inputs, and its output (a relative one
-    beside the record, where a run puts it)."""
+    """The files a run record at ``path`` names: its inputs and :func:`recorded_output`."""
     names = []
 
     def collect(value):
@@ -281,11 +280,17 @@ def recorded_files(record: dict, path: str | Path) -> list[Path]:
                 collect(v)
 
     collect(record.get("inputs", {}))
-    files = [Path(n) for n in names]
-    if isinstance(record.get("output"), str):
-        output = Path(record["output"])
-        files.append(output if output.is_absolute() else Path(path).parent / output.name)
-    return files
+    output = recorded_output(record, path)
+    return [Path(n) for n in names] + ([] if output is None else [output])
+
+
+def recorded_output(record: dict, path: str | Path) -> Path | None:
+    """The picture (or folder) a run record at ``path`` was written for: a relative one
+    beside the record, where a run puts it; None when the record names none."""
+    output = record.get("output")
+    if not isinstance(output, str) or not Path(output).name:
+        return None
+    return Path(output) if Path(output).is_absolute() else Path(path).parent / Path(output).name
 
 
 def plot_record(record: dict, out: str | Path) -> Path:
