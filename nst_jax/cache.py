@@ -70,9 +70,23 @@ def enable_cache(folder: str | Path | None = None, notify: Callable[[str], objec
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)  # LRU eviction, under a file lock
+    _mend_access_times(folder)
     _notify_once_on_errors(folder, notify)
     PROGRAMS.update(folder=folder / "programs", notify=notify, said=False)
     return folder
+
+
+def _mend_access_times(folder: Path) -> None:
+    """Give each entry without its access-time file (written by a process with no size limit,
+    or cut off between its two writes) the oldest time: JAX's eviction reads every entry's,
+    and one missing fails every later write."""
+    for entry in folder.glob("*-cache"):
+        atime = entry.with_name(entry.name.removesuffix("-cache") + "-atime")
+        if not atime.exists():
+            try:
+                atime.write_bytes(bytes(8))
+            except OSError:
+                pass  # then JAX's next write fails as before: one note
 
 
 def _notify_once_on_errors(folder: Path, notify: Callable[[str], object]) -> None:

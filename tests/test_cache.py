@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,22 @@ def test_a_corrupt_cache_costs_a_compile_and_one_note(tmp_path):
     assert len(notes) == 1 and notes[0].startswith("note: compilation cache: an entry in")
     assert "Traceback" not in again.stderr and "Warning" not in again.stderr
     assert (tmp_path / "out.png").is_file()
+
+
+def test_entries_without_their_access_time_do_not_stop_new_ones(tmp_path):
+    """An entry written without its access-time file (by a process with no size limit, or
+    one cut off between its two writes) must not make every later write fail."""
+    cache = tmp_path / "cache"
+    assert run(tmp_path, cache).returncode == 0
+    written = entries(cache)
+    for atime in cache.glob("*-atime"):
+        atime.unlink()
+    sorted(cache.glob("*-cache"))[0].unlink()  # one program to compile and write again
+    shutil.rmtree(cache / "programs")
+    again = run(tmp_path, cache)
+    assert again.returncode == 0, again.stderr
+    assert "compilation cache" not in again.stderr, again.stderr
+    assert entries(cache) == written
 
 
 def test_an_unwritable_cache_folder_is_one_note(tmp_path):
