@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from nst_jax.cache import SUFFIX, cache_dir, cache_off
-from nst_jax.image import save_image
+from nst_jax.image import load_image, save_image
 
 
 def images(tmp_path: Path) -> tuple[Path, Path]:
@@ -46,20 +46,37 @@ def compile_seconds(stdout: str) -> float:
 
 @pytest.mark.slow
 def test_a_second_run_loads_every_program_from_the_cache(tmp_path):
-    cache = tmp_path / "cache"
+    """A second run compiles nothing: it finds JAX's entries and loads the programs the first
+    kept, writing none again, and paints the first's picture bit for bit, as a run with the
+    cache off does. Entries without their access-time file (written by a process with no
+    size limit, or cut off between its two writes) do not stop new ones being written."""
+    cache, out = tmp_path / "cache", tmp_path / "out.png"
     first = run(tmp_path, cache)
     assert first.returncode == 0, first.stderr
     written = entries(cache)
     assert written  # the step, the targets' forward passes, the init
+    kept = {p.name: p.stat().st_ino for p in (cache / "programs").glob(f"*{SUFFIX}")}
+    assert len(kept) == 4  # one scale: its step, its first state, its style Grams, its content targets
+    picture = load_image(out)
     second = run(tmp_path, cache)
     assert second.returncode == 0, second.stderr
     assert entries(cache) == written  # every program was found: nothing new compiled
+    assert {p.name: p.stat().st_ino for p in (cache / "programs").glob(f"*{SUFFIX}")} == kept  # none written again
     assert not [line for line in second.stderr.splitlines() if line.startswith("note:")
                 and not line.startswith("note: balance:")]  # nothing said about the cache
     assert compile_seconds(second.stdout) < compile_seconds(first.stdout)
+    np.testing.assert_array_equal(load_image(out), picture)
+    for atime in cache.glob("*-atime"):
+        atime.unlink()
+    sorted(cache.glob("*-cache"))[0].unlink()  # one program to compile and write again
+    shutil.rmtree(cache / "programs")
+    third = run(tmp_path, cache)
+    assert third.returncode == 0 and "compilation cache" not in third.stderr, third.stderr
+    assert entries(cache) == written
+    assert run(tmp_path, cache, "--no-cache").returncode == 0
+    np.testing.assert_array_equal(load_image(out), picture)
 
 
-@pytest.mark.slow
 def test_a_corrupt_cache_costs_a_compile_and_one_note(tmp_path):
     cache = tmp_path / "cache"
     assert run(tmp_path, cache).returncode == 0
@@ -71,22 +88,6 @@ def test_a_corrupt_cache_costs_a_compile_and_one_note(tmp_path):
     assert len(notes) == 1 and notes[0].startswith("note: compilation cache: an entry in")
     assert "Traceback" not in again.stderr and "Warning" not in again.stderr
     assert (tmp_path / "out.png").is_file()
-
-
-def test_entries_without_their_access_time_do_not_stop_new_ones(tmp_path):
-    """An entry written without its access-time file (by a process with no size limit, or
-    one cut off between its two writes) must not make every later write fail."""
-    cache = tmp_path / "cache"
-    assert run(tmp_path, cache).returncode == 0
-    written = entries(cache)
-    for atime in cache.glob("*-atime"):
-        atime.unlink()
-    sorted(cache.glob("*-cache"))[0].unlink()  # one program to compile and write again
-    shutil.rmtree(cache / "programs")
-    again = run(tmp_path, cache)
-    assert again.returncode == 0, again.stderr
-    assert "compilation cache" not in again.stderr, again.stderr
-    assert entries(cache) == written
 
 
 def test_an_unwritable_cache_folder_is_one_note(tmp_path):
@@ -343,24 +344,6 @@ def test_no_folder_or_an_unstable_description_keeps_nothing(kept_in, monkeypatch
     assert cache.kept_program((object(),), step, (state, data), None) is None  # "<object at 0x...>"
     monkeypatch.setitem(cache.PROGRAMS, "folder", None)
     assert cache.kept_program(("step",), step, (state, data), None) is None
-
-
-@pytest.mark.slow
-def test_a_second_run_loads_its_programs_kept_and_paints_the_same(tmp_path):
-    """The programs a run keeps are what a second run uses (it writes no new ones), and
-    both paint the picture a run with the cache off paints, bit for bit."""
-    from nst_jax.image import load_image
-
-    cache = tmp_path / "cache"
-    assert run(tmp_path, cache).returncode == 0
-    kept = {p.name: p.stat().st_ino for p in (cache / "programs").glob(f"*{SUFFIX}")}
-    assert len(kept) == 4  # one scale: its step, its first state, its style Grams, its content targets
-    first = load_image(tmp_path / "out.png")
-    assert run(tmp_path, cache).returncode == 0
-    assert {p.name: p.stat().st_ino for p in (cache / "programs").glob(f"*{SUFFIX}")} == kept  # none written again
-    np.testing.assert_array_equal(load_image(tmp_path / "out.png"), first)
-    assert run(tmp_path, cache, "--no-cache").returncode == 0
-    np.testing.assert_array_equal(load_image(tmp_path / "out.png"), first)
 
 
 def test_the_least_recently_used_programs_go_past_the_folders_size(kept_in, monkeypatch):

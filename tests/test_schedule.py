@@ -111,12 +111,12 @@ def test_the_next_start_gets_the_band_the_coarse_scale_could_not_hold(vgg16_weig
 @pytest.mark.slow
 def test_a_multi_scale_run(optimizer, vgg16_weights):
     config = tiny(scales=(16, 23, 32), steps=3, optimizer=optimizer, average=0.9)
-    result = stylize(CONTENT, STYLE, config, weights=vgg16_weights)
+    progress = []
+    result = stylize(CONTENT, STYLE, config, weights=vgg16_weights,
+                     callback=lambda p: progress.append((p.step, p.total)))
     assert result.steps == 9 and [r.step for r in result.history] == list(range(9))
     assert result.output.shape == CONTENT.shape and result.last_scale_start == 6
     assert result.average_image is not None and result.improved
-    progress = []
-    stylize(CONTENT, STYLE, config, weights=vgg16_weights, callback=lambda p: progress.append((p.step, p.total)))
     assert progress[-1] == (9, 9) and [s for s, _ in progress] == list(range(1, 10))
 
 
