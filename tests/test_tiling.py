@@ -61,8 +61,9 @@ def variant(name: str, tmp_path) -> tuple[StyleConfig, list]:
     base = tiny(size=80, tv_weight=3.0, conv="lax", **SHALLOW)
     if name == "paper norms":
         return base, [STYLE]
-    if name == "content mean, style mean, luminance":
-        return base.replace(content_norm="mean", content_weight=1e4, style_norm="mean", colour="luminance"), [STYLE]
+    if name == "content mean, luminance, wasserstein":
+        return base.replace(content_norm="mean", content_weight=1e4, colour="luminance",
+                            style_loss="wasserstein"), [STYLE]
     if name == "two styles, relative norms, gram share":
         return base.replace(style_blend=(3.0, 1.0), content_norm="relative", style_norm="relative",
                             per_channel=4.0), [STYLE, OTHER_STYLE]
@@ -95,7 +96,7 @@ def relative(a, b) -> float:
     return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
 
 
-@pytest.mark.parametrize("name", ["paper norms", "content mean, style mean, luminance",
+@pytest.mark.parametrize("name", ["paper norms", "content mean, luminance, wasserstein",
                                   "two styles, relative norms, gram share", "masks", "paper layers",
                                   "masks, wasserstein"])
 @pytest.mark.slow
